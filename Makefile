@@ -1,0 +1,43 @@
+# Set-up and everyday commands. `make test` is what CI runs (.ci/run).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Model files: ../shared/models beside the checkout when present, else facefind downloads them.
+export FACEFIND_MODELS ?= $(wildcard $(abspath ../shared/models))
+
+.PHONY: install test lint demo bench bench-install clean
+
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+# make demo PHOTOS=~/Pictures QUERY=me.jpg [DB=photos.db]
+demo: install
+	@test -n "$(PHOTOS)" -a -n "$(QUERY)" || { echo "usage: make demo PHOTOS=folder QUERY=photo.jpg"; exit 2; }
+	$(BIN)/facefind index "$(PHOTOS)" $(if $(DB),--db "$(DB)") || test $$? -eq 3
+	$(BIN)/facefind search "$(QUERY)" $(if $(DB),--db "$(DB)")
+
+bench-install: install $(VENV)/.bench
+$(VENV)/.bench:
+	$(BIN)/pip install --quiet -e '.[bench]'
+	# face_recognition requires `dlib` (a source build); dlib-bin provides the same module.
+	$(BIN)/pip install --quiet --no-deps face_recognition
+	touch $@
+
+bench: bench-install
+	$(BIN)/python bench/ingest_bench.py
+	$(BIN)/python bench/accuracy_bench.py
+	$(BIN)/python bench/search_bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,381 @@
+"""The catalog: collections, images and faces (with embeddings) in SQLite or, later, PostgreSQL.
+
+Only portable SQL types are used (SQLAlchemy Core), so the same schema can live in PostgreSQL.
+Every write that belongs together happens in one transaction: a crash at any moment leaves
+either the old or the new state of an image, never half of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from .errors import CatalogError
+from .faces import Face
+
+SCHEMA_VERSION = 1
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+collections = sa.Table(
+    "collections",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+images = sa.Table(
+    "images",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "collection_id", sa.Integer, sa.ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mtime_ns", sa.BigInteger, nullable=False),
+    sa.Column("width", sa.Integer),
+    sa.Column("height", sa.Integer),
+    sa.Column("status", sa.String(16), nullable=False),  # "indexed" or "error"
+    sa.Column("error", sa.Text),
+    sa.Column("indexed_at", sa.String(32), nullable=False),
+    sa.UniqueConstraint("collection_id", "path"),
+)
+sa.Index("ix_images_sha256", images.c.sha256)
+faces = sa.Table(
+    "faces",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("face_index", sa.Integer, nullable=False),
+    sa.Column("x", sa.Float, nullable=False),
+    sa.Column("y", sa.Float, nullable=False),
+    sa.Column("w", sa.Float, nullable=False),
+    sa.Column("h", sa.Float, nullable=False),
+    sa.Column("landmarks", sa.Text, nullable=False),  # JSON [[x, y] * 5]
+    sa.Column("det_score", sa.Float, nullable=False),
+    sa.Column("size_px", sa.Float, nullable=False),
+    sa.Column("sharpness", sa.Float, nullable=False),
+    sa.Column("yaw", sa.Float, nullable=False),
+    sa.Column("quality", sa.Float, nullable=False),
+    sa.Column("usable", sa.Boolean, nullable=False),
+    sa.Column("model_id", sa.String(64), nullable=False),
+    sa.Column("embedding", sa.LargeBinary, nullable=False),  # float32, L2-normalised
+    sa.UniqueConstraint("image_id", "face_index"),
+)
+sa.Index("ix_faces_image", faces.c.image_id)
+sa.Index("ix_faces_model", faces.c.model_id, faces.c.usable)
+calibrations = sa.Table(
+    "calibrations",
+    metadata,
+    sa.Column("model_id", sa.String(64), primary_key=True),
+    sa.Column("table_json", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class KnownImage:
+    id: int
+    path: str
+    sha256: str | None
+    size: int
+    mtime_ns: int
+    status: str
+
+
+@dataclass(frozen=True)
+class FaceRow:
+    id: int
+    image_id: int
+    path: str
+    box: tuple[float, float, float, float]
+    quality: float
+    usable: bool
+
+
+def _migrate_to_1(conn: Connection) -> None:
+    metadata.create_all(conn)
+
+
+# Version N is reached by running MIGRATIONS[N - 1] on a catalog at version N - 1.
+MIGRATIONS = [_migrate_to_1]
+
+
+class Catalog:
+    def __init__(self, url_or_path: str | Path) -> None:
+        url = str(url_or_path)
+        if "://" not in url:
+            path = Path(url).expanduser()
+            if path.is_dir():
+                raise CatalogError(f"{path} is a folder; --db wants a file such as {path / 'catalog.db'}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{path}"
+        self.url = url
+        self.engine: Engine = sa.create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            self._migrate()
+        except sa.exc.DatabaseError as err:
+            raise CatalogError(
+                f"cannot open the catalog at {url_or_path}: {err.orig}. "
+                f"Is it a facefind database? Give another path with --db or FACEFIND_DB."
+            ) from None
+
+    def _migrate(self) -> None:
+        with self.engine.begin() as conn:
+            version = 0
+            if sa.inspect(conn).has_table("meta"):
+                row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version"))
+                version = int(row.scalar_one_or_none() or 0)
+            if version > SCHEMA_VERSION:
+                raise CatalogError(
+                    f"this catalog has schema version {version}, newer than this facefind "
+                    f"understands ({SCHEMA_VERSION}); upgrade facefind to use it."
+                )
+            for step in MIGRATIONS[version:]:
+                step(conn)
+            if version < SCHEMA_VERSION:
+                conn.execute(sa.delete(meta).where(meta.c.key == "schema_version"))
+                conn.execute(sa.insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # collections -------------------------------------------------------------------------
+    def collection_id(self, name: str, create: bool = True) -> int:
+        with self.transaction() as conn:
+            found = conn.execute(
+                sa.select(collections.c.id).where(collections.c.name == name)
+            ).scalar_one_or_none()
+            if found is not None:
+                return int(found)
+            if not create:
+                raise CatalogError(f"no collection named {name!r}")
+            inserted = conn.execute(sa.insert(collections).values(name=name, created_at=now()))
+            return int(inserted.inserted_primary_key[0])  # type: ignore[index]
+
+    # images ------------------------------------------------------------------------------
+    def known_images(self, collection_id: int, under: Path) -> dict[str, KnownImage]:
+        """Catalogued images of a collection whose path lies under folder (or is that file)."""
+        root = str(under)
+        prefix = root.rstrip("/") + "/"
+        query = sa.select(
+            images.c.id,
+            images.c.path,
+            images.c.sha256,
+            images.c.size,
+            images.c.mtime_ns,
+            images.c.status,
+        ).where(
+            images.c.collection_id == collection_id,
+            sa.or_(images.c.path == root, images.c.path.startswith(prefix, autoescape=True)),
+        )
+        with self.engine.connect() as conn:
+            return {r.path: KnownImage(*r) for r in conn.execute(query)}
+
+    def remove_images(self, conn: Connection, image_ids: Sequence[int]) -> None:
+        for chunk in _chunks(image_ids, 500):
+            conn.execute(sa.delete(faces).where(faces.c.image_id.in_(chunk)))
+            conn.execute(sa.delete(images).where(images.c.id.in_(chunk)))
+
+    def touch_image(self, conn: Connection, image_id: int, size: int, mtime_ns: int) -> None:
+        conn.execute(sa.update(images).where(images.c.id == image_id).values(size=size, mtime_ns=mtime_ns))
+
+    def save_image(
+        self,
+        conn: Connection,
+        collection_id: int,
+        path: str,
+        *,
+        sha256: str | None,
+        size: int,
+        mtime_ns: int,
+        shape: tuple[int, int] | None,
+        found: list[Face],
+        error: str | None,
+    ) -> int:
+        """Insert or replace one image and all its faces (inside the caller's transaction)."""
+        existing = conn.execute(
+            sa.select(images.c.id).where(images.c.collection_id == collection_id, images.c.path == path)
+        ).scalar_one_or_none()
+        values = dict(
+            sha256=sha256,
+            size=size,
+            mtime_ns=mtime_ns,
+            width=shape[1] if shape else None,
+            height=shape[0] if shape else None,
+            status="error" if error else "indexed",
+            error=error,
+            indexed_at=now(),
+        )
+        if existing is None:
+            inserted = conn.execute(
+                sa.insert(images).values(collection_id=collection_id, path=path, **values)
+            )
+            image_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+        else:
+            image_id = int(existing)
+            conn.execute(sa.delete(faces).where(faces.c.image_id == image_id))
+            conn.execute(sa.update(images).where(images.c.id == image_id).values(**values))
+        if found:
+            conn.execute(sa.insert(faces), [_face_values(image_id, i, f) for i, f in enumerate(found)])
+        return image_id
+
+    # faces -------------------------------------------------------------------------------
+    def embeddings(self, model_id: str, include_unusable: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, matrix) of every stored embedding of one model."""
+        query = sa.select(faces.c.id, faces.c.embedding).where(faces.c.model_id == model_id)
+        if not include_unusable:
+            query = query.where(faces.c.usable.is_(True))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(faces.c.id)).all()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
+        return ids, matrix
+
+    def face_rows(self, face_ids: Iterable[int]) -> dict[int, FaceRow]:
+        ids = [int(i) for i in face_ids]
+        out: dict[int, FaceRow] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(ids, 500):
+                query = (
+                    sa.select(
+                        faces.c.id,
+                        faces.c.image_id,
+                        images.c.path,
+                        faces.c.x,
+                        faces.c.y,
+                        faces.c.w,
+                        faces.c.h,
+                        faces.c.quality,
+                        faces.c.usable,
+                    )
+                    .join(images, images.c.id == faces.c.image_id)
+                    .where(faces.c.id.in_(chunk))
+                )
+                for r in conn.execute(query):
+                    out[r.id] = FaceRow(r.id, r.image_id, r.path, (r.x, r.y, r.w, r.h), r.quality, r.usable)
+        return out
+
+    # calibration -------------------------------------------------------------------------
+    def load_calibration(self, model_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(calibrations.c.table_json).where(calibrations.c.model_id == model_id)
+            ).scalar_one_or_none()
+        return json.loads(found) if found else None
+
+    def save_calibration(self, model_id: str, table: dict) -> None:
+        with self.transaction() as conn:
+            conn.execute(sa.delete(calibrations).where(calibrations.c.model_id == model_id))
+            conn.execute(
+                sa.insert(calibrations).values(
+                    model_id=model_id, table_json=json.dumps(table), created_at=now()
+                )
+            )
+
+    # stats -------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        with self.engine.connect() as conn:
+
+            def count(query: sa.Select) -> int:
+                return int(conn.execute(query).scalar_one())
+
+            per_collection = conn.execute(
+                sa.select(collections.c.name, sa.func.count(images.c.id))
+                .select_from(collections.outerjoin(images))
+                .group_by(collections.c.name)
+                .order_by(collections.c.name)
+            ).all()
+            per_model = conn.execute(
+                sa.select(faces.c.model_id, sa.func.count()).group_by(faces.c.model_id)
+            ).all()
+            errors = conn.execute(
+                sa.select(images.c.error, sa.func.count())
+                .where(images.c.status == "error")
+                .group_by(images.c.error)
+                .order_by(sa.func.count().desc())
+                .limit(10)
+            ).all()
+            return {
+                "collections": {name: n for name, n in per_collection},
+                "images": count(sa.select(sa.func.count()).select_from(images)),
+                "images_indexed": count(sa.select(sa.func.count()).where(images.c.status == "indexed")),
+                "images_with_errors": count(sa.select(sa.func.count()).where(images.c.status == "error")),
+                "images_without_faces": count(
+                    sa.select(sa.func.count())
+                    .select_from(images)
+                    .where(
+                        images.c.status == "indexed",
+                        ~sa.exists().where(faces.c.image_id == images.c.id),
+                    )
+                ),
+                "faces": count(sa.select(sa.func.count()).select_from(faces)),
+                "faces_searchable": count(sa.select(sa.func.count()).where(faces.c.usable.is_(True))),
+                "faces_per_model": {m: n for m, n in per_model},
+                "schema_version": SCHEMA_VERSION,
+                "recent_errors": [{"error": e, "count": n} for e, n in errors],
+            }
+
+
+def _face_values(image_id: int, index: int, face: Face) -> dict:
+    x, y, w, h = face.box
+    return dict(
+        image_id=image_id,
+        face_index=index,
+        x=x,
+        y=y,
+        w=w,
+        h=h,
+        landmarks=json.dumps(np.round(face.detection.landmarks, 2).tolist()),
+        det_score=face.detection.score,
+        size_px=face.quality.size_px,
+        sharpness=face.quality.sharpness,
+        yaw=face.quality.yaw,
+        quality=face.quality.score,
+        usable=face.usable,
+        model_id=face.model_id,
+        embedding=np.ascontiguousarray(face.embedding, np.float32).tobytes(),
+    )
+
+
+def _chunks(items: Sequence[int], n: int) -> Iterator[Sequence[int]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

@@ -1,0 +1,368 @@
+"""`facefind` command line: a thin shell over the library. Every command takes --db and --json."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from . import evaluate as evaluation
+from .engine import DEFAULT_MAX_FMR, FaceFind
+from .errors import FacefindError
+from .results import IndexReport, SearchResult, Verification
+
+app = typer.Typer(
+    help="Self-hosted, consent-first face search over your own photos.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+EXIT_COMPLETED_WITH_ERRORS = 3
+EXIT_INTERRUPTED = 130
+
+Db = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        envvar="FACEFIND_DB",
+        help="Catalog file (default: FACEFIND_DB, else catalog.db in the per-user data directory).",
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")]
+Workers = Annotated[int | None, typer.Option("--workers", min=1, help="Processes (default: cores).")]
+MaxFmr = Annotated[
+    float | None,
+    typer.Option(
+        "--max-fmr",
+        help=f"Threshold as the highest acceptable false-match rate (default {DEFAULT_MAX_FMR:g}).",
+    ),
+]
+Threshold = Annotated[
+    float | None, typer.Option("--threshold", help="Threshold as a cosine similarity; overrides --max-fmr.")
+]
+
+
+@contextmanager
+def session(db: Path | None) -> Iterator[FaceFind]:
+    """Open the catalog; turn our errors into a clean message and exit status."""
+    try:
+        with FaceFind(db) as ff:
+            yield ff
+    except FacefindError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(e.exit_code) from None
+
+
+def emit_json(data: Any) -> None:
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def progress_bar(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """Rich bar with count, rate and ETA on a terminal; plain lines on stderr otherwise."""
+    if quiet or not err.is_terminal:
+        started, last = time.monotonic(), [0.0]
+
+        def plain(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] < 5 and done != total:
+                return
+            last[0] = now
+            rate = done / max(now - started, 1e-9)
+            eta = (total - done) / rate if rate else 0
+            print(f"{label}: {done}/{total} ({rate:.1f}/s, ETA {eta:.0f}s)", file=sys.stderr, flush=True)
+
+        yield plain
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(label, total=None, rate="")
+        started = time.monotonic()
+
+        def update(done: int, total: int) -> None:
+            rate = done / max(time.monotonic() - started, 1e-9)
+            bar.update(task, completed=done, total=total, rate=f"{rate:.1f} images/s")
+
+        yield update
+
+
+@app.command()
+def index(
+    photos: Annotated[Path, typer.Argument(help="Folder (searched recursively) or single photo.")],
+    collection: Annotated[str, typer.Option(help="Collection to index into.")] = "default",
+    workers: Workers = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Detect, align and embed every face under PHOTOS. Re-runs only do what changed."""
+    with session(db) as ff, progress_bar("indexing", as_json) as on_progress:
+        report = ff.index(photos, collection=collection, workers=workers, on_progress=on_progress)
+    if as_json:
+        emit_json(report)
+    else:
+        _print_index_report(report)
+    if report.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if report.errors:
+        raise typer.Exit(EXIT_COMPLETED_WITH_ERRORS)
+
+
+def _print_index_report(r: IndexReport) -> None:
+    out.print(
+        f"{r.root}: {r.files_seen} photos seen; {r.indexed} indexed, {r.unchanged} unchanged, "
+        f"{r.removed} removed from the catalog; {r.faces_found} faces found "
+        f"({r.faces_searchable} searchable) in {r.seconds:.1f}s ({r.images_per_second:.1f} images/s)."
+    )
+    for e in r.error_files[:20]:
+        out.print(f"  skipped {e.path}: {e.error}")
+    if len(r.error_files) > 20:
+        out.print(f"  ... and {len(r.error_files) - 20} more (see `facefind stats`)")
+    if r.interrupted:
+        out.print("[yellow]interrupted[/]: everything above is saved; run the same command to continue.")
+    elif r.errors:
+        out.print(f"[yellow]completed with {r.errors} error(s)[/]")
+    else:
+        out.print("completed")
+
+
+@app.command()
+def search(
+    query: Annotated[Path, typer.Argument(help="Photo of the face(s) to look for.")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Most matches per face.")] = 10,
+    max_fmr: MaxFmr = None,
+    threshold: Threshold = None,
+    face: Annotated[
+        int | None, typer.Option("--face", min=0, help="Search only face N of the query (0 = largest).")
+    ] = None,
+    include_low_quality: Annotated[
+        bool,
+        typer.Option(
+            "--include-low-quality", help="Also match faces too small or blurred to be searched by default."
+        ),
+    ] = False,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Find catalogued faces of the person(s) in QUERY, with similarity and false-match rate."""
+    with session(db) as ff:
+        result = ff.search(
+            query,
+            top_k=top_k,
+            max_fmr=max_fmr,
+            threshold=threshold,
+            face=face,
+            include_low_quality=include_low_quality,
+        )
+    if as_json:
+        emit_json(result)
+    else:
+        _print_search(result)
+
+
+def _print_search(r: SearchResult) -> None:
+    rule = f"max FMR {r.max_fmr:g}" if r.max_fmr is not None else "given threshold"
+    for qf in r.faces:
+        note = "" if qf.usable else " [yellow](low quality query: results less reliable)[/]"
+        out.print(f"face {qf.face} at x={qf.box.x:.0f} y={qf.box.y:.0f} {qf.box.w:.0f}x{qf.box.h:.0f}{note}")
+        if not qf.matches:
+            out.print(f"  no match (nothing reaches similarity {r.threshold:.3f}, {rule})")
+            continue
+        for n, m in enumerate(qf.matches, 1):
+            out.print(
+                f"  {n:>3}  similarity {m.similarity:.3f}  FMR {_fmr(m.fmr, r.fmr_floor):>8}  "
+                f"{m.path}  [dim]({m.box.x:.0f},{m.box.y:.0f} {m.box.w:.0f}x{m.box.h:.0f})[/]",
+                soft_wrap=True,
+            )
+
+
+def _fmr(value: float, floor: float) -> str:
+    """Scores above every calibration impostor only bound the FMR from above."""
+    return f"<{floor:.1e}" if value <= floor else f"{value:.1e}"
+
+
+@app.command()
+def verify(
+    a: Annotated[Path, typer.Argument(help="First photo.")],
+    b: Annotated[Path, typer.Argument(help="Second photo.")],
+    max_fmr: MaxFmr = None,
+    threshold: Threshold = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Do A and B show the same person? (The largest face of each is compared.)"""
+    with session(db) as ff:
+        result = ff.verify(a, b, max_fmr=max_fmr, threshold=threshold)
+    if as_json:
+        emit_json(result)
+    else:
+        _print_verify(result)
+
+
+def _print_verify(v: Verification) -> None:
+    verdict = "[green]same person[/]" if v.same_person else "[red]different people[/]"
+    out.print(
+        f"{verdict}: similarity {v.similarity:.3f} (threshold {v.threshold:.3f}); "
+        f"different people score this high in {_fmr(v.fmr, v.fmr_floor)} of pairs"
+    )
+
+
+@app.command()
+def evaluate(
+    labelled: Annotated[Path, typer.Argument(help="Folder of PERSON/IMAGE folders.")],
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write DET and ROC curves to this PNG.")] = None,
+    max_fmr: MaxFmr = None,
+    threshold: Threshold = None,
+    workers: Workers = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Accuracy on your own labelled photos: TAR at FAR, EER, rank-1, FNIR at FPIR, per group."""
+    from .evaluate import load_labelled
+
+    with session(db) as ff, progress_bar("embedding", as_json) as on_progress:
+        cut = ff.threshold(max_fmr, threshold)
+        labelled_set = load_labelled(labelled, ff.settings, workers, lambda: ff.backend, on_progress)
+        result = evaluation.report(labelled_set, cut)
+        if plot:
+            evaluation.plot(labelled_set, plot)
+            result["plot"] = str(plot)
+    if as_json:
+        emit_json(result)
+        return
+    v, ident = result["verification"], result["identification"]
+    out.print(
+        f"{result['folder']}: {result['images']} images, {result['identities']} identities, "
+        f"{result['failures_to_detect']} failures to detect, {result['unreadable']} unreadable "
+        "(counted as errors)"
+    )
+    table = Table("metric", "value", show_edge=False, pad_edge=False)
+    rows = [("genuine / impostor pairs", f"{v['genuine_pairs']} / {v['impostor_pairs']}")]
+    for far in evaluation.FARS:
+        tar = v[f"tar_at_far_{far:g}"]
+        rows.append(
+            (
+                f"TAR at FAR {far:g}",
+                "n/a (too few pairs)"
+                if tar is None
+                else f"{tar:.4f} (threshold {v[f'threshold_at_far_{far:g}']:.3f})",
+            )
+        )
+    rows.append(("EER", f"{v['eer']:.4f}" if v["eer"] is not None else "n/a"))
+    if "rank1" in ident:
+        rows += [
+            ("rank-1 (open-set gallery)", f"{ident['rank1']:.4f}"),
+            (
+                f"FNIR at FPIR {ident['fpir']:g}",
+                f"{ident['fnir_at_fpir']:.4f} "
+                f"({ident['mated_probes']} mated, {ident['non_mated_probes']} non-mated probes)",
+            ),
+        ]
+    for metric, value in rows:
+        table.add_row(metric, value)
+    out.print(table)
+    if "per_group" in result:
+        pg = result["per_group"]
+        gt = Table(
+            "group",
+            "identities",
+            "FMR",
+            "FNMR",
+            "impostor pairs",
+            "genuine pairs",
+            title=f"per group at threshold {pg['threshold']:.3f}",
+            show_edge=False,
+        )
+        for name, g in pg["groups"].items():
+            gt.add_row(
+                name,
+                str(g["identities"]),
+                str(g["fmr"]),
+                str(g["fnmr"]),
+                str(g["impostor_pairs"]),
+                str(g["genuine_pairs"]),
+            )
+        out.print(gt)
+    if plot:
+        out.print(f"plot written to {plot}")
+
+
+@app.command()
+def calibrate(
+    labelled: Annotated[Path, typer.Argument(help="Folder of PERSON/IMAGE folders.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Also write the table to this JSON file.")
+    ] = None,
+    workers: Workers = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Rebuild the similarity -> false-match-rate table from your own labelled photos."""
+    with session(db) as ff, progress_bar("embedding", as_json) as on_progress:
+        calibration = ff.calibrate(labelled, workers=workers, on_progress=on_progress)
+    table = calibration.to_dict()
+    if output:
+        output.write_text(json.dumps(table, indent=1) + "\n")
+    if as_json:
+        emit_json(table)
+        return
+    out.print(
+        f"calibrated {calibration.model_id} on {calibration.source}: "
+        f"{calibration.impostor_pairs} impostor pairs, {calibration.genuine_pairs} genuine pairs"
+    )
+    for fmr in (1e-2, 1e-3, 1e-4, 1e-5):
+        if fmr >= calibration.fmr_floor:
+            out.print(f"  FMR {fmr:g}: similarity {calibration.threshold(fmr):.3f}")
+
+
+@app.command()
+def stats(db: Db = None, as_json: Json = False) -> None:
+    """What the catalog holds."""
+    with session(db) as ff:
+        data = ff.stats()
+    if as_json:
+        emit_json(data)
+        return
+    out.print(f"catalog {data['db']} (schema {data['schema_version']})")
+    out.print(
+        f"  images: {data['images']} ({data['images_indexed']} indexed, "
+        f"{data['images_with_errors']} with errors, {data['images_without_faces']} without faces)"
+    )
+    out.print(f"  faces: {data['faces']} ({data['faces_searchable']} searchable)")
+    for name, n in data["collections"].items():
+        out.print(f"  collection {name}: {n} images")
+    for e in data["recent_errors"]:
+        out.print(f"  error x{e['count']}: {e['error']}")
+
+
+def main() -> None:  # pragma: no cover
+    app()

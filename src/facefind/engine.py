@@ -1,0 +1,226 @@
+"""`facefind.open(db)`: the library API the CLI (and later the web API) is a thin shell over."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .calibration import Calibration, default_calibration
+from .catalog import Catalog
+from .errors import FacefindError, NoFaceError
+from .faces import Face, FaceBackend, analyze, load_backend
+from .images import ImageSource, load_image
+from .ingest import Indexer, Progress
+from .results import Box, IndexReport, Match, QueryFace, SearchResult, Verification
+from .settings import Settings, default_db_path
+from .vectors import ExactIndex, VectorIndex
+
+DEFAULT_MAX_FMR = 1e-3
+
+
+def open(db: str | Path | None = None, settings: Settings | None = None) -> FaceFind:
+    """Open (creating if needed) the catalog at `db`; default: FACEFIND_DB or the user data dir."""
+    return FaceFind(db, settings)
+
+
+class FaceFind:
+    def __init__(self, db: str | Path | None = None, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.db_path = Path(db).expanduser() if db else default_db_path()
+        self.catalog = Catalog(self.db_path)
+        self._backend: FaceBackend | None = None
+        self._indexes: dict[tuple[str, bool], VectorIndex] = {}
+
+    def __enter__(self) -> FaceFind:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    @property
+    def backend(self) -> FaceBackend:
+        if self._backend is None:
+            self._backend = load_backend(self.settings)
+        return self._backend
+
+    # indexing ----------------------------------------------------------------------------
+    def index(
+        self,
+        path: str | Path,
+        *,
+        collection: str = "default",
+        workers: int | None = None,
+        on_progress: Progress | None = None,
+    ) -> IndexReport:
+        """Detect, align and embed every face in the photos under `path`; incremental."""
+        backend: Callable[[], FaceBackend] = lambda: self.backend  # noqa: E731
+        report = Indexer(self.catalog, self.settings, backend, workers).run(
+            Path(path), collection, on_progress
+        )
+        self._indexes.clear()
+        return report
+
+    # faces -------------------------------------------------------------------------------
+    def faces(self, image: ImageSource) -> list[Face]:
+        """Every face in a photo, largest first."""
+        return analyze(self.backend, load_image(image, self.settings), self.settings)
+
+    def calibration(self) -> Calibration:
+        """The user's calibration (`facefind calibrate`) if there is one, else the shipped one."""
+        stored = self.catalog.load_calibration(self.backend.model_id)
+        return Calibration.from_dict(stored) if stored else default_calibration(self.backend.model_id)
+
+    def threshold(self, max_fmr: float | None, threshold: float | None) -> float:
+        if threshold is not None:
+            if not -1.0 <= threshold <= 1.0:
+                raise FacefindError(f"--threshold is a cosine similarity in [-1, 1], got {threshold}")
+            return threshold
+        return self.calibration().threshold(DEFAULT_MAX_FMR if max_fmr is None else max_fmr)
+
+    # search ------------------------------------------------------------------------------
+    def search(
+        self,
+        image: ImageSource,
+        *,
+        top_k: int = 10,
+        max_fmr: float | None = None,
+        threshold: float | None = None,
+        face: int | None = None,
+        include_low_quality: bool = False,
+    ) -> SearchResult:
+        """Catalogued faces like each face in `image` (or only face number `face`), best first.
+
+        Only matches at or above the threshold are returned: no match is an answer, not an error.
+        """
+        if top_k < 1:
+            raise FacefindError(f"--top-k must be at least 1, got {top_k}")
+        cut = self.threshold(max_fmr, threshold)
+        query_faces = self._query_faces(image, face)
+        calibration = self.calibration()
+        index = self._index(include_low_quality)
+        scores, ids = index.search(np.vstack([f.embedding for _, f in query_faces]), top_k)
+        rows = self.catalog.face_rows(int(i) for i in ids.ravel() if i >= 0)
+        out = []
+        for (number, qf), row_scores, row_ids in zip(query_faces, scores, ids, strict=True):
+            matches = [
+                Match(
+                    face_id=int(fid),
+                    image_id=rows[fid].image_id,
+                    path=rows[fid].path,
+                    box=_box(rows[fid].box),
+                    similarity=round(float(s), 4),
+                    fmr=calibration.fmr(float(s)),
+                    quality=rows[fid].quality,
+                )
+                for s, fid in zip(row_scores, row_ids, strict=True)
+                if fid >= 0 and s >= cut and fid in rows
+            ]
+            out.append(
+                QueryFace(
+                    face=number, box=_box(qf.box), quality=qf.quality.score, usable=qf.usable, matches=matches
+                )
+            )
+        return SearchResult(
+            query=_describe(image),
+            model_id=self.backend.model_id,
+            threshold=round(cut, 4),
+            max_fmr=None if threshold is not None else (max_fmr or DEFAULT_MAX_FMR),
+            fmr_floor=calibration.fmr_floor,
+            faces=out,
+        )
+
+    def verify(
+        self,
+        a: ImageSource,
+        b: ImageSource,
+        *,
+        max_fmr: float | None = None,
+        threshold: float | None = None,
+    ) -> Verification:
+        """Do the largest faces in photos `a` and `b` show the same person?"""
+        cut = self.threshold(max_fmr, threshold)
+        ((_, fa),) = self._query_faces(a, 0)
+        ((_, fb),) = self._query_faces(b, 0)
+        similarity = float(np.dot(fa.embedding, fb.embedding))
+        calibration = self.calibration()
+        return Verification(
+            a=_describe(a),
+            b=_describe(b),
+            model_id=self.backend.model_id,
+            similarity=round(similarity, 4),
+            fmr=calibration.fmr(similarity),
+            fmr_floor=calibration.fmr_floor,
+            threshold=round(cut, 4),
+            same_person=similarity >= cut,
+            face_a=_box(fa.box),
+            face_b=_box(fb.box),
+        )
+
+    def _query_faces(self, image: ImageSource, face: int | None) -> list[tuple[int, Face]]:
+        found = self.faces(image)
+        if not found:
+            raise NoFaceError(
+                f"no face found in {_describe(image)}. Use a photo in which the face is clearly "
+                f"visible and at least {self.settings.min_face_px} pixels wide."
+            )
+        if face is None:
+            return list(enumerate(found))
+        if not 0 <= face < len(found):
+            raise FacefindError(
+                f"--face {face} does not exist: {_describe(image)} has {len(found)} face(s), "
+                f"numbered 0..{len(found) - 1} from largest to smallest."
+            )
+        return [(face, found[face])]
+
+    def _index(self, include_low_quality: bool) -> VectorIndex:
+        key = (self.backend.model_id, include_low_quality)
+        if key not in self._indexes:
+            ids, vectors = self.catalog.embeddings(self.backend.model_id, include_low_quality)
+            index = ExactIndex(self.backend.dim)
+            if len(ids):
+                index.add(ids, vectors)
+            self._indexes[key] = index
+        return self._indexes[key]
+
+    # calibration and stats -----------------------------------------------------------------
+    def calibrate(
+        self,
+        labelled_dir: str | Path,
+        *,
+        workers: int | None = None,
+        on_progress: Progress | None = None,
+        save: bool = True,
+    ) -> Calibration:
+        """Measure the similarity->FMR table on PERSON/IMAGE folders and use it from now on."""
+        from .evaluate import load_labelled
+
+        labelled = load_labelled(
+            Path(labelled_dir), self.settings, workers, lambda: self.backend, on_progress
+        )
+        calibration = labelled.calibration(self.backend.model_id)
+        if save:
+            self.catalog.save_calibration(calibration.model_id, calibration.to_dict())
+        return calibration
+
+    def stats(self) -> dict:
+        stats = self.catalog.stats()
+        stats["db"] = str(self.db_path)
+        return stats
+
+
+def _box(box: tuple[float, float, float, float]) -> Box:
+    x, y, w, h = (round(float(v), 1) for v in box)
+    return Box(x=x, y=y, w=w, h=h)
+
+
+def _describe(image: ImageSource) -> str:
+    if isinstance(image, str | Path):
+        return str(image)
+    if isinstance(image, np.ndarray):
+        return f"<array {'x'.join(map(str, image.shape))}>"
+    return f"<{len(image)} bytes>"

@@ -1,0 +1,27 @@
+"""Errors a user can cause. Each says what went wrong and what to do about it."""
+
+
+class FacefindError(Exception):
+    """Base class: `str(err)` is a complete message meant for the user."""
+
+    exit_code = 1
+
+
+class ImageError(FacefindError):
+    """A file or buffer that cannot be used as a photo."""
+
+
+class NoFaceError(FacefindError):
+    """A photo in which no face was found where one was needed."""
+
+
+class ModelUnavailable(FacefindError):
+    """A model file could not be found, downloaded or verified."""
+
+
+class CatalogError(FacefindError):
+    """The catalog database cannot be opened or used."""
+
+
+class CalibrationError(FacefindError):
+    """A threshold or false-match rate the calibration table cannot support."""

@@ -1,0 +1,7 @@
+"""Image -> faces: detect, align, assess quality, embed. Backends live behind `FaceBackend`."""
+
+from .backend import Detection, FaceBackend
+from .pipeline import Face, analyze, load_backend, prepare_backend
+from .quality import Quality
+
+__all__ = ["Detection", "Face", "FaceBackend", "Quality", "analyze", "load_backend", "prepare_backend"]

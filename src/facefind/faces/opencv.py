@@ -1,0 +1,90 @@
+"""OpenCV Zoo backend: YuNet detector + SFace recognizer (128-d), via cv2.FaceDetectorYN/SF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .. import models
+from ..settings import Settings
+from .backend import Detection
+
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+MODEL_ID = "sface-2021dec"
+# A tight crop (the face fills the photo) can defeat the detector; retrying on a copy with a
+# border costs one more small detection and only runs when nothing was found.
+RETRY_MAX_SIDE = 640
+
+
+def model_files() -> tuple[Path, Path]:
+    return models.resolve(models.YUNET), models.resolve(models.SFACE)
+
+
+class OpenCVBackend:
+    model_id = MODEL_ID
+    dim = 128
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        detector_path: Path | None = None,
+        recognizer_path: Path | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        if detector_path is None or recognizer_path is None:
+            detector_path, recognizer_path = model_files()
+        self._detector = cv2.FaceDetectorYN.create(
+            str(detector_path), "", (320, 320), self.settings.detect_score_threshold, 0.3, 5000
+        )
+        self._recognizer = cv2.FaceRecognizerSF.create(str(recognizer_path), "")
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        rows = self._detect_rows(image, self.settings.detect_max_side, pad=0.0)
+        if len(rows) == 0:
+            rows = self._detect_rows(image, RETRY_MAX_SIDE, pad=0.5)
+        return [
+            Detection(
+                box=(float(r[0]), float(r[1]), float(r[2]), float(r[3])),
+                landmarks=r[4:14].reshape(5, 2).astype(np.float32),
+                score=float(r[14]),
+            )
+            for r in rows
+        ]
+
+    def _detect_rows(self, image: np.ndarray, max_side: int, pad: float) -> np.ndarray:
+        h, w = image.shape[:2]
+        scale = min(1.0, max_side / max(h, w))
+        small = (
+            image
+            if scale == 1.0
+            else cv2.resize(
+                image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+            )
+        )
+        border = round(pad * max(small.shape[:2]))
+        if border:
+            small = cv2.copyMakeBorder(small, border, border, border, border, cv2.BORDER_CONSTANT)
+        self._detector.setInputSize((small.shape[1], small.shape[0]))
+        _, rows = self._detector.detect(small)
+        if rows is None:
+            return np.zeros((0, 15), np.float32)
+        rows = np.asarray(rows, np.float32).copy()
+        rows[:, :14] -= border  # every coordinate is x or y; both shift by the border
+        rows[:, 2:4] += border  # width and height do not shift
+        rows[:, :14] *= np.float32(1.0 / scale)
+        return rows
+
+    def align(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        row = np.array([[*detection.box, *detection.landmarks.reshape(-1), detection.score]], np.float32)
+        return np.asarray(self._recognizer.alignCrop(image, row))
+
+    def embed(self, chips: list[np.ndarray]) -> np.ndarray:
+        if not chips:
+            return np.zeros((0, self.dim), np.float32)
+        feats = np.vstack(
+            [np.asarray(self._recognizer.feature(chip), np.float32).reshape(1, -1) for chip in chips]
+        )
+        return (feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12)).astype(np.float32)

@@ -1,0 +1,125 @@
+"""Decode photos from paths, bytes or arrays into BGR arrays, refusing anything unsafe."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+from .settings import Settings
+
+try:  # HEIC/HEIF support is optional: only if pillow-heif installed cleanly.
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIF = True
+except ImportError:  # pragma: no cover - depends on the environment
+    HEIF = False
+
+EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+    | ({".heic", ".heif"} if HEIF else set())
+)
+
+ImageSource = str | Path | bytes | np.ndarray
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in EXTENSIONS
+
+
+def load_image(source: ImageSource, settings: Settings | None = None) -> np.ndarray:
+    """Return an 8-bit BGR image (what OpenCV expects), with EXIF orientation applied.
+
+    Paths and bytes are decoded with Pillow; arrays are taken as BGR (grey and BGRA accepted).
+    Raises ImageError with the reason for empty, truncated, non-image, oversized files.
+    """
+    settings = settings or Settings()
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    if isinstance(source, str | Path):
+        path = Path(source)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ImageError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise ImageError(f"{path}: is a folder, not a photo") from None
+        except OSError as err:
+            raise ImageError(f"{path}: cannot read ({err.strerror})") from None
+        return decode_image(data, settings, name=str(path))
+    if isinstance(source, bytes | bytearray | memoryview):
+        return decode_image(bytes(source), settings)
+    raise ImageError(f"cannot use a {type(source).__name__} as a photo: give a path, bytes or an array")
+
+
+def decode_image(data: bytes, settings: Settings, name: str = "image") -> np.ndarray:
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse both.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                _check_dimensions(opened.size, settings, name)
+                rgb = np.asarray(_to_rgb(ImageOps.exif_transpose(opened)))
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: refused as a decompression bomb (too many pixels)") from None
+    except UnidentifiedImageError:
+        raise ImageError(
+            f"{name}: not a supported image (JPEG, PNG, WebP, BMP, TIFF{', HEIC' if HEIF else ''})"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{name}: damaged or truncated image ({err})") from None
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def _check_dimensions(size: tuple[int, int], settings: Settings, name: str) -> None:
+    w, h = size
+    if w < 1 or h < 1:
+        raise ImageError(f"{name}: image has no pixels ({w}x{h})")
+    if w * h > settings.max_image_pixels:
+        raise ImageError(
+            f"{name}: refused as a decompression bomb ({w}x{h} = {w * h / 1e6:.0f} MP, "
+            f"limit {settings.max_image_pixels / 1e6:.0f} MP)"
+        )
+    if max(w, h) > settings.max_image_side or max(w, h) / min(w, h) > settings.max_aspect_ratio:
+        raise ImageError(f"{name}: absurd dimensions {w}x{h}; not a photo")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        img.load()
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Composite on white rather than dropping alpha: transparent pixels are often black.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        arr = (255 * (arr - arr.min()) / max(arr.max() - arr.min(), 1)).astype(np.uint8)
+        return Image.fromarray(arr).convert("RGB")
+    return img.convert("RGB")
+
+
+def _from_array(arr: np.ndarray) -> np.ndarray:
+    if arr.size == 0:
+        raise ImageError("empty array given as a photo")
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.max() <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        return np.ascontiguousarray(np.stack([arr] * 3, axis=-1))
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return np.ascontiguousarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return np.ascontiguousarray(arr[:, :, :3])
+    raise ImageError(f"array of shape {arr.shape} is not an image: expected HxW, HxWx3 (BGR) or HxWx4")

@@ -1,0 +1,280 @@
+"""Index a folder: find photos, analyse new and changed ones in parallel, record them.
+
+Work is committed in small batches, each one transaction, so Ctrl-C or kill -9 at any moment
+loses at most the batch in flight, which the next run simply redoes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+from sqlalchemy.engine import Connection
+
+from .catalog import Catalog
+from .errors import FacefindError, ImageError
+from .faces import Face, FaceBackend, analyze, load_backend, prepare_backend
+from .faces.pipeline import StageTimes
+from .images import decode_image, is_image_path
+from .results import FileError, IndexReport
+from .settings import Settings
+
+Progress = Callable[[int, int], None]
+BATCH_IMAGES, BATCH_SECONDS = 64, 2.0
+
+
+@dataclass(frozen=True)
+class FileTask:
+    path: str
+    size: int
+    mtime_ns: int
+    known_id: int | None = None  # catalog id when the path was indexed before
+    known_sha256: str | None = None  # if the content still hashes to this, nothing changed
+
+
+@dataclass
+class FileResult:
+    task: FileTask
+    sha256: str | None = None
+    shape: tuple[int, int] | None = None
+    faces: list[Face] = field(default_factory=list)
+    error: str | None = None
+    unchanged: bool = False
+    times: StageTimes = field(default_factory=StageTimes)
+
+
+def scan(root: Path) -> Iterator[FileTask | FileError]:
+    """Photos under `root` (or `root` itself) by extension, skipping hidden folders."""
+    for path in [root] if root.is_file() else _walk(root):
+        if not is_image_path(path):
+            continue
+        try:
+            st = path.stat()
+        except OSError as err:
+            yield FileError(path=str(path), error=f"cannot read ({err.strerror})")
+            continue
+        yield FileTask(str(path), st.st_size, st.st_mtime_ns)
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            yield Path(folder) / name
+
+
+def process_file(task: FileTask, backend: FaceBackend, settings: Settings) -> FileResult:
+    result = FileResult(task)
+    started = time.perf_counter()
+    try:
+        data = Path(task.path).read_bytes()
+    except OSError as err:
+        result.error = f"cannot read ({err.strerror})"
+        return result
+    result.sha256 = hashlib.sha256(data).hexdigest()
+    if result.sha256 == task.known_sha256:
+        result.unchanged = True
+        return result
+    try:
+        image = decode_image(data, settings, name=Path(task.path).name)
+    except ImageError as err:
+        result.error = str(err).removeprefix(Path(task.path).name + ": ")
+        return result
+    result.times.add("decode", started)
+    result.shape = (image.shape[0], image.shape[1])
+    try:
+        result.faces = analyze(backend, image, settings, result.times)
+    except Exception as err:  # one odd image must not stop a run of thousands
+        result.error = f"face analysis failed ({type(err).__name__}: {err})"
+    return result
+
+
+_worker: tuple[FaceBackend, Settings] | None = None
+
+
+def _init_worker(settings: Settings) -> None:
+    import cv2
+
+    global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    cv2.setNumThreads(1)  # parallelism comes from processes; threads would oversubscribe
+    _worker = (load_backend(settings), settings)
+
+
+def _work(task: FileTask) -> FileResult:
+    assert _worker is not None
+    return process_file(task, *_worker)
+
+
+class Indexer:
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: Settings,
+        backend: Callable[[], FaceBackend],
+        workers: int | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.backend = backend  # only used when indexing in this process
+        self.workers = workers or min(os.cpu_count() or 1, 8)
+
+    def run(self, root: Path, collection: str, on_progress: Progress | None = None) -> IndexReport:
+        root = root.expanduser().resolve()
+        if not root.exists():
+            raise FacefindError(f"{root}: no such file or folder")
+        started = time.perf_counter()
+        report = IndexReport(root=str(root), collection=collection)
+        collection_id = self.catalog.collection_id(collection)
+        known = self.catalog.known_images(collection_id, root)
+
+        tasks: list[FileTask] = []
+        unreadable: list[FileError] = []
+        seen: set[str] = set()
+        for item in scan(root):
+            if isinstance(item, FileError):
+                unreadable.append(item)
+                seen.add(item.path)
+                continue
+            seen.add(item.path)
+            old = known.get(item.path)
+            if old and old.size == item.size and old.mtime_ns == item.mtime_ns:
+                report.unchanged += 1
+                continue
+            tasks.append(
+                item
+                if old is None
+                else FileTask(
+                    item.path,
+                    item.size,
+                    item.mtime_ns,
+                    old.id,
+                    old.sha256 if old.status == "indexed" else None,
+                )
+            )
+        report.files_seen = len(seen)
+        gone = [img.id for path, img in known.items() if path not in seen]
+        with self.catalog.transaction() as conn:
+            self.catalog.remove_images(conn, gone)
+            for bad in unreadable:
+                self.catalog.save_image(
+                    conn,
+                    collection_id,
+                    bad.path,
+                    sha256=None,
+                    size=0,
+                    mtime_ns=0,
+                    shape=None,
+                    found=[],
+                    error=bad.error,
+                )
+        report.removed = len(gone)
+        report.errors = len(unreadable)
+        report.error_files = list(unreadable)
+
+        times = StageTimes()
+        done = report.unchanged + len(unreadable)
+        total = report.files_seen
+        if on_progress:
+            on_progress(done, total)
+        pending: list[FileResult] = []
+        last_flush = time.perf_counter()
+
+        def flush() -> None:
+            nonlocal last_flush
+            t = time.perf_counter()
+            with self.catalog.transaction() as conn:
+                for r in pending:
+                    self._record(conn, collection_id, r, report)
+            times.add("store", t)
+            pending.clear()
+            last_flush = time.perf_counter()
+
+        try:
+            for result in analyse_files(tasks, self.settings, self.workers, self.backend):
+                pending.append(result)
+                times.merge(result.times)
+                done += 1
+                if len(pending) >= BATCH_IMAGES or time.perf_counter() - last_flush > BATCH_SECONDS:
+                    flush()
+                if on_progress:
+                    on_progress(done, total)
+        except KeyboardInterrupt:
+            report.interrupted = True
+        except BrokenProcessPool:
+            flush()
+            raise FacefindError(
+                f"a worker process died (out of memory, or a crash decoding a file) after "
+                f"{report.indexed} photos were saved; run the same command again to continue."
+            ) from None
+        finally:
+            if pending:
+                flush()
+        report.seconds = round(time.perf_counter() - started, 3)
+        analysed = report.indexed or 1
+        report.images_per_second = round(report.indexed / max(report.seconds, 1e-9), 2)
+        report.stage_ms_per_image = {
+            stage: round(1000 * s / analysed, 2) for stage, s in times.seconds.items()
+        }
+        return report
+
+    def _record(self, conn: Connection, collection_id: int, r: FileResult, report: IndexReport) -> None:
+        t = r.task
+        if r.unchanged and t.known_id is not None:
+            self.catalog.touch_image(conn, t.known_id, t.size, t.mtime_ns)
+            report.unchanged += 1
+            return
+        self.catalog.save_image(
+            conn,
+            collection_id,
+            t.path,
+            sha256=r.sha256,
+            size=t.size,
+            mtime_ns=t.mtime_ns,
+            shape=r.shape,
+            found=r.faces,
+            error=r.error,
+        )
+        if r.error:
+            report.errors += 1
+            report.error_files.append(FileError(path=t.path, error=r.error))
+        else:
+            report.indexed += 1
+            report.faces_found += len(r.faces)
+            report.faces_searchable += sum(f.usable for f in r.faces)
+
+
+def analyse_files(
+    tasks: list[FileTask],
+    settings: Settings,
+    workers: int,
+    backend: Callable[[], FaceBackend],
+) -> Iterator[FileResult]:
+    """Results of `process_file` for every task, in completion order, on `workers` processes."""
+    if workers <= 1 or len(tasks) <= 2:
+        in_process = backend()
+        for task in tasks:
+            yield process_file(task, in_process, settings)
+        return
+    prepare_backend()  # download or fail once, here, not in every worker
+    context = multiprocessing.get_context("spawn")  # OpenCV is not fork-safe
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(settings,))
+    try:
+        queue = iter(tasks)
+        running: set[Future[FileResult]] = {pool.submit(_work, task) for task in islice(queue, workers * 4)}
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                running.update(pool.submit(_work, task) for task in islice(queue, 1))
+                yield future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,78 @@
+"""What the library returns: plain Pydantic models, so `.model_dump()` is the `--json` output."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class FileError(BaseModel):
+    path: str
+    error: str
+
+
+class IndexReport(BaseModel):
+    root: str
+    collection: str
+    files_seen: int = 0
+    indexed: int = 0  # analysed in this run (new or changed)
+    unchanged: int = 0
+    removed: int = 0  # in the catalog but gone from disk: dropped with their faces
+    errors: int = 0
+    faces_found: int = 0
+    faces_searchable: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    stage_ms_per_image: dict[str, float] = {}
+    error_files: list[FileError] = []
+    interrupted: bool = False
+
+
+class Box(BaseModel):
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+class Match(BaseModel):
+    face_id: int
+    image_id: int
+    path: str
+    box: Box
+    similarity: float
+    fmr: float  # share of different-person pairs scoring at least this high
+    quality: float
+
+
+class QueryFace(BaseModel):
+    face: int  # index of the face in the query photo, largest first
+    box: Box
+    quality: float
+    usable: bool
+    matches: list[Match]
+
+
+class SearchResult(BaseModel):
+    query: str
+    model_id: str
+    threshold: float
+    max_fmr: float | None
+    fmr_floor: float  # smallest FMR the calibration resolves; an fmr equal to it means "at most"
+    faces: list[QueryFace]
+
+    @property
+    def matched(self) -> bool:
+        return any(f.matches for f in self.faces)
+
+
+class Verification(BaseModel):
+    a: str
+    b: str
+    model_id: str
+    similarity: float
+    fmr: float
+    fmr_floor: float
+    threshold: float
+    same_person: bool
+    face_a: Box
+    face_b: Box

@@ -1,0 +1,40 @@
+"""Where facefind keeps things, and the knobs of the face pipeline."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+APP = "facefind"
+
+
+def default_db_path() -> Path:
+    """`FACEFIND_DB`, else `catalog.db` in the per-user data directory."""
+    env = os.environ.get("FACEFIND_DB")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir(APP)) / "catalog.db"
+
+
+def model_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir(APP)) / "models"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Face pipeline parameters. Defaults were chosen by measurement on ../shared/datasets."""
+
+    # Detection runs on a copy downscaled to this longest side; chips are cut from full resolution.
+    detect_max_side: int = 1280
+    detect_score_threshold: float = 0.6
+    # Faces smaller than this (shorter box side, in original pixels) or below min_quality are
+    # stored but excluded from search unless asked for.
+    min_face_px: int = 32
+    min_quality: float = 0.25
+    # Refuse images larger than this many pixels (decompression bombs) or with absurd sides.
+    max_image_pixels: int = 89_478_485  # Pillow's own bomb limit (~9459x9459)
+    max_image_side: int = 40_000
+    max_aspect_ratio: float = 20.0

@@ -1,0 +1,72 @@
+"""Shared fixtures. Tests use real photos and models from ../shared beside the checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FACEFIND_SHARED", ROOT.parent / "shared"))
+DATASETS = SHARED / "datasets"
+MODELS = SHARED / "models"
+
+if not (MODELS / "face_recognition_sface_2021dec.onnx").exists():
+    pytest.skip(
+        f"../shared (models and labelled photos) not found at {SHARED}; these tests need it",
+        allow_module_level=True,
+    )
+
+os.environ["FACEFIND_MODELS"] = str(MODELS)
+
+FR = DATASETS / "face_recognition"
+GLINT = DATASETS / "glint_dev12"
+MULTI = DATASETS / "face_recognition_multiface"
+OBAMA = FR / "Barack_Obama" / "obama.jpg"
+BIDEN = FR / "Joe_Biden" / "biden.jpg"
+
+
+def run_cli(
+    *args: str | Path, db: Path | None = None, check: bool = False, timeout: float = 600, **kw
+) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    cmd = [sys.executable, "-m", "facefind", *map(str, args)]
+    if db is not None:
+        cmd += ["--db", str(db)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def run_json(*args: str | Path, db: Path | None = None, ok_codes: tuple[int, ...] = (0,)) -> dict:
+    proc = run_cli(*args, "--json", db=db)
+    assert proc.returncode in ok_codes, proc.stderr
+    return json.loads(proc.stdout)  # the whole of stdout must be one JSON document
+
+
+@pytest.fixture(scope="session")
+def fr_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A catalog holding ../shared/datasets/face_recognition, indexed once for the session."""
+    import facefind
+
+    db = tmp_path_factory.mktemp("fr") / "catalog.db"
+    with facefind.open(db) as ff:
+        report = ff.index(FR, workers=1)
+    assert report.indexed == 23 and report.errors == 0
+    return db
+
+
+@pytest.fixture(scope="session")
+def glint_set():  # type: ignore[no-untyped-def]
+    """Embeddings of all 1,166 glint_dev12 crops (largest face each)."""
+    from facefind.evaluate import load_labelled
+    from facefind.faces import load_backend
+    from facefind.settings import Settings
+
+    settings = Settings()
+    backend = load_backend(settings)
+    return load_labelled(GLINT, settings, 2, lambda: backend)

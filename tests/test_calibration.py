@@ -1,0 +1,49 @@
+"""The shipped similarity->FMR table holds on real impostor pairs and behaves as a table should."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+import pytest
+
+from facefind.calibration import Calibration, default_calibration
+from facefind.errors import CalibrationError
+from facefind.faces.opencv import MODEL_ID
+
+
+def test_default_threshold_gives_the_stated_fmr_on_glint(glint_set) -> None:  # type: ignore[no-untyped-def]
+    calibration = default_calibration(MODEL_ID)
+    threshold = calibration.threshold(1e-3)
+    _, impostor = glint_set.pair_scores()
+    measured = float((impostor >= threshold).mean())
+    assert 0.5e-3 <= measured <= 2e-3, measured
+
+
+def test_fmr_and_threshold_are_inverse_and_monotonic() -> None:
+    c = default_calibration(MODEL_ID)
+    for fmr in (1e-2, 1e-3, 1e-4, 1e-5):
+        assert c.fmr(c.threshold(fmr)) == pytest.approx(fmr, rel=0.05)
+    scores = np.linspace(-1, 1, 201)
+    fmrs = [c.fmr(s) for s in scores]
+    assert all(a >= b for a, b in pairwise(fmrs))
+    assert c.fmr(1.0) == c.fmr_floor
+
+
+def test_from_scores_counts_exactly() -> None:
+    rng = np.random.default_rng(0)
+    impostor = rng.normal(0, 0.1, 100_000)
+    c = Calibration.from_scores("m", impostor, 10, "synthetic")
+    for fmr in (1e-1, 1e-2, 1e-3):
+        t = c.threshold(fmr)
+        assert (impostor >= t).mean() == pytest.approx(fmr, rel=0.1)
+
+
+def test_refuses_what_it_cannot_measure() -> None:
+    c = default_calibration(MODEL_ID)
+    with pytest.raises(CalibrationError, match="below what this calibration can measure"):
+        c.threshold(1e-9)
+    with pytest.raises(CalibrationError, match="max-fmr"):
+        c.threshold(0)
+    with pytest.raises(CalibrationError, match="at least 1000"):
+        Calibration.from_scores("m", np.zeros(10), 1, "tiny")

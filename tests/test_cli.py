@@ -1,0 +1,86 @@
+"""The CLI end to end, through a subprocess: --json output, exit codes, messages."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from PIL import Image
+
+from .conftest import BIDEN, FR, MULTI, OBAMA, run_cli, run_json
+
+
+def test_index_search_verify_stats(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    report = run_json("index", FR, db=db)
+    assert report["indexed"] == 23 and report["faces_found"] == 23 and report["errors"] == 0
+    assert set(report["stage_ms_per_image"]) >= {"decode", "detect", "align", "embed", "store"}
+
+    result = run_json("search", MULTI / "obama_and_biden.jpg", "--top-k", "5", db=db)
+    assert result["max_fmr"] == 1e-3 and len(result["faces"]) >= 2
+    tops = {Path(f["matches"][0]["path"]).parent.name for f in result["faces"] if f["matches"]}
+    assert {"Barack_Obama", "Joe_Biden"} <= tops
+
+    verdict = run_json("verify", OBAMA, BIDEN, db=db)
+    assert verdict["same_person"] is False
+
+    stats = run_json("stats", db=db)
+    assert stats["images"] == 23 and stats["faces"] == 23 and stats["collections"] == {"default": 23}
+
+    human = run_cli("search", OBAMA, db=db, check=True)
+    assert "similarity" in human.stdout and "obama" in human.stdout
+
+
+def test_db_from_environment(tmp_path: Path) -> None:
+    import os
+
+    env = dict(os.environ, FACEFIND_DB=str(tmp_path / "env.db"))
+    run_cli("index", FR / "Joe_Biden", env=env, check=True)
+    assert (tmp_path / "env.db").exists()
+
+
+def test_errors_exit_nonzero_with_a_message(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    album = tmp_path / "album"
+    album.mkdir()
+    shutil.copy(OBAMA, album / "obama.jpg")
+    (album / "broken.jpg").write_bytes(b"")
+    indexed = run_cli("index", album, db=db)
+    assert indexed.returncode == 3
+    assert "completed with 1 error" in indexed.stdout and "empty file" in indexed.stdout
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (300, 300), "grey").save(blank)
+    no_face = run_cli("search", blank, db=db)
+    assert no_face.returncode == 1 and "no face found" in no_face.stderr and no_face.stdout == ""
+
+    missing = run_cli("verify", tmp_path / "nope.jpg", OBAMA, db=db)
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+
+    bad_db = run_cli("stats", db=tmp_path)
+    assert bad_db.returncode == 1 and "is a folder" in bad_db.stderr
+
+
+def test_evaluate_with_groups_and_plot(tmp_path: Path) -> None:
+    labelled = tmp_path / "labelled"
+    for person in ("Barack_Obama", "Joe_Biden", "Kit_Harington", "Rose_Leslie", "Alex_Lacamoire"):
+        shutil.copytree(FR / person, labelled / person)
+    blank = labelled / "Joe_Biden" / "no_face.png"
+    Image.new("RGB", (200, 200), "white").save(blank)
+    (labelled / "groups.csv").write_text(
+        "person,group\nBarack_Obama,A\nJoe_Biden,A\nKit_Harington,B\nRose_Leslie,B\nAlex_Lacamoire,B\n"
+    )
+    plot = tmp_path / "det.png"
+    result = run_json("evaluate", labelled, "--plot", plot, db=tmp_path / "c.db")
+    assert result["images"] == 23 and result["identities"] == 5
+    assert result["failures_to_detect"] == 1 and result["failed_files"] == [str(blank)]
+    v = result["verification"]
+    # the blank photo's two genuine pairs with Biden's photos count as false non-matches
+    assert v["genuine_pairs"] == 66 + 3 + 3 + 1 + 3
+    assert v["impostor_pairs"] == 253 - 76
+    assert v["tar_at_far_0.001"] is None  # 177 impostor pairs cannot measure FAR 1e-3
+    assert 0 <= v["eer"] < 0.2
+    groups = result["per_group"]["groups"]
+    assert set(groups) == {"A", "B"} and groups["A"]["identities"] == 2
+    assert groups["A"]["fnmr"] > 0  # the no-face photo is an error, not dropped
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,84 @@
+"""Search and verify through the library on real photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import facefind
+from facefind.errors import FacefindError, NoFaceError
+
+from .conftest import BIDEN, FR, GLINT, MULTI, OBAMA
+
+
+def test_search_finds_the_person_and_only_above_threshold(fr_db: Path) -> None:
+    with facefind.open(fr_db) as ff:
+        result = ff.search(FR / "Barack_Obama" / "obama2.jpg", top_k=20)
+    (face,) = result.faces
+    assert face.matches, "Obama's other photos must match"
+    assert all("Barack_Obama" in m.path for m in face.matches)
+    # obama2 itself plus at least 8 of his other 11 photos (partial faces may fall short)
+    assert len(face.matches) >= 9
+    assert all(m.similarity >= result.threshold for m in face.matches)
+    assert [m.similarity for m in face.matches] == sorted((m.similarity for m in face.matches), reverse=True)
+    assert all(m.fmr <= 1e-3 for m in face.matches)
+
+
+def test_stranger_gets_no_match_rather_than_a_wrong_person(fr_db: Path) -> None:
+    stranger = GLINT / "Keanu_Reeves" / sorted(p.name for p in (GLINT / "Keanu_Reeves").iterdir())[0]
+    with facefind.open(fr_db) as ff:
+        result = ff.search(stranger)
+        loose = ff.search(stranger, threshold=-1.0, top_k=3)
+    assert result.faces[0].matches == []
+    assert not result.matched
+    assert len(loose.faces[0].matches) == 3  # the catalog is not empty: the threshold did it
+
+
+def test_several_faces_are_each_searched_or_one_chosen(fr_db: Path) -> None:
+    with facefind.open(fr_db) as ff:
+        both = ff.search(MULTI / "two_people.jpg")
+        second = ff.search(MULTI / "two_people.jpg", face=1)
+        with pytest.raises(FacefindError, match="has 2 face"):
+            ff.search(MULTI / "two_people.jpg", face=5)
+    assert len(both.faces) == 2
+    found = {Path(f.matches[0].path).parent.name for f in both.faces}
+    assert found == {"Barack_Obama", "Joe_Biden"}
+    assert [f.face for f in second.faces] == [1]
+    assert second.faces[0].matches[0].path == both.faces[1].matches[0].path
+
+
+def test_query_without_face_is_a_clear_error(fr_db: Path) -> None:
+    blank = np.full((400, 400, 3), 128, np.uint8)
+    with facefind.open(fr_db) as ff, pytest.raises(NoFaceError, match="no face found"):
+        ff.search(blank)
+
+
+def test_query_as_bytes_and_array(fr_db: Path) -> None:
+    from facefind.images import load_image
+
+    with facefind.open(fr_db) as ff:
+        by_bytes = ff.search(BIDEN.read_bytes())
+        by_array = ff.search(load_image(BIDEN))
+    assert by_bytes.faces[0].matches[0].path == str(BIDEN)
+    assert by_array.faces[0].matches[0].similarity == pytest.approx(
+        by_bytes.faces[0].matches[0].similarity, abs=1e-4
+    )
+
+
+def test_verify_same_and_different(fr_db: Path) -> None:
+    with facefind.open(fr_db) as ff:
+        same = ff.verify(OBAMA, FR / "Barack_Obama" / "obama-720p.jpg")
+        different = ff.verify(OBAMA, BIDEN)
+        strict = ff.verify(OBAMA, FR / "Barack_Obama" / "obama-720p.jpg", threshold=0.999)
+    assert same.same_person and same.fmr <= 1e-3
+    assert not different.same_person and different.fmr > 1e-3
+    assert not strict.same_person and strict.threshold == 0.999
+
+
+def test_max_fmr_moves_the_threshold(fr_db: Path) -> None:
+    with facefind.open(fr_db) as ff:
+        assert ff.threshold(1e-2, None) < ff.threshold(1e-3, None) < ff.threshold(1e-5, None)
+        with pytest.raises(FacefindError, match="cosine similarity"):
+            ff.threshold(None, 3.0)
