@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FACEFIND_SHARED", ROOT.parent / "shared"))
+SHARED = Path(os.environ.get("FACEFIND_SHARED", ROOT.parent / "shared")).resolve()
 DATASETS = SHARED / "datasets"
 MODELS = SHARED / "models"
 

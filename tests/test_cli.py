@@ -84,3 +84,18 @@ def test_evaluate_with_groups_and_plot(tmp_path: Path) -> None:
     assert set(groups) == {"A", "B"} and groups["A"]["identities"] == 2
     assert groups["A"]["fnmr"] > 0  # the no-face photo is an error, not dropped
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_calibrate_on_own_photos_replaces_the_shipped_table(tmp_path: Path) -> None:
+    from .conftest import DATASETS
+
+    db = tmp_path / "c.db"
+    shipped = run_json("verify", OBAMA, BIDEN, db=db)["threshold"]
+    table_file = tmp_path / "table.json"
+    table = run_json("calibrate", DATASETS / "deepface", "--output", table_file, db=db)
+    assert table["impostor_pairs"] > 1000 and "deepface" in table["source"]
+    assert table_file.exists()
+    mine = run_json("verify", OBAMA, BIDEN, db=db)["threshold"]
+    assert mine != shipped  # the user's own table is used from now on
+    too_few = run_cli("calibrate", FR / "Joe_Biden", db=db)
+    assert too_few.returncode == 1 and "at least two person folders" in too_few.stderr

@@ -90,3 +90,18 @@ def test_tight_crops_and_large_photos_yield_their_face(tmp_path: Path) -> None:
 def test_index_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with facefind.open(tmp_path / "c.db") as ff, pytest.raises(facefind.FacefindError, match="no such"):
         ff.index(tmp_path / "nowhere")
+
+
+def test_small_faces_are_stored_but_not_searched_by_default(tmp_path: Path) -> None:
+    album = tmp_path / "album"
+    album.mkdir()
+    tiny = cv2.resize(cv2.imread(str(OBAMA)), None, fx=0.08, fy=0.08, interpolation=cv2.INTER_AREA)
+    tiny = cv2.copyMakeBorder(tiny, 100, 100, 100, 100, cv2.BORDER_REPLICATE)
+    cv2.imwrite(str(album / "tiny.png"), tiny)
+    with facefind.open(tmp_path / "c.db") as ff:
+        report = ff.index(album, workers=1)
+        assert report.faces_found == 1 and report.faces_searchable == 0
+        assert ff.stats()["faces"] == 1 and ff.stats()["faces_searchable"] == 0
+        assert ff.search(OBAMA).faces[0].matches == []
+        found = ff.search(OBAMA, include_low_quality=True).faces[0].matches
+    assert [m.path for m in found] == [str(album / "tiny.png")]

@@ -73,13 +73,12 @@ faces = sa.Table(
     sa.Column("sharpness", sa.Float, nullable=False),
     sa.Column("yaw", sa.Float, nullable=False),
     sa.Column("quality", sa.Float, nullable=False),
-    sa.Column("usable", sa.Boolean, nullable=False),
     sa.Column("model_id", sa.String(64), nullable=False),
     sa.Column("embedding", sa.LargeBinary, nullable=False),  # float32, L2-normalised
     sa.UniqueConstraint("image_id", "face_index"),
 )
 sa.Index("ix_faces_image", faces.c.image_id)
-sa.Index("ix_faces_model", faces.c.model_id, faces.c.usable)
+sa.Index("ix_faces_model", faces.c.model_id)
 calibrations = sa.Table(
     "calibrations",
     metadata,
@@ -110,7 +109,6 @@ class FaceRow:
     path: str
     box: tuple[float, float, float, float]
     quality: float
-    usable: bool
 
 
 def _migrate_to_1(conn: Connection) -> None:
@@ -248,11 +246,13 @@ class Catalog:
         return image_id
 
     # faces -------------------------------------------------------------------------------
-    def embeddings(self, model_id: str, include_unusable: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, matrix) of every stored embedding of one model."""
-        query = sa.select(faces.c.id, faces.c.embedding).where(faces.c.model_id == model_id)
-        if not include_unusable:
-            query = query.where(faces.c.usable.is_(True))
+    def embeddings(
+        self, model_id: str, min_face_px: float = 0, min_quality: float = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, matrix) of the stored embeddings of one model, of faces passing the minimums."""
+        query = sa.select(faces.c.id, faces.c.embedding).where(
+            faces.c.model_id == model_id, faces.c.size_px >= min_face_px, faces.c.quality >= min_quality
+        )
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(faces.c.id)).all()
         if not rows:
@@ -276,13 +276,12 @@ class Catalog:
                         faces.c.w,
                         faces.c.h,
                         faces.c.quality,
-                        faces.c.usable,
                     )
                     .join(images, images.c.id == faces.c.image_id)
                     .where(faces.c.id.in_(chunk))
                 )
                 for r in conn.execute(query):
-                    out[r.id] = FaceRow(r.id, r.image_id, r.path, (r.x, r.y, r.w, r.h), r.quality, r.usable)
+                    out[r.id] = FaceRow(r.id, r.image_id, r.path, (r.x, r.y, r.w, r.h), r.quality)
         return out
 
     # calibration -------------------------------------------------------------------------
@@ -303,7 +302,7 @@ class Catalog:
             )
 
     # stats -------------------------------------------------------------------------------
-    def stats(self) -> dict:
+    def stats(self, min_face_px: float = 0, min_quality: float = 0) -> dict:
         with self.engine.connect() as conn:
 
             def count(query: sa.Select) -> int:
@@ -339,7 +338,11 @@ class Catalog:
                     )
                 ),
                 "faces": count(sa.select(sa.func.count()).select_from(faces)),
-                "faces_searchable": count(sa.select(sa.func.count()).where(faces.c.usable.is_(True))),
+                "faces_searchable": count(
+                    sa.select(sa.func.count()).where(
+                        faces.c.size_px >= min_face_px, faces.c.quality >= min_quality
+                    )
+                ),
                 "faces_per_model": {m: n for m, n in per_model},
                 "schema_version": SCHEMA_VERSION,
                 "recent_errors": [{"error": e, "count": n} for e, n in errors],
@@ -361,7 +364,6 @@ def _face_values(image_id: int, index: int, face: Face) -> dict:
         sharpness=face.quality.sharpness,
         yaw=face.quality.yaw,
         quality=face.quality.score,
-        usable=face.usable,
         model_id=face.model_id,
         embedding=np.ascontiguousarray(face.embedding, np.float32).tobytes(),
     )

@@ -180,7 +180,10 @@ class FaceFind:
     def _index(self, include_low_quality: bool) -> VectorIndex:
         key = (self.backend.model_id, include_low_quality)
         if key not in self._indexes:
-            ids, vectors = self.catalog.embeddings(self.backend.model_id, include_low_quality)
+            minimums = (
+                (0, 0) if include_low_quality else (self.settings.min_face_px, self.settings.min_quality)
+            )
+            ids, vectors = self.catalog.embeddings(self.backend.model_id, *minimums)
             index = ExactIndex(self.backend.dim)
             if len(ids):
                 index.add(ids, vectors)
@@ -208,7 +211,7 @@ class FaceFind:
         return calibration
 
     def stats(self) -> dict:
-        stats = self.catalog.stats()
+        stats = self.catalog.stats(self.settings.min_face_px, self.settings.min_quality)
         stats["db"] = str(self.db_path)
         return stats
 

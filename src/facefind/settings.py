@@ -38,3 +38,6 @@ class Settings:
     max_image_pixels: int = 89_478_485  # Pillow's own bomb limit (~9459x9459)
     max_image_side: int = 40_000
     max_aspect_ratio: float = 20.0
+
+    def searchable(self, size_px: float, quality: float) -> bool:
+        return size_px >= self.min_face_px and quality >= self.min_quality

@@ -76,7 +76,7 @@ def analyze(
     faces = []
     for det, chip, emb in zip(detections, chips, embeddings, strict=True):
         quality = assess(det, chip)
-        usable = quality.size_px >= settings.min_face_px and quality.score >= settings.min_quality
+        usable = settings.searchable(quality.size_px, quality.score)
         faces.append(Face(det, quality, emb, backend.model_id, usable))
     times.add("quality", t)
     faces.sort(key=lambda f: f.area, reverse=True)
