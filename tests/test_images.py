@@ -86,3 +86,13 @@ def test_other_formats(tmp_path: Path, fmt: str) -> None:
     buf = io.BytesIO()
     Image.open(OBAMA).save(buf, fmt)
     assert load_image(buf.getvalue()).shape[:2] == load_image(OBAMA).shape[:2]
+
+
+def test_heic_when_pillow_heif_is_installed(tmp_path: Path) -> None:
+    pytest.importorskip("pillow_heif", reason="HEIC support is optional (pip install 'facefind[heic]')")
+    from facefind.images import EXTENSIONS
+
+    path = tmp_path / "photo.heic"
+    Image.open(OBAMA).save(path, "HEIF", quality=90)
+    assert ".heic" in EXTENSIONS
+    assert load_image(path).shape[:2] == load_image(OBAMA).shape[:2]

@@ -91,8 +91,8 @@ def progress_bar(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]
                 return
             last[0] = now
             rate = done / max(now - started, 1e-9)
-            eta = (total - done) / rate if rate else 0
-            print(f"{label}: {done}/{total} ({rate:.1f}/s, ETA {eta:.0f}s)", file=sys.stderr, flush=True)
+            eta = f"{(total - done) / rate:.0f}s" if rate else "?"
+            print(f"{label}: {done}/{total} ({rate:.1f}/s, ETA {eta})", file=sys.stderr, flush=True)
 
         yield plain
         return
@@ -254,7 +254,7 @@ def evaluate(
         labelled_set = load_labelled(labelled, ff.settings, workers, lambda: ff.backend, on_progress)
         result = evaluation.report(labelled_set, cut)
         if plot:
-            evaluation.plot(labelled_set, plot)
+            evaluation.plot({"facefind": labelled_set}, plot)
             result["plot"] = str(plot)
     if as_json:
         emit_json(result)

@@ -24,7 +24,7 @@ from .settings import Settings
 
 FARS = (1e-2, 1e-3, 1e-4)
 FPIR = 0.003
-NO_FACE = -2.0  # below any cosine similarity
+NO_FACE = -np.inf  # below any similarity, whatever the metric
 
 
 @dataclass
@@ -35,6 +35,20 @@ class LabelledSet:
     embeddings: np.ndarray  # rows of failures are zero
     detected: np.ndarray  # bool per image
     errors: list[FileError] = field(default_factory=list)
+    # "cosine" for L2-normalised embeddings (ours); "euclidean" scores -distance (dlib's way).
+    metric: str = "cosine"
+
+    def similarity(self, rows: np.ndarray | list[int], cols: np.ndarray | list[int]) -> np.ndarray:
+        """Similarity matrix between two subsets of images; failures score NO_FACE."""
+        a, b = self.embeddings[rows], self.embeddings[cols]
+        if self.metric == "euclidean":
+            sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+            sims = -np.sqrt(np.maximum(sq, 0))
+        else:
+            sims = a @ b.T
+        sims[~self.detected[rows], :] = NO_FACE
+        sims[:, ~self.detected[cols]] = NO_FACE
+        return sims
 
     @property
     def labels(self) -> np.ndarray:
@@ -42,9 +56,8 @@ class LabelledSet:
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(scores, first, second) for all unordered pairs of images; failures score NO_FACE."""
-        sims = self.embeddings @ self.embeddings.T
-        sims[~self.detected, :] = NO_FACE
-        sims[:, ~self.detected] = NO_FACE
+        everything = np.arange(len(self.paths))
+        sims = self.similarity(everything, everything)
         first, second = np.triu_indices(len(self.paths), 1)
         return sims[first, second], first, second
 
@@ -152,15 +165,12 @@ def identification(labelled: LabelledSet, fpir: float = FPIR) -> dict:
     non_mated = [i for i in range(len(labels)) if labels[i] not in enrolled]
     if not gallery or not mated or not non_mated:
         return {"note": "too few identities or images for open-set identification"}
-    g = labelled.embeddings[gallery]
     g_labels = labels[gallery]
 
     def top1(probes: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        sims = labelled.embeddings[probes] @ g.T
+        sims = labelled.similarity(probes, gallery)
         best = sims.argmax(axis=1)
-        scores = sims[np.arange(len(probes)), best]
-        scores[~labelled.detected[probes]] = NO_FACE
-        return scores, g_labels[best]
+        return sims[np.arange(len(probes)), best], g_labels[best]
 
     mated_scores, mated_names = top1(mated)
     hit = (mated_names == labels[mated]) & labelled.detected[mated]
@@ -233,31 +243,33 @@ def report(labelled: LabelledSet, threshold: float | None = None) -> dict:
     return out
 
 
-def plot(labelled: LabelledSet, path: Path, label: str = "facefind") -> None:
-    """DET (FNMR vs FMR) and ROC (TAR vs FAR) curves, log-scaled FMR, as a PNG."""
+def plot(curves: dict[str, LabelledSet], path: Path) -> None:
+    """DET (FNMR vs FMR) and ROC (TAR vs FAR) curves of one or more systems, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    genuine, impostor = labelled.pair_scores()
-    thresholds = np.unique(np.concatenate([genuine, impostor]))
-    fmr = 1 - np.searchsorted(np.sort(impostor), thresholds, side="left") / len(impostor)
-    fnmr = np.searchsorted(np.sort(genuine), thresholds, side="left") / len(genuine)
-    floor = 1 / len(impostor)
     fig, (det, roc) = plt.subplots(1, 2, figsize=(11, 4.5))
-    det.loglog(np.maximum(fmr, floor), np.maximum(fnmr, 1 / max(len(genuine), 1)), label=label)
+    for label, labelled in curves.items():
+        genuine, impostor = labelled.pair_scores()
+        thresholds = np.unique(np.concatenate([genuine, impostor]))
+        fmr = 1 - np.searchsorted(np.sort(impostor), thresholds, side="left") / len(impostor)
+        fnmr = np.searchsorted(np.sort(genuine), thresholds, side="left") / len(genuine)
+        measurable = fmr > 0  # a log axis cannot show FMR 0
+        det.loglog(fmr[measurable], np.maximum(fnmr[measurable], 1 / len(genuine)), label=label)
+        roc.semilogx(fmr[measurable], 1 - fnmr[measurable], label=label)
     det.set(xlabel="false match rate (FMR)", ylabel="false non-match rate (FNMR)", title="DET")
-    roc.semilogx(np.maximum(fmr, floor), 1 - fnmr, label=label)
     roc.set(xlabel="false accept rate (FAR)", ylabel="true accept rate (TAR)", title="ROC", ylim=(0, 1.01))
     for ax in (det, roc):
         ax.grid(True, which="both", alpha=0.3)
         for far in FARS:
             ax.axvline(far, color="grey", lw=0.5, ls=":")
         ax.legend()
+    first = next(iter(curves.values()))
+    genuine, impostor = first.pair_scores()
     fig.suptitle(
-        f"{labelled.root.name}: {len(labelled.paths)} images, "
-        f"{len(set(labelled.persons))} identities, "
+        f"{first.root.name}: {len(first.paths)} images, {len(set(first.persons))} identities, "
         f"{len(genuine)} genuine / {len(impostor)} impostor pairs"
     )
     fig.tight_layout()

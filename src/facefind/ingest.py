@@ -30,6 +30,8 @@ from .settings import Settings
 
 Progress = Callable[[int, int], None]
 BATCH_IMAGES, BATCH_SECONDS = 64, 2.0
+# Starting worker processes costs about a second; a handful of photos is quicker done here.
+IN_PROCESS_MAX = 8
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,7 @@ def analyse_files(
     backend: Callable[[], FaceBackend],
 ) -> Iterator[FileResult]:
     """Results of `process_file` for every task, in completion order, on `workers` processes."""
-    if workers <= 1 or len(tasks) <= 2:
+    if workers <= 1 or len(tasks) <= IN_PROCESS_MAX:
         in_process = backend()
         for task in tasks:
             yield process_file(task, in_process, settings)
