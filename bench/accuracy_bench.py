@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-import baseline  # noqa: E402
-import machine  # noqa: E402
-
-from facefind import evaluate as ev  # noqa: E402
-from facefind.faces import load_backend  # noqa: E402
-from facefind.settings import Settings  # noqa: E402
+import baseline
+import machine
+from facefind import evaluate as ev
+from facefind.faces import load_backend
+from facefind.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("failures_to_detect", "failure_rate")

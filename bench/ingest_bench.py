@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import baseline  # noqa: E402
-import machine  # noqa: E402
-
-import facefind  # noqa: E402
+import baseline
+import facefind
+import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 

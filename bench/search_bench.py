@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -22,11 +21,10 @@ import numpy as np
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
-import machine  # noqa: E402
-
-import facefind  # noqa: E402
-from facefind import catalog as cat  # noqa: E402
-from facefind.vectors import ExactIndex  # noqa: E402
+import facefind
+import machine
+from facefind import catalog as cat
+from facefind.vectors import ExactIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 
