@@ -99,3 +99,29 @@ def test_calibrate_on_own_photos_replaces_the_shipped_table(tmp_path: Path) -> N
     assert mine != shipped  # the user's own table is used from now on
     too_few = run_cli("calibrate", FR / "Joe_Biden", db=db)
     assert too_few.returncode == 1 and "at least two person folders" in too_few.stderr
+
+
+def test_search_an_empty_catalog_says_what_to_do(tmp_path: Path) -> None:
+    empty = run_cli("search", OBAMA, db=tmp_path / "c.db")
+    assert empty.returncode == 0 and "no match" in empty.stdout
+    assert "run `facefind index PHOTOS` first" in empty.stderr
+    notes = run_cli("index", FR / "SOURCE.txt", db=tmp_path / "c.db")
+    assert notes.returncode == 1 and "not a photo" in notes.stderr
+
+
+def test_read_only_catalog_is_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    run_cli("index", FR / "Joe_Biden", db=db, check=True)
+    before = run_json("stats", db=db)
+    ro = tmp_path / "ro.db"
+    ro.write_bytes(db.read_bytes())
+    ro.chmod(0o444)
+    import os
+
+    if os.geteuid() == 0:  # root ignores file modes; use SQLite's own read-only switch instead
+        uri = f"sqlite:///file:{ro}?mode=ro&uri=true"
+        failed = run_cli("index", FR / "Rose_Leslie", "--db", uri)
+    else:
+        failed = run_cli("index", FR / "Rose_Leslie", db=ro)
+    assert failed.returncode == 1 and "could not be written" in failed.stderr
+    assert run_json("stats", db=db) == before

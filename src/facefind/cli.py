@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import sqlalchemy
 import typer
 from pydantic import BaseModel
 from rich.console import Console
@@ -41,7 +42,7 @@ EXIT_COMPLETED_WITH_ERRORS = 3
 EXIT_INTERRUPTED = 130
 
 Db = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
         envvar="FACEFIND_DB",
@@ -63,7 +64,7 @@ Threshold = Annotated[
 
 
 @contextmanager
-def session(db: Path | None) -> Iterator[FaceFind]:
+def session(db: str | None) -> Iterator[FaceFind]:
     """Open the catalog; turn our errors into a clean message and exit status."""
     try:
         with FaceFind(db) as ff:
@@ -71,6 +72,14 @@ def session(db: Path | None) -> Iterator[FaceFind]:
     except FacefindError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(e.exit_code) from None
+    except sqlalchemy.exc.OperationalError as e:
+        err.print(
+            f"[bold red]error:[/] the catalog could not be written or read ({e.orig}). "
+            "Is the disk full, the file read-only, or another program holding a lock? "
+            "Nothing already stored was lost.",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
 
 
 def emit_json(data: Any) -> None:
@@ -190,6 +199,10 @@ def search(
 
 
 def _print_search(r: SearchResult) -> None:
+    if r.searched == 0:
+        err.print(
+            "[yellow]note:[/] the catalog holds no searchable faces yet: run `facefind index PHOTOS` first"
+        )
     rule = f"max FMR {r.max_fmr:g}" if r.max_fmr is not None else "given threshold"
     for qf in r.faces:
         note = "" if qf.usable else " [yellow](low quality query: results less reliable)[/]"

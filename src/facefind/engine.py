@@ -28,8 +28,11 @@ def open(db: str | Path | None = None, settings: Settings | None = None) -> Face
 class FaceFind:
     def __init__(self, db: str | Path | None = None, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
-        self.db_path = Path(db).expanduser() if db else default_db_path()
-        self.catalog = Catalog(self.db_path)
+        # A path, or an SQLAlchemy URL (kept as given) for other databases and SQLite options.
+        self.db: str | Path = (
+            str(db) if db and "://" in str(db) else Path(db or default_db_path()).expanduser()
+        )
+        self.catalog = Catalog(self.db)
         self._backend: FaceBackend | None = None
         self._indexes: dict[tuple[str, bool], VectorIndex] = {}
 
@@ -131,6 +134,7 @@ class FaceFind:
             threshold=round(cut, 4),
             max_fmr=None if threshold is not None else (max_fmr or DEFAULT_MAX_FMR),
             fmr_floor=calibration.fmr_floor,
+            searched=len(index),
             faces=out,
         )
 
@@ -212,7 +216,7 @@ class FaceFind:
 
     def stats(self) -> dict:
         stats = self.catalog.stats(self.settings.min_face_px, self.settings.min_quality)
-        stats["db"] = str(self.db_path)
+        stats["db"] = str(self.db)
         return stats
 
 

@@ -24,7 +24,7 @@ from .catalog import Catalog
 from .errors import FacefindError, ImageError
 from .faces import Face, FaceBackend, analyze, load_backend, prepare_backend
 from .faces.pipeline import StageTimes
-from .images import decode_image, is_image_path
+from .images import EXTENSIONS, decode_image, is_image_path
 from .results import FileError, IndexReport
 from .settings import Settings
 
@@ -134,6 +134,10 @@ class Indexer:
         root = root.expanduser().resolve()
         if not root.exists():
             raise FacefindError(f"{root}: no such file or folder")
+        if root.is_file() and not is_image_path(root):
+            raise FacefindError(
+                f"{root}: not a photo facefind reads (extensions: {', '.join(sorted(EXTENSIONS))})"
+            )
         started = time.perf_counter()
         report = IndexReport(root=str(root), collection=collection)
         collection_id = self.catalog.collection_id(collection)

@@ -58,6 +58,7 @@ class SearchResult(BaseModel):
     threshold: float
     max_fmr: float | None
     fmr_floor: float  # smallest FMR the calibration resolves; an fmr equal to it means "at most"
+    searched: int  # catalogued faces searched (of this model, passing the quality minimums)
     faces: list[QueryFace]
 
     @property
