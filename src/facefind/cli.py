@@ -80,6 +80,9 @@ def session(db: str | None) -> Iterator[FaceFind]:
             highlight=False,
         )
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: nothing already stored was lost; run the same command again to continue")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def emit_json(data: Any) -> None:
