@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from .errors import CatalogError
 from .faces import Face
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 metadata = sa.MetaData()
 
 meta = sa.Table(
@@ -76,9 +76,20 @@ faces = sa.Table(
     sa.Column("model_id", sa.String(64), nullable=False),
     sa.Column("embedding", sa.LargeBinary, nullable=False),  # float32, L2-normalised
     sa.UniqueConstraint("image_id", "face_index"),
+    # Ids are never reused, so "faces with id > the last one indexed" is exactly what is new.
+    sqlite_autoincrement=True,
 )
 sa.Index("ix_faces_image", faces.c.image_id)
 sa.Index("ix_faces_model", faces.c.model_id)
+# Every deleted face, in deletion order: vector indexes replay this to drop what the catalog dropped.
+face_tombstones = sa.Table(
+    "face_tombstones",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("face_id", sa.Integer, nullable=False),
+    sa.Column("model_id", sa.String(64), nullable=False),
+    sqlite_autoincrement=True,
+)
 calibrations = sa.Table(
     "calibrations",
     metadata,
@@ -111,12 +122,23 @@ class FaceRow:
     quality: float
 
 
-def _migrate_to_1(conn: Connection) -> None:
-    metadata.create_all(conn)
+def _migrate_1_to_2(conn: Connection) -> None:
+    """Face ids become never-reused (SQLite AUTOINCREMENT) and deletions are logged."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("ALTER TABLE faces RENAME TO faces_v1")
+        for index in ("ix_faces_image", "ix_faces_model"):
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
+        metadata.create_all(conn, tables=[faces, face_tombstones])
+        columns = ", ".join(c.name for c in faces.columns)
+        conn.exec_driver_sql(f"INSERT INTO faces ({columns}) SELECT {columns} FROM faces_v1")
+        conn.exec_driver_sql("DROP TABLE faces_v1")
+    else:
+        metadata.create_all(conn, tables=[face_tombstones])
 
 
-# Version N is reached by running MIGRATIONS[N - 1] on a catalog at version N - 1.
-MIGRATIONS = [_migrate_to_1]
+# MIGRATIONS[n] takes a catalog from schema version n + 1 to n + 2. A new catalog is created
+# directly at SCHEMA_VERSION from `metadata`.
+MIGRATIONS = [_migrate_1_to_2]
 
 
 class Catalog:
@@ -151,8 +173,11 @@ class Catalog:
                     f"this catalog has schema version {version}, newer than this facefind "
                     f"understands ({SCHEMA_VERSION}); upgrade facefind to use it."
                 )
-            for step in MIGRATIONS[version:]:
-                step(conn)
+            if version == 0:
+                metadata.create_all(conn)
+            else:
+                for step in MIGRATIONS[version - 1 :]:
+                    step(conn)
             if version < SCHEMA_VERSION:
                 conn.execute(sa.delete(meta).where(meta.c.key == "schema_version"))
                 conn.execute(sa.insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
@@ -165,7 +190,30 @@ class Catalog:
         with self.engine.begin() as conn:
             yield conn
 
+    # settings kept with the catalog ------------------------------------------------------
+    def get_setting(self, key: str, default: str) -> str:
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar_one_or_none()
+        return default if found is None else str(found)
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(sa.delete(meta).where(meta.c.key == key))
+            conn.execute(sa.insert(meta).values(key=key, value=value))
+
     # collections -------------------------------------------------------------------------
+    def collection_ids(self, names: Iterable[str]) -> list[int]:
+        """Ids of existing collections; an unknown name is an error listing the known ones."""
+        with self.engine.connect() as conn:
+            known = dict(conn.execute(sa.select(collections.c.name, collections.c.id)).all())
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise CatalogError(
+                f"no collection named {', '.join(map(repr, missing))}; "
+                f"the catalog has: {', '.join(sorted(known)) or 'none yet'}"
+            )
+        return [int(known[n]) for n in names]
+
     def collection_id(self, name: str, create: bool = True) -> int:
         with self.transaction() as conn:
             found = conn.execute(
@@ -199,7 +247,7 @@ class Catalog:
 
     def remove_images(self, conn: Connection, image_ids: Sequence[int]) -> None:
         for chunk in _chunks(image_ids, 500):
-            conn.execute(sa.delete(faces).where(faces.c.image_id.in_(chunk)))
+            _delete_faces(conn, faces.c.image_id.in_(chunk))
             conn.execute(sa.delete(images).where(images.c.id.in_(chunk)))
 
     def touch_image(self, conn: Connection, image_id: int, size: int, mtime_ns: int) -> None:
@@ -239,27 +287,70 @@ class Catalog:
             image_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
         else:
             image_id = int(existing)
-            conn.execute(sa.delete(faces).where(faces.c.image_id == image_id))
+            _delete_faces(conn, faces.c.image_id == image_id)
             conn.execute(sa.update(images).where(images.c.id == image_id).values(**values))
         if found:
             conn.execute(sa.insert(faces), [_face_values(image_id, i, f) for i, f in enumerate(found)])
         return image_id
 
     # faces -------------------------------------------------------------------------------
-    def embeddings(
-        self, model_id: str, min_face_px: float = 0, min_quality: float = 0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, matrix) of the stored embeddings of one model, of faces passing the minimums."""
-        query = sa.select(faces.c.id, faces.c.embedding).where(
-            faces.c.model_id == model_id, faces.c.size_px >= min_face_px, faces.c.quality >= min_quality
+    def faces_after(
+        self, model_id: str, after_id: int, limit: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Up to `limit` faces of one model with id > after_id, ascending:
+        (ids, embeddings, collection ids, size_px, quality)."""
+        query = (
+            sa.select(faces.c.id, faces.c.embedding, images.c.collection_id, faces.c.size_px, faces.c.quality)
+            .join(images, images.c.id == faces.c.image_id)
+            .where(faces.c.model_id == model_id, faces.c.id > after_id)
+            .order_by(faces.c.id)
+            .limit(limit)
         )
         with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(faces.c.id)).all()
+            rows = conn.execute(query).all()
+        n = len(rows)
+        blob = b"".join(r[1] for r in rows)
+        return (
+            np.fromiter((r[0] for r in rows), np.int64, n),
+            np.frombuffer(blob, np.float32).reshape(n, -1) if n else np.zeros((0, 0), np.float32),
+            np.fromiter((r[2] for r in rows), np.int32, n),
+            np.fromiter((r[3] for r in rows), np.float32, n),
+            np.fromiter((r[4] for r in rows), np.float32, n),
+        )
+
+    def tombstones_after(self, model_id: str, after_seq: int) -> tuple[int, np.ndarray]:
+        """(last seq, face ids) of faces of one model deleted after tombstone `after_seq`."""
+        query = (
+            sa.select(face_tombstones.c.seq, face_tombstones.c.face_id)
+            .where(face_tombstones.c.model_id == model_id, face_tombstones.c.seq > after_seq)
+            .order_by(face_tombstones.c.seq)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
         if not rows:
-            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
-        return ids, matrix
+            return after_seq, np.zeros(0, np.int64)
+        return int(rows[-1][0]), np.fromiter((r[1] for r in rows), np.int64, len(rows))
+
+    def last_tombstone(self) -> int:
+        query = sa.select(sa.func.coalesce(sa.func.max(face_tombstones.c.seq), 0))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def face_count(self, model_id: str) -> int:
+        with self.engine.connect() as conn:
+            query = sa.select(sa.func.count()).where(faces.c.model_id == model_id)
+            return int(conn.execute(query).scalar_one())
+
+    def face_checksum(self, model_id: str) -> tuple[int, int, int]:
+        """(count, sum of ids, sum of hashed ids) of one model's faces, as FaissIndex.checksum()."""
+        query = sa.select(
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(faces.c.id), 0),
+            sa.func.coalesce(sa.func.sum((faces.c.id * 2654435761) % 4294967311), 0),
+        ).where(faces.c.model_id == model_id)
+        with self.engine.connect() as conn:
+            count, total, hashed = conn.execute(query).one()
+        return int(count), int(total), int(hashed)
 
     def face_rows(self, face_ids: Iterable[int]) -> dict[int, FaceRow]:
         ids = [int(i) for i in face_ids]
@@ -347,6 +438,16 @@ class Catalog:
                 "schema_version": SCHEMA_VERSION,
                 "recent_errors": [{"error": e, "count": n} for e, n in errors],
             }
+
+
+def _delete_faces(conn: Connection, where: sa.ColumnElement[bool]) -> None:
+    """Delete faces, logging each in face_tombstones in the same transaction."""
+    conn.execute(
+        sa.insert(face_tombstones).from_select(
+            ["face_id", "model_id"], sa.select(faces.c.id, faces.c.model_id).where(where).order_by(faces.c.id)
+        )
+    )
+    conn.execute(sa.delete(faces).where(where))
 
 
 def _face_values(image_id: int, index: int, face: Face) -> dict:

@@ -117,15 +117,21 @@ def progress_bar(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task(label, total=None, rate="")
-        started = time.monotonic()
+    bar = Progress(*columns, console=err, transient=False)
+    task = bar.add_task(label, total=None, rate="")
+    started = time.monotonic()
 
-        def update(done: int, total: int) -> None:
-            rate = done / max(time.monotonic() - started, 1e-9)
-            bar.update(task, completed=done, total=total, rate=f"{rate:.1f} images/s")
+    def update(done: int, total: int) -> None:
+        if not bar.live.is_started:  # only show a bar once there is something to report
+            bar.start()
+        rate = done / max(time.monotonic() - started, 1e-9)
+        bar.update(task, completed=done, total=total, rate=f"{rate:.1f}/s")
 
+    try:
         yield update
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
 @app.command()
@@ -176,6 +182,10 @@ def search(
     face: Annotated[
         int | None, typer.Option("--face", min=0, help="Search only face N of the query (0 = largest).")
     ] = None,
+    collection: Annotated[
+        list[str] | None,
+        typer.Option("--collection", help="Search only this collection (repeat for several)."),
+    ] = None,
     include_low_quality: Annotated[
         bool,
         typer.Option(
@@ -186,9 +196,11 @@ def search(
     as_json: Json = False,
 ) -> None:
     """Find catalogued faces of the person(s) in QUERY, with similarity and false-match rate."""
-    with session(db) as ff:
+    with session(db) as ff, progress_bar("rebuilding vector index", as_json) as on_progress:
+        ff.vector_index(on_progress)
         result = ff.search(
             query,
+            collections=collection,
             top_k=top_k,
             max_fmr=max_fmr,
             threshold=threshold,
@@ -358,6 +370,48 @@ def calibrate(
     for fmr in (1e-2, 1e-3, 1e-4, 1e-5):
         if fmr >= calibration.fmr_floor:
             out.print(f"  FMR {fmr:g}: similarity {calibration.threshold(fmr):.3f}")
+
+
+@app.command("index-info")
+def index_info(db: Db = None, as_json: Json = False) -> None:
+    """The vector index: kind, size, memory, estimated recall@10."""
+    with session(db) as ff, progress_bar("rebuilding vector index", as_json) as on_progress:
+        info = ff.index_info(on_progress)
+    if as_json:
+        emit_json(info)
+        return
+    recall = info["recall_at_10_estimate"]
+    out.print(
+        f"{info['kind']} index of {info['model_id']}: {info['faces']} faces "
+        f"({info['deleted_not_compacted']} deleted, awaiting compaction), "
+        f"{info['memory_bytes'] / 2**20:.1f} MiB ({info['bytes_per_face']:.0f} bytes/face), "
+        f"recall@10 {'n/a' if recall is None else f'~{recall:.3f}'}; selection: {info['policy']}"
+    )
+    if info["rebuilt_because"]:
+        out.print(f"rebuilt from the catalog because {info['rebuilt_because']}")
+
+
+@app.command()
+def reindex(
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind", help="auto (by catalog size), flat (exact), hnsw or ivf; kept for later runs."
+        ),
+    ] = "auto",
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Rebuild the vector index from the catalog (also reclaims the space of deleted faces)."""
+    with session(db) as ff, progress_bar("rebuilding vector index", as_json) as on_progress:
+        info = ff.reindex(kind, on_progress)
+    if as_json:
+        emit_json(info)
+    else:
+        out.print(
+            f"rebuilt: {info['kind']} index, {info['faces']} faces, "
+            f"recall@10 ~{info['recall_at_10_estimate']}"
+        )
 
 
 @app.command()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from .images import ImageSource, load_image
 from .ingest import Indexer, Progress
 from .results import Box, IndexReport, Match, QueryFace, SearchResult, Verification
 from .settings import Settings, default_db_path
-from .vectors import ExactIndex, VectorIndex
+from .vectors import KINDS, FaissIndex, IndexPolicy, VectorStore
 
 DEFAULT_MAX_FMR = 1e-3
 
@@ -34,7 +34,7 @@ class FaceFind:
         )
         self.catalog = Catalog(self.db)
         self._backend: FaceBackend | None = None
-        self._indexes: dict[tuple[str, bool], VectorIndex] = {}
+        self._vectors: VectorStore | None = None
 
     def __enter__(self) -> FaceFind:
         return self
@@ -43,6 +43,8 @@ class FaceFind:
         self.close()
 
     def close(self) -> None:
+        if self._vectors is not None:
+            self._vectors.save()
         self.catalog.close()
 
     @property
@@ -65,7 +67,8 @@ class FaceFind:
         report = Indexer(self.catalog, self.settings, backend, workers).run(
             Path(path), collection, on_progress
         )
-        self._indexes.clear()
+        self.vectors.index()  # catch up with what was just catalogued, and save it
+        self.vectors.save()
         return report
 
     # faces -------------------------------------------------------------------------------
@@ -95,18 +98,28 @@ class FaceFind:
         threshold: float | None = None,
         face: int | None = None,
         include_low_quality: bool = False,
+        collections: list[str] | None = None,
+        exclude: Iterable[int] | None = None,
     ) -> SearchResult:
         """Catalogued faces like each face in `image` (or only face number `face`), best first.
 
         Only matches at or above the threshold are returned: no match is an answer, not an error.
+        `collections` limits the search to those collections; `exclude` face ids are never returned.
+        Both are applied inside the vector search, so up to `top_k` valid matches still come back.
         """
+        exclude = np.fromiter(exclude, np.int64) if exclude is not None else None
         if top_k < 1:
             raise FacefindError(f"--top-k must be at least 1, got {top_k}")
         cut = self.threshold(max_fmr, threshold)
         query_faces = self._query_faces(image, face)
         calibration = self.calibration()
-        index = self._index(include_low_quality)
-        scores, ids = index.search(np.vstack([f.embedding for _, f in query_faces]), top_k)
+        index = self.vector_index()
+        min_px, min_q = (
+            (0.0, 0.0) if include_low_quality else (self.settings.min_face_px, self.settings.min_quality)
+        )
+        allowed = self.catalog.collection_ids(collections) if collections is not None else None
+        queries = np.vstack([f.embedding for _, f in query_faces])
+        scores, ids = index.search(queries, top_k, min_px, min_q, allowed, exclude)
         rows = self.catalog.face_rows(int(i) for i in ids.ravel() if i >= 0)
         out = []
         for (number, qf), row_scores, row_ids in zip(query_faces, scores, ids, strict=True):
@@ -134,7 +147,7 @@ class FaceFind:
             threshold=round(cut, 4),
             max_fmr=None if threshold is not None else (max_fmr or DEFAULT_MAX_FMR),
             fmr_floor=calibration.fmr_floor,
-            searched=len(index),
+            searched=int(index.allowed(min_px, min_q, allowed, exclude).sum()),
             faces=out,
         )
 
@@ -181,18 +194,35 @@ class FaceFind:
             )
         return [(face, found[face])]
 
-    def _index(self, include_low_quality: bool) -> VectorIndex:
-        key = (self.backend.model_id, include_low_quality)
-        if key not in self._indexes:
-            minimums = (
-                (0, 0) if include_low_quality else (self.settings.min_face_px, self.settings.min_quality)
+    # vector index --------------------------------------------------------------------------
+    @property
+    def vectors(self) -> VectorStore:
+        """The vector index of the current model, saved beside a catalog file (<db>.vectors/)."""
+        if self._vectors is None:
+            folder = Path(f"{self.db}.vectors") if isinstance(self.db, Path) else None
+            kind = self.catalog.get_setting("index_kind", "auto")
+            self._vectors = VectorStore(
+                self.catalog, self.backend.model_id, self.backend.dim, folder, IndexPolicy(kind=kind)
             )
-            ids, vectors = self.catalog.embeddings(self.backend.model_id, *minimums)
-            index = ExactIndex(self.backend.dim)
-            if len(ids):
-                index.add(ids, vectors)
-            self._indexes[key] = index
-        return self._indexes[key]
+        return self._vectors
+
+    def vector_index(self, on_progress: Progress | None = None) -> FaissIndex:
+        """The loaded index; rebuilt from the catalog (reporting progress) if it is missing or stale."""
+        return self.vectors.index(on_progress)
+
+    def index_info(self, on_progress: Progress | None = None) -> dict:
+        self.vectors.index(on_progress)
+        return self.vectors.info()
+
+    def reindex(self, kind: str = "auto", on_progress: Progress | None = None) -> dict:
+        """Rebuild the vector index from the catalog; `kind` other than auto is kept for the future."""
+        if kind != "auto" and kind not in KINDS:
+            raise FacefindError(f"--kind must be auto or one of {', '.join(KINDS)}, got {kind!r}")
+        self.catalog.set_setting("index_kind", kind)
+        self._vectors = None
+        self.vectors.rebuild(None if kind == "auto" else kind, on_progress)
+        self.vectors.save(force=True)
+        return self.vectors.info()
 
     # calibration and stats -----------------------------------------------------------------
     def calibrate(

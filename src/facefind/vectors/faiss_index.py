@@ -1,0 +1,214 @@
+"""A FAISS index over face embeddings: exact (flat), HNSW or IVF-SQ8, with tombstone deletes.
+
+Rows live at positions 0..n-1 of the FAISS index; `ids[pos]` is the face id (ascending, so a
+face id is found by binary search). A delete clears `alive[pos]`; every search runs with a
+bitmap selector of the allowed positions *inside* FAISS, so deleted or filtered-out faces are
+never returned and never take one of the k places. Space is reclaimed by rebuilding (compaction).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+
+KINDS = ("flat", "hnsw", "ivf")
+# Search-time parameters, chosen by bench/index_bench.py (see README): recall@10 >= 0.98 at 1M.
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 40, 96
+IVF_NPROBE = 48
+
+
+def nlist_for(n: int) -> int:
+    """IVF list count: about 4 * sqrt(n), at least 64."""
+    return max(64, int(4 * math.sqrt(max(n, 1))))
+
+
+@dataclass
+class Rows:
+    """Per-position metadata kept beside the FAISS index (one entry per added face)."""
+
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    collections: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    size_px: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    quality: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    alive: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    def extend(self, other: Rows) -> None:
+        for name in ("ids", "collections", "size_px", "quality", "alive"):
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
+
+
+class FaissIndex:
+    def __init__(
+        self,
+        dim: int,
+        kind: str = "flat",
+        expected: int = 0,
+        index: faiss.Index | None = None,
+        rows: Rows | None = None,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"index kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        self.dim, self.kind = dim, kind
+        self.index = index if index is not None else _new_index(dim, kind, expected)
+        self.rows = rows or Rows()
+        self._default_selection: tuple[tuple[float, float], np.ndarray] | None = None
+
+    # size ------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.rows.alive.sum())
+
+    @property
+    def dead(self) -> int:
+        return len(self.rows.ids) - len(self)
+
+    @property
+    def max_id(self) -> int:
+        return int(self.rows.ids[-1]) if len(self.rows.ids) else 0
+
+    @property
+    def needs_training(self) -> bool:
+        return not self.index.is_trained
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the FAISS structure plus the per-position metadata."""
+        per_row = sum(
+            a.itemsize
+            for a in (
+                self.rows.ids,
+                self.rows.collections,
+                self.rows.size_px,
+                self.rows.quality,
+                self.rows.alive,
+            )
+        )
+        return _faiss_bytes(self.index) + per_row * len(self.rows.ids)
+
+    def checksum(self) -> tuple[int, int, int]:
+        return id_checksum(self.rows.ids[self.rows.alive])
+
+    # changes ---------------------------------------------------------------------------------
+    def train(self, sample: np.ndarray) -> None:
+        if not self.index.is_trained:
+            self.index.train(np.ascontiguousarray(sample, np.float32))
+
+    def add(self, vectors: np.ndarray, rows: Rows) -> None:
+        """Append faces; their ids must be larger than every id already here."""
+        if len(rows.ids) == 0:
+            return
+        if rows.ids[0] <= self.max_id or np.any(np.diff(rows.ids) <= 0):
+            raise ValueError("face ids must be added in increasing order")
+        self.index.add(np.ascontiguousarray(vectors, np.float32).reshape(-1, self.dim))
+        self.rows.extend(rows)
+        self._default_selection = None
+
+    def remove(self, face_ids: np.ndarray) -> int:
+        """Tombstone faces by id (unknown ids are ignored); returns how many were alive."""
+        face_ids = np.asarray(face_ids, np.int64)
+        pos = np.searchsorted(self.rows.ids, face_ids)
+        pos = pos[(pos < len(self.rows.ids))]
+        pos = pos[np.isin(self.rows.ids[pos], face_ids)]
+        removed = int(self.rows.alive[pos].sum())
+        self.rows.alive[pos] = False
+        self._default_selection = None
+        return removed
+
+    # search ----------------------------------------------------------------------------------
+    def allowed(
+        self,
+        min_face_px: float = 0,
+        min_quality: float = 0,
+        collections: list[int] | None = None,
+        exclude: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Boolean mask over positions of the faces a search may return."""
+        mask = self.rows.alive.copy()
+        if min_face_px or min_quality:
+            mask &= (self.rows.size_px >= min_face_px) & (self.rows.quality >= min_quality)
+        if collections is not None:
+            mask &= np.isin(self.rows.collections, np.asarray(collections, np.int32))
+        if exclude is not None and len(exclude):
+            mask &= ~np.isin(self.rows.ids, np.asarray(exclude, np.int64))
+        return mask
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        min_face_px: float = 0,
+        min_quality: float = 0,
+        collections: list[int] | None = None,
+        exclude: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, face ids), each (n_queries, k), best first; empty slots have id -1."""
+        queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dim)
+        n = len(queries)
+        if k <= 0 or not len(self.rows.ids):
+            return np.full((n, max(k, 0)), -np.inf, np.float32), np.full((n, max(k, 0)), -1, np.int64)
+        if collections is None and (exclude is None or not len(exclude)):
+            bitmap = self._cached_bitmap(min_face_px, min_quality)
+        else:
+            bitmap = _pack(self.allowed(min_face_px, min_quality, collections, exclude))
+        selector = faiss.IDSelectorBitmap(len(self.rows.ids), faiss.swig_ptr(bitmap))
+        params = self._params(selector)
+        scores, pos = self.index.search(queries, k, params=params)
+        del bitmap  # only now may the bitmap the selector points into be freed
+        ids = np.where(pos >= 0, self.rows.ids[np.clip(pos, 0, None)], -1)
+        scores = np.where(pos >= 0, scores, -np.inf).astype(np.float32)
+        return scores, ids
+
+    def _cached_bitmap(self, min_face_px: float, min_quality: float) -> np.ndarray:
+        key = (min_face_px, min_quality)
+        if self._default_selection is None or self._default_selection[0] != key:
+            self._default_selection = (key, _pack(self.allowed(min_face_px, min_quality)))
+        return self._default_selection[1]
+
+    def _params(self, selector: faiss.IDSelector) -> faiss.SearchParameters:
+        if self.kind == "hnsw":
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=HNSW_EF_SEARCH)
+        if self.kind == "ivf":
+            return faiss.SearchParametersIVF(sel=selector, nprobe=IVF_NPROBE)
+        return faiss.SearchParameters(sel=selector)
+
+
+def _new_index(dim: int, kind: str, expected: int) -> faiss.Index:
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        return index
+    # IVF with 8-bit scalar quantisation: 128 bytes a face, and an HNSW coarse quantiser so
+    # assigning millions of faces to lists stays fast.
+    nlist = nlist_for(expected)
+    quantizer = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+    return faiss.IndexIVFScalarQuantizer(
+        quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+    )
+
+
+def _pack(mask: np.ndarray) -> np.ndarray:
+    return np.packbits(mask, bitorder="little")
+
+
+def _faiss_bytes(index: faiss.Index) -> int:
+    n, d = index.ntotal, index.d
+    if isinstance(index, faiss.IndexFlat):
+        return n * d * 4
+    if isinstance(index, faiss.IndexHNSW):
+        hnsw = index.hnsw
+        links = hnsw.neighbors.size() * 4 + hnsw.offsets.size() * 8 + hnsw.levels.size() * 4
+        return n * d * 4 + links
+    if isinstance(index, faiss.IndexIVF):
+        ivf = faiss.extract_index_ivf(index)
+        return n * (ivf.code_size + 8) + ivf.nlist * d * 4 * 2
+    return n * d * 4
+
+
+def id_checksum(ids: np.ndarray) -> tuple[int, int, int]:
+    """(count, sum, sum of a multiplicative hash) of face ids; the catalog computes the same in SQL."""
+    ids = np.asarray(ids, np.int64)
+    hashed = (ids * 2654435761) % 4294967311
+    return len(ids), int(ids.sum()), int(hashed.sum())

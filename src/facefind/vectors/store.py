@@ -1,0 +1,268 @@
+"""Keep one FAISS index per model in step with the catalog, and on disk crash-safely.
+
+The catalog is the truth. The index catches up with it by adding faces with ids above the last
+one it holds and replaying the catalog's tombstone log; a saved index records how far it got.
+On disk each save is a new generation folder, written and fsynced in full before a small
+CURRENT file is atomically replaced to point at it: a crash at any moment leaves CURRENT on a
+complete generation. On opening, the index is checked against the catalog (count and checksums
+of face ids) and rebuilt from the catalog when they disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from ..catalog import Catalog
+from .faiss_index import KINDS, FaissIndex, Rows, nlist_for
+
+Progress = Callable[[int, int], None]
+CHUNK = 50_000
+RECALL_QUERIES = 200
+
+
+@dataclass(frozen=True)
+class IndexPolicy:
+    """Which index to build for how many faces (measured: see README, bench/index_bench.py)."""
+
+    kind: str = "auto"  # or one of KINDS to force it
+    flat_max: int = 100_000  # exact search stays under ~5 ms up to here
+    hnsw_max: int = 2_000_000  # above this, IVF-SQ8: a quarter of HNSW's memory, far faster to build
+    compact_dead_share: float = 0.2  # rebuild once this share of rows are tombstones
+
+    def choose(self, n: int) -> str:
+        if self.kind != "auto":
+            if self.kind not in KINDS:
+                raise ValueError(f"index kind must be auto or one of {', '.join(KINDS)}")
+            return self.kind
+        if n <= self.flat_max:
+            return "flat"
+        return "hnsw" if n <= self.hnsw_max else "ivf"
+
+
+class VectorStore:
+    def __init__(
+        self,
+        catalog: Catalog,
+        model_id: str,
+        dim: int,
+        folder: Path | None,
+        policy: IndexPolicy | None = None,
+    ) -> None:
+        self.catalog, self.model_id, self.dim = catalog, model_id, dim
+        self.folder = folder / model_id if folder else None
+        self.policy = policy or IndexPolicy()
+        self._index: FaissIndex | None = None
+        self.tombstone_seq = 0
+        self.recall_estimate: float | None = None
+        self.dirty = False
+        self.rebuilt_because: str | None = None
+
+    # opening -------------------------------------------------------------------------------
+    def index(self, on_progress: Progress | None = None) -> FaissIndex:
+        """The index, loaded (or rebuilt) and caught up with the catalog."""
+        if self._index is None:
+            reason = self._load()
+            if reason is None:
+                self.sync()
+                if self._index is not None and self._index.checksum() != self.catalog.face_checksum(
+                    self.model_id
+                ):
+                    reason = "the saved index disagrees with the catalog (count or face ids)"
+            if reason is not None:
+                self.rebuilt_because = reason
+                self.rebuild(on_progress=on_progress)
+        else:
+            self.sync()
+        assert self._index is not None
+        return self._index
+
+    def _load(self) -> str | None:
+        """Load the current saved generation; returns why not, or None on success."""
+        if self.folder is None:
+            return "no saved index (catalog is not a file)"
+        current = self.folder / "CURRENT"
+        if not current.exists():
+            return "no saved index yet"
+        try:
+            generation = self.folder / current.read_text().strip()
+            meta = json.loads((generation / "meta.json").read_text())
+            with np.load(generation / "rows.npz") as data:
+                rows = Rows(**{name: data[name] for name in data.files})
+            index = faiss.read_index(str(generation / "index.faiss"))
+            if index.ntotal != len(rows.ids) or meta["model_id"] != self.model_id or index.d != self.dim:
+                return "the saved index is inconsistent"
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            return f"the saved index could not be read ({err})"
+        self._index = FaissIndex(self.dim, meta["kind"], index=index, rows=rows)
+        self.tombstone_seq = int(meta["tombstone_seq"])
+        self.recall_estimate = meta.get("recall_at_10")
+        return None
+
+    # keeping up with the catalog ---------------------------------------------------------------
+    def sync(self) -> int:
+        """Apply the catalog's new faces and deletions; returns how many changes were applied."""
+        assert self._index is not None
+        changes = 0
+        while True:
+            ids, vectors, collections, size_px, quality = self.catalog.faces_after(
+                self.model_id, self._index.max_id, CHUNK
+            )
+            if not len(ids):
+                break
+            self._index.add(vectors, Rows(ids, collections, size_px, quality, np.ones(len(ids), bool)))
+            changes += len(ids)
+        seq, dead = self.catalog.tombstones_after(self.model_id, self.tombstone_seq)
+        if len(dead):
+            changes += self._index.remove(dead)
+        self.tombstone_seq = seq
+        self.dirty |= changes > 0
+        return changes
+
+    def rebuild(self, kind: str | None = None, on_progress: Progress | None = None) -> FaissIndex:
+        """Build a fresh index from the catalog (this is also how deleted rows are compacted)."""
+        seq = self.catalog.last_tombstone()  # deletions up to here are already absent from faces
+        total = self.catalog.face_count(self.model_id)
+        chosen = kind or self.policy.choose(total)
+        index = FaissIndex(self.dim, chosen, expected=total)
+        rng = np.random.default_rng(0)
+        if index.needs_training:
+            index.train(self._training_sample(total, rng))
+        # Exact top-10 of a few stored faces, kept while adding, gives a recall estimate.
+        probes: np.ndarray | None = None
+        best = np.full((RECALL_QUERIES, 10), -np.inf, np.float32)
+        best_ids = np.full((RECALL_QUERIES, 10), -1, np.int64)
+        done = 0
+        while True:
+            ids, vectors, collections, size_px, quality = self.catalog.faces_after(
+                self.model_id, index.max_id, CHUNK
+            )
+            if not len(ids):
+                break
+            index.add(vectors, Rows(ids, collections, size_px, quality, np.ones(len(ids), bool)))
+            if probes is None:
+                probes = vectors[rng.choice(len(vectors), min(RECALL_QUERIES, len(vectors)), replace=False)]
+                best, best_ids = best[: len(probes)], best_ids[: len(probes)]
+            best, best_ids = _merge_top10(best, best_ids, probes @ vectors.T, ids)
+            done += len(ids)
+            if on_progress:
+                on_progress(done, total)
+        self.recall_estimate = None
+        if probes is not None and chosen != "flat":
+            _, found = index.search(probes, 10)
+            self.recall_estimate = round(_recall(found, best_ids), 4)
+        elif probes is not None:
+            self.recall_estimate = 1.0
+        self._index, self.tombstone_seq, self.dirty = index, seq, True
+        self.sync()  # anything committed while we were reading
+        return index
+
+    def _training_sample(self, total: int, rng: np.random.Generator) -> np.ndarray:
+        want = min(total, max(nlist_for(total) * 40, 50_000))
+        keep = want / max(total, 1)
+        parts, after = [], 0
+        while True:
+            ids, vectors, *_ = self.catalog.faces_after(self.model_id, after, CHUNK)
+            if not len(ids):
+                break
+            parts.append(vectors[rng.random(len(vectors)) < keep])
+            after = int(ids[-1])
+        return np.vstack(parts) if parts else np.zeros((0, self.dim), np.float32)
+
+    # saving ------------------------------------------------------------------------------------
+    def save(self, force: bool = False) -> bool:
+        """Write the index as a new generation if it changed; compact or switch kind first if due."""
+        if self.folder is None or self._index is None or not (self.dirty or force):
+            return False
+        index = self._index
+        due_kind = self.policy.choose(len(index))
+        if index.dead > self.policy.compact_dead_share * max(len(index.rows.ids), 1) or (
+            self.policy.kind == "auto"
+            and due_kind != index.kind
+            and _far_from_threshold(len(index), self.policy)
+        ):
+            index = self.rebuild()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"gen-{time.time_ns()}"
+        tmp = self.folder / f".tmp-{name}"
+        tmp.mkdir()
+        faiss.write_index(index.index, str(tmp / "index.faiss"))
+        with (tmp / "rows.npz").open("wb") as f:
+            np.savez(
+                f,
+                **{k: getattr(index.rows, k) for k in ("ids", "collections", "size_px", "quality", "alive")},
+            )
+        meta = {
+            "model_id": self.model_id,
+            "kind": index.kind,
+            "faces": len(index),
+            "dead": index.dead,
+            "tombstone_seq": self.tombstone_seq,
+            "recall_at_10": self.recall_estimate,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        for path in tmp.iterdir():
+            _fsync(path)
+        os.rename(tmp, self.folder / name)
+        _fsync(self.folder)
+        pointer = self.folder / ".CURRENT.tmp"
+        pointer.write_text(name)
+        _fsync(pointer)
+        os.replace(pointer, self.folder / "CURRENT")
+        _fsync(self.folder)
+        for old in self.folder.iterdir():  # older generations and leftovers of crashed saves
+            if old.name not in (name, "CURRENT"):
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+        self.dirty = False
+        return True
+
+    def info(self) -> dict:
+        index = self.index()
+        return {
+            "model_id": self.model_id,
+            "kind": index.kind,
+            "faces": len(index),
+            "deleted_not_compacted": index.dead,
+            "memory_bytes": index.memory_bytes(),
+            "bytes_per_face": round(index.memory_bytes() / max(len(index.rows.ids), 1), 1),
+            "recall_at_10_estimate": self.recall_estimate,
+            "policy": self.policy.kind,
+            "folder": str(self.folder) if self.folder else None,
+            "rebuilt_because": self.rebuilt_because,
+        }
+
+
+def _far_from_threshold(n: int, policy: IndexPolicy) -> bool:
+    """Switch kind only well past a threshold, so an index near one does not flip back and forth."""
+    return all(abs(n - t) > 0.25 * t for t in (policy.flat_max, policy.hnsw_max))
+
+
+def _merge_top10(
+    best: np.ndarray, best_ids: np.ndarray, scores: np.ndarray, ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    all_scores = np.hstack([best, scores])
+    all_ids = np.hstack([best_ids, np.broadcast_to(ids, scores.shape)])
+    top = np.argsort(-all_scores, axis=1)[:, :10]
+    return np.take_along_axis(all_scores, top, 1), np.take_along_axis(all_ids, top, 1)
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = sum(len(set(f[f >= 0]) & set(t[t >= 0])) for f, t in zip(found, truth, strict=True))
+    return hits / max(int((truth >= 0).sum()), 1)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
