@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import facefind
 import machine
 from facefind import catalog as cat
-from facefind.vectors import ExactIndex
+from facefind.vectors import FaissIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -82,3 +82,16 @@ def test_max_fmr_moves_the_threshold(fr_db: Path) -> None:
         assert ff.threshold(1e-2, None) < ff.threshold(1e-3, None) < ff.threshold(1e-5, None)
         with pytest.raises(FacefindError, match="cosine similarity"):
             ff.threshold(None, 3.0)
+
+
+def test_exclusions_and_collections_still_give_top_k(fr_db: Path) -> None:
+    with facefind.open(fr_db) as ff:
+        everything = ff.search(OBAMA, threshold=-1.0, top_k=8).faces[0].matches
+        excluded = [m.face_id for m in everything[:3]]
+        rest = ff.search(OBAMA, threshold=-1.0, top_k=8, exclude=excluded).faces[0].matches
+        with pytest.raises(FacefindError, match="no collection named 'elsewhere'"):
+            ff.search(OBAMA, collections=["elsewhere"])
+        same = ff.search(OBAMA, threshold=-1.0, top_k=8, collections=["default"]).faces[0].matches
+    assert len(rest) == 8 and not {m.face_id for m in rest} & set(excluded)
+    assert [m.face_id for m in rest[:5]] == [m.face_id for m in everything[3:]]
+    assert [m.face_id for m in same] == [m.face_id for m in everything]

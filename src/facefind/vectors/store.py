@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from .faiss_index import KINDS, FaissIndex, Rows, nlist_for
 
 Progress = Callable[[int, int], None]
 CHUNK = 50_000
+IVF_MIN_FACES = 1_000
 RECALL_QUERIES = 200
 
 
@@ -132,6 +134,8 @@ class VectorStore:
         seq = self.catalog.last_tombstone()  # deletions up to here are already absent from faces
         total = self.catalog.face_count(self.model_id)
         chosen = kind or self.policy.choose(total)
+        if chosen == "ivf" and total < IVF_MIN_FACES:
+            chosen = "flat"  # too few faces to train IVF lists; the next save switches when there are
         index = FaissIndex(self.dim, chosen, expected=total)
         rng = np.random.default_rng(0)
         if index.needs_training:
@@ -184,10 +188,9 @@ class VectorStore:
             return False
         index = self._index
         due_kind = self.policy.choose(len(index))
+        switch = due_kind != index.kind and not (due_kind == "ivf" and len(index) < IVF_MIN_FACES)
         if index.dead > self.policy.compact_dead_share * max(len(index.rows.ids), 1) or (
-            self.policy.kind == "auto"
-            and due_kind != index.kind
-            and _far_from_threshold(len(index), self.policy)
+            switch and (self.policy.kind != "auto" or _far_from_threshold(len(index), self.policy))
         ):
             index = self.rebuild()
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -210,15 +213,19 @@ class VectorStore:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (tmp / "meta.json").write_text(json.dumps(meta))
+        _failpoint("save:written")
         for path in tmp.iterdir():
             _fsync(path)
         os.rename(tmp, self.folder / name)
         _fsync(self.folder)
+        _failpoint("save:renamed")
         pointer = self.folder / ".CURRENT.tmp"
         pointer.write_text(name)
         _fsync(pointer)
+        _failpoint("save:pointer-written")
         os.replace(pointer, self.folder / "CURRENT")
         _fsync(self.folder)
+        _failpoint("save:pointer-replaced")
         for old in self.folder.iterdir():  # older generations and leftovers of crashed saves
             if old.name not in (name, "CURRENT"):
                 shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
@@ -258,6 +265,12 @@ def _merge_top10(
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:
     hits = sum(len(set(f[f >= 0]) & set(t[t >= 0])) for f, t in zip(found, truth, strict=True))
     return hits / max(int((truth >= 0).sum()), 1)
+
+
+def _failpoint(name: str) -> None:
+    """Crash tests set FACEFIND_FAILPOINT to die with SIGKILL at exactly this step of a save."""
+    if os.environ.get("FACEFIND_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _fsync(path: Path) -> None:

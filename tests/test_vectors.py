@@ -1,0 +1,294 @@
+"""The vector index: exact vs ANN, deletes never returned, filters keep k, crash safety, rebuilds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from facefind.catalog import Catalog
+from facefind.faces.opencv import MODEL_ID
+from facefind.vectors import FaissIndex, IndexPolicy, Rows, VectorStore
+
+from .conftest import ROOT
+from .synthetic import DIM, add_image, remove_image, unit
+
+
+def clustered(rng: np.random.Generator, identities: int, per: int, spread: float = 0.6) -> np.ndarray:
+    centers = unit(rng, identities)
+    noise = unit(rng, identities * per)
+    v = np.repeat(centers, per, axis=0) + spread * noise
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def build(kind: str, vectors: np.ndarray, collections: np.ndarray | None = None) -> FaissIndex:
+    n = len(vectors)
+    index = FaissIndex(DIM, kind, expected=n)
+    index.train(vectors)
+    rows = Rows(
+        np.arange(1, n + 1, dtype=np.int64),
+        np.zeros(n, np.int32) if collections is None else collections.astype(np.int32),
+        np.full(n, 100, np.float32),
+        np.full(n, 0.9, np.float32),
+        np.ones(n, bool),
+    )
+    index.add(vectors, rows)
+    return index
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int, allowed: np.ndarray) -> np.ndarray:
+    sims = queries @ vectors.T
+    sims[:, ~allowed] = -np.inf
+    return np.argsort(-sims, axis=1)[:, :k] + 1  # ids are positions + 1
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
+
+
+def test_flat_is_exact() -> None:
+    rng = np.random.default_rng(1)
+    vectors, queries = unit(rng, 3000), unit(rng, 50)
+    scores, ids = build("flat", vectors).search(queries, 10)
+    assert recall(ids, exact_top(vectors, queries, 10, np.ones(3000, bool))) == 1.0
+    assert np.allclose(scores[:, 0], (queries @ vectors.T).max(axis=1), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_ann_recall_is_high_on_face_like_data(kind: str) -> None:
+    rng = np.random.default_rng(2)
+    vectors = clustered(rng, 2000, 10)
+    queries = vectors[rng.choice(len(vectors), 100, replace=False)] + 0.05 * unit(rng, 100)
+    _, ids = build(kind, vectors).search(queries, 10)
+    assert recall(ids, exact_top(vectors, queries, 10, np.ones(len(vectors), bool))) >= 0.95
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_filters_apply_inside_the_search_and_keep_k(kind: str) -> None:
+    rng = np.random.default_rng(3)
+    vectors = clustered(rng, 500, 10)
+    collections = rng.integers(0, 4, len(vectors))
+    index = build(kind, vectors, collections)
+    queries = vectors[:20]
+    # the 50 nearest faces of every query are excluded: a post-filter would return nothing
+    excluded = np.unique(exact_top(vectors, queries, 50, np.ones(len(vectors), bool)))
+    index.remove(np.arange(1, 200))  # and some are deleted outright
+    _, ids = index.search(queries, 10, collections=[1, 2], exclude=excluded)
+    assert (ids > 0).all(), "every query still gets 10 results"
+    assert np.isin(collections[ids - 1], [1, 2]).all()
+    assert not np.isin(ids, excluded).any() and (ids >= 200).all()
+    allowed = index.allowed(collections=[1, 2], exclude=excluded)
+    if kind == "flat":
+        assert recall(ids, exact_top(vectors, queries, 10, allowed)) == 1.0
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """Random interleavings of add / replace / delete / search / save / reload / compact."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rng = np.random.default_rng(0)
+        self.vectors: dict[int, np.ndarray] = {}  # live face id -> vector (the truth)
+        self.paths: dict[str, list[int]] = {}
+        self.n = 0
+
+    @initialize(kind=st.sampled_from(["flat", "hnsw"]))
+    def open(self, kind: str) -> None:
+        import tempfile
+
+        self.tmp = Path(tempfile.mkdtemp())
+        self.db = self.tmp / "c.db"
+        self.catalog = Catalog(self.db)
+        self.policy = IndexPolicy(kind=kind)
+        self.store = self._new_store()
+
+    def _new_store(self) -> VectorStore:
+        return VectorStore(self.catalog, MODEL_ID, DIM, Path(f"{self.db}.vectors"), self.policy)
+
+    @rule(faces=st.integers(1, 4))
+    def add(self, faces: int) -> None:
+        self.n += 1
+        path = f"/p/{self.n}.jpg"
+        vectors = unit(self.rng, faces)
+        ids = add_image(self.catalog, path, vectors)
+        self.paths[path] = ids
+        self.vectors.update(zip(ids, vectors, strict=True))
+
+    @precondition(lambda self: self.paths)
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        path = data.draw(st.sampled_from(sorted(self.paths)))
+        remove_image(self.catalog, path)
+        for face_id in self.paths.pop(path):
+            del self.vectors[face_id]
+
+    @precondition(lambda self: self.paths)
+    @rule(data=st.data())
+    def replace(self, data: st.DataObject) -> None:
+        path = data.draw(st.sampled_from(sorted(self.paths)))
+        for face_id in self.paths[path]:
+            del self.vectors[face_id]
+        vectors = unit(self.rng, 2)
+        self.paths[path] = add_image(self.catalog, path, vectors)
+        self.vectors.update(zip(self.paths[path], vectors, strict=True))
+
+    @rule()
+    def save(self) -> None:
+        self.store.index()
+        self.store.save(force=True)
+
+    @rule()
+    def reload(self) -> None:
+        self.store = self._new_store()
+
+    @rule()
+    def compact(self) -> None:
+        self.store.rebuild()
+
+    @rule(k=st.integers(1, 12))
+    def search(self, k: int) -> None:
+        live = sorted(self.vectors)
+        query = self.vectors[live[0]] if live else unit(self.rng, 1)[0]
+        _, ids = self.store.index().search(query[None], k)
+        found = [i for i in ids[0] if i >= 0]
+        assert set(found) <= set(self.vectors), "a deleted face was returned"
+        assert len(found) == min(k, len(live))
+        if live:
+            assert found[0] == live[0]  # a stored face finds itself first
+
+    @invariant()
+    def never_rebuilt_from_a_bad_save(self) -> None:
+        reason = self.store.rebuilt_because
+        assert reason is None or "no saved index" in reason, reason
+
+    def teardown(self) -> None:
+        import shutil
+
+        self.catalog.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+TestStoreMachine = StoreMachine.TestCase
+TestStoreMachine.settings = settings(
+    max_examples=25, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+def test_kill_9_during_add_delete_and_save_never_leaves_a_bad_index(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    catalog = Catalog(db)
+    rng = np.random.default_rng(4)
+    for i in range(200):  # a few thousand faces so that a save takes a moment
+        add_image(catalog, f"/base/{i}.jpg", unit(rng, 25))
+    catalog.close()
+    kills = 0
+    while kills < 8:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.churn", str(db)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()  # at least one full round (and save) happened
+        time.sleep(float(rng.uniform(0, 0.4)))  # then die anywhere: in a transaction, a sync, a save
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        catalog = Catalog(db)
+        store = VectorStore(catalog, MODEL_ID, DIM, Path(f"{db}.vectors"))
+        index = store.index()
+        assert store.rebuilt_because is None, store.rebuilt_because  # the saved generation was sound
+        assert index.checksum() == catalog.face_checksum(MODEL_ID)
+        leftovers = [p.name for p in Path(f"{db}.vectors", MODEL_ID).iterdir()]
+        assert "CURRENT" in leftovers
+        catalog.close()
+
+
+@pytest.mark.parametrize(
+    "failpoint", ["save:written", "save:renamed", "save:pointer-written", "save:pointer-replaced"]
+)
+def test_kill_9_at_each_step_of_a_save(tmp_path: Path, failpoint: str) -> None:
+    db = tmp_path / "c.db"
+    catalog = Catalog(db)
+    store = VectorStore(catalog, MODEL_ID, DIM, Path(f"{db}.vectors"))
+    add_image(catalog, "/a.jpg", unit(np.random.default_rng(7), 4))
+    store.index()
+    store.save()  # generation 1
+    catalog.close()
+    env = dict(os.environ, FACEFIND_FAILPOINT=failpoint)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.churn", str(db)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL and proc.stdout == ""  # died inside its first save
+    catalog = Catalog(db)
+    reopened = VectorStore(catalog, MODEL_ID, DIM, Path(f"{db}.vectors"))
+    index = reopened.index()
+    assert reopened.rebuilt_because is None  # generation 1 (or 2, if the pointer moved) loads
+    assert index.checksum() == catalog.face_checksum(MODEL_ID)  # and catches up with the catalog
+    reopened.save(force=True)
+    assert sorted(p.name for p in Path(f"{db}.vectors", MODEL_ID).iterdir())[0] == "CURRENT"
+    assert len(list(Path(f"{db}.vectors", MODEL_ID).iterdir())) == 2  # leftovers cleaned up
+
+
+def test_disagreement_with_the_catalog_is_detected_and_rebuilt(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    catalog = Catalog(db)
+    rng = np.random.default_rng(5)
+    ids = [add_image(catalog, f"/x/{i}.jpg", unit(rng, 2)) for i in range(50)]
+    store = VectorStore(catalog, MODEL_ID, DIM, Path(f"{db}.vectors"))
+    store.index()
+    store.save()
+    # a face deleted behind facefind's back (no tombstone): counts and checksums now differ
+    gone = ids[3][0]
+    with sqlite3.connect(db) as con:
+        con.execute("delete from faces where id = ?", (gone,))
+    fresh = VectorStore(catalog, MODEL_ID, DIM, Path(f"{db}.vectors"))
+    index = fresh.index()
+    assert fresh.rebuilt_because and "disagrees" in fresh.rebuilt_because
+    assert gone not in index.rows.ids and len(index) == 99
+
+    # a damaged index file is rebuilt from the catalog, not trusted
+    fresh.save(force=True)
+    generation = Path(f"{db}.vectors", MODEL_ID)
+    target = generation / (generation / "CURRENT").read_text() / "index.faiss"
+    target.write_bytes(target.read_bytes()[:100])
+    again = VectorStore(catalog, MODEL_ID, DIM, Path(f"{db}.vectors"))
+    assert len(again.index()) == 99
+    assert again.rebuilt_because and "could not be read" in again.rebuilt_because
+
+
+def test_schema_1_catalog_is_migrated_keeping_its_faces(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    catalog = Catalog(db)
+    add_image(catalog, "/old/1.jpg", unit(np.random.default_rng(6), 3))
+    catalog.close()
+    with sqlite3.connect(db) as con:  # turn it back into what schema 1 looked like
+        con.executescript(
+            """
+            create table faces_plain as select * from faces;
+            drop table faces; alter table faces_plain rename to faces;
+            drop table face_tombstones;
+            update meta set value = '1' where key = 'schema_version';
+            """
+        )
+    migrated = Catalog(db)
+    assert migrated.face_count(MODEL_ID) == 3
+    with sqlite3.connect(db) as con:
+        ddl = con.execute("select sql from sqlite_master where name = 'faces'").fetchone()[0]
+        version = con.execute("select value from meta where key = 'schema_version'").fetchone()[0]
+    assert "AUTOINCREMENT" in ddl and version == "2"
+    remove_image(migrated, "/old/1.jpg")
+    assert len(migrated.tombstones_after(MODEL_ID, 0)[1]) == 3
