@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -110,12 +110,14 @@ class StoreMachine(RuleBasedStateMachine):
         self.db = self.tmp / "c.db"
         self.catalog = Catalog(self.db)
         self.policy = IndexPolicy(kind=kind)
+        for _ in range(3):  # enough faces for HNSW to be built from the start
+            self.add(50)
         self.store = self._new_store()
 
     def _new_store(self) -> VectorStore:
         return VectorStore(self.catalog, MODEL_ID, DIM, Path(f"{self.db}.vectors"), self.policy)
 
-    @rule(faces=st.integers(1, 4))
+    @rule(faces=st.integers(1, 40))
     def add(self, faces: int) -> None:
         self.n += 1
         path = f"/p/{self.n}.jpg"
@@ -159,7 +161,9 @@ class StoreMachine(RuleBasedStateMachine):
     def search(self, k: int) -> None:
         live = sorted(self.vectors)
         query = self.vectors[live[0]] if live else unit(self.rng, 1)[0]
-        _, ids = self.store.index().search(query[None], k)
+        index = self.store.index()
+        event(f"searched a {index.kind} index")
+        _, ids = index.search(query[None], k)
         found = [i for i in ids[0] if i >= 0]
         assert set(found) <= set(self.vectors), "a deleted face was returned"
         assert len(found) == min(k, len(live))
@@ -180,7 +184,7 @@ class StoreMachine(RuleBasedStateMachine):
 
 TestStoreMachine = StoreMachine.TestCase
 TestStoreMachine.settings = settings(
-    max_examples=25, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=30, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 

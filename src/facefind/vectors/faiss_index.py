@@ -1,4 +1,4 @@
-"""A FAISS index over face embeddings: exact (flat), HNSW or IVF-SQ8, with tombstone deletes.
+"""A FAISS index over face embeddings: exact (flat), HNSW-SQ8 or IVF-SQ8, with tombstone deletes.
 
 Rows live at positions 0..n-1 of the FAISS index; `ids[pos]` is the face id (ascending, so a
 face id is found by binary search). A delete clears `alive[pos]`; every search runs with a
@@ -15,9 +15,11 @@ import faiss
 import numpy as np
 
 KINDS = ("flat", "hnsw", "ivf")
-# Search-time parameters, chosen by bench/index_bench.py (see README): recall@10 >= 0.98 at 1M.
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 40, 96
-IVF_NPROBE = 48
+# Chosen by measurement on face-like data (bench/index_bench.py, README): HNSW over 8-bit
+# scalar-quantised vectors keeps recall@10 within 0.003 of full-precision HNSW at a quarter of
+# the vector memory; efConstruction 100 / efSearch 256 give recall@10 ~0.99 at 100k faces.
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 100, 256
+IVF_NPROBE = 128
 
 
 def nlist_for(n: int) -> int:
@@ -177,11 +179,13 @@ def _new_index(dim: int, kind: str, expected: int) -> faiss.Index:
     if kind == "flat":
         return faiss.IndexFlatIP(dim)
     if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         return index
-    # IVF with 8-bit scalar quantisation: 128 bytes a face, and an HNSW coarse quantiser so
-    # assigning millions of faces to lists stays fast.
+    # IVF with 8-bit scalar quantisation: the least memory (136 bytes a face), but on face-like
+    # data an identity's faces scatter over many lists, so recall saturates near 0.8 (measured);
+    # auto selection only uses it beyond what HNSW fits in memory. An HNSW coarse quantiser keeps
+    # assigning millions of faces to lists fast.
     nlist = nlist_for(expected)
     quantizer = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
     return faiss.IndexIVFScalarQuantizer(
@@ -200,7 +204,9 @@ def _faiss_bytes(index: faiss.Index) -> int:
     if isinstance(index, faiss.IndexHNSW):
         hnsw = index.hnsw
         links = hnsw.neighbors.size() * 4 + hnsw.offsets.size() * 8 + hnsw.levels.size() * 4
-        return n * d * 4 + links
+        return _faiss_bytes(faiss.downcast_index(index.storage)) + links
+    if isinstance(index, faiss.IndexScalarQuantizer):
+        return n * index.code_size
     if isinstance(index, faiss.IndexIVF):
         ivf = faiss.extract_index_ivf(index)
         return n * (ivf.code_size + 8) + ivf.nlist * d * 4 * 2

@@ -27,7 +27,9 @@ from .faiss_index import KINDS, FaissIndex, Rows, nlist_for
 
 Progress = Callable[[int, int], None]
 CHUNK = 50_000
-IVF_MIN_FACES = 1_000
+# Quantised indexes learn their value ranges (and IVF its lists) from the faces: with fewer than
+# this many, an exact flat index is used until a later save can switch.
+TRAIN_MIN_FACES = {"flat": 0, "hnsw": 100, "ivf": 1_000}
 RECALL_QUERIES = 200
 
 
@@ -36,8 +38,8 @@ class IndexPolicy:
     """Which index to build for how many faces (measured: see README, bench/index_bench.py)."""
 
     kind: str = "auto"  # or one of KINDS to force it
-    flat_max: int = 100_000  # exact search stays under ~5 ms up to here
-    hnsw_max: int = 2_000_000  # above this, IVF-SQ8: a quarter of HNSW's memory, far faster to build
+    flat_max: int = 100_000  # exact search: ~2 ms per query at 100k faces
+    hnsw_max: int = 20_000_000  # HNSW-SQ8 needs ~400 bytes a face: ~8 GB here; IVF-SQ8 beyond
     compact_dead_share: float = 0.2  # rebuild once this share of rows are tombstones
 
     def choose(self, n: int) -> str:
@@ -134,8 +136,8 @@ class VectorStore:
         seq = self.catalog.last_tombstone()  # deletions up to here are already absent from faces
         total = self.catalog.face_count(self.model_id)
         chosen = kind or self.policy.choose(total)
-        if chosen == "ivf" and total < IVF_MIN_FACES:
-            chosen = "flat"  # too few faces to train IVF lists; the next save switches when there are
+        if total < TRAIN_MIN_FACES[chosen]:
+            chosen = "flat"
         index = FaissIndex(self.dim, chosen, expected=total)
         rng = np.random.default_rng(0)
         if index.needs_training:
@@ -188,7 +190,7 @@ class VectorStore:
             return False
         index = self._index
         due_kind = self.policy.choose(len(index))
-        switch = due_kind != index.kind and not (due_kind == "ivf" and len(index) < IVF_MIN_FACES)
+        switch = due_kind != index.kind and len(index) >= TRAIN_MIN_FACES[due_kind]
         if index.dead > self.policy.compact_dead_share * max(len(index.rows.ids), 1) or (
             switch and (self.policy.kind != "auto" or _far_from_threshold(len(index), self.policy))
         ):
