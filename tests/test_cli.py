@@ -125,3 +125,28 @@ def test_read_only_catalog_is_a_clear_error(tmp_path: Path) -> None:
         failed = run_cli("index", FR / "Rose_Leslie", db=ro)
     assert failed.returncode == 1 and "could not be written" in failed.stderr
     assert run_json("stats", db=db) == before
+
+
+def test_index_info_and_reindex(tmp_path: Path) -> None:
+    from .conftest import GLINT
+
+    db = tmp_path / "c.db"
+    indexed = sum(run_json("index", GLINT / p, db=db)["faces_found"] for p in ("Tina_Fey", "Hugh_Laurie"))
+    info = run_json("index-info", db=db)
+    assert info["kind"] == "flat" and info["faces"] == indexed >= 200
+    assert info["recall_at_10_estimate"] == 1.0
+    assert info["bytes_per_face"] > 512  # 128 float32 plus the per-face bookkeeping
+    query = GLINT / "Tina_Fey" / sorted(p.name for p in (GLINT / "Tina_Fey").iterdir())[0]
+    before = run_json("search", query, db=db)["faces"][0]["matches"]
+
+    forced = run_json("reindex", "--kind", "hnsw", db=db)
+    assert forced["kind"] == "hnsw" and forced["policy"] == "hnsw" and forced["faces"] == indexed
+    assert forced["bytes_per_face"] < 700  # 128 B of 8-bit vector + ~400 B of graph links
+    after = run_json("search", query, db=db)["faces"][0]["matches"]
+    assert len(after) == len(before) >= 5
+    assert [m["face_id"] for m in after][:5] == [m["face_id"] for m in before][:5]
+    assert run_json("index-info", db=db)["kind"] == "hnsw"  # the choice is kept
+
+    assert run_json("reindex", "--kind", "auto", db=db)["kind"] == "flat"
+    bad = run_cli("reindex", "--kind", "annoy", db=db)
+    assert bad.returncode == 1 and "--kind must be auto or one of" in bad.stderr

@@ -120,6 +120,7 @@ class FaceRow:
     path: str
     box: tuple[float, float, float, float]
     quality: float
+    embedding: np.ndarray
 
 
 def _migrate_1_to_2(conn: Connection) -> None:
@@ -367,12 +368,20 @@ class Catalog:
                         faces.c.w,
                         faces.c.h,
                         faces.c.quality,
+                        faces.c.embedding,
                     )
                     .join(images, images.c.id == faces.c.image_id)
                     .where(faces.c.id.in_(chunk))
                 )
                 for r in conn.execute(query):
-                    out[r.id] = FaceRow(r.id, r.image_id, r.path, (r.x, r.y, r.w, r.h), r.quality)
+                    out[r.id] = FaceRow(
+                        r.id,
+                        r.image_id,
+                        r.path,
+                        (r.x, r.y, r.w, r.h),
+                        r.quality,
+                        np.frombuffer(r.embedding, np.float32),
+                    )
         return out
 
     # calibration -------------------------------------------------------------------------

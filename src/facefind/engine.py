@@ -67,8 +67,10 @@ class FaceFind:
         report = Indexer(self.catalog, self.settings, backend, workers).run(
             Path(path), collection, on_progress
         )
-        self.vectors.index()  # catch up with what was just catalogued, and save it
-        self.vectors.save()
+        # The vector index catches up with what was just catalogued (rebuilding, compacting or
+        # switching kind if due, with progress) and is saved.
+        self.vectors.index(on_progress)
+        self.vectors.save(on_progress=on_progress)
         return report
 
     # faces -------------------------------------------------------------------------------
@@ -119,22 +121,25 @@ class FaceFind:
         )
         allowed = self.catalog.collection_ids(collections) if collections is not None else None
         queries = np.vstack([f.embedding for _, f in query_faces])
-        scores, ids = index.search(queries, top_k, min_px, min_q, allowed, exclude)
+        _, ids = index.search(queries, top_k, min_px, min_q, allowed, exclude)
         rows = self.catalog.face_rows(int(i) for i in ids.ravel() if i >= 0)
         out = []
-        for (number, qf), row_scores, row_ids in zip(query_faces, scores, ids, strict=True):
+        for (number, qf), row_ids in zip(query_faces, ids, strict=True):
+            # Approximate indexes hold quantised vectors: rank and report exact cosines instead.
+            found = [rows[int(fid)] for fid in row_ids if fid >= 0 and int(fid) in rows]
+            exact = sorted(((float(r.embedding @ qf.embedding), r) for r in found), key=lambda x: -x[0])
             matches = [
                 Match(
-                    face_id=int(fid),
-                    image_id=rows[fid].image_id,
-                    path=rows[fid].path,
-                    box=_box(rows[fid].box),
-                    similarity=round(float(s), 4),
-                    fmr=calibration.fmr(float(s)),
-                    quality=rows[fid].quality,
+                    face_id=r.id,
+                    image_id=r.image_id,
+                    path=r.path,
+                    box=_box(r.box),
+                    similarity=round(s, 4),
+                    fmr=calibration.fmr(s),
+                    quality=r.quality,
                 )
-                for s, fid in zip(row_scores, row_ids, strict=True)
-                if fid >= 0 and s >= cut and fid in rows
+                for s, r in exact
+                if s >= cut
             ]
             out.append(
                 QueryFace(

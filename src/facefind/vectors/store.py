@@ -184,7 +184,7 @@ class VectorStore:
         return np.vstack(parts) if parts else np.zeros((0, self.dim), np.float32)
 
     # saving ------------------------------------------------------------------------------------
-    def save(self, force: bool = False) -> bool:
+    def save(self, force: bool = False, on_progress: Progress | None = None) -> bool:
         """Write the index as a new generation if it changed; compact or switch kind first if due."""
         if self.folder is None or self._index is None or not (self.dirty or force):
             return False
@@ -194,7 +194,7 @@ class VectorStore:
         if index.dead > self.policy.compact_dead_share * max(len(index.rows.ids), 1) or (
             switch and (self.policy.kind != "auto" or _far_from_threshold(len(index), self.policy))
         ):
-            index = self.rebuild()
+            index = self.rebuild(on_progress=on_progress)
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"gen-{time.time_ns()}"
         tmp = self.folder / f".tmp-{name}"
