@@ -38,6 +38,7 @@ bench: bench-install
 	$(BIN)/python bench/ingest_bench.py
 	$(BIN)/python bench/accuracy_bench.py
 	$(BIN)/python bench/search_bench.py
+	$(BIN)/python bench/index_bench.py --faces 100000   # README also has 1M and 10M runs (20-30 min each)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
