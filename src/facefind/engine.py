@@ -152,7 +152,7 @@ class FaceFind:
             threshold=round(cut, 4),
             max_fmr=None if threshold is not None else (max_fmr or DEFAULT_MAX_FMR),
             fmr_floor=calibration.fmr_floor,
-            searched=int(index.allowed(min_px, min_q, allowed, exclude).sum()),
+            searched=index.count_allowed(min_px, min_q, allowed, exclude),
             faces=out,
         )
 

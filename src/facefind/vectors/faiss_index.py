@@ -62,7 +62,8 @@ class FaissIndex:
         self.dim, self.kind = dim, kind
         self.index = index if index is not None else _new_index(dim, kind, expected)
         self.rows = rows or Rows()
-        self._default_selection: tuple[tuple[float, float], np.ndarray] | None = None
+        # Bitmap (and its count) of the faces an unfiltered search may return, per quality minimums.
+        self._default_selection: tuple[tuple[float, float], np.ndarray, int] | None = None
 
     # size ------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -167,10 +168,25 @@ class FaissIndex:
         scores = np.where(pos >= 0, scores, -np.inf).astype(np.float32)
         return scores, ids
 
+    def count_allowed(
+        self,
+        min_face_px: float = 0,
+        min_quality: float = 0,
+        collections: list[int] | None = None,
+        exclude: np.ndarray | None = None,
+    ) -> int:
+        """How many faces a search with these filters considers (cached when unfiltered)."""
+        if collections is None and (exclude is None or not len(exclude)):
+            self._cached_bitmap(min_face_px, min_quality)
+            assert self._default_selection is not None
+            return self._default_selection[2]
+        return int(self.allowed(min_face_px, min_quality, collections, exclude).sum())
+
     def _cached_bitmap(self, min_face_px: float, min_quality: float) -> np.ndarray:
         key = (min_face_px, min_quality)
         if self._default_selection is None or self._default_selection[0] != key:
-            self._default_selection = (key, _pack(self.allowed(min_face_px, min_quality)))
+            mask = self.allowed(min_face_px, min_quality)
+            self._default_selection = (key, _pack(mask), int(mask.sum()))
         return self._default_selection[1]
 
     def _params(self, selector: faiss.IDSelector) -> faiss.SearchParameters:
