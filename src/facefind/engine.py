@@ -35,6 +35,7 @@ class FaceFind:
         self.catalog = Catalog(self.db)
         self._backend: FaceBackend | None = None
         self._vectors: VectorStore | None = None
+        self._calibration: Calibration | None = None
 
     def __enter__(self) -> FaceFind:
         return self
@@ -80,8 +81,12 @@ class FaceFind:
 
     def calibration(self) -> Calibration:
         """The user's calibration (`facefind calibrate`) if there is one, else the shipped one."""
-        stored = self.catalog.load_calibration(self.backend.model_id)
-        return Calibration.from_dict(stored) if stored else default_calibration(self.backend.model_id)
+        if self._calibration is None:
+            stored = self.catalog.load_calibration(self.backend.model_id)
+            self._calibration = (
+                Calibration.from_dict(stored) if stored else default_calibration(self.backend.model_id)
+            )
+        return self._calibration
 
     def threshold(self, max_fmr: float | None, threshold: float | None) -> float:
         if threshold is not None:
@@ -247,6 +252,7 @@ class FaceFind:
         calibration = labelled.calibration(self.backend.model_id)
         if save:
             self.catalog.save_calibration(calibration.model_id, calibration.to_dict())
+            self._calibration = calibration
         return calibration
 
     def stats(self) -> dict:
