@@ -192,6 +192,52 @@ def latencies(search, queries: np.ndarray, limit_s: float) -> tuple[dict, np.nda
     return out, np.vstack(found)
 
 
+def _rows(start: int, n: int) -> Rows:
+    return Rows(
+        np.arange(start + 1, start + n + 1, dtype=np.int64),
+        np.zeros(n, np.int32),
+        np.full(n, 100, np.float32),
+        np.full(n, 0.9, np.float32),
+        np.ones(n, bool),
+    )
+
+
+class Checkpoint:
+    """A partly built index saved every `every` faces, so a build of hours survives being stopped.
+
+    Build time is summed over the runs that built it; CPU seconds are kept too, because a build
+    resumed beside other work is slowed by it while its CPU time is not.
+    """
+
+    def __init__(self, folder: Path | None, kind: str, n: int, every: int = 2_000_000) -> None:
+        self.every = every
+        self.index_path = folder / f"{kind}-{n}.faiss" if folder else None
+        self.state_path = folder / f"{kind}-{n}.json" if folder else None
+
+    def load(self, kind: str) -> tuple[FaissIndex | None, dict]:
+        if self.state_path is None or self.index_path is None or not self.state_path.exists():
+            return None, {"added": 0, "build_s": 0.0, "cpu_s": 0.0}
+        import faiss
+
+        state = json.loads(self.state_path.read_text())
+        index = FaissIndex(
+            DIM, kind, index=faiss.read_index(str(self.index_path)), rows=_rows(0, state["added"])
+        )
+        print(f"  {kind}: resumed at {state['added']} faces", file=sys.stderr)
+        return index, state
+
+    def save(self, index: FaissIndex, state: dict) -> None:
+        if self.state_path is None or self.index_path is None:
+            return
+        import faiss
+
+        self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.index_path.with_suffix(".tmp")
+        faiss.write_index(index.index, str(tmp))
+        os.replace(tmp, self.index_path)
+        self.state_path.write_text(json.dumps(state))
+
+
 def bench_kind(
     kind: str,
     data: FaceLikeData,
@@ -199,11 +245,14 @@ def bench_kind(
     identities: np.ndarray,
     truth: np.ndarray,
     limit_s: float,
+    checkpoint: Checkpoint,
 ) -> dict:
     gc.collect()
     before = rss_bytes()
-    t = time.perf_counter()
-    index = FaissIndex(DIM, kind, expected=data.n)
+    index, state = checkpoint.load(kind)
+    t, cpu = time.perf_counter(), time.process_time()
+    if index is None:
+        index = FaissIndex(DIM, kind, expected=data.n)
     if index.needs_training:
         sample = []
         for _, vectors in data.chunks():
@@ -211,22 +260,25 @@ def bench_kind(
         index.train(np.vstack(sample))
         del sample
     for start, vectors in data.chunks():
-        n = len(vectors)
-        rows = Rows(
-            np.arange(start + 1, start + n + 1, dtype=np.int64),
-            np.zeros(n, np.int32),
-            np.full(n, 100, np.float32),
-            np.full(n, 0.9, np.float32),
-            np.ones(n, bool),
-        )
-        index.add(vectors, rows)
-        print(f"  {kind}: {start + n}/{data.n} added", file=sys.stderr, end="\r")
-    build_s = time.perf_counter() - t
+        if start < state["added"]:
+            continue
+        index.add(vectors, _rows(start, len(vectors)))
+        state["added"] = start + len(vectors)
+        print(f"  {kind}: {state['added']}/{data.n} added", file=sys.stderr, end="\r")
+        if state["added"] % checkpoint.every == 0 and state["added"] < data.n:
+            now, now_cpu = time.perf_counter(), time.process_time()
+            state["build_s"] += now - t
+            state["cpu_s"] += now_cpu - cpu
+            checkpoint.save(index, state)
+            t, cpu = time.perf_counter(), time.process_time()
+    build_s = state["build_s"] + time.perf_counter() - t
+    cpu_s = state["cpu_s"] + time.process_time() - cpu
     gc.collect()
     resident = rss_bytes() - before
     timing, found = latencies(lambda q: index.search(q, K)[1], queries, limit_s)
     result = {
         "build_s": round(build_s, 1),
+        "build_cpu_s": round(cpu_s, 1),
         "bytes_per_face": round(resident / data.n, 1),
         "index_bytes_per_face": round(index.memory_bytes() / data.n, 1),
         "resident_gib": round(resident / 2**30, 2),
@@ -275,6 +327,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=60, help="time limit per kind for timing queries")
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="save partly built indexes here every 2M faces and resume from them (for 10M builds)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -295,7 +352,15 @@ def main() -> None:
         "indexes": {},
     }
     for kind in args.index or ["flat", "hnsw", "ivf"]:
-        result["indexes"][kind] = bench_kind(kind, data, queries, identities, truth, args.seconds)
+        result["indexes"][kind] = bench_kind(
+            kind,
+            data,
+            queries,
+            identities,
+            truth,
+            args.seconds,
+            Checkpoint(args.checkpoint, kind, args.faces),
+        )
         print(f"{kind}: {result['indexes'][kind]}", file=sys.stderr)
     result["baseline_numpy"] = bench_numpy(data, queries, truth, args.seconds)
     base_qps = result["baseline_numpy"]["qps"]
