@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from .errors import CatalogError
 from .faces import Face
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 metadata = sa.MetaData()
 
 meta = sa.Table(
@@ -90,6 +90,34 @@ face_tombstones = sa.Table(
     sa.Column("model_id", sa.String(64), nullable=False),
     sqlite_autoincrement=True,
 )
+# People: a layer over faces. Faces stay what analysis produced; who they are lives here.
+persons = sa.Table(
+    "persons",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("model_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200)),
+    sa.Column("hidden", sa.Boolean, nullable=False, default=False),
+    sa.Column("cover_face_id", sa.Integer, sa.ForeignKey("faces.id", ondelete="SET NULL")),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sqlite_autoincrement=True,  # a person id, once shown to a user, never means someone else
+)
+# pinned = placed by a user (merge, split); clustering never moves a pinned face.
+face_persons = sa.Table(
+    "face_persons",
+    metadata,
+    sa.Column("face_id", sa.Integer, sa.ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("pinned", sa.Boolean, nullable=False, default=False),
+)
+sa.Index("ix_face_persons_person", face_persons.c.person_id)
+# "Not this person": clustering never puts the face back into that person.
+face_rejections = sa.Table(
+    "face_rejections",
+    metadata,
+    sa.Column("face_id", sa.Integer, sa.ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True),
+)
 calibrations = sa.Table(
     "calibrations",
     metadata,
@@ -137,9 +165,14 @@ def _migrate_1_to_2(conn: Connection) -> None:
         metadata.create_all(conn, tables=[face_tombstones])
 
 
+def _migrate_2_to_3(conn: Connection) -> None:
+    """People: persons, face assignments and rejections."""
+    metadata.create_all(conn, tables=[persons, face_persons, face_rejections])
+
+
 # MIGRATIONS[n] takes a catalog from schema version n + 1 to n + 2. A new catalog is created
 # directly at SCHEMA_VERSION from `metadata`.
-MIGRATIONS = [_migrate_1_to_2]
+MIGRATIONS = [_migrate_1_to_2, _migrate_2_to_3]
 
 
 class Catalog:

@@ -13,6 +13,7 @@ from .errors import FacefindError, NoFaceError
 from .faces import Face, FaceBackend, analyze, load_backend
 from .images import ImageSource, load_image
 from .ingest import Indexer, Progress
+from .people import People
 from .results import Box, IndexReport, Match, QueryFace, SearchResult, Verification
 from .settings import Settings, default_db_path
 from .vectors import KINDS, FaissIndex, IndexPolicy, VectorStore
@@ -72,7 +73,16 @@ class FaceFind:
         # switching kind if due, with progress) and is saved.
         self.vectors.index(on_progress)
         self.vectors.save(on_progress=on_progress)
+        # New faces join persons (or form new ones) without re-clustering the catalog.
+        report.people = self.people.update()
         return report
+
+    # people ------------------------------------------------------------------------------
+    @property
+    def people(self) -> People:
+        """Faces grouped into persons: `ff.people.all()`, `.get(id)`, `.name(id, "Ann")`, `.merge`..."""
+        threshold = self.calibration().threshold(self.settings.people_max_fmr)
+        return People(self.catalog, self.backend.model_id, self.settings, threshold)
 
     # faces -------------------------------------------------------------------------------
     def faces(self, image: ImageSource) -> list[Face]:

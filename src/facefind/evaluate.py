@@ -276,3 +276,42 @@ def plot(curves: dict[str, LabelledSet], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def clustering_scores(labels: np.ndarray, truth: np.ndarray) -> dict:
+    """Pairwise and BCubed precision/recall/F1 of a grouping against true identities.
+
+    Unassigned faces (label -1) count as groups of one, so leaving a face out costs recall.
+    """
+    labels = np.asarray(labels, np.int64).copy()
+    lonely = labels < 0
+    labels[lonely] = labels.max(initial=-1) + 1 + np.arange(int(lonely.sum()))
+    _, truth = np.unique(np.asarray(truth), return_inverse=True)
+    joint = np.zeros((labels.max() + 1, truth.max() + 1), np.int64)
+    np.add.at(joint, (labels, truth), 1)
+    in_group, in_truth = joint.sum(1), joint.sum(0)
+    both = joint[labels, truth]
+    b_precision = float(np.mean(both / in_group[labels]))
+    b_recall = float(np.mean(both / in_truth[truth]))
+
+    def pairs(counts: np.ndarray) -> float:
+        return float((counts * (counts - 1) / 2).sum())
+
+    same_both, same_group, same_truth = pairs(joint), pairs(in_group), pairs(in_truth)
+    p_precision = same_both / same_group if same_group else 1.0
+    p_recall = same_both / same_truth if same_truth else 1.0
+
+    def f1(p: float, r: float) -> float:
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    return {
+        "bcubed_precision": round(b_precision, 4),
+        "bcubed_recall": round(b_recall, 4),
+        "bcubed_f1": round(f1(b_precision, b_recall), 4),
+        "pairwise_precision": round(p_precision, 4),
+        "pairwise_recall": round(p_recall, 4),
+        "pairwise_f1": round(f1(p_precision, p_recall), 4),
+        "persons_found": int((np.bincount(labels) > 0).sum() - lonely.sum()),
+        "identities": int(truth.max() + 1),
+        "unassigned_share": round(float(lonely.mean()), 4),
+    }

@@ -10,6 +10,16 @@ class FileError(BaseModel):
     error: str
 
 
+class ClusterReport(BaseModel):
+    mode: str  # "incremental" or "full"
+    faces_considered: int
+    faces_assigned: int  # faces now belonging to a person (all faces for "full")
+    persons: int
+    new_persons: int
+    unassigned: int
+    seconds: float
+
+
 class IndexReport(BaseModel):
     root: str
     collection: str
@@ -25,6 +35,7 @@ class IndexReport(BaseModel):
     stage_ms_per_image: dict[str, float] = {}
     error_files: list[FileError] = []
     interrupted: bool = False
+    people: ClusterReport | None = None  # how the new faces were grouped into persons
 
 
 class Box(BaseModel):
@@ -77,3 +88,21 @@ class Verification(BaseModel):
     same_person: bool
     face_a: Box
     face_b: Box
+
+
+class PersonFace(BaseModel):
+    face_id: int
+    image_id: int
+    path: str
+    box: Box
+    quality: float
+    pinned: bool  # placed here by a user (merge, split); clustering never moves it
+
+
+class Person(BaseModel):
+    id: int
+    name: str | None
+    hidden: bool
+    face_count: int
+    cover: PersonFace | None  # the chosen face, else the best-quality one
+    faces: list[PersonFace]  # best quality first

@@ -34,6 +34,11 @@ class Settings:
     # stored but excluded from search unless asked for.
     min_face_px: int = 32
     min_quality: float = 0.25
+    # People: faces are linked when their similarity has at most this false-match rate (1e-4 gave
+    # the best BCubed F1 over ../shared/datasets, bench/people_bench.py); a new person needs
+    # at least people_min_faces faces.
+    people_max_fmr: float = 1e-4
+    people_min_faces: int = 2
     # Refuse images larger than this many pixels (decompression bombs) or with absurd sides.
     max_image_pixels: int = 89_478_485  # Pillow's own bomb limit (~9459x9459)
     max_image_side: int = 40_000

@@ -1,0 +1,290 @@
+"""People: facefind's grouping of faces into persons vs Immich's DBSCAN-style rule, and its speed.
+
+    python bench/people_bench.py [--datasets ../shared/datasets] [--sizes 10000 100000] [--json]
+
+Quality, per labelled folder of ../shared/datasets (identity = folder name): each folder is indexed
+into a fresh catalog with `facefind.open(db).index(folder)`, which groups faces incrementally as
+users get it; then `people.recluster()` is scored too. Every method clusters the same faces; the
+largest face of each photo is scored (pairwise and BCubed precision/recall/F1, persons found,
+share unassigned). Baselines in the same run:
+- Immich's rule (server/src/services/person.service.ts) with its defaults, max cosine distance 0.5
+  and min faces 3. 0.5 is a distance for InsightFace buffalo_l; it is converted to SFace by the
+  ratio of DeepFace's per-model thresholds, which DeepFace tunes for the same accuracy goal
+  (deepface/config/threshold.py: Buffalo_L 0.55, SFace 0.593), giving 0.539; the false-match rate
+  this implies on our calibration is reported beside it.
+- The same rule with its best parameters *per folder* (grid over distance and min faces): a
+  stricter bar than one setting for all folders, which is what facefind uses.
+- The other candidates measured before choosing: exact average-linkage agglomerative clustering
+  and HDBSCAN, each with its best parameter per folder.
+
+Speed, on face-like synthetic embeddings (as bench/index_bench.py) stored in a real SQLite catalog:
+full re-cluster of 10k and 100k faces, then the incremental update after adding 1,000 new faces
+(new photos of stored people and some newcomers) to the largest catalog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).parent))
+import facefind
+import index_bench
+import machine
+from facefind.catalog import face_persons, faces, images, now
+from facefind.evaluate import clustering_scores
+
+ROOT = Path(__file__).resolve().parents[1]
+IMMICH_MAX_DISTANCE, IMMICH_MIN_FACES = 0.5, 3
+BUFFALO_L_DEEPFACE, SFACE_DEEPFACE = 0.55, 0.593
+
+
+# --- baselines and candidates ---------------------------------------------------------------
+def immich_dbscan(embeddings: np.ndarray, max_distance: float, min_faces: int) -> np.ndarray:
+    """Immich's handleRecognizeFaces, face by face in order (exact search).
+
+    A face's matches are its `min_faces` nearest faces (itself included) within `max_distance`.
+    With one match only (itself) it is skipped; with fewer than `min_faces` it is not a core
+    face and waits for a second pass. It joins the first match that has a person, else the
+    nearest face with a person within `max_distance`; a core face with neither starts a person.
+    """
+    x = np.asarray(embeddings, np.float32)
+    labels = np.full(len(x), -1, np.int64)
+    min_sim = 1.0 - max_distance
+    next_person = 0
+    deferred: list[int] = []
+
+    def recognise(i: int, second_pass: bool) -> None:
+        nonlocal next_person
+        sims = x @ x[i]
+        order = np.argsort(-sims, kind="stable")
+        near = order[sims[order] >= min_sim]
+        matches = near[:min_faces]
+        if min_faces > 1 and len(matches) <= 1:
+            return
+        core = len(matches) >= min_faces
+        if not core and not second_pass:
+            deferred.append(i)
+            return
+        with_person = [m for m in matches if labels[m] >= 0]
+        person = labels[with_person[0]] if with_person else -1
+        if person < 0:
+            assigned = near[labels[near] >= 0]
+            if len(assigned):
+                person = labels[assigned[0]]
+        if core and person < 0:
+            person, next_person = next_person, next_person + 1
+        labels[i] = person
+
+    for i in range(len(x)):
+        recognise(i, False)
+    for i in deferred:
+        recognise(i, True)
+    return labels
+
+
+def average_linkage(embeddings: np.ndarray, threshold: float) -> np.ndarray:
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    if len(embeddings) < 2:
+        return np.zeros(len(embeddings), np.int64)
+    tree = linkage(np.asarray(embeddings, np.float64), "average", metric="cosine")
+    return fcluster(tree, 1.0 - threshold, "distance") - 1
+
+
+def hdbscan(embeddings: np.ndarray, min_cluster_size: int) -> np.ndarray:
+    from sklearn.cluster import HDBSCAN
+
+    return HDBSCAN(min_cluster_size=min_cluster_size, metric="cosine").fit_predict(embeddings)
+
+
+def best_of(run, grid, x, truth, scored) -> dict:  # type: ignore[no-untyped-def]
+    best: dict = {}
+    for params in grid:
+        scores = clustering_scores(run(x, *params)[scored], truth)
+        if not best or scores["bcubed_f1"] > best["bcubed_f1"]:
+            best = {**scores, "params": list(params)}
+    return best
+
+
+# --- quality on real photos -------------------------------------------------------------------
+def folder_quality(folder: Path, workdir: Path) -> dict:
+    ff = facefind.open(workdir / f"{folder.name}.db")
+    report = ff.index(folder)
+    ids, x, _, _, _ = ff.catalog.faces_after(ff.backend.model_id, 0, 2**62)
+    with ff.catalog.engine.connect() as conn:
+        rows = conn.execute(sa.select(faces.c.id, images.c.path, faces.c.w, faces.c.h).join(images)).all()
+    largest: dict[str, tuple[float, int]] = {}
+    for face_id, path, w, h in rows:
+        if min(w, h) > largest.get(path, (-1.0, 0))[0]:
+            largest[path] = (min(w, h), face_id)
+    scored = np.searchsorted(ids, sorted(f for _, f in largest.values()))
+    path_of = {f: p for p, (_, f) in largest.items()}
+    truth = np.array([Path(path_of[int(ids[i])]).relative_to(folder.resolve()).parts[0] for i in scored])
+
+    def facefind_labels() -> np.ndarray:
+        labels = np.full(len(ids), -1, np.int64)
+        with ff.catalog.engine.connect() as conn:
+            for face_id, person in conn.execute(sa.select(face_persons.c.face_id, face_persons.c.person_id)):
+                labels[np.searchsorted(ids, face_id)] = person
+        return labels
+
+    calibration = ff.calibration()
+    immich_distance = IMMICH_MAX_DISTANCE * SFACE_DEEPFACE / BUFFALO_L_DEEPFACE
+    out = {
+        "photos": len(largest),
+        "faces": len(ids),
+        "identities": len(set(truth)),
+        "facefind_incremental": clustering_scores(facefind_labels()[scored], truth),
+        "facefind_full": None,
+        "immich_defaults": {
+            **clustering_scores(immich_dbscan(x, immich_distance, IMMICH_MIN_FACES)[scored], truth),
+            "params": [round(immich_distance, 3), IMMICH_MIN_FACES],
+            "implied_fmr": calibration.fmr(1 - immich_distance),
+        },
+        "immich_tuned": best_of(
+            immich_dbscan,
+            [(d, m) for d in np.arange(0.35, 0.76, 0.025).round(3) for m in (1, 2, 3, 4, 5)],
+            x,
+            truth,
+            scored,
+        ),
+        "average_linkage_tuned": best_of(
+            average_linkage, [(t,) for t in np.arange(0.15, 0.5, 0.025).round(3)], x, truth, scored
+        ),
+        "hdbscan_tuned": best_of(hdbscan, [(m,) for m in range(2, 11)], x, truth, scored),
+        "indexed_seconds": report.seconds,
+    }
+    ff.people.recluster()
+    out["facefind_full"] = clustering_scores(facefind_labels()[scored], truth)
+    ff.close()
+    return out
+
+
+# --- speed on synthetic faces in a real catalog -------------------------------------------------
+def store_faces(ff: facefind.FaceFind, vectors: np.ndarray, first_image: int) -> None:
+    """Write faces straight into the catalog, one synthetic photo each (analysis is not timed)."""
+    collection = ff.catalog.collection_id("synthetic")
+    with ff.catalog.transaction() as conn:
+        conn.execute(
+            sa.insert(images),
+            [
+                dict(
+                    collection_id=collection,
+                    path=f"/synthetic/{first_image + i}.jpg",
+                    size=1,
+                    mtime_ns=0,
+                    status="indexed",
+                    indexed_at=now(),
+                )
+                for i in range(len(vectors))
+            ],
+        )
+        image_ids = conn.execute(
+            sa.select(images.c.id).where(images.c.path.like("/synthetic/%")).order_by(images.c.id)
+        ).scalars()
+        image_ids = list(image_ids)[-len(vectors) :]
+        conn.execute(
+            sa.insert(faces),
+            [
+                dict(
+                    image_id=image_id,
+                    face_index=0,
+                    x=0.0,
+                    y=0.0,
+                    w=100.0,
+                    h=100.0,
+                    landmarks="[]",
+                    det_score=0.9,
+                    size_px=100.0,
+                    sharpness=100.0,
+                    yaw=0.0,
+                    quality=0.9,
+                    model_id=ff.backend.model_id,
+                    embedding=v.tobytes(),
+                )
+                for image_id, v in zip(image_ids, vectors, strict=True)
+            ],
+        )
+
+
+def speed(n: int, spread: dict, workdir: Path, add: int) -> dict:
+    data = index_bench.FaceLikeData(n + add, spread, seed=1)
+    vectors = np.vstack([v for _, v in data.chunks()])
+    truth = np.arange(n + add) // index_bench.PER_IDENTITY
+    # The catalog holds the first n faces; the last `add` are newcomers' and stored people's photos.
+    order = np.random.default_rng(2).permutation(n + add)
+    stored, added = order[:n], order[n:]
+    ff = facefind.open(workdir / f"synthetic-{n}.db")
+    store_faces(ff, vectors[np.sort(stored)], 0)
+    t = time.perf_counter()
+    full = ff.people.recluster()
+    full_s = time.perf_counter() - t
+    store_faces(ff, vectors[np.sort(added)], n)
+    t = time.perf_counter()
+    ff.people.update()
+    incremental_s = time.perf_counter() - t
+    ids, _, _, _, _ = ff.catalog.faces_after(ff.backend.model_id, 0, 2**62)
+    labels = np.full(len(ids), -1, np.int64)
+    with ff.catalog.engine.connect() as conn:
+        for face_id, person in conn.execute(sa.select(face_persons.c.face_id, face_persons.c.person_id)):
+            labels[np.searchsorted(ids, face_id)] = person
+    faces_truth = truth[np.concatenate([np.sort(stored), np.sort(added)])]
+    scores = clustering_scores(labels, faces_truth)
+    new_part = clustering_scores(labels[n:], faces_truth[n:])
+    ff.close()
+    return {
+        "faces": n,
+        "full_recluster_s": round(full_s, 2),
+        "full_persons": full.persons,
+        f"incremental_add_{add}_s": round(incremental_s, 2),
+        "bcubed_f1_after_add": scores["bcubed_f1"],
+        "bcubed_f1_of_added_faces": new_part["bcubed_f1"],
+        "unassigned_share": scores["unassigned_share"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--add", type=int, default=1000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result: dict = {"machine": machine.describe(), "folders": {}, "speed": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for folder in sorted(p for p in args.datasets.iterdir() if p.is_dir()):
+            if len([p for p in folder.iterdir() if p.is_dir()]) < 2:
+                continue  # unlabelled
+            result["folders"][folder.name] = folder_quality(folder, Path(tmp))
+            print(f"{folder.name}: done", file=sys.stderr)
+        spread = index_bench.measure_spread(args.datasets / "glint_dev12")
+        for n in args.sizes:
+            result["speed"].append(speed(n, spread, Path(tmp), args.add))
+            print(f"speed {n}: {result['speed'][-1]}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    methods = ("facefind_incremental", "facefind_full", "immich_defaults", "immich_tuned")
+    methods += ("average_linkage_tuned", "hdbscan_tuned")
+    print(f"{'folder':18} {'method':22} {'BCubed F1':>9} {'pair F1':>8} {'persons':>8} {'unassigned':>10}")
+    for name, row in result["folders"].items():
+        for method in methods:
+            r = row[method]
+            print(
+                f"{name:18} {method:22} {r['bcubed_f1']:>9} {r['pairwise_f1']:>8} "
+                f"{r['persons_found']:>4}/{r['identities']:<3} {r['unassigned_share']:>10}"
+            )
+    for row in result["speed"]:
+        print(row)
+
+
+if __name__ == "__main__":
+    main()

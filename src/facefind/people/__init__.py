@@ -1,0 +1,5 @@
+"""People: faces grouped into persons (clustering) and the user's decisions about them (persons)."""
+
+from .persons import People, PersonNotFound
+
+__all__ = ["People", "PersonNotFound"]

@@ -1,0 +1,431 @@
+"""Persons in the catalog: grouped by clustering, named, merged and split by users.
+
+Clustering is Chinese whispers over a graph linking faces whose similarity reaches the
+threshold of `Settings.people_max_fmr` (chosen by measurement, bench/people_bench.py).
+- `update()` runs after every index: only new faces (id above the last one clustered) are
+  placed. They and their nearest faces form a small graph in which faces already in a person
+  are fixed; new faces join persons through it, or form new persons of at least `min_faces`.
+- `recluster()` starts over from every face, keeping each user decision: faces a user placed
+  (merge, split) are fixed, named persons keep their id and name (each new group takes the id
+  of the old person it overlaps most, named persons first), and a face a user said is "not this
+  person" never goes back to that person.
+Low-quality faces never seed a person; they join the person their good neighbours vote for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import sqlalchemy as sa
+
+from ..catalog import Catalog, face_persons, face_rejections, faces, images, now, persons
+from ..errors import FacefindError
+from ..results import Box, ClusterReport, Person, PersonFace
+from ..settings import Settings
+from .clustering import chinese_whispers, threshold_graph
+
+NEIGHBOURS = 60  # graph degree; 30 made glint_dev12 results depend on the random seed (README)
+
+
+class PersonNotFound(FacefindError):
+    pass
+
+
+@dataclass
+class _Snapshot:
+    """Every face of one model, with its current person (-1: none)."""
+
+    ids: np.ndarray
+    embeddings: np.ndarray
+    good: np.ndarray  # may seed a person (size and quality minimums)
+    person: np.ndarray
+    pinned: np.ndarray
+    rejected: set[tuple[int, int]]  # (face id, person id)
+
+
+class People:
+    def __init__(self, catalog: Catalog, model_id: str, settings: Settings, threshold: float) -> None:
+        self.catalog, self.model_id, self.settings, self.threshold = catalog, model_id, settings, threshold
+        self._upto_key = f"people_upto:{model_id}"
+
+    # clustering ------------------------------------------------------------------------------
+    def update(self) -> ClusterReport:
+        """Place the faces indexed since the last update; existing assignments are not revisited."""
+        started = time.perf_counter()
+        upto = int(self.catalog.get_setting(self._upto_key, "0"))
+        snap = self._snapshot()
+        new = snap.ids > upto
+        placed, created = self._place_new(snap, np.flatnonzero(new & snap.good))
+        attached = self._attach(snap, np.flatnonzero(new & ~snap.good))
+        self._write(snap, incremental=True)
+        if len(snap.ids):
+            self.catalog.set_setting(self._upto_key, str(int(snap.ids.max())))
+        return self._report("incremental", int(new.sum()), placed + attached, created, snap, started)
+
+    def recluster(self) -> ClusterReport:
+        """Group every face again from scratch, keeping user decisions (see module docstring)."""
+        started = time.perf_counter()
+        snap = self._snapshot()
+        old = snap.person.copy()
+        nodes = np.flatnonzero(snap.good | snap.pinned)
+        graph = threshold_graph(snap.embeddings[nodes], self.threshold, NEIGHBOURS)
+        fixed = np.where(snap.pinned[nodes], snap.person[nodes], -1)
+        labels = chinese_whispers(graph, fixed)
+        snap.person[~snap.pinned] = -1
+        created = self._adopt_groups(snap, nodes, labels, set(fixed[fixed >= 0].tolist()), old)
+        self._attach(snap, np.flatnonzero(~snap.good & ~snap.pinned))
+        self._write(snap, incremental=False)
+        if len(snap.ids):
+            self.catalog.set_setting(self._upto_key, str(int(snap.ids.max())))
+        assigned = int((snap.person >= 0).sum())
+        return self._report("full", len(snap.ids), assigned, created, snap, started)
+
+    def _place_new(self, snap: _Snapshot, new: np.ndarray) -> tuple[int, int]:
+        """Cluster new good faces together with their neighbours, fixing already-placed ones."""
+        if not len(new):
+            return 0, 0
+        pool = np.flatnonzero(snap.good | (snap.person >= 0))
+        rows, cols, sims = _neighbours(snap.embeddings, new, pool, NEIGHBOURS, self.threshold)
+        nodes = np.unique(np.concatenate([new, cols]))
+        n = len(nodes)
+        a = np.searchsorted(nodes, rows)
+        b = np.searchsorted(nodes, cols)
+        graph = sp.coo_matrix((sims, (a, b)), shape=(n, n)).tocsr()
+        graph = graph.maximum(graph.T).tocsr()
+        fixed = snap.person[nodes]
+        labels = chinese_whispers(graph, fixed)
+        before = int((snap.person >= 0).sum())
+        created = self._adopt_groups(snap, nodes, labels, set(fixed[fixed >= 0].tolist()), None)
+        return int((snap.person >= 0).sum()) - before, created
+
+    def _adopt_groups(
+        self,
+        snap: _Snapshot,
+        nodes: np.ndarray,
+        labels: np.ndarray,
+        persons_in_graph: set[int],
+        old: np.ndarray | None,
+    ) -> int:
+        """Turn clustering labels into persons: known person ids stay; other groups take the id of
+        the old person they overlap most (named first), or become new persons if big enough."""
+        joins: dict[int, int] = {}
+        groups: dict[int, list[int]] = {}
+        for node, label in zip(nodes.tolist(), labels.tolist(), strict=True):
+            if snap.person[node] >= 0 and snap.pinned[node]:
+                continue
+            if label in persons_in_graph:
+                joins[node] = label
+            else:
+                groups.setdefault(label, []).append(node)
+        if old is not None:
+            named = self._named()
+            pairs = []
+            for label, members in groups.items():
+                for person, overlap in Counter(int(old[m]) for m in members if old[m] >= 0).items():
+                    pairs.append((person in named, overlap, label, person))
+            used_labels: set[int] = set()
+            used_persons = set(persons_in_graph)
+            for _, _, label, person in sorted(pairs, reverse=True):
+                if label not in used_labels and person not in used_persons:
+                    used_labels.add(label)
+                    used_persons.add(person)
+                    joins.update(dict.fromkeys(groups.pop(label), person))
+        created = 0
+        for members in groups.values():
+            if len(members) >= self.settings.people_min_faces:
+                person = self._new_person()
+                created += 1
+                joins.update(dict.fromkeys(members, person))
+        for node, person in joins.items():
+            if (int(snap.ids[node]), person) not in snap.rejected:
+                snap.person[node] = person
+        return created
+
+    def _attach(self, snap: _Snapshot, faces_: np.ndarray) -> int:
+        """Low-quality faces join the person their nearest good, placed faces vote for."""
+        pool = np.flatnonzero(snap.good & (snap.person >= 0))
+        if not len(faces_) or not len(pool):
+            return 0
+        rows, cols, sims = _neighbours(snap.embeddings, faces_, pool, NEIGHBOURS, self.threshold)
+        votes: dict[int, Counter[int]] = {}
+        for r, c, s in zip(rows.tolist(), cols.tolist(), sims.tolist(), strict=True):
+            votes.setdefault(r, Counter())[int(snap.person[c])] += s
+        attached = 0
+        for face, counter in votes.items():
+            for person, _ in counter.most_common():
+                if (int(snap.ids[face]), person) not in snap.rejected:
+                    snap.person[face] = person
+                    attached += 1
+                    break
+        return attached
+
+    # reading ---------------------------------------------------------------------------------
+    def all(self, include_hidden: bool = False) -> list[Person]:
+        """Persons with at least one face (or a name), most faces first."""
+        query = sa.select(persons).where(persons.c.model_id == self.model_id)
+        if not include_hidden:
+            query = query.where(persons.c.hidden == sa.false())
+        with self.catalog.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        members = self._faces_of([r.id for r in rows])
+        out = [_person(r, members.get(r.id, [])) for r in rows if members.get(r.id) or r.name]
+        return sorted(out, key=lambda p: (-p.face_count, p.id))
+
+    def get(self, person_id: int) -> Person:
+        row = self._row(person_id)
+        return _person(row, self._faces_of([person_id]).get(person_id, []))
+
+    def photos(self, person_id: int) -> list[str]:
+        """Paths of every photo the person is in, in path order."""
+        return sorted({f.path for f in self.get(person_id).faces})
+
+    # user decisions --------------------------------------------------------------------------
+    def name(self, person_id: int, name: str) -> Person:
+        name = name.strip()
+        if not name:
+            raise FacefindError("a person's name cannot be empty; to remove a name use --clear")
+        self._row(person_id)
+        with self.catalog.transaction() as conn:
+            conn.execute(sa.update(persons).where(persons.c.id == person_id).values(name=name))
+        return self.get(person_id)
+
+    def unname(self, person_id: int) -> Person:
+        self._row(person_id)
+        with self.catalog.transaction() as conn:
+            conn.execute(sa.update(persons).where(persons.c.id == person_id).values(name=None))
+        return self.get(person_id)
+
+    def hide(self, person_id: int, hidden: bool = True) -> Person:
+        self._row(person_id)
+        with self.catalog.transaction() as conn:
+            conn.execute(sa.update(persons).where(persons.c.id == person_id).values(hidden=hidden))
+        return self.get(person_id)
+
+    def merge(self, sources: Iterable[int], into: int) -> Person:
+        """Move every face of `sources` into person `into` (pinned) and delete the sources."""
+        sources = list(dict.fromkeys(int(s) for s in sources))
+        if not sources:
+            raise FacefindError("name at least one person to merge into another")
+        if into in sources:
+            raise FacefindError(f"cannot merge person {into} into itself; name other persons to merge in")
+        for person_id in [*sources, into]:
+            self._row(person_id)
+        with self.catalog.transaction() as conn:
+            conn.execute(
+                sa.update(face_persons)
+                .where(face_persons.c.person_id.in_([*sources, into]))
+                .values(person_id=into, pinned=True)
+            )
+            conn.execute(
+                sa.update(face_rejections)
+                .where(
+                    face_rejections.c.person_id.in_(sources),
+                    ~face_rejections.c.face_id.in_(
+                        sa.select(face_rejections.c.face_id).where(face_rejections.c.person_id == into)
+                    ),
+                )
+                .values(person_id=into)
+            )
+            conn.execute(sa.delete(persons).where(persons.c.id.in_(sources)))
+        return self.get(into)
+
+    def split(self, person_id: int, face_ids: Iterable[int], name: str | None = None) -> Person:
+        """Move some faces of a person into a new person; both sides are pinned."""
+        wanted = sorted({int(f) for f in face_ids})
+        current = {f.face_id for f in self.get(person_id).faces}
+        self._check_faces(person_id, wanted, current)
+        if set(wanted) == current:
+            raise FacefindError(
+                f"those are all {len(current)} faces of person {person_id}; a split must leave at least "
+                f"one. To rename the person use `people name`."
+            )
+        new = self._new_person(name.strip() if name else None)
+        with self.catalog.transaction() as conn:
+            conn.execute(
+                sa.update(face_persons).where(face_persons.c.person_id == person_id).values(pinned=True)
+            )
+            conn.execute(
+                sa.update(face_persons)
+                .where(face_persons.c.face_id.in_(wanted))
+                .values(person_id=new, pinned=True)
+            )
+            conn.execute(sa.insert(face_rejections), [{"face_id": f, "person_id": person_id} for f in wanted])
+        return self.get(new)
+
+    def remove(self, person_id: int, face_ids: Iterable[int]) -> Person:
+        """ "Not this person": the faces leave the person and clustering never puts them back."""
+        wanted = sorted({int(f) for f in face_ids})
+        self._check_faces(person_id, wanted, {f.face_id for f in self.get(person_id).faces})
+        with self.catalog.transaction() as conn:
+            conn.execute(sa.delete(face_persons).where(face_persons.c.face_id.in_(wanted)))
+            conn.execute(sa.insert(face_rejections), [{"face_id": f, "person_id": person_id} for f in wanted])
+        return self.get(person_id)
+
+    # storage ---------------------------------------------------------------------------------
+    def _snapshot(self) -> _Snapshot:
+        ids, embeddings, _, size_px, quality = self.catalog.faces_after(self.model_id, 0, 2**62)
+        person = np.full(len(ids), -1, np.int64)
+        pinned = np.zeros(len(ids), bool)
+        query = (
+            sa.select(face_persons.c.face_id, face_persons.c.person_id, face_persons.c.pinned)
+            .join(persons, persons.c.id == face_persons.c.person_id)
+            .where(persons.c.model_id == self.model_id)
+        )
+        with self.catalog.engine.connect() as conn:
+            assigned = conn.execute(query).all()
+            rejected = {(int(f), int(p)) for f, p in conn.execute(sa.select(face_rejections))}
+        if assigned:
+            a = np.asarray(assigned, np.int64)
+            pos = np.searchsorted(ids, a[:, 0])
+            person[pos], pinned[pos] = a[:, 1], a[:, 2].astype(bool)
+        good = (size_px >= self.settings.min_face_px) & (quality >= self.settings.min_quality)
+        return _Snapshot(ids, embeddings, good, person, pinned, rejected)
+
+    def _write(self, snap: _Snapshot, incremental: bool) -> None:
+        """Store the assignment of every unpinned face (incremental: only faces newly placed)."""
+        with self.catalog.transaction() as conn:
+            current = dict(
+                conn.execute(
+                    sa.select(face_persons.c.face_id, face_persons.c.person_id)
+                    .join(persons, persons.c.id == face_persons.c.person_id)
+                    .where(persons.c.model_id == self.model_id)
+                ).all()
+            )
+            placed = snap.person >= 0
+            wanted = dict(zip(snap.ids[placed].tolist(), snap.person[placed].tolist(), strict=True))
+            stale = [f for f, p in current.items() if wanted.get(f) != p]
+            if incremental:
+                stale = [f for f in stale if f not in wanted]  # only faces that lost their person
+            fresh = [
+                {"face_id": f, "person_id": p, "pinned": False}
+                for f, p in wanted.items()
+                if current.get(f) != p
+            ]
+            for i in range(0, len(stale), 500):
+                conn.execute(sa.delete(face_persons).where(face_persons.c.face_id.in_(stale[i : i + 500])))
+            if fresh:
+                conn.execute(sa.insert(face_persons), fresh)
+            # Persons left without faces go, unless a user named them.
+            conn.execute(
+                sa.delete(persons).where(
+                    persons.c.model_id == self.model_id,
+                    persons.c.name.is_(None),
+                    ~sa.exists().where(face_persons.c.person_id == persons.c.id),
+                )
+            )
+
+    def _new_person(self, name: str | None = None) -> int:
+        with self.catalog.transaction() as conn:
+            inserted = conn.execute(
+                sa.insert(persons).values(model_id=self.model_id, name=name, hidden=False, created_at=now())
+            )
+            return int(inserted.inserted_primary_key[0])  # type: ignore[index]
+
+    def _named(self) -> set[int]:
+        query = sa.select(persons.c.id).where(
+            persons.c.model_id == self.model_id, persons.c.name.is_not(None)
+        )
+        with self.catalog.engine.connect() as conn:
+            return {int(i) for i in conn.execute(query).scalars()}
+
+    def _row(self, person_id: int) -> sa.Row:
+        with self.catalog.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(persons).where(persons.c.id == person_id, persons.c.model_id == self.model_id)
+            ).one_or_none()
+        if row is None:
+            raise PersonNotFound(f"no person with id {person_id}; `facefind people list` shows them")
+        return row
+
+    def _check_faces(self, person_id: int, wanted: list[int], current: set[int]) -> None:
+        if not wanted:
+            raise FacefindError("name at least one face (--face ID); `facefind people show` lists them")
+        strangers = [f for f in wanted if f not in current]
+        if strangers:
+            raise FacefindError(
+                f"face(s) {', '.join(map(str, strangers))} are not in person {person_id}; "
+                f"`facefind people show {person_id}` lists its faces"
+            )
+
+    def _faces_of(self, person_ids: list[int]) -> dict[int, list[PersonFace]]:
+        query = (
+            sa.select(
+                face_persons.c.person_id,
+                face_persons.c.pinned,
+                faces.c.id,
+                faces.c.image_id,
+                images.c.path,
+                faces.c.x,
+                faces.c.y,
+                faces.c.w,
+                faces.c.h,
+                faces.c.quality,
+            )
+            .join(faces, faces.c.id == face_persons.c.face_id)
+            .join(images, images.c.id == faces.c.image_id)
+            .where(face_persons.c.person_id.in_(person_ids))
+            .order_by(faces.c.quality.desc(), faces.c.id)
+        )
+        out: dict[int, list[PersonFace]] = {}
+        with self.catalog.engine.connect() as conn:
+            for r in conn.execute(query):
+                box = Box(x=round(r.x, 1), y=round(r.y, 1), w=round(r.w, 1), h=round(r.h, 1))
+                face = PersonFace(
+                    face_id=r.id,
+                    image_id=r.image_id,
+                    path=r.path,
+                    box=box,
+                    quality=r.quality,
+                    pinned=r.pinned,
+                )
+                out.setdefault(r.person_id, []).append(face)
+        return out
+
+    def _report(
+        self, mode: str, considered: int, assigned: int, created: int, snap: _Snapshot, started: float
+    ) -> ClusterReport:
+        return ClusterReport(
+            mode=mode,
+            faces_considered=considered,
+            faces_assigned=assigned,
+            persons=len(set(snap.person[snap.person >= 0].tolist())),
+            new_persons=created,
+            unassigned=int((snap.person < 0).sum()),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+
+def _neighbours(
+    embeddings: np.ndarray, queries: np.ndarray, pool: np.ndarray, k: int, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges (query position, pool position, similarity) to each query's k nearest pool faces at
+    or above threshold, itself excluded. Exact: a few thousand new faces against the catalog."""
+    rows, cols, sims = [], [], []
+    pool_vectors = embeddings[pool]
+    k = min(k + 1, len(pool))
+    for start in range(0, len(queries), 1024):
+        chunk = queries[start : start + 1024]
+        scores = embeddings[chunk] @ pool_vectors.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        best = np.take_along_axis(scores, top, 1)
+        r = np.repeat(chunk, k)
+        c = pool[top.ravel()]
+        keep = (best.ravel() >= threshold) & (c != r)
+        rows.append(r[keep])
+        cols.append(c[keep])
+        sims.append(best.ravel()[keep])
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(sims).astype(np.float32)
+
+
+def _person(row: sa.Row, members: list[PersonFace]) -> Person:
+    cover = next((f for f in members if f.face_id == row.cover_face_id), members[0] if members else None)
+    return Person(
+        id=row.id, name=row.name, hidden=row.hidden, face_count=len(members), cover=cover, faces=members
+    )
