@@ -27,7 +27,7 @@ from rich.table import Table
 from . import evaluate as evaluation
 from .engine import DEFAULT_MAX_FMR, FaceFind
 from .errors import FacefindError
-from .results import IndexReport, SearchResult, Verification
+from .results import IndexReport, Person, SearchResult, Verification
 
 app = typer.Typer(
     help="Self-hosted, consent-first face search over your own photos.",
@@ -165,6 +165,11 @@ def _print_index_report(r: IndexReport) -> None:
         out.print(f"  skipped {e.path}: {e.error}")
     if len(r.error_files) > 20:
         out.print(f"  ... and {len(r.error_files) - 20} more (see `facefind stats`)")
+    if r.people is not None and r.people.faces_considered:
+        out.print(
+            f"people: {r.people.faces_assigned} new face(s) joined persons, {r.people.new_persons} new "
+            f"person(s); {r.people.persons} persons in all (`facefind people list`)."
+        )
     if r.interrupted:
         out.print("[yellow]interrupted[/]: everything above is saved; run the same command to continue.")
     elif r.errors:
@@ -175,7 +180,10 @@ def _print_index_report(r: IndexReport) -> None:
 
 @app.command()
 def search(
-    query: Annotated[Path, typer.Argument(help="Photo of the face(s) to look for.")],
+    query: Annotated[Path | None, typer.Argument(help="Photo of the face(s) to look for.")] = None,
+    person: Annotated[
+        int | None, typer.Option("--person", help="Instead of a photo: every photo of this person.")
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Most matches per face.")] = 10,
     max_fmr: MaxFmr = None,
     threshold: Threshold = None,
@@ -196,6 +204,21 @@ def search(
     as_json: Json = False,
 ) -> None:
     """Find catalogued faces of the person(s) in QUERY, with similarity and false-match rate."""
+    if (query is None) == (person is None):
+        err.print("[bold red]error:[/] give a photo to search with, or --person ID (not both)")
+        raise typer.Exit(2)
+    if person is not None:
+        with session(db) as ff:
+            found = ff.people.get(person)
+        photos = sorted({f.path for f in found.faces})
+        if as_json:
+            emit_json({"person": _person_summary(found), "photos": photos})
+            return
+        out.print(f"person {found.id} ({found.name or 'unnamed'}): {len(photos)} photo(s)")
+        for path in photos:
+            out.print(f"  {path}")
+        return
+    assert query is not None
     with session(db) as ff, progress_bar("rebuilding vector index", as_json) as on_progress:
         ff.vector_index(on_progress)
         result = ff.search(
@@ -432,6 +455,163 @@ def stats(db: Db = None, as_json: Json = False) -> None:
         out.print(f"  collection {name}: {n} images")
     for e in data["recent_errors"]:
         out.print(f"  error x{e['count']}: {e['error']}")
+
+
+# people -----------------------------------------------------------------------------------
+people_app = typer.Typer(
+    help="Faces grouped into persons: list, name, merge, split, hide.", no_args_is_help=True
+)
+app.add_typer(people_app, name="people")
+PersonId = Annotated[int, typer.Argument(help="Person id (see `facefind people list`).")]
+FaceIds = Annotated[
+    list[int], typer.Option("--face", help="Face id (repeat for several; see `people show`).")
+]
+
+
+def _person_summary(p: Person, with_faces: bool = True) -> dict:
+    data: dict[str, Any] = {
+        "id": p.id,
+        "name": p.name,
+        "hidden": p.hidden,
+        "face_count": p.face_count,
+        "cover": p.cover.model_dump(mode="json") if p.cover else None,
+    }
+    if with_faces:
+        data["faces"] = [{"face_id": f.face_id, "path": f.path, "pinned": f.pinned} for f in p.faces]
+    return data
+
+
+def _print_person(p: Person, faces: bool) -> None:
+    flags = " [dim](hidden)[/]" if p.hidden else ""
+    cover = f"  cover {p.cover.path}" if p.cover else ""
+    out.print(f"person {p.id:>5}  {p.name or '[dim]unnamed[/]'}{flags}  {p.face_count} face(s){cover}")
+    if faces:
+        for f in p.faces:
+            pin = "  [dim](placed by you)[/]" if f.pinned else ""
+            out.print(f"  face {f.face_id:>7}  quality {f.quality:.2f}  {f.path}{pin}")
+
+
+@people_app.command("list")
+def people_list(
+    include_hidden: Annotated[bool, typer.Option("--all", help="Include hidden persons.")] = False,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Persons, most faces first, with the photo of every face (--json)."""
+    with session(db) as ff:
+        found = ff.people.all(include_hidden)
+    if as_json:
+        emit_json([_person_summary(p) for p in found])
+        return
+    if not found:
+        out.print("no persons yet: `facefind index PHOTOS` groups faces as it goes")
+    for p in found:
+        _print_person(p, faces=False)
+
+
+@people_app.command("show")
+def people_show(person: PersonId, db: Db = None, as_json: Json = False) -> None:
+    """One person and each of their faces, best quality first."""
+    with session(db) as ff:
+        found = ff.people.get(person)
+    emit_json(found) if as_json else _print_person(found, faces=True)
+
+
+@people_app.command("photos")
+def people_photos(person: PersonId, db: Db = None, as_json: Json = False) -> None:
+    """Every photo a person is in."""
+    with session(db) as ff:
+        photos = ff.people.photos(person)
+    if as_json:
+        emit_json(photos)
+    else:
+        for path in photos:
+            out.print(path)
+
+
+@people_app.command("name")
+def people_name(
+    person: PersonId,
+    name: Annotated[str | None, typer.Argument(help="The name to give.")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the name.")] = False,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Name a person; the name and id survive every re-clustering."""
+    if (name is None) == (not clear):
+        err.print("[bold red]error:[/] give a NAME, or --clear to remove the name")
+        raise typer.Exit(2)
+    with session(db) as ff:
+        found = ff.people.unname(person) if clear else ff.people.name(person, name or "")
+    emit_json(found) if as_json else _print_person(found, faces=False)
+
+
+@people_app.command("merge")
+def people_merge(
+    persons: Annotated[list[int], typer.Argument(help="Person ids to merge into --into.")],
+    into: Annotated[int, typer.Option("--into", help="The person that remains.")],
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Merge persons into one (the same person found twice); re-clustering keeps it merged."""
+    with session(db) as ff:
+        found = ff.people.merge(persons, into)
+    emit_json(found) if as_json else _print_person(found, faces=False)
+
+
+@people_app.command("split")
+def people_split(
+    person: PersonId,
+    faces: FaceIds,
+    name: Annotated[str | None, typer.Option("--name", help="Name for the new person.")] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Move some faces of a person into a new person (two people taken for one)."""
+    with session(db) as ff:
+        found = ff.people.split(person, faces, name)
+    emit_json(found) if as_json else _print_person(found, faces=True)
+
+
+@people_app.command("remove")
+def people_remove(person: PersonId, faces: FaceIds, db: Db = None, as_json: Json = False) -> None:
+    """ "Not this person": take faces out of a person for good."""
+    with session(db) as ff:
+        found = ff.people.remove(person, faces)
+    emit_json(found) if as_json else _print_person(found, faces=False)
+
+
+@people_app.command("hide")
+def people_hide(
+    person: PersonId,
+    unhide: Annotated[bool, typer.Option("--unhide", help="Show the person again.")] = False,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Hide a person from `people list` (their faces stay grouped)."""
+    with session(db) as ff:
+        found = ff.people.hide(person, not unhide)
+    emit_json(found) if as_json else _print_person(found, faces=False)
+
+
+@people_app.command("cluster")
+def people_cluster(
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-cluster every face (keeps your decisions).")
+    ] = False,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Group faces not yet grouped (indexing does this already), or everything again with --full."""
+    with session(db) as ff:
+        report = ff.people.recluster() if full else ff.people.update()
+    if as_json:
+        emit_json(report)
+        return
+    out.print(
+        f"{report.mode}: {report.faces_considered} face(s) considered; {report.persons} persons "
+        f"({report.new_persons} new), {report.unassigned} face(s) unassigned, in {report.seconds:.1f}s"
+    )
 
 
 def main() -> None:  # pragma: no cover
