@@ -60,8 +60,12 @@ class People:
         upto = int(self.catalog.get_setting(self._upto_key, "0"))
         snap = self._snapshot()
         new = snap.ids > upto
+        unplaced = snap.person < 0
         placed, created = self._place_new(snap, np.flatnonzero(new & snap.good))
         attached = self._attach(snap, np.flatnonzero(new & ~snap.good))
+        # Low-quality faces left out before may match the faces placed just now.
+        just_placed = unplaced & (snap.person >= 0) & snap.good
+        attached += self._attach(snap, np.flatnonzero(~new & ~snap.good & unplaced), just_placed)
         self._write(snap, incremental=True)
         if len(snap.ids):
             self.catalog.set_setting(self._upto_key, str(int(snap.ids.max())))
@@ -146,9 +150,9 @@ class People:
                 snap.person[node] = person
         return created
 
-    def _attach(self, snap: _Snapshot, faces_: np.ndarray) -> int:
-        """Low-quality faces join the person their nearest good, placed faces vote for."""
-        pool = np.flatnonzero(snap.good & (snap.person >= 0))
+    def _attach(self, snap: _Snapshot, faces_: np.ndarray, among: np.ndarray | None = None) -> int:
+        """Low-quality faces join the person their nearest good, placed faces (`among`) vote for."""
+        pool = np.flatnonzero(snap.good & (snap.person >= 0) if among is None else among)
         if not len(faces_) or not len(pool):
             return 0
         rows, cols, sims = _neighbours(snap.embeddings, faces_, pool, NEIGHBOURS, self.threshold)
