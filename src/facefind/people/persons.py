@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import faiss
 import numpy as np
 import scipy.sparse as sp
 import sqlalchemy as sa
@@ -139,12 +140,10 @@ class People:
                     used_labels.add(label)
                     used_persons.add(person)
                     joins.update(dict.fromkeys(groups.pop(label), person))
-        created = 0
-        for members in groups.values():
-            if len(members) >= self.settings.people_min_faces:
-                person = self._new_person()
-                created += 1
-                joins.update(dict.fromkeys(members, person))
+        big = [m for m in groups.values() if len(m) >= self.settings.people_min_faces]
+        for members, person in zip(big, self._new_persons(len(big)), strict=True):
+            joins.update(dict.fromkeys(members, person))
+        created = len(big)
         for node, person in joins.items():
             if (int(snap.ids[node]), person) not in snap.rejected:
                 snap.person[node] = person
@@ -284,7 +283,7 @@ class People:
             assigned = conn.execute(query).all()
             rejected = {(int(f), int(p)) for f, p in conn.execute(sa.select(face_rejections))}
         if assigned:
-            a = np.asarray(assigned, np.int64)
+            a = np.array([(f, p, bool(pin)) for f, p, pin in assigned], np.int64)
             pos = np.searchsorted(ids, a[:, 0])
             person[pos], pinned[pos] = a[:, 1], a[:, 2].astype(bool)
         good = (size_px >= self.settings.min_face_px) & (quality >= self.settings.min_quality)
@@ -324,11 +323,15 @@ class People:
             )
 
     def _new_person(self, name: str | None = None) -> int:
+        return self._new_persons(1, name)[0]
+
+    def _new_persons(self, count: int, name: str | None = None) -> list[int]:
+        values = dict(model_id=self.model_id, name=name, hidden=False, created_at=now())
         with self.catalog.transaction() as conn:
-            inserted = conn.execute(
-                sa.insert(persons).values(model_id=self.model_id, name=name, hidden=False, created_at=now())
-            )
-            return int(inserted.inserted_primary_key[0])  # type: ignore[index]
+            return [
+                int(conn.execute(sa.insert(persons).values(**values)).inserted_primary_key[0])  # type: ignore[index]
+                for _ in range(count)
+            ]
 
     def _named(self) -> set[int]:
         query = sa.select(persons.c.id).where(
@@ -409,23 +412,16 @@ def _neighbours(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Edges (query position, pool position, similarity) to each query's k nearest pool faces at
     or above threshold, itself excluded. Exact: a few thousand new faces against the catalog."""
-    rows, cols, sims = [], [], []
-    pool_vectors = embeddings[pool]
-    k = min(k + 1, len(pool))
-    for start in range(0, len(queries), 1024):
-        chunk = queries[start : start + 1024]
-        scores = embeddings[chunk] @ pool_vectors.T
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        best = np.take_along_axis(scores, top, 1)
-        r = np.repeat(chunk, k)
-        c = pool[top.ravel()]
-        keep = (best.ravel() >= threshold) & (c != r)
-        rows.append(r[keep])
-        cols.append(c[keep])
-        sims.append(best.ravel()[keep])
-    if not rows:
+    if not len(queries) or not len(pool):
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return np.concatenate(rows), np.concatenate(cols), np.concatenate(sims).astype(np.float32)
+    index = faiss.IndexFlatIP(embeddings.shape[1])
+    index.add(np.ascontiguousarray(embeddings[pool], np.float32))
+    k = min(k + 1, len(pool))
+    sims, found = index.search(np.ascontiguousarray(embeddings[queries], np.float32), k)
+    rows = np.repeat(queries, k)
+    cols = np.where(found >= 0, pool[np.clip(found, 0, None)], -1).ravel()
+    keep = (found.ravel() >= 0) & (sims.ravel() >= threshold) & (cols != rows)
+    return rows[keep], cols[keep], sims.ravel()[keep]
 
 
 def _person(row: sa.Row, members: list[PersonFace]) -> Person:
