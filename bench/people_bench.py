@@ -102,7 +102,7 @@ def average_linkage(embeddings: np.ndarray, threshold: float) -> np.ndarray:
 def hdbscan(embeddings: np.ndarray, min_cluster_size: int) -> np.ndarray:
     from sklearn.cluster import HDBSCAN
 
-    return HDBSCAN(min_cluster_size=min_cluster_size, metric="cosine").fit_predict(embeddings)
+    return HDBSCAN(min_cluster_size=min_cluster_size, metric="cosine", copy=True).fit_predict(embeddings)
 
 
 def best_of(run, grid, x, truth, scored) -> dict:  # type: ignore[no-untyped-def]

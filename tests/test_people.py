@@ -194,3 +194,17 @@ def test_reindexing_a_folder_keeps_persons(tmp_path: Path) -> None:
     assert after["Tina Fey"]["id"] == person["id"]
     assert after["Tina Fey"]["face_count"] == person["face_count"]
     assert sum(p["face_count"] for p in after.values()) >= 195
+
+
+def test_large_graphs_cluster_as_well_as_small_ones() -> None:
+    """50k faces of 5k identities: label arithmetic must not overflow (it once did, in int32)."""
+    from facefind.people.clustering import chinese_whispers, threshold_graph
+
+    rng = np.random.default_rng(5)
+    centers = unit(rng, 5000)
+    truth = np.repeat(np.arange(5000), 10)
+    noise = unit(rng, len(truth))
+    faces = centers[truth] * 0.8 + noise * 0.6
+    faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+    labels = chinese_whispers(threshold_graph(faces, 0.42, 60))
+    assert clustering_scores(labels, truth)["bcubed_f1"] >= 0.99

@@ -92,7 +92,7 @@ def _heaviest_label(
         return best
     # Sum weights per (face, label), then take each face's heaviest label.
     span = int(edge_labels.max()) + 1
-    keys, inverse = np.unique(rows * span + edge_labels, return_inverse=True)
+    keys, inverse = np.unique(rows.astype(np.int64) * span + edge_labels, return_inverse=True)
     totals = np.bincount(inverse, weights=weights)
     face, label = keys // span, keys % span
     order = np.lexsort((-totals, face))
