@@ -28,7 +28,7 @@ demo: install
 	$(BIN)/facefind search "$(QUERY)" $(if $(DB),--db "$(DB)")
 
 bench-install: install $(VENV)/.bench
-$(VENV)/.bench:
+$(VENV)/.bench: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[bench]'
 	# face_recognition requires `dlib` (a source build); dlib-bin provides the same module.
 	$(BIN)/pip install --quiet --no-deps face_recognition
@@ -38,7 +38,8 @@ bench: bench-install
 	$(BIN)/python bench/ingest_bench.py
 	$(BIN)/python bench/accuracy_bench.py
 	$(BIN)/python bench/search_bench.py
-	$(BIN)/python bench/index_bench.py --faces 100000   # README also has 1M and 10M runs (20-30 min each)
+	$(BIN)/python bench/index_bench.py --faces 100000   # README also has 1M and 10M runs (10M HNSW: hours, use --checkpoint)
+	$(BIN)/python bench/people_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
