@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from facefind.catalog import Catalog
+from facefind.catalog import SCHEMA_VERSION, Catalog
 from facefind.faces.opencv import MODEL_ID
 from facefind.vectors import FaissIndex, IndexPolicy, Rows, VectorStore
 
@@ -274,7 +274,7 @@ def test_disagreement_with_the_catalog_is_detected_and_rebuilt(tmp_path: Path) -
     assert again.rebuilt_because and "could not be read" in again.rebuilt_because
 
 
-def test_schema_1_catalog_is_migrated_keeping_its_faces(tmp_path: Path) -> None:
+def test_schema_1_catalog_is_migrated_to_the_current_schema_keeping_its_faces(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     catalog = Catalog(db)
     add_image(catalog, "/old/1.jpg", unit(np.random.default_rng(6), 3))
@@ -285,6 +285,7 @@ def test_schema_1_catalog_is_migrated_keeping_its_faces(tmp_path: Path) -> None:
             create table faces_plain as select * from faces;
             drop table faces; alter table faces_plain rename to faces;
             drop table face_tombstones;
+            drop table face_rejections; drop table face_persons; drop table persons;
             update meta set value = '1' where key = 'schema_version';
             """
         )
@@ -293,6 +294,8 @@ def test_schema_1_catalog_is_migrated_keeping_its_faces(tmp_path: Path) -> None:
     with sqlite3.connect(db) as con:
         ddl = con.execute("select sql from sqlite_master where name = 'faces'").fetchone()[0]
         version = con.execute("select value from meta where key = 'schema_version'").fetchone()[0]
-    assert "AUTOINCREMENT" in ddl and version == "2"
+        tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
+    assert "AUTOINCREMENT" in ddl and version == str(SCHEMA_VERSION)
+    assert {"face_tombstones", "persons", "face_persons", "face_rejections"} <= tables
     remove_image(migrated, "/old/1.jpg")
     assert len(migrated.tombstones_after(MODEL_ID, 0)[1]) == 3
