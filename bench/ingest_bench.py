@@ -29,6 +29,8 @@ def run_facefind(folders: list[Path], workers: int) -> dict:
         out = {}
         for folder in folders:
             t = time.perf_counter()
+            if "default" not in {c.name for c in ff.collections()}:
+                ff.create_collection("default", owner="benchmark", basis="own", retention="30d")
             report = ff.index(folder, workers=workers)
             out[folder.name] = {
                 "images": report.indexed,

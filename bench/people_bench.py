@@ -117,6 +117,7 @@ def best_of(run, grid, x, truth, scored) -> dict:  # type: ignore[no-untyped-def
 # --- quality on real photos -------------------------------------------------------------------
 def folder_quality(folder: Path, workdir: Path) -> dict:
     ff = facefind.open(workdir / f"{folder.name}.db")
+    ff.create_collection("default", owner="benchmark", basis="own", retention="30d")
     report = ff.index(folder)
     ids, x, _, _, _ = ff.catalog.faces_after(ff.backend.model_id, 0, 2**62)
     with ff.catalog.engine.connect() as conn:

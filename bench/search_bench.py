@@ -126,7 +126,11 @@ def main() -> None:
     glint = sorted((args.datasets / "glint_dev12").rglob("*.png"))
     photos = [glint[i] for i in rng.choice(len(glint), 50, replace=False)]
     result: dict = {"machine": machine.describe()}
-    with tempfile.TemporaryDirectory() as tmp, facefind.open(Path(tmp) / "bench.db") as ff:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        facefind.open(Path(tmp) / "bench.db", purpose="benchmark") as ff,
+    ):
+        ff.create_collection("default", owner="benchmark", basis="own", retention="30d")
         ff.index(args.datasets, workers=2)
         ff.search(photos[0])  # warm up: model load
         result["datasets"] = measure(ff, photos, args.queries, rng)

@@ -48,12 +48,21 @@ def run_json(*args: str | Path, db: Path | None = None, ok_codes: tuple[int, ...
     return json.loads(proc.stdout)  # the whole of stdout must be one JSON document
 
 
+def new_catalog(db: Path, collection: str = "default") -> Path:
+    """A catalog with one collection (basis: own photos), ready to index into."""
+    import facefind
+
+    with facefind.open(db) as ff:
+        ff.create_collection(collection, owner="tests", basis="own", retention="1y")
+    return db
+
+
 @pytest.fixture(scope="session")
 def fr_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A catalog holding ../shared/datasets/face_recognition, indexed once for the session."""
     import facefind
 
-    db = tmp_path_factory.mktemp("fr") / "catalog.db"
+    db = new_catalog(tmp_path_factory.mktemp("fr") / "catalog.db")
     with facefind.open(db) as ff:
         report = ff.index(FR, workers=1)
     assert report.indexed == 23 and report.errors == 0

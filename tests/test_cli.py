@@ -7,16 +7,16 @@ from pathlib import Path
 
 from PIL import Image
 
-from .conftest import BIDEN, FR, MULTI, OBAMA, run_cli, run_json
+from .conftest import BIDEN, FR, MULTI, OBAMA, new_catalog, run_cli, run_json
 
 
 def test_index_search_verify_stats(tmp_path: Path) -> None:
-    db = tmp_path / "c.db"
+    db = new_catalog(tmp_path / "c.db")
     report = run_json("index", FR, db=db)
     assert report["indexed"] == 23 and report["faces_found"] == 23 and report["errors"] == 0
     assert set(report["stage_ms_per_image"]) >= {"decode", "detect", "align", "embed", "store"}
 
-    result = run_json("search", MULTI / "obama_and_biden.jpg", "--top-k", "5", db=db)
+    result = run_json("search", MULTI / "obama_and_biden.jpg", "--top-k", "5", "--purpose", "test", db=db)
     assert result["max_fmr"] == 1e-3 and len(result["faces"]) >= 2
     tops = {Path(f["matches"][0]["path"]).parent.name for f in result["faces"] if f["matches"]}
     assert {"Barack_Obama", "Joe_Biden"} <= tops
@@ -27,20 +27,20 @@ def test_index_search_verify_stats(tmp_path: Path) -> None:
     stats = run_json("stats", db=db)
     assert stats["images"] == 23 and stats["faces"] == 23 and stats["collections"] == {"default": 23}
 
-    human = run_cli("search", OBAMA, db=db, check=True)
+    human = run_cli("search", OBAMA, "--purpose", "test", db=db, check=True)
     assert "similarity" in human.stdout and "obama" in human.stdout
 
 
 def test_db_from_environment(tmp_path: Path) -> None:
     import os
 
-    env = dict(os.environ, FACEFIND_DB=str(tmp_path / "env.db"))
+    env = dict(os.environ, FACEFIND_DB=str(new_catalog(tmp_path / "env.db")))
     run_cli("index", FR / "Joe_Biden", env=env, check=True)
     assert (tmp_path / "env.db").exists()
 
 
 def test_errors_exit_nonzero_with_a_message(tmp_path: Path) -> None:
-    db = tmp_path / "c.db"
+    db = new_catalog(tmp_path / "c.db")
     album = tmp_path / "album"
     album.mkdir()
     shutil.copy(OBAMA, album / "obama.jpg")
@@ -51,7 +51,7 @@ def test_errors_exit_nonzero_with_a_message(tmp_path: Path) -> None:
 
     blank = tmp_path / "blank.png"
     Image.new("RGB", (300, 300), "grey").save(blank)
-    no_face = run_cli("search", blank, db=db)
+    no_face = run_cli("search", blank, "--purpose", "test", db=db)
     assert no_face.returncode == 1 and "no face found" in no_face.stderr and no_face.stdout == ""
 
     missing = run_cli("verify", tmp_path / "nope.jpg", OBAMA, db=db)
@@ -102,15 +102,15 @@ def test_calibrate_on_own_photos_replaces_the_shipped_table(tmp_path: Path) -> N
 
 
 def test_search_an_empty_catalog_says_what_to_do(tmp_path: Path) -> None:
-    empty = run_cli("search", OBAMA, db=tmp_path / "c.db")
+    empty = run_cli("search", OBAMA, "--purpose", "test", db=tmp_path / "c.db")
     assert empty.returncode == 0 and "no match" in empty.stdout
     assert "run `facefind index PHOTOS` first" in empty.stderr
-    notes = run_cli("index", FR / "SOURCE.txt", db=tmp_path / "c.db")
+    notes = run_cli("index", FR / "SOURCE.txt", db=new_catalog(tmp_path / "c.db"))
     assert notes.returncode == 1 and "not a photo" in notes.stderr
 
 
 def test_read_only_catalog_is_a_clear_error(tmp_path: Path) -> None:
-    db = tmp_path / "c.db"
+    db = new_catalog(tmp_path / "c.db")
     run_cli("index", FR / "Joe_Biden", db=db, check=True)
     before = run_json("stats", db=db)
     ro = tmp_path / "ro.db"
@@ -130,19 +130,19 @@ def test_read_only_catalog_is_a_clear_error(tmp_path: Path) -> None:
 def test_index_info_and_reindex(tmp_path: Path) -> None:
     from .conftest import GLINT
 
-    db = tmp_path / "c.db"
+    db = new_catalog(tmp_path / "c.db")
     indexed = sum(run_json("index", GLINT / p, db=db)["faces_found"] for p in ("Tina_Fey", "Hugh_Laurie"))
     info = run_json("index-info", db=db)
     assert info["kind"] == "flat" and info["faces"] == indexed >= 200
     assert info["recall_at_10_estimate"] == 1.0
     assert info["bytes_per_face"] > 512  # 128 float32 plus the per-face bookkeeping
     query = GLINT / "Tina_Fey" / sorted(p.name for p in (GLINT / "Tina_Fey").iterdir())[0]
-    before = run_json("search", query, db=db)["faces"][0]["matches"]
+    before = run_json("search", query, "--purpose", "test", db=db)["faces"][0]["matches"]
 
     forced = run_json("reindex", "--kind", "hnsw", db=db)
     assert forced["kind"] == "hnsw" and forced["policy"] == "hnsw" and forced["faces"] == indexed
     assert forced["bytes_per_face"] < 700  # 128 B of 8-bit vector + ~400 B of graph links
-    after = run_json("search", query, db=db)["faces"][0]["matches"]
+    after = run_json("search", query, "--purpose", "test", db=db)["faces"][0]["matches"]
     assert len(after) == len(before) >= 5
     assert [m["face_id"] for m in after][:5] == [m["face_id"] for m in before][:5]
     assert run_json("index-info", db=db)["kind"] == "hnsw"  # the choice is kept

@@ -12,7 +12,7 @@ import pytest
 
 import facefind
 
-from .conftest import BIDEN, GLINT, OBAMA
+from .conftest import BIDEN, GLINT, OBAMA, new_catalog
 from .test_images import BAD_FILES
 
 
@@ -29,7 +29,7 @@ def album(tmp_path: Path) -> Path:
 
 
 def test_incremental_changed_and_removed(album: Path, tmp_path: Path) -> None:
-    db = tmp_path / "c.db"
+    db = new_catalog(tmp_path / "c.db")
     with facefind.open(db) as ff:
         first = ff.index(album, workers=1)
         assert (first.files_seen, first.indexed, first.faces_found, first.errors) == (2, 2, 2, 0)
@@ -61,7 +61,7 @@ def test_bad_files_are_recorded_and_the_run_goes_on(album: Path, tmp_path: Path)
     for name, (data, _) in BAD_FILES.items():
         (album / name).write_bytes(data)
     os.symlink(album / "gone.jpg", album / "dangling.jpg")
-    db = tmp_path / "c.db"
+    db = new_catalog(tmp_path / "c.db")
     with facefind.open(db) as ff:
         report = ff.index(album, workers=2)
     assert report.indexed == 2 and report.faces_found == 2
@@ -77,7 +77,7 @@ def test_bad_files_are_recorded_and_the_run_goes_on(album: Path, tmp_path: Path)
 def test_tight_crops_and_large_photos_yield_their_face(tmp_path: Path) -> None:
     crops = sorted((GLINT / "Tina_Fey").iterdir())[:5]
     big = cv2.resize(cv2.imread(str(OBAMA)), None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
-    with facefind.open(tmp_path / "c.db") as ff:
+    with facefind.open(tmp_path / "c.db", purpose="test") as ff:
         for crop in crops:
             assert len(ff.faces(crop)) >= 1, crop
         small_face = ff.faces(OBAMA)[0]
@@ -88,7 +88,8 @@ def test_tight_crops_and_large_photos_yield_their_face(tmp_path: Path) -> None:
 
 
 def test_index_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
-    with facefind.open(tmp_path / "c.db") as ff, pytest.raises(facefind.FacefindError, match="no such"):
+    db = new_catalog(tmp_path / "c.db")
+    with facefind.open(db) as ff, pytest.raises(facefind.FacefindError, match="no such"):
         ff.index(tmp_path / "nowhere")
 
 
@@ -98,7 +99,7 @@ def test_small_faces_are_stored_but_not_searched_by_default(tmp_path: Path) -> N
     tiny = cv2.resize(cv2.imread(str(OBAMA)), None, fx=0.08, fy=0.08, interpolation=cv2.INTER_AREA)
     tiny = cv2.copyMakeBorder(tiny, 100, 100, 100, 100, cv2.BORDER_REPLICATE)
     cv2.imwrite(str(album / "tiny.png"), tiny)
-    with facefind.open(tmp_path / "c.db") as ff:
+    with facefind.open(new_catalog(tmp_path / "c.db"), purpose="test") as ff:
         report = ff.index(album, workers=1)
         assert report.faces_found == 1 and report.faces_searchable == 0
         assert ff.stats()["faces"] == 1 and ff.stats()["faces_searchable"] == 0

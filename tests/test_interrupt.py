@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import GLINT, run_json
+from .conftest import GLINT, new_catalog, run_json
 
 TOTAL = sum(1 for _ in GLINT.rglob("*.png"))
 
@@ -23,6 +23,9 @@ def start_index(db: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        # A shell running this suite in the background ignores SIGINT, and children inherit that;
+        # restore the default so Ctrl-C means what it does in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -58,7 +61,7 @@ def check_consistent(db: Path) -> tuple[int, int]:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_interrupt_then_resume(tmp_path: Path, sig: signal.Signals) -> None:
-    db = tmp_path / "c.db"
+    db = new_catalog(tmp_path / "c.db")
     proc = start_index(db)
     stopped_at = wait_for_rows(db, 200, proc)
     os.killpg(proc.pid, sig)  # the whole group: workers die too, as with a real kill or Ctrl-C

@@ -12,7 +12,7 @@ import facefind
 from facefind.evaluate import clustering_scores
 from facefind.people import People
 
-from .conftest import FR, GLINT, run_cli, run_json
+from .conftest import FR, GLINT, new_catalog, run_cli, run_json
 from .synthetic import add_image, unit
 
 
@@ -77,7 +77,9 @@ def test_indexing_real_photos_groups_them_and_lists_every_face(fr_copy: Path) ->
     # Everyone with two photos or more is a person; Lin-Manuel Miranda has one photo only.
     assert set(by_identity) == truth - {"Lin-Manuel_Miranda"}
     assert by_identity["Barack_Obama"]["face_count"] == 12
-    photos = run_json("search", "--person", str(by_identity["Barack_Obama"]["id"]), db=fr_copy)["photos"]
+    photos = run_json(
+        "search", "--person", str(by_identity["Barack_Obama"]["id"]), "--purpose", "test", db=fr_copy
+    )["photos"]
     assert photos == sorted(str(p.resolve()) for p in (FR / "Barack_Obama").iterdir())
 
 
@@ -154,7 +156,7 @@ def test_bad_requests_say_what_is_wrong_and_change_nothing(fr_copy: Path) -> Non
         (("people", "split", str(one["id"]), "--face", str(two["faces"][0]["face_id"])), "are not in person"),
         (("people", "remove", str(one["id"]), "--face", "424242"), "are not in person"),
         (("people", "name", str(one["id"]), "  "), "cannot be empty"),
-        (("search", "--person", "9999"), "no person with id 9999"),
+        (("search", "--person", "9999", "--purpose", "test"), "no person with id 9999"),
     ]
     for args, message in cases:
         proc = run_cli(*args, db=fr_copy)
@@ -180,7 +182,7 @@ def test_cli_round_trip(fr_copy: Path) -> None:
 
 
 def test_reindexing_a_folder_keeps_persons(tmp_path: Path) -> None:
-    db = tmp_path / "c.db"
+    db = new_catalog(tmp_path / "c.db")
     photos = tmp_path / "photos"
     shutil.copytree(GLINT / "Tina_Fey", photos / "Tina_Fey")
     first = run_json("index", photos, db=db)

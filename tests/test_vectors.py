@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from facefind.accountability import collections
 from facefind.catalog import SCHEMA_VERSION, Catalog
 from facefind.faces.opencv import MODEL_ID
 from facefind.vectors import FaissIndex, IndexPolicy, Rows, VectorStore
@@ -285,7 +286,12 @@ def test_schema_1_catalog_is_migrated_to_the_current_schema_keeping_its_faces(tm
             create table faces_plain as select * from faces;
             drop table faces; alter table faces_plain rename to faces;
             drop table face_tombstones;
-            drop table face_rejections; drop table face_persons; drop table persons;
+            drop table face_rejections; drop table face_persons; drop table persons; drop table audit_log;
+            create table collections_v1 (
+                id integer primary key, name varchar(200) not null unique, created_at varchar(32) not null
+            );
+            insert into collections_v1 select id, name, created_at from collections;
+            drop table collections; alter table collections_v1 rename to collections;
             update meta set value = '1' where key = 'schema_version';
             """
         )
@@ -296,6 +302,7 @@ def test_schema_1_catalog_is_migrated_to_the_current_schema_keeping_its_faces(tm
         version = con.execute("select value from meta where key = 'schema_version'").fetchone()[0]
         tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
     assert "AUTOINCREMENT" in ddl and version == str(SCHEMA_VERSION)
-    assert {"face_tombstones", "persons", "face_persons", "face_rejections"} <= tables
+    assert {"face_tombstones", "persons", "face_persons", "face_rejections", "audit_log"} <= tables
+    assert [c.basis for c in collections.all_(migrated)] == [None]  # indexing asks for a basis
     remove_image(migrated, "/old/1.jpg")
     assert len(migrated.tombstones_after(MODEL_ID, 0)[1]) == 3

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from .errors import CatalogError
 from .faces import Face
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 metadata = sa.MetaData()
 
 meta = sa.Table(
@@ -37,6 +37,12 @@ collections = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("created_at", sa.String(32), nullable=False),
+    # The lawful basis (accountability/collections.py); indexing needs one. Null in collections
+    # made before schema 4 until `facefind collection create` gives them one.
+    sa.Column("owner", sa.String(200)),
+    sa.Column("basis", sa.String(32)),
+    sa.Column("basis_note", sa.Text),
+    sa.Column("retention_days", sa.Integer),
 )
 images = sa.Table(
     "images",
@@ -118,6 +124,21 @@ face_rejections = sa.Table(
     sa.Column("face_id", sa.Integer, sa.ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True),
 )
+# The audit log: every search, verify, export, erasure and consent change, hash-chained
+# (accountability/audit.py). Rows are only ever appended, except by a retention purge.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("purpose", sa.Text),
+    sa.Column("query_sha256", sa.String(64)),
+    sa.Column("details", sa.Text, nullable=False),  # canonical JSON
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
 calibrations = sa.Table(
     "calibrations",
     metadata,
@@ -170,9 +191,20 @@ def _migrate_2_to_3(conn: Connection) -> None:
     metadata.create_all(conn, tables=[persons, face_persons, face_rejections])
 
 
+def _migrate_3_to_4(conn: Connection) -> None:
+    """Accountability: the audit log, and a lawful basis per collection."""
+    metadata.create_all(conn, tables=[audit_log])
+    present = {c["name"] for c in sa.inspect(conn).get_columns("collections")}
+    for column in ("owner", "basis", "basis_note", "retention_days"):
+        if column in present:
+            continue
+        kind = collections.c[column].type.compile(conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE collections ADD COLUMN {column} {kind}")
+
+
 # MIGRATIONS[n] takes a catalog from schema version n + 1 to n + 2. A new catalog is created
 # directly at SCHEMA_VERSION from `metadata`.
-MIGRATIONS = [_migrate_1_to_2, _migrate_2_to_3]
+MIGRATIONS = [_migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4]
 
 
 class Catalog:

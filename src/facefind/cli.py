@@ -63,11 +63,25 @@ Threshold = Annotated[
 ]
 
 
+Actor = Annotated[
+    str | None,
+    typer.Option(
+        "--actor", envvar="FACEFIND_ACTOR", help="Who is acting, for the audit log (default: OS user)."
+    ),
+]
+Purpose = Annotated[
+    str | None,
+    typer.Option(
+        "--purpose", help="Why (required for searches; a case number is fine); kept in the audit log."
+    ),
+]
+
+
 @contextmanager
-def session(db: str | None) -> Iterator[FaceFind]:
+def session(db: str | None, actor: str | None = None) -> Iterator[FaceFind]:
     """Open the catalog; turn our errors into a clean message and exit status."""
     try:
-        with FaceFind(db) as ff:
+        with FaceFind(db, actor=actor) as ff:
             yield ff
     except FacefindError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False)
@@ -200,6 +214,8 @@ def search(
             "--include-low-quality", help="Also match faces too small or blurred to be searched by default."
         ),
     ] = False,
+    purpose: Purpose = None,
+    actor: Actor = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
@@ -208,9 +224,9 @@ def search(
         err.print("[bold red]error:[/] give a photo to search with, or --person ID (not both)")
         raise typer.Exit(2)
     if person is not None:
-        with session(db) as ff:
+        with session(db, actor) as ff:
             found = ff.people.get(person)
-        photos = sorted({f.path for f in found.faces})
+            photos = ff.person_photos(person, purpose=purpose)
         if as_json:
             emit_json({"person": _person_summary(found), "photos": photos})
             return
@@ -219,10 +235,12 @@ def search(
             out.print(f"  {path}")
         return
     assert query is not None
-    with session(db) as ff, progress_bar("rebuilding vector index", as_json) as on_progress:
+    with session(db, actor) as ff, progress_bar("rebuilding vector index", as_json) as on_progress:
+        ff._purpose(purpose)  # refuse before any work
         ff.vector_index(on_progress)
         result = ff.search(
             query,
+            purpose=purpose,
             collections=collection,
             top_k=top_k,
             max_fmr=max_fmr,
@@ -267,12 +285,14 @@ def verify(
     b: Annotated[Path, typer.Argument(help="Second photo.")],
     max_fmr: MaxFmr = None,
     threshold: Threshold = None,
+    purpose: Purpose = None,
+    actor: Actor = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Do A and B show the same person? (The largest face of each is compared.)"""
-    with session(db) as ff:
-        result = ff.verify(a, b, max_fmr=max_fmr, threshold=threshold)
+    """Do A and B show the same person? (The largest face of each is compared; audited.)"""
+    with session(db, actor) as ff:
+        result = ff.verify(a, b, max_fmr=max_fmr, threshold=threshold, purpose=purpose)
     if as_json:
         emit_json(result)
     else:
@@ -612,6 +632,104 @@ def people_cluster(
         f"{report.mode}: {report.faces_considered} face(s) considered; {report.persons} persons "
         f"({report.new_persons} new), {report.unassigned} face(s) unassigned, in {report.seconds:.1f}s"
     )
+
+
+# collections ------------------------------------------------------------------------------
+collection_app = typer.Typer(help="Collections of photos, each with an owner, a lawful basis and retention.")
+app.add_typer(collection_app, name="collection")
+
+
+@collection_app.command("create")
+def collection_create(
+    name: Annotated[str, typer.Argument(help="Collection name (used with `index --collection`).")],
+    owner: Annotated[str, typer.Option("--owner", help="Person or body responsible for these photos.")],
+    basis: Annotated[str, typer.Option("--basis", help="own | consent | contract | legitimate-interest")],
+    retention: Annotated[str, typer.Option("--retention", help="How long faces are kept: 30d, 18m, 5y...")],
+    note: Annotated[
+        str | None, typer.Option("--note", help="Details; required for legitimate-interest.")
+    ] = None,
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Create a collection with its lawful basis; photos can then be indexed into it."""
+    with session(db, actor) as ff:
+        created = ff.create_collection(name, owner=owner, basis=basis, retention=retention, note=note)
+    if as_json:
+        emit_json(created)
+    else:
+        out.print(
+            f"collection {created.name}: owner {created.owner}, basis {created.basis}, "
+            f"retention {created.retention_days} days"
+        )
+
+
+@collection_app.command("list")
+def collection_list(db: Db = None, as_json: Json = False) -> None:
+    """Collections with owner, basis, retention and image count."""
+    with session(db) as ff:
+        found = ff.collections()
+    if as_json:
+        emit_json([c.model_dump() for c in found])
+        return
+    for c in found:
+        basis = c.basis or "[red]no basis (indexing refused)[/]"
+        retention = f"{c.retention_days} days" if c.retention_days else "-"
+        out.print(
+            f"{c.name}: owner {c.owner or '-'}, basis {basis}, retention {retention}, {c.images} images"
+        )
+
+
+# audit ------------------------------------------------------------------------------------
+audit_app = typer.Typer(help="The tamper-evident log of every search, verify, erasure and consent change.")
+app.add_typer(audit_app, name="audit")
+Since = Annotated[str | None, typer.Option("--since", help="From this date or time (UTC, ISO 8601).")]
+Until = Annotated[str | None, typer.Option("--until", help="Up to this date or time (UTC, ISO 8601).")]
+
+
+@audit_app.command("verify")
+def audit_verify(db: Db = None, as_json: Json = False) -> None:
+    """Recompute the hash chain; name every edited, deleted or reordered entry. Exit 1 if broken."""
+    with session(db) as ff:
+        result = ff.audit.verify()
+    if as_json:
+        emit_json(result)
+    elif result.ok:
+        out.print(
+            f"audit log intact: {result.entries} entries (#{result.first_seq}..#{result.last_seq}), "
+            f"head {result.head_hash}"
+        )
+    else:
+        out.print(
+            f"[bold red]audit log BROKEN[/]: {len(result.problems)} problem(s) in {result.entries} entries"
+        )
+        for p in result.problems:
+            out.print(f"  entry #{p.seq}: {p.problem}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("show")
+def audit_show(since: Since = None, until: Until = None, db: Db = None, as_json: Json = False) -> None:
+    """Entries, oldest first: when, who, what, why, and how many results."""
+    with session(db) as ff:
+        entries = list(ff.audit.entries(since, until))
+    if as_json:
+        emit_json([e.model_dump(mode="json") for e in entries])
+        return
+    for e in entries:
+        summary = ", ".join(f"{k}={v}" for k, v in e.details.items() if not isinstance(v, list | dict))
+        found = sum(len(f["matches"]) for f in e.details.get("faces", []))
+        matches = f" matches={found}" if "faces" in e.details else ""
+        out.print(f"#{e.seq} {e.at} {e.actor} {e.action} purpose={e.purpose!r} {summary}{matches}")
+
+
+@audit_app.command("export")
+def audit_export(since: Since = None, until: Until = None, db: Db = None) -> None:
+    """Entries as JSON lines on stdout (one entry per line, with hashes, for archiving)."""
+    with session(db) as ff:
+        for e in ff.audit.entries(since, until):
+            sys.stdout.write(e.model_dump_json() + "\n")
 
 
 def main() -> None:  # pragma: no cover

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
+from .accountability import collections
+from .accountability.audit import AuditLog, default_actor
 from .calibration import Calibration, default_calibration
 from .catalog import Catalog
 from .errors import FacefindError, NoFaceError
@@ -21,19 +24,39 @@ from .vectors import KINDS, FaissIndex, IndexPolicy, VectorStore
 DEFAULT_MAX_FMR = 1e-3
 
 
-def open(db: str | Path | None = None, settings: Settings | None = None) -> FaceFind:
-    """Open (creating if needed) the catalog at `db`; default: FACEFIND_DB or the user data dir."""
-    return FaceFind(db, settings)
+def open(
+    db: str | Path | None = None,
+    settings: Settings | None = None,
+    *,
+    actor: str | None = None,
+    purpose: str | None = None,
+) -> FaceFind:
+    """Open (creating if needed) the catalog at `db`; default: FACEFIND_DB or the user data dir.
+
+    `actor` (default: the OS user) is who the audit log records; `purpose`, if given, is used for
+    every search that does not state its own (a search without any purpose is refused).
+    """
+    return FaceFind(db, settings, actor=actor, purpose=purpose)
 
 
 class FaceFind:
-    def __init__(self, db: str | Path | None = None, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        db: str | Path | None = None,
+        settings: Settings | None = None,
+        *,
+        actor: str | None = None,
+        purpose: str | None = None,
+    ) -> None:
         self.settings = settings or Settings()
+        self.actor = actor or default_actor()
+        self.purpose = purpose
         # A path, or an SQLAlchemy URL (kept as given) for other databases and SQLite options.
         self.db: str | Path = (
             str(db) if db and "://" in str(db) else Path(db or default_db_path()).expanduser()
         )
         self.catalog = Catalog(self.db)
+        self.audit = AuditLog(self.catalog)
         self._backend: FaceBackend | None = None
         self._vectors: VectorStore | None = None
         self._calibration: Calibration | None = None
@@ -64,7 +87,11 @@ class FaceFind:
         workers: int | None = None,
         on_progress: Progress | None = None,
     ) -> IndexReport:
-        """Detect, align and embed every face in the photos under `path`; incremental."""
+        """Detect, align and embed every face in the photos under `path`; incremental.
+
+        The collection must exist with a lawful basis (`create_collection`).
+        """
+        collections.require_basis(self.catalog, collection)
         backend: Callable[[], FaceBackend] = lambda: self.backend  # noqa: E731
         report = Indexer(self.catalog, self.settings, backend, workers).run(
             Path(path), collection, on_progress
@@ -76,6 +103,19 @@ class FaceFind:
         # New faces join persons (or form new ones) without re-clustering the catalog.
         report.people = self.people.update()
         return report
+
+    # collections -------------------------------------------------------------------------
+    def create_collection(
+        self, name: str, *, owner: str, basis: str, retention: str, note: str | None = None
+    ) -> collections.Collection:
+        """A collection with its lawful basis (own, consent, contract, legitimate-interest) and
+        retention period ('5y', '18m', '30d'); indexing needs one."""
+        created = collections.create(self.catalog, name, owner, basis, retention, note)
+        self.audit.record(self.actor, "collection", created.model_dump(exclude={"images"}))
+        return created
+
+    def collections(self) -> list[collections.Collection]:
+        return collections.all_(self.catalog)
 
     # people ------------------------------------------------------------------------------
     @property
@@ -117,13 +157,16 @@ class FaceFind:
         include_low_quality: bool = False,
         collections: list[str] | None = None,
         exclude: Iterable[int] | None = None,
+        purpose: str | None = None,
     ) -> SearchResult:
         """Catalogued faces like each face in `image` (or only face number `face`), best first.
 
         Only matches at or above the threshold are returned: no match is an answer, not an error.
         `collections` limits the search to those collections; `exclude` face ids are never returned.
         Both are applied inside the vector search, so up to `top_k` valid matches still come back.
+        Every search is recorded in the audit log with its purpose, which is required.
         """
+        purpose = self._purpose(purpose)
         exclude = np.fromiter(exclude, np.int64) if exclude is not None else None
         if top_k < 1:
             raise FacefindError(f"--top-k must be at least 1, got {top_k}")
@@ -161,7 +204,7 @@ class FaceFind:
                     face=number, box=_box(qf.box), quality=qf.quality.score, usable=qf.usable, matches=matches
                 )
             )
-        return SearchResult(
+        result = SearchResult(
             query=_describe(image),
             model_id=self.backend.model_id,
             threshold=round(cut, 4),
@@ -170,6 +213,34 @@ class FaceFind:
             searched=index.count_allowed(min_px, min_q, allowed, exclude),
             faces=out,
         )
+        details = {
+            "query": result.query,
+            "threshold": result.threshold,
+            "top_k": top_k,
+            "collections": collections,
+            "searched": result.searched,
+            "faces": [
+                {"face": f.face, "matches": [[m.face_id, m.similarity] for m in f.matches]} for f in out
+            ],
+        }
+        self.audit.record(self.actor, "search", details, purpose, _sha256(image))
+        return result
+
+    def person_photos(self, person_id: int, *, purpose: str | None = None) -> list[str]:
+        """Every photo of a catalogued person (a search by person: audited, purpose required)."""
+        purpose = self._purpose(purpose)
+        photos = self.people.photos(person_id)
+        self.audit.record(self.actor, "search", {"person": person_id, "photos": len(photos)}, purpose)
+        return photos
+
+    def _purpose(self, purpose: str | None) -> str:
+        purpose = (purpose or self.purpose or "").strip()
+        if not purpose:
+            raise FacefindError(
+                "a search must state its purpose (--purpose TEXT, e.g. 'case 2026-114: photos for the "
+                "subject's own request'); it is kept in the audit log with who searched and what was found"
+            )
+        return purpose
 
     def verify(
         self,
@@ -178,14 +249,15 @@ class FaceFind:
         *,
         max_fmr: float | None = None,
         threshold: float | None = None,
+        purpose: str | None = None,
     ) -> Verification:
-        """Do the largest faces in photos `a` and `b` show the same person?"""
+        """Do the largest faces in photos `a` and `b` show the same person? (audited)"""
         cut = self.threshold(max_fmr, threshold)
         ((_, fa),) = self._query_faces(a, 0)
         ((_, fb),) = self._query_faces(b, 0)
         similarity = float(np.dot(fa.embedding, fb.embedding))
         calibration = self.calibration()
-        return Verification(
+        verification = Verification(
             a=_describe(a),
             b=_describe(b),
             model_id=self.backend.model_id,
@@ -197,6 +269,15 @@ class FaceFind:
             face_a=_box(fa.box),
             face_b=_box(fb.box),
         )
+        details = {
+            "a": verification.a,
+            "b": verification.b,
+            "b_sha256": _sha256(b),
+            "similarity": verification.similarity,
+            "same_person": verification.same_person,
+        }
+        self.audit.record(self.actor, "verify", details, purpose or self.purpose, _sha256(a))
+        return verification
 
     def _query_faces(self, image: ImageSource, face: int | None) -> list[tuple[int, Face]]:
         found = self.faces(image)
@@ -274,6 +355,20 @@ class FaceFind:
 def _box(box: tuple[float, float, float, float]) -> Box:
     x, y, w, h = (round(float(v), 1) for v in box)
     return Box(x=x, y=y, w=w, h=h)
+
+
+def _sha256(image: ImageSource) -> str | None:
+    """Content hash of a query photo: the audit log keeps this, never the photo."""
+    try:
+        if isinstance(image, str | Path):
+            data = Path(image).expanduser().read_bytes()
+        elif isinstance(image, np.ndarray):
+            data = np.ascontiguousarray(image).tobytes()
+        else:
+            data = bytes(image)
+    except OSError:
+        return None
+    return hashlib.sha256(data).hexdigest()
 
 
 def _describe(image: ImageSource) -> str:

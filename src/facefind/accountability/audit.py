@@ -1,0 +1,191 @@
+"""A tamper-evident audit log: who searched for whom, why, and what they got.
+
+Each entry holds the SHA-256 of its own content and of the entry before it, so editing, deleting
+or reordering any entry breaks the chain at that entry, and `verify()` names it. The log lives
+in the catalog (table `audit_log`); it stores hashes and ids, never photos or embeddings.
+A purge of old entries (retention) leaves a checkpoint entry recording the hash the remaining
+chain starts from, so the chain stays verifiable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from ..catalog import Catalog, audit_log, now
+from ..errors import FacefindError
+
+GENESIS = "0" * 64
+
+
+class AuditEntry(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    action: str  # search, verify, export, erase, consent, optout, person, checkpoint, ...
+    purpose: str | None
+    query_sha256: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditProblem(BaseModel):
+    seq: int
+    problem: str
+
+
+class AuditVerification(BaseModel):
+    ok: bool
+    entries: int
+    first_seq: int | None
+    last_seq: int | None
+    head_hash: str | None
+    problems: list[AuditProblem]
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name (containers without /etc/passwd entries)
+        return "unknown"
+
+
+def entry_hash(
+    seq: int,
+    at: str,
+    actor: str,
+    action: str,
+    purpose: str | None,
+    query_sha256: str | None,
+    details: str,
+    prev_hash: str,
+) -> str:
+    fields = [seq, at, actor, action, purpose, query_sha256, details, prev_hash]
+    return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
+
+
+def canonical(details: dict[str, Any]) -> str:
+    return json.dumps(details, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class AuditLog:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def record(
+        self,
+        actor: str,
+        action: str,
+        details: dict[str, Any],
+        purpose: str | None = None,
+        query_sha256: str | None = None,
+    ) -> AuditEntry:
+        """Append one entry (retrying if another process appended at the same moment)."""
+        body = canonical(details)
+        for _ in range(20):
+            try:
+                with self.catalog.transaction() as conn:
+                    last = conn.execute(
+                        sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+                    ).one_or_none()
+                    seq, prev = (int(last.seq) + 1, last.hash) if last else (1, GENESIS)
+                    at = now()
+                    digest = entry_hash(seq, at, actor, action, purpose, query_sha256, body, prev)
+                    entry = AuditEntry(
+                        seq=seq,
+                        at=at,
+                        actor=actor,
+                        action=action,
+                        purpose=purpose,
+                        query_sha256=query_sha256,
+                        details=details,
+                        prev_hash=prev,
+                        hash=digest,
+                    )
+                    conn.execute(sa.insert(audit_log).values(**{**entry.model_dump(), "details": body}))
+                return entry
+            except sa.exc.IntegrityError:
+                continue  # someone else took this seq; read the new head and try again
+        raise FacefindError("could not append to the audit log: it is being written too busily; try again")
+
+    def entries(self, since: str | None = None, until: str | None = None) -> Iterator[AuditEntry]:
+        """Entries in order; `since`/`until` are ISO dates or times (UTC), inclusive."""
+        query = sa.select(audit_log).order_by(audit_log.c.seq)
+        if since:
+            query = query.where(audit_log.c.at >= since)
+        if until:
+            query = query.where(audit_log.c.at <= until + ("T99" if len(until) == 10 else ""))
+        with self.catalog.engine.connect() as conn:
+            for r in conn.execute(query):
+                try:
+                    details = json.loads(r.details)
+                except json.JSONDecodeError:
+                    details = {"unreadable": r.details}
+                yield AuditEntry(**{**r._mapping, "details": details})
+
+    def verify(self) -> AuditVerification:
+        """Recompute the chain; name every entry that was edited, removed before, or moved."""
+        problems: list[AuditProblem] = []
+        expected_prev: str | None = None
+        expected_seq: int | None = None
+        count, first, last, head = 0, None, None, None
+        query = sa.select(audit_log).order_by(audit_log.c.seq)
+        with self.catalog.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        starts = _chain_starts(rows)
+        for r in rows:
+            count += 1
+            first = r.seq if first is None else first
+            own = entry_hash(
+                r.seq, r.at, r.actor, r.action, r.purpose, r.query_sha256, r.details, r.prev_hash
+            )
+            if own != r.hash:
+                problems.append(
+                    AuditProblem(seq=r.seq, problem="edited: its content no longer matches its hash")
+                )
+            if expected_seq is not None and r.seq != expected_seq:
+                problems.append(
+                    AuditProblem(
+                        seq=r.seq,
+                        problem=f"entries {expected_seq}..{r.seq - 1} are missing (deleted) before it",
+                    )
+                )
+            elif expected_prev is not None and r.prev_hash != expected_prev:
+                problems.append(
+                    AuditProblem(
+                        seq=r.seq,
+                        problem="out of chain: it does not follow the entry before it "
+                        "(that entry was edited, replaced or moved)",
+                    )
+                )
+            elif expected_prev is None and r.prev_hash not in starts:
+                problems.append(
+                    AuditProblem(
+                        seq=r.seq,
+                        problem="the log starts here, but no genesis or checkpoint vouches for it "
+                        "(earlier entries were deleted)",
+                    )
+                )
+            expected_prev, expected_seq = r.hash, r.seq + 1
+            last, head = r.seq, r.hash
+        return AuditVerification(
+            ok=not problems, entries=count, first_seq=first, last_seq=last, head_hash=head, problems=problems
+        )
+
+
+def _chain_starts(rows: Sequence[Any]) -> set[str]:
+    """Hashes a log may start from: the genesis, or the last purged hash a checkpoint recorded."""
+    starts = {GENESIS}
+    for r in rows:
+        if r.action == "checkpoint":
+            with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
+                starts.add(json.loads(r.details)["purged_through_hash"])
+    return starts
