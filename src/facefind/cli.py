@@ -680,6 +680,52 @@ def collection_list(db: Db = None, as_json: Json = False) -> None:
         )
 
 
+# erasure ----------------------------------------------------------------------------------
+erase_app = typer.Typer(help="Erase faces everywhere they are stored, with a receipt.", no_args_is_help=True)
+app.add_typer(erase_app, name="erase")
+
+
+def _erase(kind: str, target: str, actor: str | None, db: str | None, as_json: bool) -> None:
+    with session(db, actor) as ff:
+        receipt = ff.erase(kind, target)
+    if as_json:
+        emit_json(receipt)
+        return
+    out.print(
+        f"erased {kind} {target}: {receipt.images_removed} photo(s), {receipt.faces_removed} face(s), "
+        f"{receipt.persons_removed} person(s); {len(receipt.image_sha256)} photo hash(es) in the receipt "
+        f"(audit entry #{receipt.audit_seq}). Removed: {'; '.join(receipt.data_removed)}."
+    )
+
+
+@erase_app.command("image")
+def erase_image(
+    path: Annotated[str, typer.Argument(help="A catalogued photo, or a folder: every photo under it.")],
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Erase a photo's record and faces (the photo file itself is yours and is not touched)."""
+    _erase("image", path, actor, db, as_json)
+
+
+@erase_app.command("person")
+def erase_person(person: PersonId, actor: Actor = None, db: Db = None, as_json: Json = False) -> None:
+    """Erase every face of a person, and the person."""
+    _erase("person", str(person), actor, db, as_json)
+
+
+@erase_app.command("collection")
+def erase_collection(
+    name: Annotated[str, typer.Argument(help="Collection name.")],
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Erase a whole collection: its photos' records, faces and the collection."""
+    _erase("collection", name, actor, db, as_json)
+
+
 # audit ------------------------------------------------------------------------------------
 audit_app = typer.Typer(help="The tamper-evident log of every search, verify, erasure and consent change.")
 app.add_typer(audit_app, name="audit")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
-from .accountability import collections
+from .accountability import collections, erasure
 from .accountability.audit import AuditLog, default_actor
 from .calibration import Calibration, default_calibration
 from .catalog import Catalog
@@ -116,6 +117,24 @@ class FaceFind:
 
     def collections(self) -> list[collections.Collection]:
         return collections.all_(self.catalog)
+
+    # erasure -----------------------------------------------------------------------------
+    def erase(self, kind: str, target: str) -> erasure.ErasureReceipt:
+        """Erase a photo (path; a folder erases every photo under it), a person (id) or a collection
+        (name) everywhere it is stored, and return the receipt (also kept in the audit log)."""
+        receipt = erasure.erase(self.catalog, kind, target, self.actor)
+        # No saved generation of the vector index may keep the erased vectors: rebuild, save (which
+        # deletes older generations) and drop other models' indexes, which rebuild on demand.
+        self.vectors.rebuild()
+        self.vectors.save(force=True)
+        if isinstance(self.db, Path):
+            for folder in Path(f"{self.db}.vectors").glob("*"):
+                if folder.is_dir() and folder.name != self.backend.model_id:
+                    shutil.rmtree(folder, ignore_errors=True)
+        erasure.scrub_file(self.catalog)
+        entry = self.audit.record(self.actor, "erase", receipt.model_dump(exclude={"audit_seq"}))
+        receipt.audit_seq = entry.seq
+        return receipt
 
     # people ------------------------------------------------------------------------------
     @property
