@@ -139,6 +139,26 @@ audit_log = sa.Table(
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
+# Opt-outs: the face template of someone who asked to be left out (never their photo), and the
+# stored faces it suppresses (accountability/optouts.py).
+optouts = sa.Table(
+    "optouts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("model_id", sa.String(64), nullable=False),
+    sa.Column("template", sa.LargeBinary, nullable=False),  # float32, L2-normalised
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sqlite_autoincrement=True,
+)
+face_suppressions = sa.Table(
+    "face_suppressions",
+    metadata,
+    sa.Column("face_id", sa.Integer, sa.ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("optout_id", sa.Integer, sa.ForeignKey("optouts.id", ondelete="CASCADE"), primary_key=True),
+)
 calibrations = sa.Table(
     "calibrations",
     metadata,
@@ -192,8 +212,8 @@ def _migrate_2_to_3(conn: Connection) -> None:
 
 
 def _migrate_3_to_4(conn: Connection) -> None:
-    """Accountability: the audit log, and a lawful basis per collection."""
-    metadata.create_all(conn, tables=[audit_log])
+    """Accountability: the audit log, a lawful basis per collection, opt-outs."""
+    metadata.create_all(conn, tables=[audit_log, optouts, face_suppressions])
     present = {c["name"] for c in sa.inspect(conn).get_columns("collections")}
     for column in ("owner", "basis", "basis_note", "retention_days"):
         if column in present:

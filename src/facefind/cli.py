@@ -726,6 +726,75 @@ def erase_collection(
     _erase("collection", name, actor, db, as_json)
 
 
+@erase_app.command("optout-matches")
+def erase_optout_matches(
+    optout: Annotated[int, typer.Argument(help="Opt-out id (see `facefind optout list`).")],
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Erase for good the faces an opt-out suppresses (the opt-out itself stays in force)."""
+    _erase("optout-matches", str(optout), actor, db, as_json)
+
+
+# opt-outs ---------------------------------------------------------------------------------
+optout_app = typer.Typer(help="Opt-out by photo: leave a person out of everything.", no_args_is_help=True)
+app.add_typer(optout_app, name="optout")
+
+
+@optout_app.command("add")
+def optout_add(
+    photo: Annotated[
+        Path, typer.Argument(help="A photo of the person (one face), e.g. sent with the request.")
+    ],
+    note: Annotated[str | None, typer.Option("--note", help="Reference, e.g. the request's number.")] = None,
+    face: Annotated[
+        int | None, typer.Option("--face", min=0, help="The face to use if there are several.")
+    ] = None,
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Keep the face template (never the photo), suppress every matching face, refuse new ones."""
+    with session(db, actor) as ff:
+        added = ff.optout_add(photo, note=note, face=face)
+    if as_json:
+        emit_json(added)
+    else:
+        out.print(
+            f"opt-out {added.id} added: {added.faces_suppressed} stored face(s) suppressed; matching faces "
+            f"will not be indexed. Only the face template was kept, not the photo."
+        )
+
+
+@optout_app.command("list")
+def optout_list(db: Db = None, as_json: Json = False) -> None:
+    """Opt-outs in force, with how many stored faces each suppresses."""
+    with session(db) as ff:
+        found = ff.optouts()
+    if as_json:
+        emit_json([o.model_dump() for o in found])
+        return
+    for o in found:
+        out.print(
+            f"opt-out {o.id}: {o.faces_suppressed} face(s) suppressed; {o.note or ''} "
+            f"({o.created_at}, {o.created_by})"
+        )
+
+
+@optout_app.command("remove")
+def optout_remove(
+    optout: Annotated[int, typer.Argument(help="Opt-out id.")],
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Withdraw an opt-out: the template is deleted and the faces it suppressed show again."""
+    with session(db, actor) as ff:
+        removed = ff.optout_remove(optout)
+    emit_json(removed) if as_json else out.print(f"opt-out {removed.id} removed")
+
+
 # audit ------------------------------------------------------------------------------------
 audit_app = typer.Typer(help="The tamper-evident log of every search, verify, erasure and consent change.")
 app.add_typer(audit_app, name="audit")

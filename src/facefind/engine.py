@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .accountability import collections, erasure
+from .accountability import collections, erasure, optouts
 from .accountability.audit import AuditLog, default_actor
+from .accountability.optouts import OptOut
 from .calibration import Calibration, default_calibration
 from .catalog import Catalog
 from .errors import FacefindError, NoFaceError
@@ -94,7 +95,9 @@ class FaceFind:
         """
         collections.require_basis(self.catalog, collection)
         backend: Callable[[], FaceBackend] = lambda: self.backend  # noqa: E731
-        report = Indexer(self.catalog, self.settings, backend, workers).run(
+        templates = optouts.Templates(self.catalog, self.backend.model_id)
+        refuse = (lambda face: templates.matches(face.embedding)) if len(templates.vectors) else None
+        report = Indexer(self.catalog, self.settings, backend, workers, refuse).run(
             Path(path), collection, on_progress
         )
         # The vector index catches up with what was just catalogued (rebuilding, compacting or
@@ -103,7 +106,43 @@ class FaceFind:
         self.vectors.save(on_progress=on_progress)
         # New faces join persons (or form new ones) without re-clustering the catalog.
         report.people = self.people.update()
+        optouts.suppress(self.catalog, self.backend.model_id)  # new faces of opted-out persons
         return report
+
+    # opt-outs ----------------------------------------------------------------------------
+    def optout_add(self, photo: ImageSource, *, note: str | None = None, face: int | None = None) -> OptOut:
+        """Leave the person in `photo` out: keep their face template (not the photo), suppress
+        their stored faces and refuse their faces in future indexing."""
+        found = self.faces(photo)
+        if not found:
+            raise NoFaceError(f"no face found in {_describe(photo)}; an opt-out needs one clear face")
+        if face is None and len(found) > 1:
+            raise FacefindError(
+                f"{_describe(photo)} shows {len(found)} faces; an opt-out is for one person. Use a photo "
+                f"of that person alone, or choose the face with --face N (0 = largest)."
+            )
+        if face is not None and not 0 <= face < len(found):
+            raise FacefindError(f"--face {face} does not exist: the photo has {len(found)} face(s)")
+        chosen = found[face or 0]
+        threshold = self.calibration().threshold(optouts.DEFAULT_MAX_FMR)
+        added = optouts.add(
+            self.catalog, self.backend.model_id, chosen.embedding, threshold, note, self.actor
+        )
+        self.audit.record(
+            self.actor,
+            "optout",
+            {"added": added.id, "faces_suppressed": added.faces_suppressed, "note": added.note},
+            query_sha256=_sha256(photo),
+        )
+        return added
+
+    def optouts(self) -> list[OptOut]:
+        return optouts.all_(self.catalog)
+
+    def optout_remove(self, optout_id: int) -> OptOut:
+        removed = optouts.remove(self.catalog, optout_id)
+        self.audit.record(self.actor, "optout", {"removed": optout_id, "note": removed.note})
+        return removed
 
     # collections -------------------------------------------------------------------------
     def create_collection(
@@ -186,7 +225,9 @@ class FaceFind:
         Every search is recorded in the audit log with its purpose, which is required.
         """
         purpose = self._purpose(purpose)
-        exclude = np.fromiter(exclude, np.int64) if exclude is not None else None
+        # Opted-out faces are never returned, whatever the caller asks.
+        hidden = optouts.suppressed_faces(self.catalog)
+        exclude = np.union1d(hidden, np.fromiter(exclude, np.int64)) if exclude is not None else hidden
         if top_k < 1:
             raise FacefindError(f"--top-k must be at least 1, got {top_k}")
         cut = self.threshold(max_fmr, threshold)

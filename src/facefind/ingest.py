@@ -124,9 +124,11 @@ class Indexer:
         settings: Settings,
         backend: Callable[[], FaceBackend],
         workers: int | None = None,
+        refuse: Callable[[Face], bool] | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
+        self.refuse = refuse  # faces never to store (opt-outs)
         self.backend = backend  # only used when indexing in this process
         self.workers = workers or min(os.cpu_count() or 1, 8)
 
@@ -239,6 +241,8 @@ class Indexer:
             self.catalog.touch_image(conn, t.known_id, t.size, t.mtime_ns)
             report.unchanged += 1
             return
+        kept = [f for f in r.faces if not (self.refuse and self.refuse(f))]
+        report.faces_refused += len(r.faces) - len(kept)
         self.catalog.save_image(
             conn,
             collection_id,
@@ -247,7 +251,7 @@ class Indexer:
             size=t.size,
             mtime_ns=t.mtime_ns,
             shape=r.shape,
-            found=r.faces,
+            found=kept,
             error=r.error,
         )
         if r.error:
@@ -255,8 +259,8 @@ class Indexer:
             report.error_files.append(FileError(path=t.path, error=r.error))
         else:
             report.indexed += 1
-            report.faces_found += len(r.faces)
-            report.faces_searchable += sum(f.usable for f in r.faces)
+            report.faces_found += len(kept)
+            report.faces_searchable += sum(f.usable for f in kept)
 
 
 def analyse_files(

@@ -30,6 +30,7 @@ class IndexReport(BaseModel):
     errors: int = 0
     faces_found: int = 0
     faces_searchable: int = 0
+    faces_refused: int = 0  # matched an opt-out: not stored
     seconds: float = 0.0
     images_per_second: float = 0.0
     stage_ms_per_image: dict[str, float] = {}

@@ -18,8 +18,9 @@ from pydantic import BaseModel
 
 from ..catalog import Catalog, _delete_faces, collections, face_persons, faces, images, now, persons
 from ..errors import FacefindError
+from . import optouts
 
-KINDS = ("image", "person", "collection")
+KINDS = ("image", "person", "collection", "optout-matches")
 REMOVED = [
     "face rows (boxes, landmarks, quality)",
     "face embeddings",
@@ -58,6 +59,9 @@ def erase(catalog: Catalog, kind: str, target: str, actor: str) -> ErasureReceip
                 conn.execute(sa.select(images.c.id).where(images.c.collection_id == found)).scalars()
             )
             face_where = faces.c.image_id.in_(image_ids)
+        elif kind == "optout-matches":
+            image_ids = []
+            face_where = faces.c.id.in_(optouts.faces_of(catalog, _int(target, "an opt-out", "optout list")))
         else:
             person_id = _person_id(conn, target)
             image_ids = []
@@ -115,6 +119,13 @@ def _images_at(conn: sa.Connection, target: str) -> list[int]:
     if not found:
         raise FacefindError(f"no catalogued photo at {target}; `facefind stats` shows what the catalog holds")
     return found
+
+
+def _int(target: str, what: str, listing: str) -> int:
+    try:
+        return int(target)
+    except ValueError:
+        raise FacefindError(f"{what} is erased by id (see `facefind {listing}`), got {target!r}") from None
 
 
 def _person_id(conn: sa.Connection, target: str) -> int:

@@ -24,7 +24,16 @@ import numpy as np
 import scipy.sparse as sp
 import sqlalchemy as sa
 
-from ..catalog import Catalog, face_persons, face_rejections, faces, images, now, persons
+from ..catalog import (
+    Catalog,
+    face_persons,
+    face_rejections,
+    face_suppressions,
+    faces,
+    images,
+    now,
+    persons,
+)
 from ..errors import FacefindError
 from ..results import Box, ClusterReport, Person, PersonFace
 from ..settings import Settings
@@ -375,7 +384,10 @@ class People:
             )
             .join(faces, faces.c.id == face_persons.c.face_id)
             .join(images, images.c.id == faces.c.image_id)
-            .where(face_persons.c.person_id.in_(person_ids))
+            .where(
+                face_persons.c.person_id.in_(person_ids),
+                ~faces.c.id.in_(sa.select(face_suppressions.c.face_id)),  # opted out: never shown
+            )
             .order_by(faces.c.quality.desc(), faces.c.id)
         )
         out: dict[int, list[PersonFace]] = {}
