@@ -112,3 +112,13 @@ def test_bad_optout_photos_are_refused_and_change_nothing(db: Path, tmp_path: Pa
     assert run_json("optout", "list", db=db) == []
     proc = run_cli("optout", "remove", "42", db=db)
     assert proc.returncode == 1 and "no opt-out with id 42" in proc.stderr
+
+
+def test_one_stray_match_does_not_take_a_strangers_whole_person() -> None:
+    import numpy as np
+
+    from facefind.accountability.optouts import _persons_matched
+
+    assigned = {face: face // 100 for face in range(300)}  # persons 0, 1, 2 of 100 faces each
+    direct = np.array([0, 1, 2, 3, 4, 150, 250, 251])  # person 0 clearly; 1 once; 2 twice (2%)
+    assert _persons_matched(direct, assigned) == {0}
