@@ -87,10 +87,13 @@ def test_user_decisions_survive_reclustering(fr_copy: Path) -> None:
     with facefind.open(fr_copy) as ff:
         obama = next(p for p in ff.people.all() if "Barack_Obama" in p.faces[0].path)
         biden = next(p for p in ff.people.all() if "Joe_Biden" in p.faces[0].path)
+        ff.consent_add(
+            obama.id, given_by="B. Obama", scope="search,results", expires="2099-01-01", evidence="t"
+        )
         ff.people.name(obama.id, "Barack Obama")
         # Split three of his faces off (say the user sees a different person there) ...
         split_off = [f.face_id for f in obama.faces[:3]]
-        other = ff.people.split(obama.id, split_off, name="Not Obama")
+        other = ff.people.split(obama.id, split_off)
         # ... take one more out ("not this person"), and hide Biden.
         rejected = obama.faces[3].face_id
         ff.people.remove(obama.id, [rejected])
@@ -156,6 +159,7 @@ def test_bad_requests_say_what_is_wrong_and_change_nothing(fr_copy: Path) -> Non
         (("people", "split", str(one["id"]), "--face", str(two["faces"][0]["face_id"])), "are not in person"),
         (("people", "remove", str(one["id"]), "--face", "424242"), "are not in person"),
         (("people", "name", str(one["id"]), "  "), "cannot be empty"),
+        (("people", "name", str(one["id"]), "Somebody"), "needs their consent on record first"),
         (("search", "--person", "9999", "--purpose", "test"), "no person with id 9999"),
     ]
     for args, message in cases:
@@ -168,6 +172,8 @@ def test_bad_requests_say_what_is_wrong_and_change_nothing(fr_copy: Path) -> Non
 def test_cli_round_trip(fr_copy: Path) -> None:
     listed = run_json("people", "list", db=fr_copy)
     kit = next(p for p in listed if "Kit_Harington" in p["faces"][0]["path"])
+    consent = ("--by", "K. Harington", "--expires", "2099-12-31", "--evidence", "form 7")
+    run_json("consent", "add", str(kit["id"]), *consent, db=fr_copy)
     named = run_json("people", "name", str(kit["id"]), "Kit Harington", db=fr_copy)
     assert named["name"] == "Kit Harington"
     full = run_json("people", "cluster", "--full", db=fr_copy)
@@ -188,6 +194,18 @@ def test_reindexing_a_folder_keeps_persons(tmp_path: Path) -> None:
     first = run_json("index", photos, db=db)
     assert first["people"]["new_persons"] == 1
     (person,) = run_json("people", "list", db=db)
+    run_json(
+        "consent",
+        "add",
+        str(person["id"]),
+        "--by",
+        "T. Fey",
+        "--expires",
+        "2099-12-31",
+        "--evidence",
+        "e",
+        db=db,
+    )
     run_json("people", "name", str(person["id"]), "Tina Fey", db=db)
     shutil.copytree(GLINT / "Halle_Berry", photos / "Halle_Berry")
     second = run_json("index", photos, db=db)

@@ -159,6 +159,22 @@ face_suppressions = sa.Table(
     sa.Column("face_id", sa.Integer, sa.ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("optout_id", sa.Integer, sa.ForeignKey("optouts.id", ondelete="CASCADE"), primary_key=True),
 )
+# Consent of named persons (accountability/consent.py). Kept after a person is erased: it is the
+# record of what was allowed, not biometric data, so person_id is a plain number.
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("person_id", sa.Integer, nullable=False, index=True),
+    sa.Column("given_by", sa.String(200), nullable=False),
+    sa.Column("scope", sa.String(100), nullable=False),  # comma-separated: search,results,clustering
+    sa.Column("expires_on", sa.String(10), nullable=False),  # ISO date, last valid day
+    sa.Column("evidence", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.String(32), nullable=False),
+    sa.Column("recorded_by", sa.String(200), nullable=False),
+    sa.Column("withdrawn_at", sa.String(32)),
+    sqlite_autoincrement=True,
+)
 calibrations = sa.Table(
     "calibrations",
     metadata,
@@ -213,7 +229,7 @@ def _migrate_2_to_3(conn: Connection) -> None:
 
 def _migrate_3_to_4(conn: Connection) -> None:
     """Accountability: the audit log, a lawful basis per collection, opt-outs."""
-    metadata.create_all(conn, tables=[audit_log, optouts, face_suppressions])
+    metadata.create_all(conn, tables=[audit_log, optouts, face_suppressions, consents])
     present = {c["name"] for c in sa.inspect(conn).get_columns("collections")}
     for column in ("owner", "basis", "basis_note", "retention_days"):
         if column in present:

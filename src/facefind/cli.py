@@ -583,13 +583,12 @@ def people_merge(
 def people_split(
     person: PersonId,
     faces: FaceIds,
-    name: Annotated[str | None, typer.Option("--name", help="Name for the new person.")] = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Move some faces of a person into a new person (two people taken for one)."""
     with session(db) as ff:
-        found = ff.people.split(person, faces, name)
+        found = ff.people.split(person, faces)
     emit_json(found) if as_json else _print_person(found, faces=True)
 
 
@@ -793,6 +792,69 @@ def optout_remove(
     with session(db, actor) as ff:
         removed = ff.optout_remove(optout)
     emit_json(removed) if as_json else out.print(f"opt-out {removed.id} removed")
+
+
+# consent ----------------------------------------------------------------------------------
+consent_app = typer.Typer(help="Consent records of named persons.", no_args_is_help=True)
+app.add_typer(consent_app, name="consent")
+
+
+@consent_app.command("add")
+def consent_add(
+    person: PersonId,
+    given_by: Annotated[str, typer.Option("--by", help="Who consented (the person or their guardian).")],
+    expires: Annotated[str, typer.Option("--expires", help="Last valid day, YYYY-MM-DD.")],
+    evidence: Annotated[str, typer.Option("--evidence", help="Where the proof is kept (a reference).")],
+    scope: Annotated[str, typer.Option("--scope", help="Any of search,results,clustering.")] = (
+        "search,results,clustering"
+    ),
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Record a person's consent: needed to name them; its scope limits how their faces are used."""
+    with session(db, actor) as ff:
+        added = ff.consent_add(person, given_by=given_by, scope=scope, expires=expires, evidence=evidence)
+    if as_json:
+        emit_json(added)
+    else:
+        out.print(
+            f"consent {added.id} for person {added.person_id}: by {added.given_by}, "
+            f"scope {','.join(added.scope)}, until {added.expires_on} (evidence {added.evidence})"
+        )
+
+
+@consent_app.command("withdraw")
+def consent_withdraw(
+    consent_id: Annotated[int, typer.Argument(help="Consent id (see `consent list`).")],
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Withdraw a consent: the person's faces leave searches and the people view at once."""
+    with session(db, actor) as ff:
+        withdrawn = ff.consent_withdraw(consent_id)
+    emit_json(withdrawn) if as_json else out.print(f"consent {withdrawn.id} withdrawn")
+
+
+@consent_app.command("list")
+def consent_list(
+    person: Annotated[int | None, typer.Option("--person", help="Only this person's.")] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Consent records, active or not."""
+    with session(db) as ff:
+        found = ff.consents(person)
+    if as_json:
+        emit_json([c.model_dump() for c in found])
+        return
+    for c in found:
+        state = "active" if c.active else ("withdrawn" if c.withdrawn_at else "expired")
+        out.print(
+            f"consent {c.id}: person {c.person_id}, {state}, by {c.given_by}, scope {','.join(c.scope)}, "
+            f"until {c.expires_on}, evidence {c.evidence}"
+        )
 
 
 # audit ------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .accountability import collections, erasure, optouts
+from .accountability import collections, consent, erasure, optouts
 from .accountability.audit import AuditLog, default_actor
 from .accountability.optouts import OptOut
 from .calibration import Calibration, default_calibration
@@ -108,6 +108,24 @@ class FaceFind:
         report.people = self.people.update()
         optouts.suppress(self.catalog, self.backend.model_id)  # new faces of opted-out persons
         return report
+
+    # consent -----------------------------------------------------------------------------
+    def consent_add(
+        self, person_id: int, *, given_by: str, scope: str, expires: str, evidence: str
+    ) -> consent.Consent:
+        """Record a person's consent (required before naming them)."""
+        added = consent.add(self.catalog, person_id, given_by, scope, expires, evidence, self.actor)
+        self.audit.record(self.actor, "consent", {"added": added.model_dump()})
+        return added
+
+    def consent_withdraw(self, consent_id: int) -> consent.Consent:
+        """Withdraw a consent: the person's faces drop out of searches and the people view at once."""
+        withdrawn = consent.withdraw(self.catalog, consent_id)
+        self.audit.record(self.actor, "consent", {"withdrawn": consent_id, "person_id": withdrawn.person_id})
+        return withdrawn
+
+    def consents(self, person_id: int | None = None) -> list[consent.Consent]:
+        return consent.all_(self.catalog, person_id)
 
     # opt-outs ----------------------------------------------------------------------------
     def optout_add(self, photo: ImageSource, *, note: str | None = None, face: int | None = None) -> OptOut:
@@ -225,8 +243,11 @@ class FaceFind:
         Every search is recorded in the audit log with its purpose, which is required.
         """
         purpose = self._purpose(purpose)
-        # Opted-out faces are never returned, whatever the caller asks.
-        hidden = optouts.suppressed_faces(self.catalog)
+        # Opted-out faces, and faces of persons whose consent does not cover search, are never
+        # returned, whatever the caller asks.
+        hidden = np.union1d(
+            optouts.suppressed_faces(self.catalog), consent.withheld_faces(self.catalog, "search")
+        )
         exclude = np.union1d(hidden, np.fromiter(exclude, np.int64)) if exclude is not None else hidden
         if top_k < 1:
             raise FacefindError(f"--top-k must be at least 1, got {top_k}")
@@ -289,6 +310,11 @@ class FaceFind:
     def person_photos(self, person_id: int, *, purpose: str | None = None) -> list[str]:
         """Every photo of a catalogued person (a search by person: audited, purpose required)."""
         purpose = self._purpose(purpose)
+        if person_id in consent.withheld_persons(self.catalog, "results"):
+            raise FacefindError(
+                f"person {person_id}'s consent does not (or no longer) cover showing their photos; "
+                f"`facefind consent list --person {person_id}` shows it"
+            )
         photos = self.people.photos(person_id)
         self.audit.record(self.actor, "search", {"person": person_id, "photos": len(photos)}, purpose)
         return photos

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 import sqlalchemy as sa
 
+from ..accountability import consent
 from ..catalog import (
     Catalog,
     face_persons,
@@ -73,6 +74,11 @@ class People:
         unplaced = snap.person < 0
         placed, created = self._place_new(snap, np.flatnonzero(new & snap.good))
         attached = self._attach(snap, np.flatnonzero(new & ~snap.good))
+        # Persons whose consent does not cover clustering get no new faces automatically.
+        blocked = np.isin(snap.person, list(consent.withheld_persons(self.catalog, "clustering")))
+        placed -= int((new & blocked & snap.good).sum())
+        attached -= int((new & blocked & ~snap.good).sum())
+        snap.person[new & blocked] = -1
         # Low-quality faces left out before may match the faces placed just now.
         just_placed = unplaced & (snap.person >= 0) & snap.good
         attached += self._attach(snap, np.flatnonzero(~new & ~snap.good & unplaced), just_placed)
@@ -178,10 +184,14 @@ class People:
 
     # reading ---------------------------------------------------------------------------------
     def all(self, include_hidden: bool = False) -> list[Person]:
-        """Persons with at least one face (or a name), most faces first."""
+        """Persons with at least one face (or a name), most faces first. Persons whose consent does
+        not (or no longer) cover being shown are left out, as hidden ones are, unless asked for."""
         query = sa.select(persons).where(persons.c.model_id == self.model_id)
         if not include_hidden:
             query = query.where(persons.c.hidden == sa.false())
+            withheld = consent.withheld_persons(self.catalog, "results")
+            if withheld:
+                query = query.where(persons.c.id.not_in(withheld))
         with self.catalog.engine.connect() as conn:
             rows = conn.execute(query).all()
         members = self._faces_of([r.id for r in rows])
@@ -202,6 +212,11 @@ class People:
         if not name:
             raise FacefindError("a person's name cannot be empty; to remove a name use --clear")
         self._row(person_id)
+        if not any(c.active for c in consent.all_(self.catalog, person_id)):
+            raise FacefindError(
+                f"naming person {person_id} needs their consent on record first: facefind consent add "
+                f"{person_id} --by WHO --scope search,results,clustering --expires YYYY-MM-DD --evidence REF"
+            )
         with self.catalog.transaction() as conn:
             conn.execute(sa.update(persons).where(persons.c.id == person_id).values(name=name))
         return self.get(person_id)
@@ -246,7 +261,7 @@ class People:
             conn.execute(sa.delete(persons).where(persons.c.id.in_(sources)))
         return self.get(into)
 
-    def split(self, person_id: int, face_ids: Iterable[int], name: str | None = None) -> Person:
+    def split(self, person_id: int, face_ids: Iterable[int]) -> Person:
         """Move some faces of a person into a new person; both sides are pinned."""
         wanted = sorted({int(f) for f in face_ids})
         current = {f.face_id for f in self.get(person_id).faces}
@@ -256,7 +271,7 @@ class People:
                 f"those are all {len(current)} faces of person {person_id}; a split must leave at least "
                 f"one. To rename the person use `people name`."
             )
-        new = self._new_person(name.strip() if name else None)
+        new = self._new_person()
         with self.catalog.transaction() as conn:
             conn.execute(
                 sa.update(face_persons).where(face_persons.c.person_id == person_id).values(pinned=True)

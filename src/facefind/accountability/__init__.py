@@ -1,0 +1,1 @@
+"""Accountability: lawful basis per collection, consent, opt-outs, erasure with receipts, the audit log."""

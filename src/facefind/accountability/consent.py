@@ -1,0 +1,142 @@
+"""Consent records for named persons: who consented, to what, until when, on what evidence.
+
+Naming a person requires an active consent. A consent's scope says what the person's faces may
+be used for: `search` (matched by face searches), `results` (shown in the people view and in
+person searches), `clustering` (new faces join them automatically). When the consent expires or is
+withdrawn, the person's faces drop out of search results and the people view at once (through the
+vector index's exclusion filter); `facefind purge` then erases them for good.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import numpy as np
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from ..catalog import Catalog, consents, face_persons, now, persons
+from ..errors import FacefindError
+
+SCOPES = ("search", "results", "clustering")
+
+
+class Consent(BaseModel):
+    id: int
+    person_id: int
+    given_by: str
+    scope: list[str]
+    expires_on: str
+    evidence: str
+    recorded_at: str
+    recorded_by: str
+    withdrawn_at: str | None
+    active: bool
+
+
+def today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def add(
+    catalog: Catalog, person_id: int, given_by: str, scope: str, expires: str, evidence: str, actor: str
+) -> Consent:
+    given_by, evidence = given_by.strip(), evidence.strip()
+    if not given_by:
+        raise FacefindError("--by is required: who gave the consent (the person, or their guardian)")
+    if not evidence:
+        raise FacefindError("--evidence is required: where the signed form or message is kept (a reference)")
+    wanted = [s.strip() for s in scope.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in SCOPES]
+    if not wanted or unknown:
+        raise FacefindError(f"--scope is a comma-separated list of {', '.join(SCOPES)}; got {scope!r}")
+    try:
+        expiry = date.fromisoformat(expires)
+    except ValueError:
+        raise FacefindError(f"--expires {expires!r} is not a date; use YYYY-MM-DD") from None
+    if expiry.isoformat() < today():
+        raise FacefindError(f"--expires {expires} is in the past: a consent must be valid when recorded")
+    with catalog.transaction() as conn:
+        if conn.execute(sa.select(persons.c.id).where(persons.c.id == person_id)).scalar() is None:
+            raise FacefindError(f"no person with id {person_id}; `facefind people list --all` shows them")
+        inserted = conn.execute(
+            sa.insert(consents).values(
+                person_id=person_id,
+                given_by=given_by,
+                scope=",".join(dict.fromkeys(wanted)),
+                expires_on=expiry.isoformat(),
+                evidence=evidence,
+                recorded_at=now(),
+                recorded_by=actor,
+            )
+        )
+        consent_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+    return get(catalog, consent_id)
+
+
+def withdraw(catalog: Catalog, consent_id: int) -> Consent:
+    found = get(catalog, consent_id)
+    if found.withdrawn_at:
+        raise FacefindError(f"consent {consent_id} was already withdrawn on {found.withdrawn_at}")
+    with catalog.transaction() as conn:
+        conn.execute(sa.update(consents).where(consents.c.id == consent_id).values(withdrawn_at=now()))
+    return get(catalog, consent_id)
+
+
+def all_(catalog: Catalog, person_id: int | None = None) -> list[Consent]:
+    query = sa.select(consents).order_by(consents.c.id)
+    if person_id is not None:
+        query = query.where(consents.c.person_id == person_id)
+    with catalog.engine.connect() as conn:
+        return [_consent(r) for r in conn.execute(query)]
+
+
+def get(catalog: Catalog, consent_id: int) -> Consent:
+    with catalog.engine.connect() as conn:
+        row = conn.execute(sa.select(consents).where(consents.c.id == consent_id)).one_or_none()
+    if row is None:
+        raise FacefindError(f"no consent with id {consent_id}; `facefind consent list` shows them")
+    return _consent(row)
+
+
+def allows(catalog: Catalog, person_id: int, use: str) -> bool:
+    """Does an active consent of this person cover `use`?"""
+    return any(c.active and use in c.scope for c in all_(catalog, person_id))
+
+
+def withheld_persons(catalog: Catalog, use: str) -> set[int]:
+    """Persons with consent records but no active consent covering `use`."""
+    by_person: dict[int, bool] = {}
+    for c in all_(catalog):
+        by_person[c.person_id] = by_person.get(c.person_id, False) or (c.active and use in c.scope)
+    return {p for p, ok in by_person.items() if not ok}
+
+
+def withheld_faces(catalog: Catalog, use: str) -> np.ndarray:
+    """Face ids of persons whose consent does not (or no longer) cover `use`."""
+    withheld = withheld_persons(catalog, use)
+    if not withheld:
+        return np.zeros(0, np.int64)
+    with catalog.engine.connect() as conn:
+        found = (
+            conn.execute(sa.select(face_persons.c.face_id).where(face_persons.c.person_id.in_(withheld)))
+            .scalars()
+            .all()
+        )
+    return np.fromiter(found, np.int64, len(found))
+
+
+def _consent(r: sa.Row) -> Consent:
+    active = r.withdrawn_at is None and r.expires_on >= today()
+    return Consent(
+        id=r.id,
+        person_id=r.person_id,
+        given_by=r.given_by,
+        scope=r.scope.split(","),
+        expires_on=r.expires_on,
+        evidence=r.evidence,
+        recorded_at=r.recorded_at,
+        recorded_by=r.recorded_by,
+        withdrawn_at=r.withdrawn_at,
+        active=active,
+    )
