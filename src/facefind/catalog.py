@@ -347,6 +347,15 @@ class Catalog:
         with self.engine.connect() as conn:
             return {r.path: KnownImage(*r) for r in conn.execute(query)}
 
+    def images_indexed_before(self, collection: str, cutoff: str) -> list[int]:
+        query = (
+            sa.select(images.c.id)
+            .join(collections)
+            .where(collections.c.name == collection, images.c.indexed_at < cutoff)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
     def remove_images(self, conn: Connection, image_ids: Sequence[int]) -> None:
         for chunk in _chunks(image_ids, 500):
             _delete_faces(conn, faces.c.image_id.in_(chunk))

@@ -857,6 +857,30 @@ def consent_list(
         )
 
 
+@app.command()
+def purge(
+    audit_older_than: Annotated[
+        str | None,
+        typer.Option("--audit-older-than", help="Also delete audit entries older than this (2y, 18m)."),
+    ] = None,
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Retention: erase photos past their collection's retention and faces whose consent lapsed."""
+    with session(db, actor) as ff:
+        report = ff.purge(audit_older_than=audit_older_than)
+    if as_json:
+        emit_json(report)
+        return
+    for r in report.receipts:
+        out.print(f"erased {r.kind} {r.target}: {r.images_removed} photo(s), {r.faces_removed} face(s)")
+    if not report.receipts:
+        out.print("nothing past its retention period")
+    if report.audit_checkpoint_seq:
+        out.print(f"old audit entries deleted; signed checkpoint #{report.audit_checkpoint_seq}")
+
+
 # audit ------------------------------------------------------------------------------------
 audit_app = typer.Typer(help="The tamper-evident log of every search, verify, erasure and consent change.")
 app.add_typer(audit_app, name="audit")

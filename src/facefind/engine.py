@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from .faces import Face, FaceBackend, analyze, load_backend
 from .images import ImageSource, load_image
 from .ingest import Indexer, Progress
 from .people import People
-from .results import Box, IndexReport, Match, QueryFace, SearchResult, Verification
+from .results import Box, IndexReport, Match, PurgeReport, QueryFace, SearchResult, Verification
 from .settings import Settings, default_db_path
 from .vectors import KINDS, FaissIndex, IndexPolicy, VectorStore
 
@@ -58,7 +60,13 @@ class FaceFind:
             str(db) if db and "://" in str(db) else Path(db or default_db_path()).expanduser()
         )
         self.catalog = Catalog(self.db)
-        self.audit = AuditLog(self.catalog)
+        # Keep the signing key away from the catalog (FACEFIND_AUDIT_KEY) so whoever can edit the
+        # catalog cannot also sign a forged checkpoint; by default it sits beside the catalog.
+        env_key = os.environ.get("FACEFIND_AUDIT_KEY")
+        key_file = (
+            Path(env_key) if env_key else Path(f"{self.db}.audit-key") if isinstance(self.db, Path) else None
+        )
+        self.audit = AuditLog(self.catalog, key_file)
         self._backend: FaceBackend | None = None
         self._vectors: VectorStore | None = None
         self._calibration: Calibration | None = None
@@ -180,7 +188,36 @@ class FaceFind:
         """Erase a photo (path; a folder erases every photo under it), a person (id) or a collection
         (name) everywhere it is stored, and return the receipt (also kept in the audit log)."""
         receipt = erasure.erase(self.catalog, kind, target, self.actor)
-        # No saved generation of the vector index may keep the erased vectors: rebuild, save (which
+        self._scrub()
+        return self._receipt(receipt)
+
+    def purge(self, *, audit_older_than: str | None = None) -> PurgeReport:
+        """Retention: erase photos older than their collection's retention period and the faces of
+        persons whose consent lapsed; delete audit entries older than `audit_older_than` ('2y')."""
+        today = datetime.now(UTC)
+        receipts = []
+        for c in collections.all_(self.catalog):
+            if not c.retention_days:
+                continue
+            cutoff = (today - timedelta(days=c.retention_days)).isoformat(timespec="seconds")
+            expired = self.catalog.images_indexed_before(c.name, cutoff)
+            if expired:
+                target = f"{c.name}: indexed before {cutoff[:10]}"
+                receipts.append(erasure.erase(self.catalog, "retention", target, self.actor, expired))
+        for person_id in sorted(consent.lapsed_persons(self.catalog)):
+            receipts.append(erasure.erase(self.catalog, "person", str(person_id), self.actor))
+        if receipts:
+            self._scrub()
+        receipts = [self._receipt(r) for r in receipts]
+        checkpoint = None
+        if audit_older_than:
+            cutoff = (today - timedelta(days=collections.parse_retention(audit_older_than))).isoformat()
+            entry = self.audit.purge(cutoff, self.actor)
+            checkpoint = entry.seq if entry else None
+        return PurgeReport(receipts=receipts, audit_checkpoint_seq=checkpoint)
+
+    def _scrub(self) -> None:
+        # No saved generation of the vector index may keep erased vectors: rebuild, save (which
         # deletes older generations) and drop other models' indexes, which rebuild on demand.
         self.vectors.rebuild()
         self.vectors.save(force=True)
@@ -189,6 +226,8 @@ class FaceFind:
                 if folder.is_dir() and folder.name != self.backend.model_id:
                     shutil.rmtree(folder, ignore_errors=True)
         erasure.scrub_file(self.catalog)
+
+    def _receipt(self, receipt: erasure.ErasureReceipt) -> erasure.ErasureReceipt:
         entry = self.audit.record(self.actor, "erase", receipt.model_dump(exclude={"audit_seq"}))
         receipt.audit_seq = entry.seq
         return receipt

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
 
@@ -107,3 +109,8 @@ class Person(BaseModel):
     face_count: int
     cover: PersonFace | None  # the chosen face, else the best-quality one
     faces: list[PersonFace]  # best quality first
+
+
+class PurgeReport(BaseModel):
+    receipts: list[Any]  # ErasureReceipt, one per collection past retention and per lapsed consent
+    audit_checkpoint_seq: int | None  # the signed checkpoint left by an audit purge

@@ -9,11 +9,12 @@ chain starts from, so the chain stays verifiable.
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,8 +78,10 @@ def canonical(details: dict[str, Any]) -> str:
 
 
 class AuditLog:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, key_file: Path | None = None) -> None:
         self.catalog = catalog
+        # The Ed25519 key that signs retention checkpoints; the public half is kept in the catalog.
+        self.key_file = key_file
 
     def record(
         self,
@@ -131,6 +134,58 @@ class AuditLog:
                     details = {"unreadable": r.details}
                 yield AuditEntry(**{**r._mapping, "details": details})
 
+    def purge(self, before: str, actor: str) -> AuditEntry | None:
+        """Delete entries older than `before` (retention) and append a signed checkpoint recording
+        where the remaining chain starts, so `verify` still vouches for it. None if nothing is due."""
+        with self.catalog.engine.connect() as conn:
+            last = conn.execute(
+                sa.select(audit_log.c.seq, audit_log.c.hash)
+                .where(audit_log.c.at < before)
+                .order_by(audit_log.c.seq.desc())
+                .limit(1)
+            ).one_or_none()
+        if last is None:
+            return None
+        statement = {
+            "purged_through_seq": int(last.seq),
+            "purged_through_hash": last.hash,
+            "purged_before": before,
+        }
+        signature, public_key = self._sign(canonical(statement))
+        with self.catalog.transaction() as conn:
+            count = conn.execute(sa.delete(audit_log).where(audit_log.c.seq <= last.seq)).rowcount
+        details = {**statement, "purged_count": count, "signature": signature, "public_key": public_key}
+        return self.record(actor, "checkpoint", details)
+
+    def _sign(self, message: str) -> tuple[str, str]:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        if self.key_file is None:
+            raise FacefindError("purging the audit log needs a signing key file; open the catalog by path")
+        if self.key_file.exists():
+            key = serialization.load_pem_private_key(self.key_file.read_bytes(), password=None)
+            assert isinstance(key, Ed25519PrivateKey)
+        else:
+            key = Ed25519PrivateKey.generate()
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+        public = (
+            key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+        )
+        known = self.catalog.get_setting("audit_public_key", "")
+        if not known:
+            self.catalog.set_setting("audit_public_key", public)
+        elif known != public:
+            raise FacefindError(
+                f"{self.key_file} is not the key this audit log was signed with; restore the original"
+            )
+        return key.sign(message.encode()).hex(), public
+
     def verify(self) -> AuditVerification:
         """Recompute the chain; name every entry that was edited, removed before, or moved."""
         problems: list[AuditProblem] = []
@@ -140,7 +195,8 @@ class AuditLog:
         query = sa.select(audit_log).order_by(audit_log.c.seq)
         with self.catalog.engine.connect() as conn:
             rows = conn.execute(query).all()
-        starts = _chain_starts(rows)
+        starts, bad_checkpoints = _chain_starts(rows, self.catalog.get_setting("audit_public_key", ""))
+        problems.extend(bad_checkpoints)
         for r in rows:
             count += 1
             first = r.seq if first is None else first
@@ -181,11 +237,24 @@ class AuditLog:
         )
 
 
-def _chain_starts(rows: Sequence[Any]) -> set[str]:
-    """Hashes a log may start from: the genesis, or the last purged hash a checkpoint recorded."""
-    starts = {GENESIS}
+def _chain_starts(rows: Sequence[Any], public_key: str) -> tuple[set[str], list[AuditProblem]]:
+    """Hashes a log may start from: the genesis, or the last purged hash a checkpoint recorded and
+    signed with the catalog's key. Checkpoints whose signature does not verify are problems."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    starts, problems = {GENESIS}, []
     for r in rows:
-        if r.action == "checkpoint":
-            with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
-                starts.add(json.loads(r.details)["purged_through_hash"])
-    return starts
+        if r.action != "checkpoint":
+            continue
+        try:
+            details = json.loads(r.details)
+            statement = {
+                k: details[k] for k in ("purged_through_seq", "purged_through_hash", "purged_before")
+            }
+            key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key))
+            key.verify(bytes.fromhex(details["signature"]), canonical(statement).encode())
+            starts.add(details["purged_through_hash"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, InvalidSignature):
+            problems.append(AuditProblem(seq=r.seq, problem="checkpoint signature does not verify"))
+    return starts, problems

@@ -112,6 +112,15 @@ def withheld_persons(catalog: Catalog, use: str) -> set[int]:
     return {p for p, ok in by_person.items() if not ok}
 
 
+def lapsed_persons(catalog: Catalog) -> set[int]:
+    """Existing persons who had consent and now have none active (a purge erases their faces)."""
+    records = all_(catalog)
+    lapsed = {c.person_id for c in records} - {c.person_id for c in records if c.active}
+    with catalog.engine.connect() as conn:
+        existing = set(conn.execute(sa.select(persons.c.id).where(persons.c.id.in_(lapsed))).scalars())
+    return lapsed & existing
+
+
 def withheld_faces(catalog: Catalog, use: str) -> np.ndarray:
     """Face ids of persons whose consent does not (or no longer) cover `use`."""
     withheld = withheld_persons(catalog, use)

@@ -20,7 +20,7 @@ from ..catalog import Catalog, _delete_faces, collections, face_persons, faces, 
 from ..errors import FacefindError
 from . import optouts
 
-KINDS = ("image", "person", "collection", "optout-matches")
+KINDS = ("image", "person", "collection", "optout-matches", "retention")
 REMOVED = [
     "face rows (boxes, landmarks, quality)",
     "face embeddings",
@@ -43,12 +43,19 @@ class ErasureReceipt(BaseModel):
     audit_seq: int | None = None
 
 
-def erase(catalog: Catalog, kind: str, target: str, actor: str) -> ErasureReceipt:
-    """Delete the rows in one transaction; the caller then compacts the vector index and the file."""
+def erase(
+    catalog: Catalog, kind: str, target: str, actor: str, image_ids: list[int] | None = None
+) -> ErasureReceipt:
+    """Delete the rows in one transaction; the caller then compacts the vector index and the file.
+
+    kind "retention" erases the given `image_ids` (photos past their collection's retention)."""
     if kind not in KINDS:
         raise FacefindError(f"erase what? one of {', '.join(KINDS)}, got {kind!r}")
     with catalog.transaction() as conn:
-        if kind == "image":
+        if kind == "retention":
+            image_ids = list(image_ids or [])
+            face_where = faces.c.image_id.in_(image_ids)
+        elif kind == "image":
             image_ids = _images_at(conn, target)
             face_where = faces.c.image_id.in_(image_ids)
         elif kind == "collection":
