@@ -881,11 +881,37 @@ def purge(
         out.print(f"old audit entries deleted; signed checkpoint #{report.audit_checkpoint_seq}")
 
 
+Since = Annotated[str | None, typer.Option("--since", help="From this date or time (UTC, ISO 8601).")]
+Until = Annotated[str | None, typer.Option("--until", help="Up to this date or time (UTC, ISO 8601).")]
+
+
+@app.command("report")
+def transparency_report(
+    since: Since = None,
+    output: Annotated[Path | None, typer.Option("--output", help="Write the Markdown here.")] = None,
+    chart: Annotated[Path | None, typer.Option("--chart", help="Write a PNG of searches per day.")] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Transparency report: searches per actor and purpose, hit rates, opt-outs, erasures, consents."""
+    from .accountability import report as reporting
+
+    with session(db) as ff:
+        data = ff.report(since)
+    if chart:
+        reporting.chart(data, chart)
+    text = reporting.markdown(data)
+    if output:
+        output.write_text(text)
+    if as_json:
+        emit_json(data)
+    else:
+        out.print(text, markup=False)
+
+
 # audit ------------------------------------------------------------------------------------
 audit_app = typer.Typer(help="The tamper-evident log of every search, verify, erasure and consent change.")
 app.add_typer(audit_app, name="audit")
-Since = Annotated[str | None, typer.Option("--since", help="From this date or time (UTC, ISO 8601).")]
-Until = Annotated[str | None, typer.Option("--until", help="Up to this date or time (UTC, ISO 8601).")]
 
 
 @audit_app.command("verify")
@@ -926,11 +952,14 @@ def audit_show(since: Since = None, until: Until = None, db: Db = None, as_json:
 
 
 @audit_app.command("export")
-def audit_export(since: Since = None, until: Until = None, db: Db = None) -> None:
-    """Entries as JSON lines on stdout (one entry per line, with hashes, for archiving)."""
-    with session(db) as ff:
-        for e in ff.audit.entries(since, until):
+def audit_export(since: Since = None, until: Until = None, actor: Actor = None, db: Db = None) -> None:
+    """Entries as JSON lines on stdout (one entry per line, with hashes, for archiving); audited."""
+    with session(db, actor) as ff:
+        entries = list(ff.audit.entries(since, until))
+        for e in entries:
             sys.stdout.write(e.model_dump_json() + "\n")
+        details = {"what": "audit log", "since": since, "until": until, "entries": len(entries)}
+        ff.audit.record(ff.actor, "export", details)
 
 
 def main() -> None:  # pragma: no cover

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .accountability import collections, consent, erasure, optouts
+from .accountability import collections, consent, erasure, optouts, report
 from .accountability.audit import AuditLog, default_actor
 from .accountability.optouts import OptOut
 from .calibration import Calibration, default_calibration
@@ -470,6 +470,10 @@ class FaceFind:
             self.catalog.save_calibration(calibration.model_id, calibration.to_dict())
             self._calibration = calibration
         return calibration
+
+    def report(self, since: str | None = None) -> dict:
+        """The transparency report (accountability/report.py) as a dict; see `report.markdown`."""
+        return report.build(self.catalog, self.audit, since)
 
     def stats(self) -> dict:
         stats = self.catalog.stats(self.settings.min_face_px, self.settings.min_quality)
