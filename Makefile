@@ -24,8 +24,10 @@ test: lint
 # make demo PHOTOS=~/Pictures QUERY=me.jpg [DB=photos.db]
 demo: install
 	@test -n "$(PHOTOS)" -a -n "$(QUERY)" || { echo "usage: make demo PHOTOS=folder QUERY=photo.jpg"; exit 2; }
+	$(BIN)/facefind collection list $(if $(DB),--db "$(DB)") | grep -q '^default:' || \
+	  $(BIN)/facefind collection create default --owner "$${USER:-me}" --basis own --retention 10y $(if $(DB),--db "$(DB)")
 	$(BIN)/facefind index "$(PHOTOS)" $(if $(DB),--db "$(DB)") || test $$? -eq 3
-	$(BIN)/facefind search "$(QUERY)" $(if $(DB),--db "$(DB)")
+	$(BIN)/facefind search "$(QUERY)" --purpose "make demo" $(if $(DB),--db "$(DB)")
 
 bench-install: install $(VENV)/.bench
 $(VENV)/.bench: pyproject.toml

@@ -123,7 +123,11 @@ class FaceFind:
     ) -> consent.Consent:
         """Record a person's consent (required before naming them)."""
         added = consent.add(self.catalog, person_id, given_by, scope, expires, evidence, self.actor)
-        self.audit.record(self.actor, "consent", {"added": added.model_dump()})
+        details = {
+            "added": added.id,
+            **added.model_dump(exclude={"id", "active", "recorded_at", "recorded_by"}),
+        }
+        self.audit.record(self.actor, "consent", details)
         return added
 
     def consent_withdraw(self, consent_id: int) -> consent.Consent:

@@ -120,7 +120,7 @@ def _persons_matched(direct: np.ndarray, assigned: dict[int, int]) -> set[int]:
 
 def suppressed_faces(catalog: Catalog) -> np.ndarray:
     with catalog.engine.connect() as conn:
-        found = conn.execute(sa.select(sa.distinct(face_suppressions.c.face_id))).scalars().all()
+        found = conn.execute(sa.select(face_suppressions.c.face_id).distinct()).scalars().all()
     return np.fromiter(found, np.int64, len(found))
 
 
