@@ -185,6 +185,11 @@ def test_cli_round_trip(fr_copy: Path) -> None:
     assert len(run_json("people", "photos", str(kit["id"]), db=fr_copy)) == 3
     text = run_cli("people", "list", "--all", db=fr_copy, check=True).stdout
     assert "Kit Harington (hidden)" in text
+    decisions = [e["details"] for e in run_json("audit", "show", db=fr_copy) if e["action"] == "person"]
+    assert decisions == [
+        {"decision": "name", "person": kit["id"], "name": "Kit Harington"},
+        {"decision": "hide", "person": kit["id"]},
+    ]
 
 
 def test_reindexing_a_folder_keeps_persons(tmp_path: Path) -> None:

@@ -241,7 +241,15 @@ class FaceFind:
     def people(self) -> People:
         """Faces grouped into persons: `ff.people.all()`, `.get(id)`, `.name(id, "Ann")`, `.merge`..."""
         threshold = self.calibration().threshold(self.settings.people_max_fmr)
-        return People(self.catalog, self.backend.model_id, self.settings, threshold)
+        return People(
+            self.catalog,
+            self.backend.model_id,
+            self.settings,
+            threshold,
+            log=lambda decision, details: self.audit.record(
+                self.actor, "person", {"decision": decision, **details}
+            ),
+        )
 
     # faces -------------------------------------------------------------------------------
     def faces(self, image: ImageSource) -> list[Face]:

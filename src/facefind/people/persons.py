@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import faiss
@@ -60,8 +60,16 @@ class _Snapshot:
 
 
 class People:
-    def __init__(self, catalog: Catalog, model_id: str, settings: Settings, threshold: float) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        model_id: str,
+        settings: Settings,
+        threshold: float,
+        log: Callable[[str, dict], object] | None = None,
+    ) -> None:
         self.catalog, self.model_id, self.settings, self.threshold = catalog, model_id, settings, threshold
+        self._log = log or (lambda decision, details: None)  # user decisions go to the audit log
         self._upto_key = f"people_upto:{model_id}"
 
     # clustering ------------------------------------------------------------------------------
@@ -219,18 +227,21 @@ class People:
             )
         with self.catalog.transaction() as conn:
             conn.execute(sa.update(persons).where(persons.c.id == person_id).values(name=name))
+        self._log("name", {"person": person_id, "name": name})
         return self.get(person_id)
 
     def unname(self, person_id: int) -> Person:
         self._row(person_id)
         with self.catalog.transaction() as conn:
             conn.execute(sa.update(persons).where(persons.c.id == person_id).values(name=None))
+        self._log("unname", {"person": person_id})
         return self.get(person_id)
 
     def hide(self, person_id: int, hidden: bool = True) -> Person:
         self._row(person_id)
         with self.catalog.transaction() as conn:
             conn.execute(sa.update(persons).where(persons.c.id == person_id).values(hidden=hidden))
+        self._log("hide" if hidden else "unhide", {"person": person_id})
         return self.get(person_id)
 
     def merge(self, sources: Iterable[int], into: int) -> Person:
@@ -259,6 +270,7 @@ class People:
                 .values(person_id=into)
             )
             conn.execute(sa.delete(persons).where(persons.c.id.in_(sources)))
+        self._log("merge", {"persons": sources, "into": into})
         return self.get(into)
 
     def split(self, person_id: int, face_ids: Iterable[int]) -> Person:
@@ -282,6 +294,7 @@ class People:
                 .values(person_id=new, pinned=True)
             )
             conn.execute(sa.insert(face_rejections), [{"face_id": f, "person_id": person_id} for f in wanted])
+        self._log("split", {"person": person_id, "faces": wanted, "new_person": new})
         return self.get(new)
 
     def remove(self, person_id: int, face_ids: Iterable[int]) -> Person:
@@ -291,6 +304,7 @@ class People:
         with self.catalog.transaction() as conn:
             conn.execute(sa.delete(face_persons).where(face_persons.c.face_id.in_(wanted)))
             conn.execute(sa.insert(face_rejections), [{"face_id": f, "person_id": person_id} for f in wanted])
+        self._log("remove", {"person": person_id, "faces": wanted})
         return self.get(person_id)
 
     # storage ---------------------------------------------------------------------------------
