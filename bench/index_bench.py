@@ -211,31 +211,31 @@ class Checkpoint:
 
     def __init__(self, folder: Path | None, kind: str, n: int, every: int = 2_000_000) -> None:
         self.every = every
-        self.folder, self.stem = folder, f"{kind}-{n}"
-        self.state_path = folder / f"{self.stem}.json" if folder else None
+        self.index_path = folder / f"{kind}-{n}.faiss" if folder else None
+        self.state_path = folder / f"{kind}-{n}.json" if folder else None
 
     def load(self, kind: str) -> tuple[FaissIndex | None, dict]:
-        if self.folder is None or self.state_path is None or not self.state_path.exists():
+        if self.state_path is None or self.index_path is None or not self.state_path.exists():
             return None, {"added": 0, "build_s": 0.0, "cpu_s": 0.0}
         import faiss
 
         state = json.loads(self.state_path.read_text())
-        parts = [faiss.read_index(str(self.folder / f"{self.stem}-{s}.faiss")) for s in range(state["parts"])]
-        index = FaissIndex(DIM, kind, index=parts, rows=_rows(0, state["added"]))
+        index = FaissIndex(
+            DIM, kind, index=faiss.read_index(str(self.index_path)), rows=_rows(0, state["added"])
+        )
         print(f"  {kind}: resumed at {state['added']} faces", file=sys.stderr)
         return index, state
 
     def save(self, index: FaissIndex, state: dict) -> None:
-        if self.folder is None or self.state_path is None:
+        if self.state_path is None or self.index_path is None:
             return
         import faiss
 
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for s, part in enumerate(index.parts):  # parts first, then the state that points at them
-            tmp = self.folder / f"{self.stem}-{s}.tmp"
-            faiss.write_index(part, str(tmp))
-            os.replace(tmp, self.folder / f"{self.stem}-{s}.faiss")
-        self.state_path.write_text(json.dumps({**state, "parts": len(index.parts)}))
+        self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.index_path.with_suffix(".tmp")
+        faiss.write_index(index.parts[0], str(tmp))
+        os.replace(tmp, self.index_path)
+        self.state_path.write_text(json.dumps(state))
 
 
 def bench_kind(
