@@ -233,7 +233,7 @@ class Checkpoint:
 
         self.index_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.index_path.with_suffix(".tmp")
-        faiss.write_index(index.parts[0], str(tmp))
+        faiss.write_index(index.index, str(tmp))
         os.replace(tmp, self.index_path)
         self.state_path.write_text(json.dumps(state))
 
@@ -285,16 +285,7 @@ def bench_kind(
         **timing,
         "recall_at_10": recall_at_10(found, truth[: len(found)]),
         "mate_recall_at_10": mate_recall_at_10(found, truth[: len(found)], identities[: len(found)]),
-        "parts": len(index.parts),
     }
-    if kind == "hnsw":  # the speed/recall trade-off behind the efSearch default
-        sweep = {}
-        for ef in (256, 512, 768, 1024):
-            index.ef_search = ef
-            timing, found = latencies(lambda q: index.search(q, K)[1], queries[:300], limit_s / 4)
-            sweep[ef] = {"p50_ms": timing["p50_ms"], "recall_at_10": recall_at_10(found, truth[: len(found)])}
-        index.ef_search = None
-        result["ef_sweep"] = sweep
     return result
 
 

@@ -33,10 +33,8 @@ def clustered(rng: np.random.Generator, identities: int, per: int, spread: float
 
 
 def build(kind: str, vectors: np.ndarray, collections: np.ndarray | None = None) -> FaissIndex:
-    """kind "hnsw-split": HNSW in two graphs (as above SHARD_MIN faces), filled in uneven batches."""
     n = len(vectors)
-    split = kind.endswith("-split")
-    index = FaissIndex(DIM, kind.removesuffix("-split"), expected=n, shards=2 if split else None)
+    index = FaissIndex(DIM, kind, expected=n)
     index.train(vectors)
     rows = Rows(
         np.arange(1, n + 1, dtype=np.int64),
@@ -45,12 +43,8 @@ def build(kind: str, vectors: np.ndarray, collections: np.ndarray | None = None)
         np.full(n, 0.9, np.float32),
         np.ones(n, bool),
     )
-    for batch in np.array_split(np.arange(n), [n // 3 + 1, n // 2]) if split else [np.arange(n)]:
-        index.add(vectors[batch], Rows(*(getattr(rows, f)[batch] for f in ROW_FIELDS)))
+    index.add(vectors, rows)
     return index
-
-
-ROW_FIELDS = ("ids", "collections", "size_px", "quality", "alive")
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int, allowed: np.ndarray) -> np.ndarray:
@@ -71,7 +65,7 @@ def test_flat_is_exact() -> None:
     assert np.allclose(scores[:, 0], (queries @ vectors.T).max(axis=1), atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "hnsw-split", "ivf"])
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_ann_recall_is_high_on_face_like_data(kind: str) -> None:
     rng = np.random.default_rng(2)
     vectors = clustered(rng, 2000, 10)
@@ -80,7 +74,7 @@ def test_ann_recall_is_high_on_face_like_data(kind: str) -> None:
     assert recall(ids, exact_top(vectors, queries, 10, np.ones(len(vectors), bool))) >= 0.95
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "hnsw-split", "ivf"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_filters_apply_inside_the_search_and_keep_k(kind: str) -> None:
     rng = np.random.default_rng(3)
     vectors = clustered(rng, 500, 10)
@@ -312,36 +306,3 @@ def test_schema_1_catalog_is_migrated_to_the_current_schema_keeping_its_faces(tm
     assert [c.basis for c in collections.all_(migrated)] == [None]  # indexing asks for a basis
     remove_image(migrated, "/old/1.jpg")
     assert len(migrated.tombstones_after(MODEL_ID, 0)[1]) == 3
-
-
-def test_a_split_hnsw_index_saves_reloads_and_honours_deletions(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from facefind.vectors import faiss_index
-
-    monkeypatch.setattr(faiss_index, "SHARD_MIN", 100)  # split as the catalog would above 300k faces
-    db = tmp_path / "c.db"
-    catalog = Catalog(db)
-    rng = np.random.default_rng(9)
-    vectors = clustered(rng, 150, 2)
-    for i in range(150):
-        add_image(catalog, f"/x/{i}.jpg", vectors[2 * i : 2 * i + 2])
-    store = VectorStore(catalog, MODEL_ID, DIM, Path(f"{db}.vectors"), IndexPolicy(kind="hnsw"))
-    index = store.index()
-    assert len(index.parts) == 2 and len(index) == 300
-    queries = vectors[:20]
-    _, before = index.search(queries, 10)
-    store.save(force=True)
-    generation = Path(f"{db}.vectors", MODEL_ID)
-    saved = generation / (generation / "CURRENT").read_text()
-    assert {p.name for p in saved.glob("index-*.faiss")} == {"index-0.faiss", "index-1.faiss"}
-
-    reopened = VectorStore(catalog, MODEL_ID, DIM, Path(f"{db}.vectors"), IndexPolicy(kind="hnsw"))
-    loaded = reopened.index()
-    assert reopened.rebuilt_because is None and len(loaded.parts) == 2
-    _, after = loaded.search(queries, 10)
-    assert np.array_equal(before, after)
-    remove_image(catalog, "/x/0.jpg")  # faces 1 and 2, each the best match of its own query
-    _, ids = reopened.index().search(queries, 10)
-    assert not np.isin(ids, [1, 2]).any() and (ids > 0).all()
-    assert recall(ids[2:], exact_top(vectors, queries[2:], 10, np.arange(300) >= 2)) >= 0.95

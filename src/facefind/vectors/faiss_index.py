@@ -9,7 +9,6 @@ never returned and never take one of the k places. Space is reclaimed by rebuild
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import faiss
@@ -22,13 +21,6 @@ KINDS = ("flat", "hnsw", "ivf")
 # 1024 (6.4 ms), where M=32/efConstruction=100 reach 0.949.
 HNSW_M, HNSW_EF_CONSTRUCTION = 48, 200
 IVF_NPROBE = 128
-# Above this many faces an HNSW index is split into 2 graphs (position p in graph p % 2) searched
-# at once, one per core: a single query's HNSW search uses one core only (README, measured).
-SHARD_MIN = 300_000
-
-
-def shard_count(kind: str, n: int) -> int:
-    return 2 if kind == "hnsw" and n > SHARD_MIN else 1
 
 
 def hnsw_ef_search(n: int) -> int:
@@ -62,22 +54,16 @@ class FaissIndex:
         dim: int,
         kind: str = "flat",
         expected: int = 0,
-        index: faiss.Index | list[faiss.Index] | None = None,
+        index: faiss.Index | None = None,
         rows: Rows | None = None,
-        shards: int | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"index kind must be one of {', '.join(KINDS)}, got {kind!r}")
         self.dim, self.kind = dim, kind
-        if index is None:
-            count = shards or shard_count(kind, expected)
-            self.parts = [_new_index(dim, kind, expected // count) for _ in range(count)]
-        else:
-            self.parts = index if isinstance(index, list) else [index]
+        self.index = index if index is not None else _new_index(dim, kind, expected)
         self.rows = rows or Rows()
-        self.ef_search: int | None = None  # overrides hnsw_ef_search (benchmarks)
-        # Bitmaps (one per part) and count of the faces an unfiltered search may return.
-        self._default_selection: tuple[tuple[float, float], list[np.ndarray], int] | None = None
+        # Bitmap (and its count) of the faces an unfiltered search may return, per quality minimums.
+        self._default_selection: tuple[tuple[float, float], np.ndarray, int] | None = None
 
     # size ------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -93,7 +79,7 @@ class FaissIndex:
 
     @property
     def needs_training(self) -> bool:
-        return not self.parts[0].is_trained
+        return not self.index.is_trained
 
     def memory_bytes(self) -> int:
         """Bytes held by the FAISS structure plus the per-position metadata."""
@@ -107,16 +93,15 @@ class FaissIndex:
                 self.rows.alive,
             )
         )
-        return sum(_faiss_bytes(part) for part in self.parts) + per_row * len(self.rows.ids)
+        return _faiss_bytes(self.index) + per_row * len(self.rows.ids)
 
     def checksum(self) -> tuple[int, int, int]:
         return id_checksum(self.rows.ids[self.rows.alive])
 
     # changes ---------------------------------------------------------------------------------
     def train(self, sample: np.ndarray) -> None:
-        for part in self.parts:
-            if not part.is_trained:
-                part.train(np.ascontiguousarray(sample, np.float32))
+        if not self.index.is_trained:
+            self.index.train(np.ascontiguousarray(sample, np.float32))
 
     def add(self, vectors: np.ndarray, rows: Rows) -> None:
         """Append faces; their ids must be larger than every id already here."""
@@ -124,11 +109,7 @@ class FaissIndex:
             return
         if rows.ids[0] <= self.max_id or np.any(np.diff(rows.ids) <= 0):
             raise ValueError("face ids must be added in increasing order")
-        vectors = np.ascontiguousarray(vectors, np.float32).reshape(-1, self.dim)
-        positions = len(self.rows.ids) + np.arange(len(vectors))
-        shards = len(self.parts)
-        for s, part in enumerate(self.parts):
-            part.add(vectors if shards == 1 else np.ascontiguousarray(vectors[positions % shards == s]))
+        self.index.add(np.ascontiguousarray(vectors, np.float32).reshape(-1, self.dim))
         self.rows.extend(rows)
         self._default_selection = None
 
@@ -176,19 +157,13 @@ class FaissIndex:
         if k <= 0 or not len(self.rows.ids):
             return np.full((n, max(k, 0)), -np.inf, np.float32), np.full((n, max(k, 0)), -1, np.int64)
         if collections is None and (exclude is None or not len(exclude)):
-            bitmaps = self._cached_bitmaps(min_face_px, min_quality)
+            bitmap = self._cached_bitmap(min_face_px, min_quality)
         else:
-            bitmaps = self._pack(self.allowed(min_face_px, min_quality, collections, exclude))
-        if len(self.parts) == 1:
-            scores, pos = self._search_part(0, queries, k, bitmaps[0])
-        else:
-            found = list(
-                _pool().map(lambda s: self._search_part(s, queries, k, bitmaps[s]), range(len(self.parts)))
-            )
-            all_scores = np.hstack([f[0] for f in found])
-            all_pos = np.hstack([f[1] for f in found])
-            best = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
-            scores, pos = np.take_along_axis(all_scores, best, 1), np.take_along_axis(all_pos, best, 1)
+            bitmap = _pack(self.allowed(min_face_px, min_quality, collections, exclude))
+        selector = faiss.IDSelectorBitmap(len(self.rows.ids), faiss.swig_ptr(bitmap))
+        params = self._params(selector)
+        scores, pos = self.index.search(queries, k, params=params)
+        del bitmap  # only now may the bitmap the selector points into be freed
         ids = np.where(pos >= 0, self.rows.ids[np.clip(pos, 0, None)], -1)
         scores = np.where(pos >= 0, scores, -np.inf).astype(np.float32)
         return scores, ids
@@ -202,36 +177,21 @@ class FaissIndex:
     ) -> int:
         """How many faces a search with these filters considers (cached when unfiltered)."""
         if collections is None and (exclude is None or not len(exclude)):
-            self._cached_bitmaps(min_face_px, min_quality)
+            self._cached_bitmap(min_face_px, min_quality)
             assert self._default_selection is not None
             return self._default_selection[2]
         return int(self.allowed(min_face_px, min_quality, collections, exclude).sum())
 
-    def _search_part(
-        self, s: int, queries: np.ndarray, k: int, bitmap: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Search part `s` (positions s, s + shards, ...); returns global positions."""
-        part, shards = self.parts[s], len(self.parts)
-        selector = faiss.IDSelectorBitmap(part.ntotal, faiss.swig_ptr(bitmap))
-        scores, local = part.search(queries, k, params=self._params(selector, part.ntotal))
-        del selector  # the bitmap it points into stays referenced by the caller until here
-        pos = np.where(local >= 0, local * shards + s, -1)
-        return np.where(local >= 0, scores, -np.inf).astype(np.float32), pos
-
-    def _pack(self, mask: np.ndarray) -> list[np.ndarray]:
-        shards = len(self.parts)
-        return [_pack(mask[s::shards]) for s in range(shards)]
-
-    def _cached_bitmaps(self, min_face_px: float, min_quality: float) -> list[np.ndarray]:
+    def _cached_bitmap(self, min_face_px: float, min_quality: float) -> np.ndarray:
         key = (min_face_px, min_quality)
         if self._default_selection is None or self._default_selection[0] != key:
             mask = self.allowed(min_face_px, min_quality)
-            self._default_selection = (key, self._pack(mask), int(mask.sum()))
+            self._default_selection = (key, _pack(mask), int(mask.sum()))
         return self._default_selection[1]
 
-    def _params(self, selector: faiss.IDSelector, n: int) -> faiss.SearchParameters:
+    def _params(self, selector: faiss.IDSelector) -> faiss.SearchParameters:
         if self.kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=self.ef_search or hnsw_ef_search(n))
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=hnsw_ef_search(len(self.rows.ids)))
         if self.kind == "ivf":
             return faiss.SearchParametersIVF(sel=selector, nprobe=IVF_NPROBE)
         return faiss.SearchParameters(sel=selector)
@@ -253,17 +213,6 @@ def _new_index(dim: int, kind: str, expected: int) -> faiss.Index:
     return faiss.IndexIVFScalarQuantizer(
         quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
     )
-
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    """Threads for searching the parts of a split index at once (FAISS releases the GIL)."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(2, thread_name_prefix="facefind-search")
-    return _POOL
 
 
 def _pack(mask: np.ndarray) -> np.ndarray:

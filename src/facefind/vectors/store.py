@@ -101,13 +101,12 @@ class VectorStore:
             meta = json.loads((generation / "meta.json").read_text())
             with np.load(generation / "rows.npz") as data:
                 rows = Rows(**{name: data[name] for name in data.files})
-            parts = [faiss.read_index(str(generation / name)) for name in _part_files(meta.get("parts", 1))]
-            total = sum(part.ntotal for part in parts)
-            if total != len(rows.ids) or meta["model_id"] != self.model_id or parts[0].d != self.dim:
+            index = faiss.read_index(str(generation / "index.faiss"))
+            if index.ntotal != len(rows.ids) or meta["model_id"] != self.model_id or index.d != self.dim:
                 return "the saved index is inconsistent"
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             return f"the saved index could not be read ({err})"
-        self._index = FaissIndex(self.dim, meta["kind"], index=parts, rows=rows)
+        self._index = FaissIndex(self.dim, meta["kind"], index=index, rows=rows)
         self.tombstone_seq = int(meta["tombstone_seq"])
         self.recall_estimate = meta.get("recall_at_10")
         return None
@@ -200,8 +199,7 @@ class VectorStore:
         name = f"gen-{time.time_ns()}"
         tmp = self.folder / f".tmp-{name}"
         tmp.mkdir()
-        for part, file in zip(index.parts, _part_files(len(index.parts)), strict=True):
-            faiss.write_index(part, str(tmp / file))
+        faiss.write_index(index.index, str(tmp / "index.faiss"))
         with (tmp / "rows.npz").open("wb") as f:
             np.savez(
                 f,
@@ -210,7 +208,6 @@ class VectorStore:
         meta = {
             "model_id": self.model_id,
             "kind": index.kind,
-            "parts": len(index.parts),
             "faces": len(index),
             "dead": index.dead,
             "tombstone_seq": self.tombstone_seq,
@@ -242,7 +239,6 @@ class VectorStore:
         return {
             "model_id": self.model_id,
             "kind": index.kind,
-            "parts": len(index.parts),
             "faces": len(index),
             "deleted_not_compacted": index.dead,
             "memory_bytes": index.memory_bytes(),
@@ -285,7 +281,3 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _part_files(parts: int) -> list[str]:
-    return ["index.faiss"] if parts == 1 else [f"index-{s}.faiss" for s in range(parts)]
