@@ -286,6 +286,14 @@ def bench_kind(
         "recall_at_10": recall_at_10(found, truth[: len(found)]),
         "mate_recall_at_10": mate_recall_at_10(found, truth[: len(found)], identities[: len(found)]),
     }
+    if kind == "hnsw":  # the speed/recall trade-off behind the efSearch default
+        sweep = {}
+        for ef in (256, 512, 768, 1024):
+            index.ef_search = ef
+            timing, found = latencies(lambda q: index.search(q, K)[1], queries[:300], limit_s / 4)
+            sweep[ef] = {"p50_ms": timing["p50_ms"], "recall_at_10": recall_at_10(found, truth[: len(found)])}
+        index.ef_search = None
+        result["ef_sweep"] = sweep
     return result
 
 

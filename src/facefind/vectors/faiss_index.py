@@ -62,6 +62,7 @@ class FaissIndex:
         self.dim, self.kind = dim, kind
         self.index = index if index is not None else _new_index(dim, kind, expected)
         self.rows = rows or Rows()
+        self.ef_search: int | None = None  # overrides hnsw_ef_search (benchmarks)
         # Bitmap (and its count) of the faces an unfiltered search may return, per quality minimums.
         self._default_selection: tuple[tuple[float, float], np.ndarray, int] | None = None
 
@@ -191,7 +192,8 @@ class FaissIndex:
 
     def _params(self, selector: faiss.IDSelector) -> faiss.SearchParameters:
         if self.kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=hnsw_ef_search(len(self.rows.ids)))
+            ef = self.ef_search or hnsw_ef_search(len(self.rows.ids))
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
         if self.kind == "ivf":
             return faiss.SearchParametersIVF(sel=selector, nprobe=IVF_NPROBE)
         return faiss.SearchParameters(sel=selector)
