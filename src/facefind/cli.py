@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -102,7 +102,18 @@ def session(db: str | None, actor: str | None = None) -> Iterator[FaceFind]:
 def emit_json(data: Any) -> None:
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json")
+    elif isinstance(data, list):
+        data = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in data]
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def reply(data: Any, as_json: bool, lines: Iterable[str] | str) -> None:
+    """`data` as one JSON document with --json; otherwise the human-readable line(s)."""
+    if as_json:
+        emit_json(data)
+        return
+    for line in [lines] if isinstance(lines, str) else lines:
+        out.print(line)
 
 
 @contextmanager
@@ -654,13 +665,12 @@ def collection_create(
     """Create a collection with its lawful basis; photos can then be indexed into it."""
     with session(db, actor) as ff:
         created = ff.create_collection(name, owner=owner, basis=basis, retention=retention, note=note)
-    if as_json:
-        emit_json(created)
-    else:
-        out.print(
-            f"collection {created.name}: owner {created.owner}, basis {created.basis}, "
-            f"retention {created.retention_days} days"
-        )
+    reply(
+        created,
+        as_json,
+        f"collection {created.name}: owner {created.owner}, basis {created.basis}, "
+        f"retention {created.retention_days} days",
+    )
 
 
 @collection_app.command("list")
@@ -668,15 +678,15 @@ def collection_list(db: Db = None, as_json: Json = False) -> None:
     """Collections with owner, basis, retention and image count."""
     with session(db) as ff:
         found = ff.collections()
-    if as_json:
-        emit_json([c.model_dump() for c in found])
-        return
-    for c in found:
-        basis = c.basis or "[red]no basis (indexing refused)[/]"
-        retention = f"{c.retention_days} days" if c.retention_days else "-"
-        out.print(
-            f"{c.name}: owner {c.owner or '-'}, basis {basis}, retention {retention}, {c.images} images"
-        )
+    reply(
+        found,
+        as_json,
+        (
+            f"{c.name}: owner {c.owner or '-'}, basis {c.basis or '[red]none (indexing refused)[/]'}, "
+            f"retention {f'{c.retention_days} days' if c.retention_days else '-'}, {c.images} images"
+            for c in found
+        ),
+    )
 
 
 # erasure ----------------------------------------------------------------------------------
@@ -757,13 +767,12 @@ def optout_add(
     """Keep the face template (never the photo), suppress every matching face, refuse new ones."""
     with session(db, actor) as ff:
         added = ff.optout_add(photo, note=note, face=face)
-    if as_json:
-        emit_json(added)
-    else:
-        out.print(
-            f"opt-out {added.id} added: {added.faces_suppressed} stored face(s) suppressed; matching faces "
-            f"will not be indexed. Only the face template was kept, not the photo."
-        )
+    reply(
+        added,
+        as_json,
+        f"opt-out {added.id} added: {added.faces_suppressed} stored face(s) suppressed; matching faces "
+        f"will not be indexed. Only the face template was kept, not the photo.",
+    )
 
 
 @optout_app.command("list")
@@ -771,14 +780,15 @@ def optout_list(db: Db = None, as_json: Json = False) -> None:
     """Opt-outs in force, with how many stored faces each suppresses."""
     with session(db) as ff:
         found = ff.optouts()
-    if as_json:
-        emit_json([o.model_dump() for o in found])
-        return
-    for o in found:
-        out.print(
+    reply(
+        found,
+        as_json,
+        (
             f"opt-out {o.id}: {o.faces_suppressed} face(s) suppressed; {o.note or ''} "
             f"({o.created_at}, {o.created_by})"
-        )
+            for o in found
+        ),
+    )
 
 
 @optout_app.command("remove")
@@ -791,7 +801,7 @@ def optout_remove(
     """Withdraw an opt-out: the template is deleted and the faces it suppressed show again."""
     with session(db, actor) as ff:
         removed = ff.optout_remove(optout)
-    emit_json(removed) if as_json else out.print(f"opt-out {removed.id} removed")
+    reply(removed, as_json, f"opt-out {removed.id} removed")
 
 
 # consent ----------------------------------------------------------------------------------
@@ -815,13 +825,12 @@ def consent_add(
     """Record a person's consent: needed to name them; its scope limits how their faces are used."""
     with session(db, actor) as ff:
         added = ff.consent_add(person, given_by=given_by, scope=scope, expires=expires, evidence=evidence)
-    if as_json:
-        emit_json(added)
-    else:
-        out.print(
-            f"consent {added.id} for person {added.person_id}: by {added.given_by}, "
-            f"scope {','.join(added.scope)}, until {added.expires_on} (evidence {added.evidence})"
-        )
+    reply(
+        added,
+        as_json,
+        f"consent {added.id} for person {added.person_id}: by {added.given_by}, "
+        f"scope {','.join(added.scope)}, until {added.expires_on} (evidence {added.evidence})",
+    )
 
 
 @consent_app.command("withdraw")
@@ -834,7 +843,7 @@ def consent_withdraw(
     """Withdraw a consent: the person's faces leave searches and the people view at once."""
     with session(db, actor) as ff:
         withdrawn = ff.consent_withdraw(consent_id)
-    emit_json(withdrawn) if as_json else out.print(f"consent {withdrawn.id} withdrawn")
+    reply(withdrawn, as_json, f"consent {withdrawn.id} withdrawn")
 
 
 @consent_app.command("list")
@@ -846,15 +855,16 @@ def consent_list(
     """Consent records, active or not."""
     with session(db) as ff:
         found = ff.consents(person)
-    if as_json:
-        emit_json([c.model_dump() for c in found])
-        return
-    for c in found:
-        state = "active" if c.active else ("withdrawn" if c.withdrawn_at else "expired")
-        out.print(
-            f"consent {c.id}: person {c.person_id}, {state}, by {c.given_by}, scope {','.join(c.scope)}, "
-            f"until {c.expires_on}, evidence {c.evidence}"
-        )
+    reply(
+        found,
+        as_json,
+        (
+            f"consent {c.id}: person {c.person_id}, "
+            f"{'active' if c.active else 'withdrawn' if c.withdrawn_at else 'expired'}, by {c.given_by}, "
+            f"scope {','.join(c.scope)}, until {c.expires_on}, evidence {c.evidence}"
+            for c in found
+        ),
+    )
 
 
 @app.command()
@@ -942,7 +952,7 @@ def audit_show(since: Since = None, until: Until = None, db: Db = None, as_json:
     with session(db) as ff:
         entries = list(ff.audit.entries(since, until))
     if as_json:
-        emit_json([e.model_dump(mode="json") for e in entries])
+        emit_json(entries)
         return
     for e in entries:
         summary = ", ".join(f"{k}={v}" for k, v in e.details.items() if not isinstance(v, list | dict))
