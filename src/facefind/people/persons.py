@@ -360,11 +360,11 @@ class People:
                 )
             )
 
-    def _new_person(self, name: str | None = None) -> int:
-        return self._new_persons(1, name)[0]
+    def _new_person(self) -> int:
+        return self._new_persons(1)[0]
 
-    def _new_persons(self, count: int, name: str | None = None) -> list[int]:
-        values = dict(model_id=self.model_id, name=name, hidden=False, created_at=now())
+    def _new_persons(self, count: int) -> list[int]:
+        values = dict(model_id=self.model_id, hidden=False, created_at=now())
         with self.catalog.transaction() as conn:
             return [
                 int(conn.execute(sa.insert(persons).values(**values)).inserted_primary_key[0])  # type: ignore[index]
