@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import machine
-from facefind.vectors import FaissIndex, Rows
+from facefind.vectors import FaissIndex, Rows, faiss_index
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM, K, CHUNK, PER_IDENTITY = 128, 10, 100_000, 10
@@ -132,10 +132,18 @@ def memory_bandwidth_gbs(threads: int) -> float:
     return round(best, 2)
 
 
-def exact_truth(data: FaceLikeData, queries: np.ndarray) -> np.ndarray:
+def exact_truth(data: FaceLikeData, queries: np.ndarray, store: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top 10 of every query; every face's float32 vector is also written to `store`.
+
+    The stored vectors play the catalog's part: approximate indexes fetch candidates, which are
+    re-ranked by exact cosine from there, as `search` does (`FaissIndex.candidates`).
+    """
+    store.parent.mkdir(parents=True, exist_ok=True)
+    exact = np.lib.format.open_memmap(store, "w+", np.float32, (data.n, DIM))
     best = np.full((len(queries), K), -np.inf, np.float32)
     best_ids = np.full((len(queries), K), -1, np.int64)
     for start, vectors in data.chunks():
+        exact[start : start + len(vectors)] = vectors
         scores = queries @ vectors.T
         all_scores = np.hstack([best, scores])
         all_ids = np.hstack(
@@ -143,7 +151,19 @@ def exact_truth(data: FaceLikeData, queries: np.ndarray) -> np.ndarray:
         )
         top = np.argpartition(-all_scores, K - 1, axis=1)[:, :K]
         best, best_ids = np.take_along_axis(all_scores, top, 1), np.take_along_axis(all_ids, top, 1)
-    return best_ids
+    exact.flush()
+    del exact
+    return best_ids, np.load(store, mmap_mode="r")
+
+
+def rerank(queries: np.ndarray, candidates: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """The best K of each query's candidate face ids by exact cosine."""
+    out = np.full((len(queries), K), -1, np.int64)
+    for row, (query, ids) in enumerate(zip(queries, candidates, strict=True)):
+        ids = ids[ids >= 0]
+        ids = ids[np.argsort(-(exact[ids - 1] @ query))[:K]]
+        out[row, : len(ids)] = ids
+    return out
 
 
 def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
@@ -209,7 +229,7 @@ class Checkpoint:
     resumed beside other work is slowed by it while its CPU time is not.
     """
 
-    def __init__(self, folder: Path | None, kind: str, n: int, every: int = 2_000_000) -> None:
+    def __init__(self, folder: Path | None, kind: str, n: int, every: int = 1_000_000) -> None:
         self.every = every
         self.index_path = folder / f"{kind}-{n}.faiss" if folder else None
         self.state_path = folder / f"{kind}-{n}.json" if folder else None
@@ -244,6 +264,7 @@ def bench_kind(
     queries: np.ndarray,
     identities: np.ndarray,
     truth: np.ndarray,
+    exact: np.ndarray,
     limit_s: float,
     checkpoint: Checkpoint,
 ) -> dict:
@@ -275,7 +296,11 @@ def bench_kind(
     cpu_s = state["cpu_s"] + time.process_time() - cpu
     gc.collect()
     resident = rss_bytes() - before
-    timing, found = latencies(lambda q: index.search(q, K)[1], queries, limit_s)
+
+    def search(q: np.ndarray) -> np.ndarray:
+        return rerank(q, index.search(q, index.candidates(K))[1], exact)
+
+    timing, found = latencies(search, queries, limit_s)
     result = {
         "build_s": round(build_s, 1),
         "build_cpu_s": round(cpu_s, 1),
@@ -288,12 +313,20 @@ def bench_kind(
     }
     if kind == "hnsw":  # the speed/recall trade-off behind the efSearch default
         sweep = {}
-        for ef in (256, 512, 768, 1024):
+        for ef in (256, 512, 768, 1024) + ((1536, 2048) if data.n > 2_000_000 else ()):
             index.ef_search = ef
-            timing, found = latencies(lambda q: index.search(q, K)[1], queries[:300], limit_s / 4)
+            timing, found = latencies(search, queries[:300], limit_s / 4)
             sweep[ef] = {"p50_ms": timing["p50_ms"], "recall_at_10": recall_at_10(found, truth[: len(found)])}
         index.ef_search = None
         result["ef_sweep"] = sweep
+    if kind == "pq":  # the speed/recall trade-off behind PQ_CANDIDATES
+        sweep, default = {}, faiss_index.PQ_CANDIDATES
+        for candidates in (100, 200, 400, 800):
+            faiss_index.PQ_CANDIDATES = candidates
+            timing, found = latencies(search, queries[:300], limit_s / 4)
+            sweep[candidates] = {"p50_ms": timing["p50_ms"], "recall_at_10": recall_at_10(found, truth[: len(found)])}
+        faiss_index.PQ_CANDIDATES = default
+        result["candidates_sweep"] = sweep
     return result
 
 
@@ -329,8 +362,8 @@ def main() -> None:
     parser.add_argument(
         "--index",
         action="append",
-        choices=["flat", "hnsw", "ivf"],
-        help="index kinds to measure (repeatable; default: all three)",
+        choices=["flat", "pq", "hnsw", "ivf"],
+        help="index kinds to measure (repeatable; default: all four)",
     )
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=60, help="time limit per kind for timing queries")
@@ -338,7 +371,7 @@ def main() -> None:
     parser.add_argument(
         "--checkpoint",
         type=Path,
-        help="save partly built indexes here every 2M faces and resume from them (for 10M builds)",
+        help="save partly built indexes here every 1M faces and resume from them (for 10M builds)",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -347,7 +380,7 @@ def main() -> None:
     data = FaceLikeData(args.faces, spread)
     queries, identities = data.queries(args.queries)
     t = time.perf_counter()
-    truth = exact_truth(data, queries)
+    truth, exact = exact_truth(data, queries, ROOT / "bench" / "results" / f"vectors-{args.faces}.npy")
     mates = np.mean([np.mean((t - 1) // PER_IDENTITY == p) for t, p in zip(truth, identities, strict=True)])
     result: dict = {
         "faces": args.faces,
@@ -359,13 +392,14 @@ def main() -> None:
         "memory_bandwidth_gb_per_s": memory_bandwidth_gbs(os.cpu_count() or 1),
         "indexes": {},
     }
-    for kind in args.index or ["flat", "hnsw", "ivf"]:
+    for kind in args.index or ["flat", "pq", "hnsw", "ivf"]:
         result["indexes"][kind] = bench_kind(
             kind,
             data,
             queries,
             identities,
             truth,
+            exact,
             args.seconds,
             Checkpoint(args.checkpoint, kind, args.faces),
         )

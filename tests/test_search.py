@@ -10,7 +10,7 @@ import pytest
 import facefind
 from facefind.errors import FacefindError, NoFaceError
 
-from .conftest import BIDEN, FR, GLINT, MULTI, OBAMA
+from .conftest import BIDEN, FR, GLINT, MULTI, OBAMA, new_catalog
 
 
 def test_search_finds_the_person_and_only_above_threshold(fr_db: Path) -> None:
@@ -95,3 +95,20 @@ def test_exclusions_and_collections_still_give_top_k(fr_db: Path) -> None:
     assert len(rest) == 8 and not {m.face_id for m in rest} & set(excluded)
     assert [m.face_id for m in rest[:5]] == [m.face_id for m in everything[3:]]
     assert [m.face_id for m in same] == [m.face_id for m in everything]
+
+
+def test_approximate_index_gives_exactly_the_exact_top_k(glint_set, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """HNSW candidates are over-fetched and re-ranked by exact cosine, then cut to top_k."""
+    from .synthetic import add_image
+
+    db = new_catalog(tmp_path / "catalog.db")
+    query = GLINT / "Keanu_Reeves" / sorted(p.name for p in (GLINT / "Keanu_Reeves").iterdir())[0]
+    with facefind.open(db, purpose="test") as ff:
+        for i in np.flatnonzero(glint_set.detected):
+            add_image(ff.catalog, glint_set.paths[i], glint_set.embeddings[i][None])
+        exact = ff.search(query, threshold=-1.0, top_k=7).faces[0].matches
+        assert ff.reindex("hnsw")["kind"] == "hnsw"
+        assert ff.vector_index().candidates(7) > 7
+        approximate = ff.search(query, threshold=-1.0, top_k=7).faces[0].matches
+    assert ff.vectors.info()["kind"] == "hnsw"
+    assert [(m.face_id, m.similarity) for m in approximate] == [(m.face_id, m.similarity) for m in exact]

@@ -65,7 +65,7 @@ def test_flat_is_exact() -> None:
     assert np.allclose(scores[:, 0], (queries @ vectors.T).max(axis=1), atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["pq", "hnsw", "ivf"])
 def test_ann_recall_is_high_on_face_like_data(kind: str) -> None:
     rng = np.random.default_rng(2)
     vectors = clustered(rng, 2000, 10)
@@ -74,7 +74,7 @@ def test_ann_recall_is_high_on_face_like_data(kind: str) -> None:
     assert recall(ids, exact_top(vectors, queries, 10, np.ones(len(vectors), bool))) >= 0.95
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["flat", "pq", "hnsw", "ivf"])
 def test_filters_apply_inside_the_search_and_keep_k(kind: str) -> None:
     rng = np.random.default_rng(3)
     vectors = clustered(rng, 500, 10)
@@ -91,6 +91,41 @@ def test_filters_apply_inside_the_search_and_keep_k(kind: str) -> None:
     allowed = index.allowed(collections=[1, 2], exclude=excluded)
     if kind == "flat":
         assert recall(ids, exact_top(vectors, queries, 10, allowed)) == 1.0
+
+
+@pytest.mark.parametrize("allowed_share", [1.0, 0.5, 0.03, 0.001])
+def test_pq_keeps_k_and_finds_the_exact_top_k_under_any_filter(allowed_share: float) -> None:
+    """Wide filters over-fetch PQ candidates, narrow ones scan the 8-bit vectors: both give k."""
+    from facefind.vectors import faiss_index
+
+    rng = np.random.default_rng(4)
+    vectors = clustered(rng, 2000, 10)
+    index = build("pq", vectors)
+    queries = vectors[rng.choice(len(vectors), 50, replace=False)] + 0.05 * unit(rng, 50)
+    keep = rng.random(len(vectors)) < allowed_share
+    index.remove(np.flatnonzero(~keep) + 1)
+    _, ids = index.search(queries, 10)
+    assert (ids > 0).all() and keep[ids - 1].all()
+    truth = exact_top(vectors, queries, 10, keep)
+    assert recall(ids, truth) >= 0.97
+    if allowed_share < faiss_index.PQ_MIN_SHARE:  # the 8-bit scan is exhaustive
+        assert recall(ids, truth) >= 0.99
+
+
+def test_pq_query_whose_candidates_are_all_filtered_out_still_gets_k() -> None:
+    rng = np.random.default_rng(5)
+    vectors = clustered(rng, 2000, 10)
+    index = build("pq", vectors)
+    query = vectors[:1]
+    # every face near the query is excluded, yet well over 5% of faces stay allowed
+    near = exact_top(vectors, query, 3000, np.ones(len(vectors), bool))[0]
+    _, ids = index.search(query, 10, exclude=near)
+    assert (ids > 0).all() and not np.isin(ids, near).any()
+    # What is left are near-ties (8-bit vectors cannot order them exactly; the engine re-ranks
+    # by exact cosine): every result is within quantisation error of the true 10th best.
+    similarity = vectors @ query[0]
+    tenth = np.sort(similarity[~np.isin(np.arange(1, len(vectors) + 1), near)])[-10]
+    assert similarity[ids[0] - 1].min() >= tenth - 0.002
 
 
 class StoreMachine(RuleBasedStateMachine):

@@ -311,13 +311,14 @@ class FaceFind:
         )
         allowed = self.catalog.collection_ids(collections) if collections is not None else None
         queries = np.vstack([f.embedding for _, f in query_faces])
-        _, ids = index.search(queries, top_k, min_px, min_q, allowed, exclude)
+        _, ids = index.search(queries, index.candidates(top_k), min_px, min_q, allowed, exclude)
         rows = self.catalog.face_rows(int(i) for i in ids.ravel() if i >= 0)
         out = []
         for (number, qf), row_ids in zip(query_faces, ids, strict=True):
             # Approximate indexes hold quantised vectors: rank and report exact cosines instead.
             found = [rows[int(fid)] for fid in row_ids if fid >= 0 and int(fid) in rows]
-            exact = sorted(((float(r.embedding @ qf.embedding), r) for r in found), key=lambda x: -x[0])
+            scored = sorted(((float(r.embedding @ qf.embedding), r) for r in found), key=lambda x: -x[0])
+            exact = scored[:top_k]
             matches = [
                 Match(
                     face_id=r.id,

@@ -29,7 +29,7 @@ Progress = Callable[[int, int], None]
 CHUNK = 50_000
 # Quantised indexes learn their value ranges (and IVF its lists) from the faces: with fewer than
 # this many, an exact flat index is used until a later save can switch.
-TRAIN_MIN_FACES = {"flat": 0, "hnsw": 100, "ivf": 1_000}
+TRAIN_MIN_FACES = {"flat": 0, "pq": 1_000, "hnsw": 100, "ivf": 1_000}
 RECALL_QUERIES = 200
 
 
@@ -38,8 +38,7 @@ class IndexPolicy:
     """Which index to build for how many faces (measured: see README, bench/index_bench.py)."""
 
     kind: str = "auto"  # or one of KINDS to force it
-    flat_max: int = 100_000  # exact search: ~2 ms per query at 100k faces
-    hnsw_max: int = 20_000_000  # HNSW-SQ8 needs ~400 bytes a face: ~8 GB here; IVF-SQ8 beyond
+    flat_max: int = 100_000  # exact search: ~2 ms per query at 100k faces; PQ fast scan above
     compact_dead_share: float = 0.2  # rebuild once this share of rows are tombstones
 
     def choose(self, n: int) -> str:
@@ -47,9 +46,7 @@ class IndexPolicy:
             if self.kind not in KINDS:
                 raise ValueError(f"index kind must be auto or one of {', '.join(KINDS)}")
             return self.kind
-        if n <= self.flat_max:
-            return "flat"
-        return "hnsw" if n <= self.hnsw_max else "ivf"
+        return "flat" if n <= self.flat_max else "pq"
 
 
 class VectorStore:
@@ -163,7 +160,7 @@ class VectorStore:
                 on_progress(done, total)
         self.recall_estimate = None
         if probes is not None and chosen != "flat":
-            _, found = index.search(probes, 10)
+            _, found = index.search(probes, index.candidates(10))  # as searches re-rank them
             self.recall_estimate = round(_recall(found, best_ids), 4)
         elif probes is not None:
             self.recall_estimate = 1.0
@@ -252,7 +249,7 @@ class VectorStore:
 
 def _far_from_threshold(n: int, policy: IndexPolicy) -> bool:
     """Switch kind only well past a threshold, so an index near one does not flip back and forth."""
-    return all(abs(n - t) > 0.25 * t for t in (policy.flat_max, policy.hnsw_max))
+    return abs(n - policy.flat_max) > 0.25 * policy.flat_max
 
 
 def _merge_top10(
