@@ -20,6 +20,7 @@ import argparse
 import gc
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -231,31 +232,26 @@ class Checkpoint:
 
     def __init__(self, folder: Path | None, kind: str, n: int, every: int = 1_000_000) -> None:
         self.every = every
-        self.index_path = folder / f"{kind}-{n}.faiss" if folder else None
-        self.state_path = folder / f"{kind}-{n}.json" if folder else None
+        self.folder = folder / f"{kind}-{n}" if folder else None
 
     def load(self, kind: str) -> tuple[FaissIndex | None, dict]:
-        if self.state_path is None or self.index_path is None or not self.state_path.exists():
+        if self.folder is None or not (self.folder / "state.json").exists():
             return None, {"added": 0, "build_s": 0.0, "cpu_s": 0.0}
-        import faiss
-
-        state = json.loads(self.state_path.read_text())
-        index = FaissIndex(
-            DIM, kind, index=faiss.read_index(str(self.index_path)), rows=_rows(0, state["added"])
-        )
+        state = json.loads((self.folder / "state.json").read_text())
+        index = FaissIndex.read(self.folder, DIM, kind, _rows(0, state["added"]))
         print(f"  {kind}: resumed at {state['added']} faces", file=sys.stderr)
         return index, state
 
     def save(self, index: FaissIndex, state: dict) -> None:
-        if self.state_path is None or self.index_path is None:
+        if self.folder is None:
             return
-        import faiss
-
-        self.index_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.index_path.with_suffix(".tmp")
-        faiss.write_index(index.index, str(tmp))
-        os.replace(tmp, self.index_path)
-        self.state_path.write_text(json.dumps(state))
+        tmp = self.folder.with_name(self.folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        index.write(tmp)
+        (tmp / "state.json").write_text(json.dumps(state))
+        shutil.rmtree(self.folder, ignore_errors=True)
+        os.replace(tmp, self.folder)
 
 
 def bench_kind(
@@ -324,7 +320,10 @@ def bench_kind(
         for candidates in (100, 200, 400, 800):
             faiss_index.PQ_CANDIDATES = candidates
             timing, found = latencies(search, queries[:300], limit_s / 4)
-            sweep[candidates] = {"p50_ms": timing["p50_ms"], "recall_at_10": recall_at_10(found, truth[: len(found)])}
+            sweep[candidates] = {
+                "p50_ms": timing["p50_ms"],
+                "recall_at_10": recall_at_10(found, truth[: len(found)]),
+            }
         faiss_index.PQ_CANDIDATES = default
         result["candidates_sweep"] = sweep
     return result

@@ -128,6 +128,30 @@ def test_pq_query_whose_candidates_are_all_filtered_out_still_gets_k() -> None:
     assert similarity[ids[0] - 1].min() >= tenth - 0.002
 
 
+def test_pq_parts_search_like_one_and_survive_write_read(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Codes split into parts (searched in parallel for one query) give what one part gives."""
+    from facefind.vectors import pq_scan
+
+    rng = np.random.default_rng(6)
+    vectors = clustered(rng, 300, 10)
+    queries = vectors[rng.choice(len(vectors), 20, replace=False)] + 0.05 * unit(rng, 20)
+    whole = build("pq", vectors)
+    monkeypatch.setattr(pq_scan, "PART_SIZE", 256)
+    parted = build("pq", vectors[:1000])
+    assert parted.scan is not None and len(parted.scan.parts) == 4
+    parted.write(tmp_path)
+    parted = FaissIndex.read(tmp_path, DIM, "pq", parted.rows)
+    more = Rows(*(getattr(whole.rows, f)[1000:] for f in ("ids", "collections", "size_px", "quality", "alive")))
+    parted.add(vectors[1000:], more)  # continues the last part, then opens new ones
+    assert parted.scan is not None and len(parted.scan.parts) == 12
+    assert [p.ntotal for p in parted.scan.parts] == [256] * 11 + [3000 - 256 * 11]
+    # one query scans the parts in parallel, a batch one part after another: the same answers
+    one_by_one = np.vstack([parted.search(q[None], 10)[1] for q in queries])
+    assert (one_by_one == parted.search(queries, 10)[1]).all()
+    truth = exact_top(vectors, queries, 10, np.ones(len(vectors), bool))
+    assert recall(one_by_one, truth) >= 0.97 and recall(whole.search(queries, 10)[1], truth) >= 0.97
+
+
 class StoreMachine(RuleBasedStateMachine):
     """Random interleavings of add / replace / delete / search / save / reload / compact."""
 

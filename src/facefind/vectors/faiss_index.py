@@ -1,4 +1,4 @@
-"""A FAISS index over face embeddings: exact (flat), PQ fast scan, HNSW-SQ8 or IVF-SQ8, with tombstone deletes.
+"""A FAISS index over face embeddings: exact (flat), PQ fast scan, HNSW or IVF, with tombstone deletes.
 
 Rows live at positions 0..n-1 of the FAISS index; `ids[pos]` is the face id (ascending, so a
 face id is found by binary search). A delete clears `alive[pos]`; every search runs with a
@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import faiss
 import numpy as np
+
+from .pq_scan import PQScan
 
 KINDS = ("flat", "pq", "hnsw", "ivf")
 # Chosen by measurement on face-like data (bench/index_bench.py, README). HNSW over 8-bit
@@ -21,11 +24,11 @@ KINDS = ("flat", "pq", "hnsw", "ivf")
 # 1024 (6.4 ms), where M=32/efConstruction=100 reach 0.949.
 HNSW_M, HNSW_EF_CONSTRUCTION = 48, 200
 IVF_NPROBE = 128
-# "pq": every face as 64 4-bit codes (32 bytes), scanned in full with FAISS's SIMD fast scan, and as
-# 8-bit scalar-quantised vectors (128 bytes) that re-score the best PQ_CANDIDATES. Face-like data
-# is hard for graphs and lists (a face's top 10 holds strangers from anywhere), easy for a scan:
+# "pq": every face as 64 4-bit codes (32 bytes, pq_scan.py), scanned in full, and as 8-bit
+# scalar-quantised vectors (128 bytes) that re-score the best PQ_CANDIDATES. Face-like data is
+# hard for graphs and lists (a face's top 10 holds strangers from anywhere), easy for a scan:
 # at 1M faces recall@10 0.997 in ~2 ms, built in seconds (README).
-PQ_SUBQUANTIZERS, PQ_CANDIDATES = 64, 400
+PQ_CANDIDATES = 400
 # A filter that leaves fewer than this share of faces is served by scanning the 8-bit vectors
 # with the filter inside FAISS, because over-fetching PQ candidates would need too many.
 PQ_MIN_SHARE = 0.05
@@ -68,11 +71,14 @@ class FaissIndex:
         expected: int = 0,
         index: faiss.Index | None = None,
         rows: Rows | None = None,
+        scan: PQScan | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"index kind must be one of {', '.join(KINDS)}, got {kind!r}")
         self.dim, self.kind = dim, kind
+        # For "pq", `index` holds the 8-bit vectors and `scan` the 4-bit codes searched first.
         self.index = index if index is not None else _new_index(dim, kind, expected)
+        self.scan = (scan or PQScan(dim)) if kind == "pq" else None
         self.rows = rows or Rows()
         self.ef_search: int | None = None  # overrides hnsw_ef_search (benchmarks)
         # Bitmap (and its count) of the faces an unfiltered search may return, per quality minimums.
@@ -92,7 +98,7 @@ class FaissIndex:
 
     @property
     def needs_training(self) -> bool:
-        return not self.index.is_trained
+        return not self.index.is_trained or (self.scan is not None and not self.scan.is_trained)
 
     def memory_bytes(self) -> int:
         """Bytes held by the FAISS structure plus the per-position metadata."""
@@ -106,15 +112,19 @@ class FaissIndex:
                 self.rows.alive,
             )
         )
-        return _faiss_bytes(self.index) + per_row * len(self.rows.ids)
+        scan = self.scan.nbytes() if self.scan else 0
+        return _faiss_bytes(self.index) + scan + per_row * len(self.rows.ids)
 
     def checksum(self) -> tuple[int, int, int]:
         return id_checksum(self.rows.ids[self.rows.alive])
 
     # changes ---------------------------------------------------------------------------------
     def train(self, sample: np.ndarray) -> None:
+        sample = np.ascontiguousarray(sample, np.float32)
         if not self.index.is_trained:
-            self.index.train(np.ascontiguousarray(sample, np.float32))
+            self.index.train(sample)
+        if self.scan is not None and not self.scan.is_trained:
+            self.scan.train(sample)
 
     def add(self, vectors: np.ndarray, rows: Rows) -> None:
         """Append faces; their ids must be larger than every id already here."""
@@ -122,7 +132,10 @@ class FaissIndex:
             return
         if rows.ids[0] <= self.max_id or np.any(np.diff(rows.ids) <= 0):
             raise ValueError("face ids must be added in increasing order")
-        self.index.add(np.ascontiguousarray(vectors, np.float32).reshape(-1, self.dim))
+        vectors = np.ascontiguousarray(vectors, np.float32).reshape(-1, self.dim)
+        self.index.add(vectors)
+        if self.scan is not None:
+            self.scan.add(vectors)
         self.rows.extend(rows)
         self._default_selection = None
 
@@ -136,6 +149,22 @@ class FaissIndex:
         self.rows.alive[pos] = False
         self._default_selection = None
         return removed
+
+    # files -----------------------------------------------------------------------------------
+    def write(self, folder: Path) -> None:
+        """Write the FAISS structures into `folder` (the rows are the caller's to keep)."""
+        faiss.write_index(self.index, str(folder / "index.faiss"))
+        if self.scan is not None:
+            self.scan.write(folder)
+
+    @classmethod
+    def read(cls, folder: Path, dim: int, kind: str, rows: Rows) -> FaissIndex:
+        """The index written by `write`; ValueError if its parts disagree with each other or `rows`."""
+        index = faiss.read_index(str(folder / "index.faiss"))
+        scan = PQScan.read(folder, dim) if kind == "pq" else None
+        if index.ntotal != len(rows.ids) or index.d != dim or (scan and scan.ntotal != index.ntotal):
+            raise ValueError("the saved index is inconsistent")
+        return cls(dim, kind, index=index, rows=rows, scan=scan)
 
     # search ----------------------------------------------------------------------------------
     def candidates(self, k: int) -> int:
@@ -173,14 +202,10 @@ class FaissIndex:
         n = len(queries)
         if k <= 0 or not len(self.rows.ids):
             return np.full((n, max(k, 0)), -np.inf, np.float32), np.full((n, max(k, 0)), -1, np.int64)
-        if collections is None and (exclude is None or not len(exclude)):
-            mask, bitmap = self._cached_selection(min_face_px, min_quality)
-        else:
-            mask = self.allowed(min_face_px, min_quality, collections, exclude)
-            bitmap = _pack(mask)
+        mask, bitmap, allowed = self._selection(min_face_px, min_quality, collections, exclude)
         selector = faiss.IDSelectorBitmap(len(self.rows.ids), faiss.swig_ptr(bitmap))
         if self.kind == "pq":
-            scores, pos = self._search_pq(queries, k, mask, selector)
+            scores, pos = self._search_pq(queries, k, mask, allowed, selector)
         else:
             scores, pos = self.index.search(queries, k, params=self._params(selector))
         del bitmap  # only now may the bitmap the selector points into be freed
@@ -196,22 +221,27 @@ class FaissIndex:
         exclude: np.ndarray | None = None,
     ) -> int:
         """How many faces a search with these filters considers (cached when unfiltered)."""
-        if collections is None and (exclude is None or not len(exclude)):
-            self._cached_selection(min_face_px, min_quality)
-            assert self._default_selection is not None
-            return self._default_selection[3]
-        return int(self.allowed(min_face_px, min_quality, collections, exclude).sum())
+        return self._selection(min_face_px, min_quality, collections, exclude)[2]
 
-    def _cached_selection(self, min_face_px: float, min_quality: float) -> tuple[np.ndarray, np.ndarray]:
-        """(mask, bitmap) of an unfiltered search, kept until the next change."""
+    def _selection(
+        self,
+        min_face_px: float,
+        min_quality: float,
+        collections: list[int] | None,
+        exclude: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """(mask, FAISS bitmap, count) of the allowed positions; an unfiltered one is kept until a change."""
+        if collections is not None or (exclude is not None and len(exclude)):
+            mask = self.allowed(min_face_px, min_quality, collections, exclude)
+            return mask, _pack(mask), int(mask.sum())
         key = (min_face_px, min_quality)
         if self._default_selection is None or self._default_selection[0] != key:
             mask = self.allowed(min_face_px, min_quality)
             self._default_selection = (key, mask, _pack(mask), int(mask.sum()))
-        return self._default_selection[1], self._default_selection[2]
+        return self._default_selection[1:]
 
     def _search_pq(
-        self, queries: np.ndarray, k: int, mask: np.ndarray, selector: faiss.IDSelector
+        self, queries: np.ndarray, k: int, mask: np.ndarray, allowed: int, selector: faiss.IDSelector
     ) -> tuple[np.ndarray, np.ndarray]:
         """Best PQ_CANDIDATES allowed faces by the 4-bit scan, re-scored by their 8-bit vectors.
 
@@ -220,14 +250,18 @@ class FaissIndex:
         faces nearest the query, as an opt-out does), the 8-bit vectors are scanned with the
         filter inside FAISS instead. Either way k allowed faces come back.
         """
-        index = faiss.downcast_index(self.index)
-        scan, vectors = faiss.downcast_index(index.base_index), faiss.downcast_index(index.refine_index)
-        allowed, n = int(mask.sum()), len(mask)
+        assert self.scan is not None
+        vectors, n = self.index, len(mask)
+        codes = faiss.rev_swig_ptr(vectors.codes.data(), n * vectors.code_size).reshape(n, -1)
+        # 8-bit code c of dimension j stands for vmin[j] + (c + 0.5) / 255 * vdiff[j] (FAISS QT_8bit);
+        # decoded here in NumPy because FAISS's decode starts OpenMP threads, slower for 400 rows.
+        vmin, vdiff = faiss.vector_to_array(vectors.sq.trained).reshape(2, -1)
+        scale, offset = vdiff / 255, vmin + 0.5 * vdiff / 255
         exact_scan = faiss.SearchParameters(sel=selector)
         if allowed < PQ_MIN_SHARE * n:
             return vectors.search(queries, k, params=exact_scan)
         fetch = min(n, math.ceil(PQ_CANDIDATES * n / allowed))
-        _, found = scan.search(queries, fetch)
+        found = self.scan.search(queries, fetch)
         scores = np.full((len(queries), k), -np.inf, np.float32)
         pos = np.full((len(queries), k), -1, np.int64)
         for row, (query, candidates) in enumerate(zip(queries, found, strict=True)):
@@ -236,7 +270,7 @@ class FaissIndex:
             if len(candidates) < min(PQ_CANDIDATES // 2, allowed):
                 scores[row], pos[row] = (a[0] for a in vectors.search(query[None], k, params=exact_scan))
                 continue
-            similarity = vectors.reconstruct_batch(candidates) @ query
+            similarity = codes[candidates].astype(np.float32) @ (scale * query) + offset @ query
             best = np.argsort(-similarity)[:k]
             scores[row, : len(best)], pos[row, : len(best)] = similarity[best], candidates[best]
         return scores, pos
@@ -254,13 +288,7 @@ def _new_index(dim: int, kind: str, expected: int) -> faiss.Index:
     if kind == "flat":
         return faiss.IndexFlatIP(dim)
     if kind == "pq":
-        scan = faiss.IndexPQFastScan(dim, PQ_SUBQUANTIZERS, 4, faiss.METRIC_INNER_PRODUCT)
-        vectors = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-        refine = faiss.IndexRefine(scan, vectors)
-        scan.this.disown()  # the IndexRefine frees both
-        vectors.this.disown()
-        refine.own_fields = True
-        return refine
+        return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
     if kind == "hnsw":
         index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
@@ -284,9 +312,6 @@ def _faiss_bytes(index: faiss.Index) -> int:
     n, d = index.ntotal, index.d
     if isinstance(index, faiss.IndexFlat):
         return n * d * 4
-    if isinstance(index, faiss.IndexRefine):
-        scan = faiss.downcast_index(index.base_index)
-        return n * scan.code_size + _faiss_bytes(faiss.downcast_index(index.refine_index))
     if isinstance(index, faiss.IndexHNSW):
         hnsw = index.hnsw
         links = hnsw.neighbors.size() * 4 + hnsw.offsets.size() * 8 + hnsw.levels.size() * 4

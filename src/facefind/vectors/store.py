@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from ..catalog import Catalog
@@ -98,12 +97,12 @@ class VectorStore:
             meta = json.loads((generation / "meta.json").read_text())
             with np.load(generation / "rows.npz") as data:
                 rows = Rows(**{name: data[name] for name in data.files})
-            index = faiss.read_index(str(generation / "index.faiss"))
-            if index.ntotal != len(rows.ids) or meta["model_id"] != self.model_id or index.d != self.dim:
-                return "the saved index is inconsistent"
+            if meta["model_id"] != self.model_id:
+                return "the saved index is for another model"
+            index = FaissIndex.read(generation, self.dim, meta["kind"], rows)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             return f"the saved index could not be read ({err})"
-        self._index = FaissIndex(self.dim, meta["kind"], index=index, rows=rows)
+        self._index = index
         self.tombstone_seq = int(meta["tombstone_seq"])
         self.recall_estimate = meta.get("recall_at_10")
         return None
@@ -196,7 +195,7 @@ class VectorStore:
         name = f"gen-{time.time_ns()}"
         tmp = self.folder / f".tmp-{name}"
         tmp.mkdir()
-        faiss.write_index(index.index, str(tmp / "index.faiss"))
+        index.write(tmp)
         with (tmp / "rows.npz").open("wb") as f:
             np.savez(
                 f,
