@@ -1,7 +1,7 @@
 """Add, replace and delete faces and save the index in a loop, forever; the crash test kills it.
 
-    python -m tests.churn CATALOG.db
-Prints one line per completed round.
+    python -m tests.churn CATALOG.db [KIND]
+Prints one line per completed round. KIND forces an index kind (default: auto).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import numpy as np
 
 from facefind.catalog import Catalog
 from facefind.faces.opencv import MODEL_ID
-from facefind.vectors import VectorStore
+from facefind.vectors import IndexPolicy, VectorStore
 
 from .synthetic import DIM, add_image, remove_image, unit
 
 
-def main(db: Path) -> None:
+def main(db: Path, kind: str) -> None:
     catalog = Catalog(db)
-    store = VectorStore(catalog, MODEL_ID, DIM, Path(f"{db}.vectors"))
+    store = VectorStore(catalog, MODEL_ID, DIM, Path(f"{db}.vectors"), IndexPolicy(kind=kind))
     rng = np.random.default_rng()
     live: list[str] = []
     round_ = 0
@@ -39,4 +39,4 @@ def main(db: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "auto")

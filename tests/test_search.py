@@ -97,8 +97,9 @@ def test_exclusions_and_collections_still_give_top_k(fr_db: Path) -> None:
     assert [m.face_id for m in same] == [m.face_id for m in everything]
 
 
-def test_approximate_index_gives_exactly_the_exact_top_k(glint_set, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """HNSW candidates are over-fetched and re-ranked by exact cosine, then cut to top_k."""
+@pytest.mark.parametrize("kind", ["pq", "hnsw"])
+def test_approximate_index_gives_exactly_the_exact_top_k(glint_set, tmp_path: Path, kind: str) -> None:  # type: ignore[no-untyped-def]
+    """Approximate candidates are over-fetched and re-ranked by exact cosine, then cut to top_k."""
     from .synthetic import add_image
 
     db = new_catalog(tmp_path / "catalog.db")
@@ -107,8 +108,8 @@ def test_approximate_index_gives_exactly_the_exact_top_k(glint_set, tmp_path: Pa
         for i in np.flatnonzero(glint_set.detected):
             add_image(ff.catalog, glint_set.paths[i], glint_set.embeddings[i][None])
         exact = ff.search(query, threshold=-1.0, top_k=7).faces[0].matches
-        assert ff.reindex("hnsw")["kind"] == "hnsw"
+        assert ff.reindex(kind)["kind"] == kind
         assert ff.vector_index().candidates(7) > 7
         approximate = ff.search(query, threshold=-1.0, top_k=7).faces[0].matches
-    assert ff.vectors.info()["kind"] == "hnsw"
+    assert ff.vectors.info()["kind"] == kind
     assert [(m.face_id, m.similarity) for m in approximate] == [(m.face_id, m.similarity) for m in exact]

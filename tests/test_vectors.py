@@ -141,7 +141,8 @@ def test_pq_parts_search_like_one_and_survive_write_read(monkeypatch, tmp_path: 
     assert parted.scan is not None and len(parted.scan.parts) == 4
     parted.write(tmp_path)
     parted = FaissIndex.read(tmp_path, DIM, "pq", parted.rows)
-    more = Rows(*(getattr(whole.rows, f)[1000:] for f in ("ids", "collections", "size_px", "quality", "alive")))
+    fields = ("ids", "collections", "size_px", "quality", "alive")
+    more = Rows(*(getattr(whole.rows, f)[1000:] for f in fields))
     parted.add(vectors[1000:], more)  # continues the last part, then opens new ones
     assert parted.scan is not None and len(parted.scan.parts) == 12
     assert [p.ntotal for p in parted.scan.parts] == [256] * 11 + [3000 - 256 * 11]
@@ -248,7 +249,8 @@ TestStoreMachine.settings = settings(
 )
 
 
-def test_kill_9_during_add_delete_and_save_never_leaves_a_bad_index(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["auto", "pq"])
+def test_kill_9_during_add_delete_and_save_never_leaves_a_bad_index(tmp_path: Path, kind: str) -> None:
     db = tmp_path / "c.db"
     catalog = Catalog(db)
     rng = np.random.default_rng(4)
@@ -258,7 +260,7 @@ def test_kill_9_during_add_delete_and_save_never_leaves_a_bad_index(tmp_path: Pa
     kills = 0
     while kills < 8:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.churn", str(db)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "tests.churn", str(db), kind], cwd=ROOT, stdout=subprocess.PIPE, text=True
         )
         assert proc.stdout is not None
         proc.stdout.readline()  # at least one full round (and save) happened
@@ -271,6 +273,7 @@ def test_kill_9_during_add_delete_and_save_never_leaves_a_bad_index(tmp_path: Pa
         index = store.index()
         assert store.rebuilt_because is None, store.rebuilt_because  # the saved generation was sound
         assert index.checksum() == catalog.face_checksum(MODEL_ID)
+        assert index.kind == ("flat" if kind == "auto" else kind)
         leftovers = [p.name for p in Path(f"{db}.vectors", MODEL_ID).iterdir()]
         assert "CURRENT" in leftovers
         catalog.close()

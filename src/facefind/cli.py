@@ -450,7 +450,7 @@ def reindex(
     kind: Annotated[
         str,
         typer.Option(
-            "--kind", help="auto (by catalog size), flat (exact), hnsw or ivf; kept for later runs."
+            "--kind", help="auto (by catalog size), flat (exact), pq, hnsw or ivf; kept for later runs."
         ),
     ] = "auto",
     db: Db = None,

@@ -2,7 +2,7 @@
 
 Used by the "pq" index kind to pick candidates, which are then re-scored by better vectors.
 The codes are kept in parts of PART_SIZE faces (part j holds positions j * PART_SIZE onwards),
-so a single query scans the parts on all cores at once, and adding faces only touches the last.
+so a query scans the parts on all cores at once, and adding faces only touches the last part.
 """
 
 from __future__ import annotations
@@ -56,12 +56,9 @@ class PQScan:
             scores, local = self.parts[j].search(queries, min(fetch, self.parts[j].ntotal))
             return scores, np.where(local >= 0, local + j * PART_SIZE, -1)
 
-        if len(queries) == 1 and len(self.parts) > 1:
-            found = list(_threads().map(scan, range(len(self.parts))))
-        else:  # FAISS already spreads a batch of queries over the cores
-            found = [scan(j) for j in range(len(self.parts))]
-        if len(found) == 1:
-            return found[0][1]
+        if len(self.parts) == 1:  # FAISS spreads a batch of queries over the cores itself
+            return scan(0)[1]
+        found = list(_threads().map(scan, range(len(self.parts))))
         scores, positions = np.hstack([s for s, _ in found]), np.hstack([p for _, p in found])
         scores[positions < 0] = -np.inf
         best = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
@@ -86,4 +83,11 @@ class PQScan:
 
 @cache
 def _threads() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="facefind-pq")
+    # One OpenMP thread inside each worker: the workers already use every core, and nested
+    # OpenMP teams oversubscribe them (measured: 2-3x slower and erratic).
+    return ThreadPoolExecutor(
+        max_workers=os.cpu_count() or 1,
+        thread_name_prefix="facefind-pq",
+        initializer=faiss.omp_set_num_threads,
+        initargs=(1,),
+    )
