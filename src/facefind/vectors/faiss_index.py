@@ -258,9 +258,9 @@ class FaissIndex:
         # decoded here in NumPy because FAISS's decode starts OpenMP threads, slower for 400 rows.
         vmin, vdiff = faiss.vector_to_array(vectors.sq.trained).reshape(2, -1)
         scale, offset = vdiff / 255, vmin + 0.5 * vdiff / 255
-        exact_scan = faiss.SearchParameters(sel=selector)
+        filtered_scan = faiss.SearchParameters(sel=selector)
         if allowed < PQ_MIN_SHARE * n:
-            return vectors.search(queries, k, params=exact_scan)
+            return vectors.search(queries, k, params=filtered_scan)
         fetch = min(n, math.ceil(PQ_CANDIDATES * n / allowed))
         found = self.scan.search(queries, fetch)
         scores = np.full((len(queries), k), -np.inf, np.float32)
@@ -269,7 +269,8 @@ class FaissIndex:
             candidates = candidates[candidates >= 0]
             candidates = candidates[mask[candidates]][:PQ_CANDIDATES]
             if len(candidates) < min(PQ_CANDIDATES // 2, allowed):
-                scores[row], pos[row] = (a[0] for a in vectors.search(query[None], k, params=exact_scan))
+                top_scores, top_pos = vectors.search(query[None], k, params=filtered_scan)
+                scores[row], pos[row] = top_scores[0], top_pos[0]
                 continue
             similarity = codes[candidates].astype(np.float32) @ (scale * query) + offset @ query
             best = np.argsort(-similarity)[:k]
