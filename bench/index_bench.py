@@ -9,7 +9,9 @@ stored identities, as when someone searches for a person. Faces are generated in
 an index is built without holding the raw vectors, and its resident memory is measured on its own.
 
 For each index kind: build time, resident bytes per face, single-query latency p50/p99, per-query
-latency in batches of 32, queries/s, recall@10 against exact search; the same for the baseline
+latency in batches of 32, queries/s, recall@10 against exact search (approximate kinds re-rank
+their candidates by exact cosine from bench/results/vectors-N.npy, as `search` does from the
+catalog; 5 GB at 10M faces), and a sweep of each kind's speed/recall setting; the same for the baseline
 (one float32 matrix, `queries @ matrix.T`, what DeepFace and face_recognition do), and the
 machine's memory read bandwidth, the physical limit of exact search.
 """
@@ -307,26 +309,35 @@ def bench_kind(
         "recall_at_10": recall_at_10(found, truth[: len(found)]),
         "mate_recall_at_10": mate_recall_at_10(found, truth[: len(found)], identities[: len(found)]),
     }
-    if kind == "hnsw":  # the speed/recall trade-off behind the efSearch default
-        sweep = {}
-        for ef in (256, 512, 768, 1024) + ((1536, 2048) if data.n > 2_000_000 else ()):
-            index.ef_search = ef
-            timing, found = latencies(search, queries[:300], limit_s / 4)
-            sweep[ef] = {"p50_ms": timing["p50_ms"], "recall_at_10": recall_at_10(found, truth[: len(found)])}
+    # The speed/recall trade-off behind each approximate kind's default setting.
+    if kind == "hnsw":
+        efs = (256, 512, 768, 1024) + ((1536, 2048) if data.n > 2_000_000 else ())
+        result["ef_sweep"] = sweep(
+            search, queries, truth, limit_s, efs, lambda ef: setattr(index, "ef_search", ef)
+        )
         index.ef_search = None
-        result["ef_sweep"] = sweep
-    if kind == "pq":  # the speed/recall trade-off behind PQ_CANDIDATES
-        sweep, default = {}, faiss_index.PQ_CANDIDATES
-        for candidates in (100, 200, 400, 800):
-            faiss_index.PQ_CANDIDATES = candidates
-            timing, found = latencies(search, queries[:300], limit_s / 4)
-            sweep[candidates] = {
-                "p50_ms": timing["p50_ms"],
-                "recall_at_10": recall_at_10(found, truth[: len(found)]),
-            }
+    if kind == "pq":
+        default = faiss_index.PQ_CANDIDATES
+        result["candidates_sweep"] = sweep(
+            search,
+            queries,
+            truth,
+            limit_s,
+            (100, 200, 400, 800),
+            lambda c: setattr(faiss_index, "PQ_CANDIDATES", c),
+        )
         faiss_index.PQ_CANDIDATES = default
-        result["candidates_sweep"] = sweep
     return result
+
+
+def sweep(search, queries: np.ndarray, truth: np.ndarray, limit_s: float, values, apply) -> dict:  # type: ignore[no-untyped-def]
+    """p50 and recall@10 on 300 queries for each value of a setting, set by `apply(value)`."""
+    out = {}
+    for value in values:
+        apply(value)
+        timing, found = latencies(search, queries[:300], limit_s / 4)
+        out[value] = {"p50_ms": timing["p50_ms"], "recall_at_10": recall_at_10(found, truth[: len(found)])}
+    return out
 
 
 def bench_numpy(data: FaceLikeData, queries: np.ndarray, truth: np.ndarray, limit_s: float) -> dict:

@@ -82,7 +82,7 @@ class FaissIndex:
         self.scan = (scan or PQScan(dim)) if kind == "pq" else None
         self.rows = rows or Rows()
         self.ef_search: int | None = None  # overrides hnsw_ef_search (benchmarks)
-        # Bitmap (and its count) of the faces an unfiltered search may return, per quality minimums.
+        # Mask, bitmap and count of the faces an unfiltered search may return, per quality minimums.
         self._default_selection: tuple[tuple[float, float], np.ndarray, np.ndarray, int] | None = None
 
     # size ------------------------------------------------------------------------------------
@@ -253,14 +253,14 @@ class FaissIndex:
         """
         assert self.scan is not None
         vectors, n = self.index, len(mask)
+        filtered_scan = faiss.SearchParameters(sel=selector)
+        if allowed < PQ_MIN_SHARE * n:
+            return vectors.search(queries, k, params=filtered_scan)
         codes = faiss.rev_swig_ptr(vectors.codes.data(), n * vectors.code_size).reshape(n, -1)
         # 8-bit code c of dimension j stands for vmin[j] + (c + 0.5) / 255 * vdiff[j] (FAISS QT_8bit);
         # decoded here in NumPy because FAISS's decode starts OpenMP threads, slower for 400 rows.
         vmin, vdiff = faiss.vector_to_array(vectors.sq.trained).reshape(2, -1)
         scale, offset = vdiff / 255, vmin + 0.5 * vdiff / 255
-        filtered_scan = faiss.SearchParameters(sel=selector)
-        if allowed < PQ_MIN_SHARE * n:
-            return vectors.search(queries, k, params=filtered_scan)
         fetch = min(n, math.ceil(PQ_CANDIDATES * n / allowed))
         found = self.scan.search(queries, fetch)
         scores = np.full((len(queries), k), -np.inf, np.float32)

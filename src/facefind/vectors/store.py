@@ -37,7 +37,7 @@ class IndexPolicy:
     """Which index to build for how many faces (measured: see README, bench/index_bench.py)."""
 
     kind: str = "auto"  # or one of KINDS to force it
-    flat_max: int = 100_000  # exact search: ~2 ms per query at 100k faces; PQ fast scan above
+    flat_max: int = 100_000  # exact search: 2-3 ms per query at 100k faces; PQ fast scan above
     compact_dead_share: float = 0.2  # rebuild once this share of rows are tombstones
 
     def choose(self, n: int) -> str:
