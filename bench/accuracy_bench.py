@@ -42,7 +42,8 @@ def summary(labelled: ev.LabelledSet) -> dict:
     out = {k: report[k] for k in KEYS}
     out.update({k: report["verification"][k] for k in VERIFICATION})
     ident = report["identification"]
-    out.update({k: ident.get(k) for k in ("rank1", "fnir_at_fpir")})
+    out["rank1"] = ident.get("rank1")
+    out["fnir_at_fpir"] = ident.get("fnir_at_fpir", {}).get("0.01")
     return out
 
 

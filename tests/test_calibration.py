@@ -7,7 +7,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from facefind.calibration import Calibration, default_calibration
+from facefind.calibration import SMALLEST_RATE, Calibration, default_calibration
 from facefind.errors import CalibrationError
 from facefind.faces.opencv import MODEL_ID
 
@@ -27,7 +27,7 @@ def test_fmr_and_threshold_are_inverse_and_monotonic() -> None:
     scores = np.linspace(-1, 1, 201)
     fmrs = [c.fmr(s) for s in scores]
     assert all(a >= b for a, b in pairwise(fmrs))
-    assert c.fmr(1.0) == c.fmr_floor
+    assert c.fmr(1.0) == SMALLEST_RATE  # never claimed lower, whatever the tail model says
 
 
 def test_from_scores_counts_exactly() -> None:
@@ -41,8 +41,10 @@ def test_from_scores_counts_exactly() -> None:
 
 def test_refuses_what_it_cannot_measure() -> None:
     c = default_calibration(MODEL_ID)
+    old_style = Calibration.from_dict({**c.to_dict(), "tail": None, "tail_resamples": []})
     with pytest.raises(CalibrationError, match="below what this calibration can measure"):
-        c.threshold(1e-9)
+        old_style.threshold(1e-9)
+    assert old_style.estimate(0.9).value == c.fmr_floor  # only "below one pair in all of them"
     with pytest.raises(CalibrationError, match="max-fmr"):
         c.threshold(0)
     with pytest.raises(CalibrationError, match="at least 1000"):

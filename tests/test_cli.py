@@ -17,7 +17,10 @@ def test_index_search_verify_stats(tmp_path: Path) -> None:
     assert set(report["stage_ms_per_image"]) >= {"decode", "detect", "align", "embed", "store"}
 
     result = run_json("search", MULTI / "obama_and_biden.jpg", "--top-k", "5", "--purpose", "test", db=db)
-    assert result["max_fmr"] == 1e-3 and len(result["faces"]) >= 2
+    assert result["rule"] == "fpir" and result["max_fpir"] == 0.01 and len(result["faces"]) >= 2
+    assert result["faces_searched"] == 23
+    hits = [m for f in result["faces"] for m in f["matches"]]
+    assert hits and all(0 <= m["fpir"] <= m["fpir_upper"] <= 0.01 for m in hits)
     tops = {Path(f["matches"][0]["path"]).parent.name for f in result["faces"] if f["matches"]}
     assert {"Barack_Obama", "Joe_Biden"} <= tops
 

@@ -1,20 +1,87 @@
-"""Similarity <-> false-match rate, from scores of real different-person (impostor) pairs.
+"""Similarity <-> error rates, from scores of real different-person (impostor) pairs.
 
-FMR(s) is the share of impostor pairs scoring at least s. The table keeps thresholds at
-log-spaced FMRs; between them FMR is interpolated in log space. Above the highest impostor
-score the FMR is only known to be below 1 / number of impostor pairs, and is reported as that
-bound (`fmr_floor`).
+FMR(s), the false-match rate of one comparison, is the share of impostor pairs scoring at least s.
+Where enough impostor pairs pass (at least `MEASURED_PAIRS`), the table of measured rates is used,
+interpolated in log space. Below that, FMR comes from a generalised Pareto model of the impostor
+tail (peaks over threshold, the usual extreme-value method), fitted to the highest impostor
+scores; its uncertainty comes from refitting on identity-bootstrap resamples of the labelled set.
+Such rates are *extrapolated* and always reported as such, with their upper bound.
+
+A 1:N search compares the query with N faces, so what matters for a stranger is the false
+positive identification rate FPIR = P(any of N impostor scores >= s) = 1 - (1 - FMR(s))^N. That
+is exact for independent comparisons and an upper bound when, as with faces, the scores of one
+stranger against the gallery are positively associated (several photos of a look-alike pass
+together): measured on the shared photos the formula overstates FPIR by 1.3-1.6x (README).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 
 import numpy as np
 
 from .errors import CalibrationError
+
+DEFAULT_MAX_FMR = 1e-3  # verify (1:1)
+# search (1:N): at most 1 in 100 searches for someone who is not in the gallery returns anyone.
+DEFAULT_MAX_FPIR = 0.01
+# The measured table is trusted down to the FMR at which this many impostor pairs still pass.
+MEASURED_PAIRS = 10
+# The tail model is fitted to the impostor scores of the top TAIL_SHARE (at least TAIL_MIN of them).
+TAIL_SHARE, TAIL_MIN = 3e-3, 200
+# Upper bound reported for extrapolated rates: this quantile over the bootstrap refits.
+UPPER_QUANTILE = 0.95
+# Rates are never reported below this: no calibration set of ours supports a smaller one (and a
+# bounded tail model would say 0).
+SMALLEST_RATE = 1e-9
+
+
+@dataclass(frozen=True)
+class Tail:
+    """Generalised Pareto model of impostor scores above `start`: FMR(s) = rate * GPD(s - start)."""
+
+    start: float  # similarity where the model takes over
+    rate: float  # FMR at `start` (share of impostor pairs above it)
+    shape: float  # xi; negative: a bounded tail, ending at start - scale / shape
+    scale: float
+
+    @classmethod
+    def fit(cls, impostor: np.ndarray, share: float = TAIL_SHARE) -> Tail:
+        from scipy import stats
+
+        n = len(impostor)
+        k = int(min(n // 2, max(TAIL_MIN, round(share * n))))
+        top = np.sort(np.partition(np.asarray(impostor, np.float64), n - k - 1)[n - k - 1 :])
+        start, excess = float(top[0]), top[1:] - top[0]
+        shape, _, scale = stats.genpareto.fit(excess, floc=0)
+        return cls(start=start, rate=k / n, shape=float(shape), scale=float(scale))
+
+    def fmr(self, score: float) -> float:
+        from scipy import stats
+
+        if score <= self.start:
+            return self.rate
+        return float(self.rate * stats.genpareto.sf(score - self.start, self.shape, 0, self.scale))
+
+    def threshold(self, fmr: float) -> float:
+        from scipy import stats
+
+        if fmr >= self.rate:
+            return self.start
+        return float(self.start + stats.genpareto.isf(fmr / self.rate, self.shape, 0, self.scale))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An error rate at a similarity: `value`, and `upper` its 95% bound where it is extrapolated."""
+
+    value: float
+    upper: float
+    extrapolated: bool  # below what the impostor pairs measure: from the tail model
 
 
 @dataclass(frozen=True)
@@ -25,13 +92,20 @@ class Calibration:
     impostor_pairs: int
     genuine_pairs: int
     source: str
+    tail: Tail | None = None  # absent in tables made before facefind 0.2: no extrapolation
+    tail_resamples: list[Tail] = field(default_factory=list)  # identity-bootstrap refits
 
     @property
     def fmr_floor(self) -> float:
+        """The smallest FMR the impostor pairs measure at all (one pair in all of them)."""
         return 1.0 / self.impostor_pairs
 
-    def fmr(self, score: float) -> float:
-        """Estimated false-match rate of a similarity threshold at `score`."""
+    @property
+    def measured_floor(self) -> float:
+        """Below this FMR the measured table is too thin (under MEASURED_PAIRS pairs) to be used."""
+        return MEASURED_PAIRS / self.impostor_pairs if self.tail else self.fmr_floor
+
+    def _table_fmr(self, score: float) -> float:
         t, f = np.asarray(self.thresholds), np.log10(np.asarray(self.fmrs))
         if score <= t[0]:
             return float(self.fmrs[0])
@@ -39,30 +113,88 @@ class Calibration:
             return self.fmr_floor
         return float(10 ** np.interp(score, t, f))
 
+    def _table_threshold(self, fmr: float) -> float:
+        t, f = np.asarray(self.thresholds), np.log10(np.asarray(self.fmrs))
+        # f is descending in t; interpolate t as a function of log FMR.
+        return float(np.interp(np.log10(fmr), f[::-1], t[::-1]))
+
+    def estimate(self, score: float) -> Estimate:
+        """FMR of a similarity threshold at `score`, saying whether it is measured or extrapolated."""
+        fmr = self._table_fmr(score)
+        if fmr > self.measured_floor:
+            return Estimate(fmr, fmr, False)
+        if self.tail is None:  # an old table: all it can say is "below one pair in all of them"
+            return Estimate(self.fmr_floor, self.fmr_floor, False)
+        value = float(np.clip(self.tail.fmr(score), SMALLEST_RATE, self.measured_floor))
+        refits = [min(t.fmr(score), self.measured_floor) for t in self.tail_resamples]
+        upper = float(np.quantile(refits, UPPER_QUANTILE)) if refits else value
+        return Estimate(value, max(upper, value), True)
+
+    def fmr(self, score: float) -> float:
+        """Estimated false-match rate of a similarity threshold at `score` (one comparison)."""
+        return self.estimate(score).value
+
     def threshold(self, max_fmr: float) -> float:
         """Lowest similarity whose false-match rate is at most `max_fmr`."""
         if not 0 < max_fmr <= 1:
-            raise CalibrationError(f"--max-fmr must be in (0, 1], got {max_fmr}")
-        if max_fmr < self.fmr_floor:
+            raise CalibrationError(f"--max-fmr must be in (0, 1], got {max_fmr:g}")
+        if max_fmr >= self.measured_floor:
+            return self._table_threshold(max_fmr)
+        if self.tail is None:
             raise CalibrationError(
                 f"FMR {max_fmr:g} is below what this calibration can measure "
                 f"({self.impostor_pairs} impostor pairs from {self.source} resolve down to "
-                f"{self.fmr_floor:.1e}). Run `facefind calibrate` on a larger labelled set, "
-                f"or give a similarity with --threshold."
+                f"{self.fmr_floor:.1e}) and it has no tail model. Run `facefind calibrate` again "
+                f"(it now fits one), or give a similarity with --threshold."
             )
-        t, f = np.asarray(self.thresholds), np.log10(np.asarray(self.fmrs))
-        # f is descending in t; interpolate t as a function of log FMR.
-        return float(np.interp(np.log10(max_fmr), f[::-1], t[::-1]))
+        # A cosine similarity cannot pass 1: a rate the model puts beyond it means "no match possible".
+        return min(1.0, max(self._table_threshold(self.measured_floor), self.tail.threshold(max_fmr)))
 
+    def threshold_band(self, max_fmr: float) -> tuple[float, float] | None:
+        """5% and 95% quantiles of the threshold for `max_fmr` over the bootstrap refits of the tail
+        (None where the rate is measured, or no refits exist)."""
+        if max_fmr >= self.measured_floor or not self.tail_resamples:
+            return None
+        refits = [min(1.0, t.threshold(max_fmr)) for t in self.tail_resamples]
+        low, high = np.quantile(refits, [1 - UPPER_QUANTILE, UPPER_QUANTILE])
+        return float(low), float(high)
+
+    # 1:N ---------------------------------------------------------------------------------
+    def fpir(self, score: float, gallery: int) -> Estimate:
+        """Share of searches for someone absent from a gallery of `gallery` faces that return a
+        face scoring at least `score` (an upper bound: see the module docstring)."""
+        e = self.estimate(score)
+        return Estimate(fpir_of(e.value, gallery), fpir_of(e.upper, gallery), e.extrapolated)
+
+    def threshold_for_fpir(self, max_fpir: float, gallery: int) -> float:
+        """Lowest similarity that keeps the FPIR at a gallery of `gallery` faces at most `max_fpir`."""
+        if not 0 < max_fpir < 1:
+            raise CalibrationError(f"--max-fpir must be in (0, 1), got {max_fpir:g}")
+        return self.threshold(fmr_for_fpir(max_fpir, max(gallery, 1)))
+
+    # storage -----------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if fields.get("tail"):
+            fields["tail"] = Tail(**fields["tail"])
+        fields["tail_resamples"] = [Tail(**t) for t in fields.get("tail_resamples") or []]
+        return cls(**fields)
 
     @classmethod
-    def from_scores(cls, model_id: str, impostor: np.ndarray, genuine_pairs: int, source: str) -> Calibration:
+    def from_scores(
+        cls,
+        model_id: str,
+        impostor: np.ndarray,
+        genuine_pairs: int,
+        source: str,
+        resamples: Iterable[np.ndarray] = (),
+    ) -> Calibration:
+        """A table from impostor scores; `resamples` are the impostor scores of bootstrap resamples
+        of the labelled identities, refitted to give the tail model its uncertainty."""
         ascending = np.sort(np.asarray(impostor, np.float64))
         n = len(ascending)
         if n < 1000:
@@ -81,7 +213,21 @@ class Calibration:
             impostor_pairs=n,
             genuine_pairs=int(genuine_pairs),
             source=source,
+            tail=Tail.fit(ascending),
+            tail_resamples=[Tail.fit(r) for r in resamples if len(r) >= 1000],
         )
+
+
+def fpir_of(fmr: float, gallery: int) -> float:
+    """1 - (1 - fmr)^gallery, accurate for tiny rates."""
+    if fmr >= 1:
+        return 1.0
+    return -math.expm1(gallery * math.log1p(-fmr))
+
+
+def fmr_for_fpir(fpir: float, gallery: int) -> float:
+    """The per-comparison FMR at which `gallery` comparisons give this FPIR."""
+    return -math.expm1(math.log1p(-fpir) / gallery)
 
 
 def default_calibration(model_id: str) -> Calibration:

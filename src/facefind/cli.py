@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import evaluate as evaluation
-from .engine import DEFAULT_MAX_FMR, FaceFind
+from .engine import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, FaceFind
 from .errors import FacefindError
 from .results import IndexReport, Person, SearchResult, Verification
 
@@ -59,7 +59,21 @@ MaxFmr = Annotated[
     ),
 ]
 Threshold = Annotated[
-    float | None, typer.Option("--threshold", help="Threshold as a cosine similarity; overrides --max-fmr.")
+    float | None, typer.Option("--threshold", help="Threshold as a cosine similarity (experts).")
+]
+MaxFpir = Annotated[
+    float | None,
+    typer.Option(
+        "--max-fpir",
+        help=(
+            "Highest acceptable share of searches for someone NOT in the catalog that return anyone, "
+            f"at the number of faces searched (default {DEFAULT_MAX_FPIR:g})."
+        ),
+    ),
+]
+SearchMaxFmr = Annotated[
+    float | None,
+    typer.Option("--max-fmr", help="Experts: threshold by false-match rate per comparison instead of FPIR."),
 ]
 
 
@@ -210,7 +224,8 @@ def search(
         int | None, typer.Option("--person", help="Instead of a photo: every photo of this person.")
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Most matches per face.")] = 10,
-    max_fmr: MaxFmr = None,
+    max_fpir: MaxFpir = None,
+    max_fmr: SearchMaxFmr = None,
     threshold: Threshold = None,
     face: Annotated[
         int | None, typer.Option("--face", min=0, help="Search only face N of the query (0 = largest).")
@@ -254,6 +269,7 @@ def search(
             purpose=purpose,
             collections=collection,
             top_k=top_k,
+            max_fpir=max_fpir,
             max_fmr=max_fmr,
             threshold=threshold,
             face=face,
@@ -266,23 +282,38 @@ def search(
 
 
 def _print_search(r: SearchResult) -> None:
-    if r.searched == 0:
+    if r.faces_searched == 0:
         err.print(
             "[yellow]note:[/] the catalog holds no searchable faces yet: run `facefind index PHOTOS` first"
         )
-    rule = f"max FMR {r.max_fmr:g}" if r.max_fmr is not None else "given threshold"
+    if r.rule == "fpir":
+        rule = f"at most {r.max_fpir:g} of searches for someone not in them return anyone"
+    elif r.rule == "fmr":
+        rule = f"max FMR {r.max_fmr:g} per comparison"
+    else:
+        rule = "given threshold"
+    out.print(f"{r.faces_searched} faces searched; threshold {r.threshold:.3f} ({rule})")
     for qf in r.faces:
-        note = "" if qf.usable else " [yellow](low quality query: results less reliable)[/]"
-        out.print(f"face {qf.face} at x={qf.box.x:.0f} y={qf.box.y:.0f} {qf.box.w:.0f}x{qf.box.h:.0f}{note}")
+        out.print(f"face {qf.face} at x={qf.box.x:.0f} y={qf.box.y:.0f} {qf.box.w:.0f}x{qf.box.h:.0f}")
+        for warning in qf.warnings:
+            out.print(f"  [yellow]warning:[/] {warning}; results are less reliable")
         if not qf.matches:
-            out.print(f"  no match (nothing reaches similarity {r.threshold:.3f}, {rule})")
+            out.print(f"  no match (nothing reaches similarity {r.threshold:.3f})")
             continue
         for n, m in enumerate(qf.matches, 1):
             out.print(
-                f"  {n:>3}  similarity {m.similarity:.3f}  FMR {_fmr(m.fmr, r.fmr_floor):>8}  "
-                f"{m.path}  [dim]({m.box.x:.0f},{m.box.y:.0f} {m.box.w:.0f}x{m.box.h:.0f})[/]",
+                f"  {n:>3}  similarity {m.similarity:.3f}  "
+                f"FPIR {_rate(m.fpir, m.fpir_upper, m.extrapolated)}  {m.path}  "
+                f"[dim]({m.box.x:.0f},{m.box.y:.0f} {m.box.w:.0f}x{m.box.h:.0f})[/]",
                 soft_wrap=True,
             )
+
+
+def _rate(value: float, upper: float, extrapolated: bool) -> str:
+    """A measured rate as is; an extrapolated one only as its upper bound, and said to be one."""
+    if extrapolated:
+        return f"<{upper:.0e} (extrapolated)"
+    return f"{value:.1e}" if value < 0.01 else f"{value:.2f}"
 
 
 def _fmr(value: float, floor: float) -> str:
@@ -321,20 +352,26 @@ def _print_verify(v: Verification) -> None:
 @app.command()
 def evaluate(
     labelled: Annotated[Path, typer.Argument(help="Folder of PERSON/IMAGE folders.")],
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write DET and ROC curves to this PNG.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write DET (1:1 and 1:N) and ROC curves to this PNG.")
+    ] = None,
+    max_fpir: MaxFpir = None,
     max_fmr: MaxFmr = None,
     threshold: Threshold = None,
     workers: Workers = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Accuracy on your own labelled photos: TAR at FAR, EER, rank-1, FNIR at FPIR, per group."""
+    """Accuracy on your own labelled photos: TAR at FAR, EER, open-set FNIR at FPIR (identities
+    left out of the gallery), the FPIR search's default decision gives, per-group rates."""
     from .evaluate import load_labelled
 
     with session(db) as ff, progress_bar("embedding", as_json) as on_progress:
         cut = ff.threshold(max_fmr, threshold)
         labelled_set = load_labelled(labelled, ff.settings, workers, lambda: ff.backend, on_progress)
-        result = evaluation.report(labelled_set, cut)
+        result = evaluation.report(
+            labelled_set, cut, ff.calibration(), DEFAULT_MAX_FPIR if max_fpir is None else max_fpir
+        )
         if plot:
             evaluation.plot({"facefind": labelled_set}, plot)
             result["plot"] = str(plot)
@@ -361,14 +398,30 @@ def evaluate(
         )
     rows.append(("EER", f"{v['eer']:.4f}" if v["eer"] is not None else "n/a"))
     if "rank1" in ident:
-        rows += [
-            ("rank-1 (open-set gallery)", f"{ident['rank1']:.4f}"),
+        rows.append(
             (
-                f"FNIR at FPIR {ident['fpir']:g}",
-                f"{ident['fnir_at_fpir']:.4f} "
-                f"({ident['mated_probes']} mated, {ident['non_mated_probes']} non-mated probes)",
-            ),
-        ]
+                "1:N trials (identities left out)",
+                f"{ident['splits']} splits, gallery ~{ident['gallery_faces']} faces, "
+                f"{ident['mated_probes']} mated / {ident['non_mated_probes']} non-mated probes",
+            )
+        )
+        rows.append(("rank-1", f"{ident['rank1']:.4f}"))
+        for fpir, fnir in ident["fnir_at_fpir"].items():
+            rows.append((f"FNIR at FPIR {fpir}", f"{fnir:.4f}"))
+        d, old = ident["default"], ident["per_comparison_rule"]
+        rows.append(
+            (
+                f"search default (FPIR {d['stated_fpir']:g})",
+                f"measured FPIR {d['measured_fpir']:.4f}, FNIR {d['fnir']:.4f} "
+                f"(threshold ~{d['threshold']:.3f})",
+            )
+        )
+        rows.append(
+            (
+                f"per-comparison FMR {old['max_fmr']:g}",
+                f"measured FPIR {old['measured_fpir']:.4f}, FNIR {old['fnir']:.4f}",
+            )
+        )
     for metric, value in rows:
         table.add_row(metric, value)
     out.print(table)
@@ -421,9 +474,19 @@ def calibrate(
         f"calibrated {calibration.model_id} on {calibration.source}: "
         f"{calibration.impostor_pairs} impostor pairs, {calibration.genuine_pairs} genuine pairs"
     )
-    for fmr in (1e-2, 1e-3, 1e-4, 1e-5):
-        if fmr >= calibration.fmr_floor:
-            out.print(f"  FMR {fmr:g}: similarity {calibration.threshold(fmr):.3f}")
+    for fmr in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9):
+        band = calibration.threshold_band(fmr)
+        if band is None and fmr < calibration.measured_floor:
+            continue  # an old-style table cannot say
+        how = "measured" if band is None else f"extrapolated, 90% between {band[0]:.3f} and {band[1]:.3f}"
+        out.print(f"  FMR {fmr:g}: similarity {calibration.threshold(fmr):.3f} ({how})")
+    if calibration.tail:
+        t = calibration.tail
+        out.print(
+            f"  tail model: generalised Pareto above {t.start:.3f} (top {t.rate:.1%} of impostor pairs), "
+            f"shape {t.shape:.3f}, scale {t.scale:.4f}; "
+            f"{len(calibration.tail_resamples)} identity-bootstrap refits"
+        )
 
 
 @app.command("index-info")

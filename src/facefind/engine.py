@@ -14,18 +14,17 @@ import numpy as np
 from .accountability import collections, consent, erasure, optouts, report
 from .accountability.audit import AuditLog, default_actor
 from .accountability.optouts import OptOut
-from .calibration import Calibration, default_calibration
-from .catalog import Catalog
+from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration, default_calibration
+from .catalog import Catalog, FaceRow
 from .errors import FacefindError, NoFaceError
 from .faces import Face, FaceBackend, analyze, load_backend
+from .faces.quality import warnings as quality_warnings
 from .images import ImageSource, load_image
 from .ingest import Indexer, Progress
 from .people import People
 from .results import Box, IndexReport, Match, PurgeReport, QueryFace, SearchResult, Verification
 from .settings import Settings, default_db_path
 from .vectors import KINDS, FaissIndex, IndexPolicy, VectorStore
-
-DEFAULT_MAX_FMR = 1e-3
 
 
 def open(
@@ -278,6 +277,7 @@ class FaceFind:
         image: ImageSource,
         *,
         top_k: int = 10,
+        max_fpir: float | None = None,
         max_fmr: float | None = None,
         threshold: float | None = None,
         face: int | None = None,
@@ -289,6 +289,10 @@ class FaceFind:
         """Catalogued faces like each face in `image` (or only face number `face`), best first.
 
         Only matches at or above the threshold are returned: no match is an answer, not an error.
+        The threshold keeps the false positive identification rate (FPIR: the share of searches
+        for someone absent from the gallery that return anyone) at most `max_fpir` (default 0.01)
+        at the number of faces actually searched; experts may set `max_fmr` (per comparison) or a
+        similarity `threshold` instead (at most one of the three).
         `collections` limits the search to those collections; `exclude` face ids are never returned.
         Both are applied inside the vector search, so up to `top_k` valid matches still come back.
         Every search is recorded in the audit log with its purpose, which is required.
@@ -302,14 +306,21 @@ class FaceFind:
         exclude = np.union1d(hidden, np.fromiter(exclude, np.int64)) if exclude is not None else hidden
         if top_k < 1:
             raise FacefindError(f"--top-k must be at least 1, got {top_k}")
-        cut = self.threshold(max_fmr, threshold)
-        query_faces = self._query_faces(image, face)
+        if sum(x is not None for x in (max_fpir, max_fmr, threshold)) > 1:
+            raise FacefindError("give at most one of --max-fpir, --max-fmr and --threshold")
         calibration = self.calibration()
         index = self.vector_index()
         min_px, min_q = (
             (0.0, 0.0) if include_low_quality else (self.settings.min_face_px, self.settings.min_quality)
         )
         allowed = self.catalog.collection_ids(collections) if collections is not None else None
+        gallery = index.count_allowed(min_px, min_q, allowed, exclude)
+        if max_fmr is not None or threshold is not None:
+            rule, cut = ("fmr" if threshold is None else "threshold"), self.threshold(max_fmr, threshold)
+        else:
+            rule, max_fpir = "fpir", DEFAULT_MAX_FPIR if max_fpir is None else max_fpir
+            cut = calibration.threshold_for_fpir(max_fpir, gallery)
+        query_faces = self._query_faces(image, face)
         queries = np.vstack([f.embedding for _, f in query_faces])
         _, ids = index.search(queries, index.candidates(top_k), min_px, min_q, allowed, exclude)
         rows = self.catalog.face_rows(int(i) for i in ids.ravel() if i >= 0)
@@ -319,39 +330,35 @@ class FaceFind:
             found = [rows[int(fid)] for fid in row_ids if fid >= 0 and int(fid) in rows]
             scored = sorted(((float(r.embedding @ qf.embedding), r) for r in found), key=lambda x: -x[0])
             exact = scored[:top_k]
-            matches = [
-                Match(
-                    face_id=r.id,
-                    image_id=r.image_id,
-                    path=r.path,
-                    box=_box(r.box),
-                    similarity=round(s, 4),
-                    fmr=calibration.fmr(s),
-                    quality=r.quality,
-                )
-                for s, r in exact
-                if s >= cut
-            ]
+            matches = [_match(r, s, calibration, gallery) for s, r in exact if s >= cut]
             out.append(
                 QueryFace(
-                    face=number, box=_box(qf.box), quality=qf.quality.score, usable=qf.usable, matches=matches
+                    face=number,
+                    box=_box(qf.box),
+                    quality=qf.quality.score,
+                    usable=qf.usable,
+                    warnings=quality_warnings(qf.quality, self.settings.min_face_px),
+                    matches=matches,
                 )
             )
         result = SearchResult(
             query=_describe(image),
             model_id=self.backend.model_id,
             threshold=round(cut, 4),
-            max_fmr=None if threshold is not None else (max_fmr or DEFAULT_MAX_FMR),
+            rule=rule,
+            max_fpir=max_fpir if rule == "fpir" else None,
+            max_fmr=max_fmr if rule == "fmr" else None,
             fmr_floor=calibration.fmr_floor,
-            searched=index.count_allowed(min_px, min_q, allowed, exclude),
+            faces_searched=gallery,
             faces=out,
         )
         details = {
             "query": result.query,
             "threshold": result.threshold,
+            "rule": rule,
             "top_k": top_k,
             "collections": collections,
-            "searched": result.searched,
+            "searched": result.faces_searched,
             "faces": [
                 {"face": f.face, "matches": [[m.face_id, m.similarity] for m in f.matches]} for f in out
             ],
@@ -492,6 +499,22 @@ class FaceFind:
         stats = self.catalog.stats(self.settings.min_face_px, self.settings.min_quality)
         stats["db"] = str(self.db)
         return stats
+
+
+def _match(row: FaceRow, similarity: float, calibration: Calibration, gallery: int) -> Match:
+    fmr, fpir = calibration.estimate(similarity), calibration.fpir(similarity, gallery)
+    return Match(
+        face_id=row.id,
+        image_id=row.image_id,
+        path=row.path,
+        box=_box(row.box),
+        similarity=round(similarity, 4),
+        fmr=fmr.value,
+        fpir=fpir.value,
+        fpir_upper=fpir.upper,
+        extrapolated=fmr.extrapolated,
+        quality=row.quality,
+    )
 
 
 def _box(box: tuple[float, float, float, float]) -> Box:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .calibration import Calibration
+from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration
 from .errors import FacefindError
 from .faces import FaceBackend
 from .images import is_image_path
@@ -23,7 +23,7 @@ from .results import FileError
 from .settings import Settings
 
 FARS = (1e-2, 1e-3, 1e-4)
-FPIR = 0.003
+FPIRS = (0.1, 0.01, 0.003)
 NO_FACE = -np.inf  # below any similarity, whatever the metric
 
 
@@ -67,14 +67,35 @@ class LabelledSet:
         same = self.labels[first] == self.labels[second]
         return scores[same], scores[~same]
 
-    def calibration(self, model_id: str) -> Calibration:
+    def calibration(self, model_id: str, resamples: int = 100) -> Calibration:
         genuine, impostor = self.pair_scores()
         return Calibration.from_scores(
             model_id,
             impostor[impostor > NO_FACE],
             int((genuine > NO_FACE).sum()),
             source=f"{self.root.name} ({len(self.paths)} images, {len(set(self.persons))} identities)",
+            resamples=self.identity_resamples(resamples),
         )
+
+    def identity_resamples(self, count: int, seed: int = 0) -> Iterator[np.ndarray]:
+        """Impostor scores of `count` bootstrap resamples of the identities (drawn with replacement).
+
+        Impostor pairs are not independent: the highest ones come from a few look-alike identities,
+        so resampling identities, not pairs, shows how much the tail rests on which people are in
+        the set.
+        """
+        identities, owner = np.unique(self.labels, return_inverse=True)
+        members = [np.flatnonzero(owner == i) for i in range(len(identities))]
+        everything = np.arange(len(self.paths))
+        sims = self.similarity(everything, everything)
+        rng = np.random.default_rng(seed)
+        for _ in range(count):
+            drawn = rng.integers(0, len(identities), len(identities))
+            rows = np.concatenate([members[d] for d in drawn])
+            first, second = np.triu_indices(len(rows), 1)
+            different = owner[rows[first]] != owner[rows[second]]  # a person drawn twice is not an impostor
+            scores = sims[rows[first[different]], rows[second[different]]]
+            yield scores[scores > NO_FACE]
 
 
 def load_labelled(
@@ -151,44 +172,125 @@ def verification(labelled: LabelledSet) -> dict:
     return out
 
 
-def identification(labelled: LabelledSet, fpir: float = FPIR) -> dict:
-    """Open-set 1:N: every other identity enrolled with one photo; the rest probe as strangers."""
+@dataclass
+class OpenSet:
+    """Open-set 1:N trials pooled over splits that leave identities out of the gallery."""
+
+    splits: int
+    gallery_sizes: np.ndarray  # faces in the gallery, per split
+    mated_scores: np.ndarray  # top-1 similarity of each mated probe (its person is in the gallery)
+    mated_hits: np.ndarray  # bool: that top-1 face is of the probe's person
+    mated_split: np.ndarray  # split of each mated probe
+    non_mated_scores: np.ndarray  # top-1 similarity of each probe whose person is not in the gallery
+    non_mated_split: np.ndarray
+
+    def threshold_at(self, fpir: float) -> float:
+        """The lowest threshold at which at most `fpir` of the non-mated probes return anyone."""
+        descending = np.sort(self.non_mated_scores)[::-1]
+        allowed = min(int(np.floor(fpir * len(descending))), len(descending) - 1)
+        return float(np.nextafter(descending[allowed], np.float32(np.inf)))
+
+    def rates(self, thresholds: np.ndarray) -> tuple[float, float]:
+        """(FPIR, FNIR) when split i decides at thresholds[i]."""
+        fpir = float((self.non_mated_scores >= thresholds[self.non_mated_split]).mean())
+        found = self.mated_hits & (self.mated_scores >= thresholds[self.mated_split])
+        return fpir, float(1 - found.mean())
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(FPIR, FNIR) at every threshold, for a DET plot."""
+        cuts = np.unique(np.concatenate([self.mated_scores, self.non_mated_scores]))
+        cuts = cuts[np.isfinite(cuts)]
+        fpir = 1 - np.searchsorted(np.sort(self.non_mated_scores), cuts, side="left") / len(
+            self.non_mated_scores
+        )
+        found = np.sort(self.mated_scores[self.mated_hits])
+        fnir = 1 - (len(found) - np.searchsorted(found, cuts, side="left")) / len(self.mated_scores)
+        return fpir, fnir
+
+    def summary(self, calibration: Calibration | None, max_fpir: float, max_fmr: float) -> dict:
+        out: dict = {
+            "splits": self.splits,
+            "gallery_faces": int(np.median(self.gallery_sizes)),
+            "mated_probes": len(self.mated_scores),
+            "non_mated_probes": len(self.non_mated_scores),
+            "rank1": round(float(self.mated_hits.mean()), 4),
+            "fnir_at_fpir": {},
+        }
+        for fpir in FPIRS:
+            if fpir * len(self.non_mated_scores) >= 1:
+                _, fnir = self.rates(np.full(self.splits, self.threshold_at(fpir)))
+                out["fnir_at_fpir"][f"{fpir:g}"] = round(fnir, 4)
+        if calibration is not None:
+            # As search decides: a threshold for max_fpir at each split's gallery size ...
+            cuts = np.array([calibration.threshold_for_fpir(max_fpir, int(n)) for n in self.gallery_sizes])
+            fpir, fnir = self.rates(cuts)
+            out["default"] = {
+                "stated_fpir": max_fpir,
+                "measured_fpir": round(fpir, 4),
+                "fnir": round(fnir, 4),
+                "threshold": round(float(np.median(cuts)), 4),
+            }
+            # ... and as it did before: one threshold per comparison, whatever the gallery size.
+            fpir, fnir = self.rates(np.full(self.splits, calibration.threshold(max_fmr)))
+            out["per_comparison_rule"] = {
+                "max_fmr": max_fmr,
+                "measured_fpir": round(fpir, 4),
+                "fnir": round(fnir, 4),
+            }
+        return out
+
+
+def open_set(labelled: LabelledSet, splits: int = 50, seed: int = 0) -> OpenSet | None:
+    """Leave-identities-out 1:N trials, as a catalog sees them.
+
+    In each split half the identities are enrolled with all their photos except a third (at
+    least one, for identities with two or more), which probe as mated searches; every photo of
+    the other identities probes as a stranger. A photo without a face is in no gallery, and as a
+    probe it is a miss (mated) or finds no one (non-mated).
+    """
     labels = labelled.labels
     identities = sorted(set(labelled.persons))
-    enrolled = set(identities[::2])
-    gallery: list[int] = []
-    for person in sorted(enrolled):
-        members = [i for i in np.flatnonzero(labels == person) if labelled.detected[i]]
-        if members:
-            gallery.append(int(members[0]))
-    mated = [i for i in range(len(labels)) if labels[i] in enrolled and i not in gallery]
-    non_mated = [i for i in range(len(labels)) if labels[i] not in enrolled]
-    if not gallery or not mated or not non_mated:
-        return {"note": "too few identities or images for open-set identification"}
-    g_labels = labels[gallery]
-
-    def top1(probes: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        sims = labelled.similarity(probes, gallery)
-        best = sims.argmax(axis=1)
-        return sims[np.arange(len(probes)), best], g_labels[best]
-
-    mated_scores, mated_names = top1(mated)
-    hit = (mated_names == labels[mated]) & labelled.detected[mated]
-    non_mated_scores, _ = top1(non_mated)
-    allowed = int(np.floor(fpir * len(non_mated)))
-    descending = np.sort(non_mated_scores)[::-1]
-    threshold = float(np.nextafter(descending[allowed], np.float32(np.inf)))
-    fnir = float(1 - (hit & (mated_scores >= threshold)).mean())
-    return {
-        "enrolled_identities": len(gallery),
-        "mated_probes": len(mated),
-        "non_mated_probes": len(non_mated),
-        "rank1": round(float(hit.mean()), 4),
-        "fpir": fpir,
-        "fpir_achieved": round(float((non_mated_scores >= threshold).mean()), 4),
-        "fnir_at_fpir": round(fnir, 4),
-        "threshold": round(threshold, 4),
-    }
+    if len(identities) < 4:
+        return None
+    members = {p: np.flatnonzero(labels == p) for p in identities}
+    rng = np.random.default_rng(seed)
+    sizes: list[int] = []
+    m_scores: list[np.ndarray] = []
+    m_hits: list[np.ndarray] = []
+    n_scores: list[np.ndarray] = []
+    m_split: list[np.ndarray] = []
+    n_split: list[np.ndarray] = []
+    for _ in range(splits):
+        enrolled = rng.permutation(identities)[: len(identities) // 2]
+        gallery, mated = [], []
+        for person in enrolled:
+            photos = rng.permutation(members[person])
+            held = max(1, len(photos) // 3) if len(photos) >= 2 else 0
+            mated += list(photos[:held])
+            gallery += [i for i in photos[held:] if labelled.detected[i]]
+        non_mated = np.flatnonzero(~np.isin(labels, enrolled))
+        if not gallery or not mated:
+            continue
+        for probes, scores, hits in ((mated, m_scores, m_hits), (non_mated, n_scores, None)):
+            sims = labelled.similarity(probes, gallery)
+            best = sims.argmax(axis=1)
+            scores.append(sims[np.arange(len(probes)), best])
+            if hits is not None:
+                hits.append(labels[np.asarray(gallery)[best]] == labels[probes])
+        sizes.append(len(gallery))
+        m_split.append(np.full(len(mated), len(sizes) - 1))
+        n_split.append(np.full(len(non_mated), len(sizes) - 1))
+    if not sizes:
+        return None
+    return OpenSet(
+        splits=len(sizes),
+        gallery_sizes=np.asarray(sizes),
+        mated_scores=np.concatenate(m_scores),
+        mated_hits=np.concatenate(m_hits),
+        mated_split=np.concatenate(m_split),
+        non_mated_scores=np.concatenate(n_scores),
+        non_mated_split=np.concatenate(n_split),
+    )
 
 
 def read_groups(path: Path) -> dict[str, str]:
@@ -225,7 +327,15 @@ def per_group(labelled: LabelledSet, groups: dict[str, str], threshold: float) -
     return out
 
 
-def report(labelled: LabelledSet, threshold: float | None = None) -> dict:
+def report(
+    labelled: LabelledSet,
+    threshold: float | None = None,
+    calibration: Calibration | None = None,
+    max_fpir: float = DEFAULT_MAX_FPIR,
+) -> dict:
+    """Verification (1:1) and open-set identification (1:N) figures; with a calibration, also the
+    FPIR and FNIR that search's default decision (`max_fpir` at the gallery size) gives."""
+    trials = open_set(labelled)
     out: dict = {
         "folder": str(labelled.root),
         "images": len(labelled.paths),
@@ -235,7 +345,11 @@ def report(labelled: LabelledSet, threshold: float | None = None) -> dict:
         "failure_rate": round(float((~labelled.detected).mean()), 4),
         "failed_files": [p for p, ok in zip(labelled.paths, labelled.detected, strict=True) if not ok],
         "verification": verification(labelled),
-        "identification": identification(labelled),
+        "identification": (
+            trials.summary(calibration, max_fpir, DEFAULT_MAX_FMR)
+            if trials
+            else {"note": "open-set identification needs at least 4 identities"}
+        ),
     }
     groups_csv = labelled.root / "groups.csv"
     if groups_csv.exists() and threshold is not None:
@@ -250,8 +364,13 @@ def plot(curves: dict[str, LabelledSet], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (det, roc) = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, (det, roc, ident) = plt.subplots(1, 3, figsize=(16, 4.5))
     for label, labelled in curves.items():
+        trials = open_set(labelled)
+        if trials is not None:
+            fpir, fnir = trials.curve()
+            shown = fpir > 0
+            ident.loglog(fpir[shown], np.maximum(fnir[shown], 1 / len(trials.mated_scores)), label=label)
         genuine, impostor = labelled.pair_scores()
         thresholds = np.unique(np.concatenate([genuine, impostor]))
         fmr = 1 - np.searchsorted(np.sort(impostor), thresholds, side="left") / len(impostor)
@@ -261,10 +380,15 @@ def plot(curves: dict[str, LabelledSet], path: Path) -> None:
         roc.semilogx(fmr[measurable], 1 - fnmr[measurable], label=label)
     det.set(xlabel="false match rate (FMR)", ylabel="false non-match rate (FNMR)", title="DET")
     roc.set(xlabel="false accept rate (FAR)", ylabel="true accept rate (TAR)", title="ROC", ylim=(0, 1.01))
-    for ax in (det, roc):
+    ident.set(
+        xlabel="false positive identification rate (FPIR)",
+        ylabel="false negative identification rate (FNIR)",
+        title="1:N DET, identities left out of the gallery",
+    )
+    for ax, marks in ((det, FARS), (roc, FARS), (ident, FPIRS)):
         ax.grid(True, which="both", alpha=0.3)
-        for far in FARS:
-            ax.axvline(far, color="grey", lw=0.5, ls=":")
+        for rate in marks:
+            ax.axvline(rate, color="grey", lw=0.5, ls=":")
         ax.legend()
     first = next(iter(curves.values()))
     genuine, impostor = first.pair_scores()

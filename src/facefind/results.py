@@ -54,7 +54,12 @@ class Match(BaseModel):
     path: str
     box: Box
     similarity: float
-    fmr: float  # share of different-person pairs scoring at least this high
+    fmr: float  # share of different-person pairs scoring at least this high (one comparison)
+    # Share of searches for someone absent from a gallery of this size that return a face this
+    # similar: what the match means in 1:N terms. Extrapolated rates come with their 95% bound.
+    fpir: float
+    fpir_upper: float
+    extrapolated: bool  # fmr/fpir are below what the calibration pairs measure (tail model)
     quality: float
 
 
@@ -63,6 +68,7 @@ class QueryFace(BaseModel):
     box: Box
     quality: float
     usable: bool
+    warnings: list[str] = []  # why this query face may be unreliable (small, blurred, turned away)
     matches: list[Match]
 
 
@@ -70,9 +76,15 @@ class SearchResult(BaseModel):
     query: str
     model_id: str
     threshold: float
+    # The rule that set the threshold: "fpir" (default: at most max_fpir at this gallery size),
+    # "fmr" (at most max_fmr per comparison) or "threshold" (a similarity given by the caller).
+    rule: str
+    max_fpir: float | None
     max_fmr: float | None
-    fmr_floor: float  # smallest FMR the calibration resolves; an fmr equal to it means "at most"
-    searched: int  # catalogued faces searched (of this model, passing the quality minimums)
+    fmr_floor: float  # smallest FMR the calibration pairs measure; below it rates are extrapolated
+    # Catalogued faces searched (this model, passing the quality minimums and every filter:
+    # collections, opt-outs, consent): the N of 1:N, which every fpir refers to.
+    faces_searched: int
     faces: list[QueryFace]
 
     @property

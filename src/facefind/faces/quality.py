@@ -44,3 +44,15 @@ def assess(detection: Detection, chip: np.ndarray) -> Quality:
         * (1.0 - _ramp(yaw, 0.0, YAW_LIMIT))
     )
     return Quality(size_px=size, sharpness=sharpness, yaw=yaw, score=round(score, 4))
+
+
+def warnings(quality: Quality, min_face_px: float) -> list[str]:
+    """Why a query face may give unreliable results (empty when it is fine)."""
+    out = []
+    if quality.size_px < min_face_px:
+        out.append(f"face is {quality.size_px:.0f} px wide (under {min_face_px:.0f} px: too small)")
+    if quality.sharpness < BLUR_LOW:
+        out.append(f"blurred (sharpness {quality.sharpness:.0f}, under {BLUR_LOW:.0f})")
+    if quality.yaw >= YAW_LIMIT:
+        out.append(f"turned away (yaw {quality.yaw:.2f}: profile)")
+    return out
