@@ -20,6 +20,7 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from importlib import resources
 
 import numpy as np
@@ -61,18 +62,25 @@ class Tail:
         return cls(start=start, rate=k / n, shape=float(shape), scale=float(scale))
 
     def fmr(self, score: float) -> float:
-        from scipy import stats
-
         if score <= self.start:
             return self.rate
-        return float(self.rate * stats.genpareto.sf(score - self.start, self.shape, 0, self.scale))
+        return float(self.rate * _gpd_sf(score - self.start, self.shape, self.scale))
 
     def threshold(self, fmr: float) -> float:
-        from scipy import stats
-
         if fmr >= self.rate:
             return self.start
-        return float(self.start + stats.genpareto.isf(fmr / self.rate, self.shape, 0, self.scale))
+        p, xi = fmr / self.rate, self.shape
+        excess = -self.scale * math.log(p) if abs(xi) < 1e-9 else self.scale * (p**-xi - 1) / xi
+        return float(self.start + excess)
+
+
+def _gpd_sf(x: float, shape: float, scale: float) -> float:
+    """Survival function of the generalised Pareto distribution (scipy's genpareto.sf, without
+    its per-call overhead: search evaluates it for every hit and every bootstrap refit)."""
+    if abs(shape) < 1e-9:
+        return math.exp(-x / scale)
+    base = 1 + shape * x / scale
+    return 0.0 if base <= 0 else base ** (-1 / shape)
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,17 @@ class Calibration:
         """Below this FMR the measured table is too thin (under MEASURED_PAIRS pairs) to be used."""
         return MEASURED_PAIRS / self.impostor_pairs if self.tail else self.fmr_floor
 
+    @cached_property
+    def _table(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self.thresholds), np.log10(np.asarray(self.fmrs))
+
+    @cached_property
+    def _refits(self) -> np.ndarray:
+        """The bootstrap refits as rows of (start, rate, shape, scale), for vectorised use."""
+        return np.array([[t.start, t.rate, t.shape, t.scale] for t in self.tail_resamples]).reshape(-1, 4)
+
     def _table_fmr(self, score: float) -> float:
-        t, f = np.asarray(self.thresholds), np.log10(np.asarray(self.fmrs))
+        t, f = self._table
         if score <= t[0]:
             return float(self.fmrs[0])
         if score >= t[-1]:
@@ -114,9 +131,20 @@ class Calibration:
         return float(10 ** np.interp(score, t, f))
 
     def _table_threshold(self, fmr: float) -> float:
-        t, f = np.asarray(self.thresholds), np.log10(np.asarray(self.fmrs))
+        t, f = self._table
         # f is descending in t; interpolate t as a function of log FMR.
         return float(np.interp(np.log10(fmr), f[::-1], t[::-1]))
+
+    def _refit_upper(self, score: float) -> float | None:
+        """UPPER_QUANTILE of the refits' FMR at `score` (None without refits)."""
+        if not len(self._refits):
+            return None
+        start, rate, shape, scale = self._refits.T
+        shape = np.where(np.abs(shape) < 1e-9, 1e-9, shape)  # xi -> 0 is the exponential limit
+        base = 1 + shape * np.maximum(score - start, 0) / scale
+        fmr = rate * np.where(base > 0, np.maximum(base, 1e-300) ** (-1 / shape), 0.0)
+        ranked = np.sort(np.minimum(fmr, self.measured_floor))
+        return float(ranked[round(UPPER_QUANTILE * (len(ranked) - 1))])
 
     def estimate(self, score: float) -> Estimate:
         """FMR of a similarity threshold at `score`, saying whether it is measured or extrapolated."""
@@ -126,9 +154,8 @@ class Calibration:
         if self.tail is None:  # an old table: all it can say is "below one pair in all of them"
             return Estimate(self.fmr_floor, self.fmr_floor, False)
         value = float(np.clip(self.tail.fmr(score), SMALLEST_RATE, self.measured_floor))
-        refits = [min(t.fmr(score), self.measured_floor) for t in self.tail_resamples]
-        upper = float(np.quantile(refits, UPPER_QUANTILE)) if refits else value
-        return Estimate(value, max(upper, value), True)
+        upper = self._refit_upper(score)
+        return Estimate(value, value if upper is None else max(upper, value), True)
 
     def fmr(self, score: float) -> float:
         """Estimated false-match rate of a similarity threshold at `score` (one comparison)."""
