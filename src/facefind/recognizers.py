@@ -292,6 +292,7 @@ def remove(catalog: Catalog, name: str, vectors_folder: Path | None) -> Recogniz
 # switching -----------------------------------------------------------------------------------------
 def check_switch(catalog: Catalog, name: str, people_max_fmr: float) -> None:
     """Refuse a switch that would leave the catalog unable to decide or to honour opt-outs."""
+    spec(catalog, name)  # an unknown name is an error listing the known ones
     table = catalog.load_calibration(name)
     if name != BUILTIN and table is None:
         raise RecognizerError(
