@@ -129,9 +129,9 @@ def test_own_recognizer_end_to_end(tmp_path: Path) -> None:
     assert (added["dim"], added["path"], added["active"]) == (128, str(SFACE.resolve()), False)
 
     # not calibrated: neither switching to it nor searching with it
-    refused = run_cli("models", "use", "sface-copy", db=db)
-    assert refused.returncode == 1 and "calibrate LABELLED_DIR --model sface-copy" in refused.stderr
     with facefind.open(db) as ff:
+        with pytest.raises(RecognizerError, match="calibrate LABELLED_DIR --model sface-copy"):
+            ff.models.use("sface-copy")
         copy = ff.models.settings_for("sface-copy")
     with facefind.open(db, settings=copy) as ff, pytest.raises(CalibrationError, match="calibrat"):
         ff.search(query, purpose="test")
@@ -146,8 +146,9 @@ def test_own_recognizer_end_to_end(tmp_path: Path) -> None:
     assert switch["switched"] and switch["embedded"] == 22 and switch["faces_with_model"] == 22
     assert [e["path"] for e in switch["errors"]] == [str(missing)]
     missing.symlink_to(FR / "Joe_Biden" / "biden.jpg")
-    again = run_json("models", "use", "sface-copy", db=db)
-    assert (again["embedded"], again["faces_with_model"], again["errors"]) == (1, 23, [])
+    with facefind.open(db) as ff:
+        again = ff.models.use("sface-copy")
+    assert (again.embedded, again.faces_with_model, again.errors) == (1, 23, [])
 
     found = run_json("search", query, "--purpose", "test", db=db)
     assert found["model_id"] == "sface-copy"
@@ -161,20 +162,21 @@ def test_own_recognizer_end_to_end(tmp_path: Path) -> None:
         verdict = ff.verify(query, FR / "Barack_Obama" / "obama2.jpg", purpose="test")
         assert verdict.model_id == "sface-copy" and verdict.same_person
 
-    # switching back re-embeds nothing: the built-in embeddings were kept
-    back = run_json("models", "use", BUILTIN, db=db)
-    assert (back["embedded"], back["faces_with_model"], back["previous"]) == (0, 23, "sface-copy")
-    assert run_json("search", query, "--purpose", "test", db=db)["model_id"] == BUILTIN
-    listed = {m["name"]: m for m in run_json("models", "list", db=db)}
-    assert listed[BUILTIN]["active"] and not listed["sface-copy"]["active"]
-    assert listed["sface-copy"]["calibration"] == "own" and listed["sface-copy"]["faces"] == 23
+        # switching back re-embeds nothing: the built-in embeddings were kept
+        back = ff.models.use(BUILTIN)
+        assert (back.embedded, back.faces_with_model, back.previous) == (0, 23, "sface-copy")
+        assert ff.search(query, purpose="test").model_id == BUILTIN
+        listed = {m.name: m for m in ff.models.all()}
+    assert listed[BUILTIN].active and not listed["sface-copy"].active
+    assert listed["sface-copy"].calibration == "own" and listed["sface-copy"].faces == 23
     assert "* sface-2021dec" in run_cli("models", "list", db=db, check=True).stdout
 
     # removing it erases its embeddings: no bytes of them stay in any file facefind wrote
     with sqlite3.connect(db) as con:
         blobs = [r[0] for r in con.execute("select embedding from face_embeddings")]
     assert len(blobs) == 23
-    run_json("models", "remove", "sface-copy", db=db)
+    with facefind.open(db) as ff:
+        assert ff.models.remove("sface-copy").faces == 23
     written = [p for p in db.parent.rglob("*") if p.is_file() and p.suffix not in (".png", ".jpg", ".jpeg")]
     assert not any(b[:64] in f.read_bytes() for b in blobs for f in written)
     with facefind.open(db) as ff:
