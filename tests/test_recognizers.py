@@ -85,7 +85,7 @@ def test_a_bad_recognizer_gives_a_clear_error_and_changes_nothing(catalog: Path,
                 ff.models.add(path, name="mine", sha256=digest, input_size=size)
             assert all(w in str(raised.value) for w in words), str(raised.value)
         for name in (BUILTIN, "Mine!", "x" * 41, ""):
-            with pytest.raises(RecognizerError, match="--name|already exists"):
+            with pytest.raises(RecognizerError, match=r"--name|already exists"):
                 ff.models.add(SFACE, name=name, sha256=sha(SFACE))
         with pytest.raises(RecognizerError, match="not a SHA-256"):
             ff.models.add(SFACE, name="mine", sha256="0ba9fbfa")
