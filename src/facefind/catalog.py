@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from .errors import CatalogError
 from .faces import Face
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 metadata = sa.MetaData()
 
 meta = sa.Table(
@@ -182,6 +182,33 @@ calibrations = sa.Table(
     sa.Column("table_json", sa.Text, nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
 )
+# Recognizers an operator registered (recognizers.py); the built-in SFace is not listed. The file
+# stays where the operator keeps it and is checked against sha256 each time it is loaded.
+recognizers = sa.Table(
+    "recognizers",
+    metadata,
+    sa.Column("model_id", sa.String(64), primary_key=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("input_size", sa.Integer, nullable=False),
+    sa.Column("dim", sa.Integer, nullable=False),
+    sa.Column("color", sa.String(8), nullable=False),  # rgb | bgr
+    sa.Column("mean", sa.Float, nullable=False),
+    sa.Column("std", sa.Float, nullable=False),
+    sa.Column("registered_at", sa.String(32), nullable=False),
+    sa.Column("registered_by", sa.String(200), nullable=False),
+)
+# Embeddings of a face by models other than faces.model_id (the active model's, or the model the
+# face was last embedded with): kept so switching back is quick, and staged here while
+# `facefind models use` re-embeds. Never holds a face's faces.model_id; rows go with their face.
+face_embeddings = sa.Table(
+    "face_embeddings",
+    metadata,
+    sa.Column("face_id", sa.Integer, sa.ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("model_id", sa.String(64), primary_key=True),
+    sa.Column("embedding", sa.LargeBinary, nullable=False),  # float32, L2-normalised
+)
+sa.Index("ix_face_embeddings_model", face_embeddings.c.model_id)
 
 
 def now() -> str:
@@ -238,9 +265,14 @@ def _migrate_3_to_4(conn: Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE collections ADD COLUMN {column} {kind}")
 
 
+def _migrate_4_to_5(conn: Connection) -> None:
+    """Pluggable recognizers: registered models and per-model embeddings of each face."""
+    metadata.create_all(conn, tables=[recognizers, face_embeddings])
+
+
 # MIGRATIONS[n] takes a catalog from schema version n + 1 to n + 2. A new catalog is created
 # directly at SCHEMA_VERSION from `metadata`.
-MIGRATIONS = [_migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4]
+MIGRATIONS = [_migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5]
 
 
 class Catalog:

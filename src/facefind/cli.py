@@ -458,12 +458,16 @@ def calibrate(
         Path | None, typer.Option("--output", help="Also write the table to this JSON file.")
     ] = None,
     workers: Workers = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Calibrate this registered recognizer (default: the one in use)."),
+    ] = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Rebuild the similarity -> false-match-rate table from your own labelled photos."""
     with session(db) as ff, progress_bar("embedding", as_json) as on_progress:
-        calibration = ff.calibrate(labelled, workers=workers, on_progress=on_progress)
+        calibration = ff.calibrate(labelled, workers=workers, on_progress=on_progress, model=model)
     table = calibration.to_dict()
     if output:
         output.write_text(json.dumps(table, indent=1) + "\n")
@@ -1033,6 +1037,105 @@ def audit_export(since: Since = None, until: Until = None, actor: Actor = None, 
             sys.stdout.write(e.model_dump_json() + "\n")
         details = {"what": "audit log", "since": since, "until": until, "entries": len(entries)}
         ff.audit.record(ff.actor, "export", details)
+
+
+# recognizers ------------------------------------------------------------------------------
+models_app = typer.Typer(
+    help="Recognizers: the built-in SFace and ONNX models you register; which one is in use.",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+ModelName = Annotated[str, typer.Argument(help="Recognizer name (see `facefind models list`).")]
+
+
+@models_app.command("add")
+def models_add(
+    file: Annotated[Path, typer.Argument(help="The recognizer's .onnx file (stays where it is).")],
+    name: Annotated[str, typer.Option("--name", help="Short id: a-z, 0-9, '.', '_', '-'.")],
+    sha256: Annotated[str, typer.Option("--sha256", help="The file's published SHA-256; checked.")],
+    input_size: Annotated[int, typer.Option("--input", help="Input side in pixels (NxN).")] = 112,
+    color: Annotated[str, typer.Option("--color", help="Channel order the model takes: rgb or bgr.")] = "rgb",
+    mean: Annotated[float, typer.Option("--mean", help="Subtracted from each 0..255 pixel value.")] = 127.5,
+    std: Annotated[float, typer.Option("--std", help="Then divided by this.")] = 127.5,
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Register your own ONNX recognizer, checked first (defaults: ArcFace-style RGB, (x-127.5)/127.5)."""
+    with session(db, actor) as ff:
+        added = ff.models.add(
+            file, name=name, sha256=sha256, input_size=input_size, color=color, mean=mean, std=std
+        )
+    reply(
+        added,
+        as_json,
+        [
+            f"registered {added.name}: {added.path}, {added.dim}-d embeddings from "
+            f"{added.input_size}x{added.input_size} {added.color.upper()} input, "
+            f"(x - {added.mean:g}) / {added.std:g}",
+            f"next: `facefind calibrate LABELLED_DIR --model {added.name}`, "
+            f"then `facefind models use {added.name}`",
+        ],
+    )
+
+
+@models_app.command("list")
+def models_list(db: Db = None, as_json: Json = False) -> None:
+    """Recognizers: which one is in use, calibrated or not, faces embedded with each."""
+    with session(db) as ff:
+        found = ff.models.all()
+    reply(
+        found,
+        as_json,
+        (
+            f"{'*' if r.active else ' '} {r.name}: {r.dim}-d, "
+            f"{'built in' if r.builtin else r.path}, calibration "
+            f"{r.calibration or '[red]none (run `facefind calibrate DIR --model ' + r.name + '`)[/]'}, "
+            f"{r.faces} face(s) embedded"
+            for r in found
+        ),
+    )
+
+
+@models_app.command("use")
+def models_use(name: ModelName, actor: Actor = None, db: Db = None, as_json: Json = False) -> None:
+    """Switch to recognizer NAME: every stored face is re-embedded from its photo (resumable)."""
+    with session(db, actor) as ff, progress_bar(f"re-embedding with {name}", as_json) as on_progress:
+        result = ff.models.use(name, on_progress=on_progress)
+    if as_json:
+        emit_json(result)
+    else:
+        if result.switched:
+            out.print(
+                f"now using {result.model} (was {result.previous}): {result.embedded} face(s) embedded in "
+                f"{result.seconds:.1f}s ({result.faces_per_second:.1f}/s); {result.faces_with_model} of "
+                f"{result.faces} stored faces searchable with it"
+            )
+        for e in result.errors[:20]:
+            out.print(f"  not re-embedded: {e.path}: {e.error}")
+        if len(result.errors) > 20:
+            out.print(f"  ... and {len(result.errors) - 20} more (`--json` lists them all)")
+        if result.interrupted:
+            out.print(
+                f"[yellow]interrupted[/]: still using {result.previous}; the {result.embedded} face(s) "
+                f"embedded are kept: run the same command again to continue."
+            )
+    if result.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.errors:
+        raise typer.Exit(EXIT_COMPLETED_WITH_ERRORS)
+
+
+@models_app.command("remove")
+def models_remove(name: ModelName, actor: Actor = None, db: Db = None, as_json: Json = False) -> None:
+    """Forget a registered recognizer and erase every embedding and calibration it left."""
+    with session(db, actor) as ff:
+        gone = ff.models.remove(name)
+    reply(
+        gone,
+        as_json,
+        f"removed {gone.name} and its {gone.faces} stored embedding(s); the file itself is untouched",
+    )
 
 
 def main() -> None:  # pragma: no cover

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import recognizers
 from .accountability import collections, consent, erasure, optouts, report
 from .accountability.audit import AuditLog, default_actor
 from .accountability.optouts import OptOut
@@ -59,6 +60,8 @@ class FaceFind:
             str(db) if db and "://" in str(db) else Path(db or default_db_path()).expanduser()
         )
         self.catalog = Catalog(self.db)
+        # The catalog's active recognizer (`facefind models use`); the built-in SFace by default.
+        self.settings = recognizers.with_active(self.catalog, self.settings)
         # Keep the signing key away from the catalog (FACEFIND_AUDIT_KEY) so whoever can edit the
         # catalog cannot also sign a forged checkpoint; by default it sits beside the catalog.
         env_key = os.environ.get("FACEFIND_AUDIT_KEY")
@@ -86,6 +89,22 @@ class FaceFind:
         if self._backend is None:
             self._backend = load_backend(self.settings)
         return self._backend
+
+    @property
+    def models(self) -> recognizers.Models:
+        """Recognizers: `ff.models.all()`, `.add(path, name=, sha256=)`, `.use(name)`, `.remove(name)`."""
+        return recognizers.Models(self)
+
+    def _switched(self, settings: Settings, backend: FaceBackend) -> None:
+        """After `models.use`: run the new model and rebuild its vector index from the catalog."""
+        self.settings, self._backend, self._calibration = settings, backend, None
+        self._vectors = None
+        self.vectors.rebuild()
+        self.vectors.save(force=True)
+        if isinstance(self.db, Path):  # other models' saved indexes are stale now
+            for folder in Path(f"{self.db}.vectors").glob("*"):
+                if folder.is_dir() and folder.name != backend.model_id:
+                    shutil.rmtree(folder, ignore_errors=True)
 
     # indexing ----------------------------------------------------------------------------
     def index(
@@ -478,17 +497,25 @@ class FaceFind:
         workers: int | None = None,
         on_progress: Progress | None = None,
         save: bool = True,
+        model: str | None = None,
     ) -> Calibration:
-        """Measure the similarity->FMR table on PERSON/IMAGE folders and use it from now on."""
+        """Measure the similarity->FMR table on PERSON/IMAGE folders and use it from now on.
+
+        `model` calibrates a registered recognizer other than the active one (before `models use`).
+        """
         from .evaluate import load_labelled
 
-        labelled = load_labelled(
-            Path(labelled_dir), self.settings, workers, lambda: self.backend, on_progress
-        )
-        calibration = labelled.calibration(self.backend.model_id)
+        settings, backend = self.settings, lambda: self.backend
+        if model is not None and model != self.models.active:
+            settings = self.models.settings_for(model)
+            other = load_backend(settings)
+            backend = lambda: other  # noqa: E731
+        labelled = load_labelled(Path(labelled_dir), settings, workers, backend, on_progress)
+        calibration = labelled.calibration(backend().model_id)
         if save:
             self.catalog.save_calibration(calibration.model_id, calibration.to_dict())
-            self._calibration = calibration
+            if calibration.model_id == self.models.active:
+                self._calibration = calibration
         return calibration
 
     def report(self, since: str | None = None) -> dict:

@@ -25,3 +25,7 @@ class CatalogError(FacefindError):
 
 class CalibrationError(FacefindError):
     """A threshold or false-match rate the calibration table cannot support."""
+
+
+class RecognizerError(FacefindError):
+    """A recognizer that cannot be registered, switched to or removed."""

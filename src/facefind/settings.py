@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
+
+if TYPE_CHECKING:
+    from .faces.onnx import RecognizerSpec
 
 APP = "facefind"
 
@@ -43,6 +47,9 @@ class Settings:
     max_image_pixels: int = 89_478_485  # Pillow's own bomb limit (~9459x9459)
     max_image_side: int = 40_000
     max_aspect_ratio: float = 20.0
+    # The registered recognizer in use (`facefind models use`); None is the built-in SFace. Kept
+    # here so worker processes, which get the settings, load the same model as the parent.
+    recognizer: RecognizerSpec | None = None
 
     def searchable(self, size_px: float, quality: float) -> bool:
         return size_px >= self.min_face_px and quality >= self.min_quality

@@ -46,6 +46,11 @@ class StageTimes:
 
 
 def load_backend(settings: Settings | None = None) -> FaceBackend:
+    """The built-in YuNet + SFace backend, or the registered recognizer `settings.recognizer`."""
+    if settings is not None and settings.recognizer is not None:
+        from .onnx import OnnxBackend
+
+        return OnnxBackend(settings.recognizer, settings)
     from .opencv import OpenCVBackend
 
     return OpenCVBackend(settings)

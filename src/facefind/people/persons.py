@@ -322,6 +322,9 @@ class People:
             rejected = {(int(f), int(p)) for f, p in conn.execute(sa.select(face_rejections))}
         if assigned:
             a = np.array([(f, p, bool(pin)) for f, p, pin in assigned], np.int64)
+            # A person's face may still hold another model's embedding (its photo was missing when
+            # `models use` re-embedded the catalog): it is not clustered, but stays with its person.
+            a = a[np.isin(a[:, 0], ids)]
             pos = np.searchsorted(ids, a[:, 0])
             person[pos], pinned[pos] = a[:, 1], a[:, 2].astype(bool)
         good = (size_px >= self.settings.min_face_px) & (quality >= self.settings.min_quality)
@@ -337,6 +340,8 @@ class People:
                     .where(persons.c.model_id == self.model_id)
                 ).all()
             )
+            in_snapshot = set(snap.ids.tolist())  # faces of other models keep their person
+            current = {f: p for f, p in current.items() if f in in_snapshot}
             placed = snap.person >= 0
             wanted = dict(zip(snap.ids[placed].tolist(), snap.person[placed].tolist(), strict=True))
             stale = [f for f, p in current.items() if wanted.get(f) != p]

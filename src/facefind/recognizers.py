@@ -1,0 +1,587 @@
+"""Pluggable recognizers: register an operator's ONNX model, list, switch to it, remove it.
+
+The built-in SFace (`sface-2021dec`) is always there and is the default. A registered model is
+checked before anything is stored (sha256, readable ONNX, one dummy forward pass giving a single
+vector); its file stays where the operator keeps it (licensed models are theirs to place; a
+copy would be a second file to secure and erase) and its sha256 is checked again each time it
+is loaded, so a swapped or damaged file is refused rather than silently producing other
+embeddings.
+
+Embeddings of different models are never compared: every face row holds the embedding of one
+model (faces.model_id), and search, verify, people and opt-outs only ever read the active
+model's. Switching (`use`) first embeds every stored face with the new model into
+face_embeddings, in committed batches (interrupt and run again to continue), then swaps in one
+transaction: the old embeddings move to face_embeddings (switching back is quick), the new ones
+into faces, persons follow, and the vector index is rebuilt. A face whose photo is missing or
+changed keeps its old embedding, is listed as an error and is not searchable with the new model
+until the photo is back and `use` runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from .accountability import erasure
+from .catalog import (
+    Catalog,
+    calibrations,
+    face_embeddings,
+    face_tombstones,
+    faces,
+    images,
+    now,
+    optouts,
+    persons,
+    recognizers,
+)
+from .errors import ImageError, RecognizerError
+from .faces import Detection, FaceBackend, load_backend
+from .faces.onnx import COLORS, RecognizerSpec, probe, read_net, sha256_file
+from .faces.opencv import MODEL_ID as BUILTIN
+from .images import decode_image
+from .results import FileError
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .engine import FaceFind
+
+Progress = Callable[[int, int], None]
+ACTIVE_KEY = "recognizer"
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
+BATCH_IMAGES, BATCH_SECONDS, CHUNK_FACES = 64, 2.0, 2000
+
+
+class Recognizer(BaseModel):
+    """One recognizer this catalog can use (= `facefind models list --json`)."""
+
+    name: str
+    builtin: bool
+    active: bool
+    calibration: str | None  # "shipped", "own" (facefind calibrate) or None: not usable yet
+    faces: int  # stored faces with an embedding of this model
+    dim: int
+    input_size: int
+    color: str
+    mean: float
+    std: float
+    path: str | None = None
+    sha256: str | None = None
+    registered_at: str | None = None
+    registered_by: str | None = None
+
+
+class ModelSwitch(BaseModel):
+    """What `facefind models use NAME` did."""
+
+    model: str
+    previous: str
+    switched: bool  # False when interrupted: run the same command again to continue
+    faces: int  # stored faces in the catalog
+    embedded: int  # faces embedded with the model in this run
+    faces_with_model: int  # faces whose embedding in use is this model's (after the switch)
+    errors: list[FileError] = []  # photos that could not be re-embedded (their faces keep the old model)
+    interrupted: bool = False
+    seconds: float = 0.0
+    faces_per_second: float = 0.0
+
+
+# reading the registry ----------------------------------------------------------------------------
+def active(catalog: Catalog) -> str:
+    return catalog.get_setting(ACTIVE_KEY, BUILTIN)
+
+
+def spec(catalog: Catalog, name: str) -> RecognizerSpec | None:
+    """The registration of `name`; None for the built-in model; an error for an unknown name."""
+    if name == BUILTIN:
+        return None
+    with catalog.engine.connect() as conn:
+        row = conn.execute(sa.select(recognizers).where(recognizers.c.model_id == name)).one_or_none()
+    if row is None:
+        known = ", ".join([BUILTIN, *_names(catalog)])
+        raise RecognizerError(
+            f"no recognizer named {name!r}; this catalog knows: {known} (`facefind models list`)"
+        )
+    return RecognizerSpec(
+        model_id=row.model_id,
+        path=row.path,
+        sha256=row.sha256,
+        input_size=row.input_size,
+        dim=row.dim,
+        color=row.color,
+        mean=row.mean,
+        std=row.std,
+    )
+
+
+def settings_for(catalog: Catalog, settings: Settings, name: str) -> Settings:
+    return replace(settings, recognizer=spec(catalog, name))
+
+
+def with_active(catalog: Catalog, settings: Settings) -> Settings:
+    """`settings` running the catalog's active recognizer (unless they name one themselves)."""
+    if settings.recognizer is not None:
+        return settings
+    name = active(catalog)
+    return settings if name == BUILTIN else settings_for(catalog, settings, name)
+
+
+def _names(catalog: Catalog) -> list[str]:
+    with catalog.engine.connect() as conn:
+        return list(
+            conn.execute(sa.select(recognizers.c.model_id).order_by(recognizers.c.model_id)).scalars()
+        )
+
+
+def all_(catalog: Catalog) -> list[Recognizer]:
+    current = active(catalog)
+    with catalog.engine.connect() as conn:
+        rows = conn.execute(sa.select(recognizers).order_by(recognizers.c.registered_at)).all()
+        own = set(conn.execute(sa.select(calibrations.c.model_id)).scalars())
+        counts: dict[str, int] = {}
+        for table in (faces, face_embeddings):
+            for model_id, n in conn.execute(
+                sa.select(table.c.model_id, sa.func.count()).group_by(table.c.model_id)
+            ):
+                counts[model_id] = counts.get(model_id, 0) + int(n)
+    out = [
+        Recognizer(
+            name=BUILTIN,
+            builtin=True,
+            active=current == BUILTIN,
+            calibration="own" if BUILTIN in own else "shipped",
+            faces=counts.get(BUILTIN, 0),
+            dim=128,
+            input_size=112,
+            color="rgb",
+            mean=0.0,
+            std=1.0,
+        )
+    ]
+    for r in rows:
+        out.append(
+            Recognizer(
+                name=r.model_id,
+                builtin=False,
+                active=current == r.model_id,
+                calibration="own" if r.model_id in own else None,
+                faces=counts.get(r.model_id, 0),
+                dim=r.dim,
+                input_size=r.input_size,
+                color=r.color,
+                mean=r.mean,
+                std=r.std,
+                path=r.path,
+                sha256=r.sha256,
+                registered_at=r.registered_at,
+                registered_by=r.registered_by,
+            )
+        )
+    return out
+
+
+def get(catalog: Catalog, name: str) -> Recognizer:
+    spec(catalog, name)  # unknown names fail with the list of known ones
+    return next(r for r in all_(catalog) if r.name == name)
+
+
+# registering -------------------------------------------------------------------------------------
+def register(
+    catalog: Catalog,
+    path: str | Path,
+    *,
+    name: str,
+    input_size: int,
+    sha256: str,
+    color: str,
+    mean: float,
+    std: float,
+    actor: str,
+) -> Recognizer:
+    """Check an ONNX recognizer thoroughly and only then record it; nothing is written on failure."""
+    if not NAME.fullmatch(name):
+        raise RecognizerError(
+            f"--name {name!r}: use 1-40 characters of a-z, 0-9, '.', '_', '-', starting with a letter "
+            f"or digit (e.g. arcface-r50); the name is stored beside every embedding of the model."
+        )
+    if name == BUILTIN or name in _names(catalog):
+        raise RecognizerError(
+            f"a recognizer named {name!r} already exists; choose another --name "
+            f"(`facefind models list` shows the names in use)."
+        )
+    if not 16 <= input_size <= 1024:
+        raise RecognizerError(f"--input {input_size}: give the model's input side in pixels (e.g. 112).")
+    if color not in COLORS:
+        raise RecognizerError(f"--color must be rgb or bgr, got {color!r}")
+    if not np.isfinite(mean) or not np.isfinite(std) or std == 0:
+        raise RecognizerError(f"--mean {mean} / --std {std}: need finite numbers and a non-zero std")
+    expected = sha256.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise RecognizerError(
+            f"--sha256 {sha256!r} is not a SHA-256 (64 hex digits). Give the checksum the model's "
+            f"publisher lists (`sha256sum FILE` shows the file's own, to compare)."
+        )
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise RecognizerError(f"{file}: no such file. Give the path of the recognizer's .onnx file.")
+    found = sha256_file(file)
+    if found != expected:
+        raise RecognizerError(
+            f"{file} has sha256 {found}, but --sha256 says {expected}: it is not the file you meant "
+            f"(damaged or swapped download?). Nothing was registered. Get the file again from its "
+            f"publisher and compare with the published checksum."
+        )
+    dim = probe(read_net(file), file, input_size)
+    with catalog.transaction() as conn:
+        conn.execute(
+            sa.insert(recognizers).values(
+                model_id=name,
+                path=str(file),
+                sha256=found,
+                input_size=input_size,
+                dim=dim,
+                color=color,
+                mean=float(mean),
+                std=float(std),
+                registered_at=now(),
+                registered_by=actor,
+            )
+        )
+    return get(catalog, name)
+
+
+def remove(catalog: Catalog, name: str, vectors_folder: Path | None) -> Recognizer:
+    """Forget a registered model with every embedding, calibration and index it left."""
+    gone = get(catalog, name)
+    if gone.builtin:
+        raise RecognizerError(f"{name} is the built-in recognizer; it cannot be removed.")
+    if gone.active:
+        raise RecognizerError(
+            f"{name} is the recognizer in use; switch to another first (`facefind models use {BUILTIN}`)."
+        )
+    with catalog.transaction() as conn:
+        stranded = conn.execute(sa.select(sa.func.count()).where(faces.c.model_id == name)).scalar_one()
+        if stranded:
+            raise RecognizerError(
+                f"{stranded} stored face(s) hold only {name} embeddings (their photos could not be "
+                f"re-embedded when the catalog switched away from it). Restore those photos and run "
+                f"`facefind models use {active(catalog)}` again, or erase them (`facefind erase image`); "
+                f"then remove {name}."
+            )
+        conn.execute(sa.delete(face_embeddings).where(face_embeddings.c.model_id == name))
+        conn.execute(sa.delete(calibrations).where(calibrations.c.model_id == name))
+        conn.execute(sa.delete(recognizers).where(recognizers.c.model_id == name))
+    catalog.set_setting(f"people_upto:{name}", "0")
+    if vectors_folder is not None:
+        shutil.rmtree(vectors_folder / name, ignore_errors=True)
+    erasure.scrub_file(catalog)  # no bytes of the deleted embeddings stay in free pages or the WAL
+    return gone
+
+
+# switching -----------------------------------------------------------------------------------------
+def check_switch(catalog: Catalog, name: str, people_max_fmr: float) -> None:
+    """Refuse a switch that would leave the catalog unable to decide or to honour opt-outs."""
+    spec(catalog, name)  # an unknown name is an error listing the known ones
+    table = catalog.load_calibration(name)
+    if name != BUILTIN and table is None:
+        raise RecognizerError(
+            f"{name} has no calibration yet, so facefind cannot turn its similarities into "
+            f"false-match rates. Run `facefind calibrate LABELLED_DIR --model {name}` first (PERSON/IMAGE "
+            f"folders; {1 / people_max_fmr:,.0f}+ different-person pairs, e.g. 12 people x 13 photos)."
+        )
+    if table is not None and 1 / table["impostor_pairs"] > people_max_fmr:
+        raise RecognizerError(
+            f"{name}'s calibration ({table['impostor_pairs']} different-person pairs from {table['source']}) "
+            f"cannot resolve the false-match rate {people_max_fmr:g} at which indexing groups faces into "
+            f"people; calibrate it on a larger labelled set ({1 / people_max_fmr:,.0f}+ pairs): "
+            f"`facefind calibrate LABELLED_DIR --model {name}`."
+        )
+    with catalog.engine.connect() as conn:
+        others = conn.execute(sa.select(sa.func.count()).where(optouts.c.model_id != name)).scalar_one()
+    if others:
+        raise RecognizerError(
+            f"{others} opt-out(s) are kept as templates of another model, and facefind keeps no photo "
+            f"to re-embed them with {name}: after a switch, new photos of those people would no longer "
+            f"be refused at indexing. Switching with opt-outs recorded is not supported yet; "
+            f"`facefind optout list` shows them."
+        )
+
+
+def pending_count(catalog: Catalog, model_id: str) -> int:
+    with catalog.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).where(_lacks(model_id))).scalar_one())
+
+
+def _lacks(model_id: str) -> sa.ColumnElement[bool]:
+    """Faces without an embedding of `model_id`."""
+    staged = sa.exists().where(
+        face_embeddings.c.face_id == faces.c.id, face_embeddings.c.model_id == model_id
+    )
+    return sa.and_(faces.c.model_id != model_id, ~staged)
+
+
+def reembed(
+    catalog: Catalog,
+    backend: FaceBackend,
+    settings: Settings,
+    on_progress: Progress | None = None,
+) -> tuple[int, list[FileError], bool]:
+    """Embed every stored face that lacks an embedding of `backend`'s model into face_embeddings.
+
+    Faces are cut again from their photos at the stored landmarks (no new detection, so face ids,
+    boxes and people stay). Committed in batches: returns (faces embedded, errors, interrupted).
+    """
+    model_id = backend.model_id
+    total, done, embedded = pending_count(catalog, model_id), 0, 0
+    errors: list[FileError] = []
+    batch: list[dict] = []
+    images_in_batch, last_flush = 0, time.perf_counter()
+
+    def flush() -> None:
+        nonlocal images_in_batch, last_flush
+        if batch:
+            with catalog.transaction() as conn:
+                conn.execute(sa.insert(face_embeddings), batch)
+        batch.clear()
+        images_in_batch, last_flush = 0, time.perf_counter()
+
+    if on_progress:
+        on_progress(0, total)
+    after = 0
+    try:
+        while True:
+            rows = _pending(catalog, model_id, after)
+            if not rows:
+                break
+            after = rows[-1].id
+            for group in _by_image(rows):
+                error, vectors = _embed_image(group, backend, settings)
+                done += len(group)
+                if error:
+                    errors.append(FileError(path=group[0].path, error=error))
+                else:
+                    embedded += len(group)
+                    batch += [
+                        {"face_id": r.id, "model_id": model_id, "embedding": v.tobytes()}
+                        for r, v in zip(group, vectors, strict=True)
+                    ]
+                    images_in_batch += 1
+                if images_in_batch >= BATCH_IMAGES or time.perf_counter() - last_flush > BATCH_SECONDS:
+                    flush()
+                if on_progress:
+                    on_progress(done, total)
+    except KeyboardInterrupt:
+        flush()
+        return embedded, errors, True
+    flush()
+    return embedded, errors, False
+
+
+def _pending(catalog: Catalog, model_id: str, after: int) -> list[sa.Row]:
+    query = (
+        sa.select(
+            faces.c.id,
+            faces.c.image_id,
+            images.c.path,
+            images.c.sha256,
+            faces.c.x,
+            faces.c.y,
+            faces.c.w,
+            faces.c.h,
+            faces.c.landmarks,
+            faces.c.det_score,
+        )
+        .join(images, images.c.id == faces.c.image_id)
+        .where(_lacks(model_id), faces.c.id > after)
+        .order_by(faces.c.id)
+        .limit(CHUNK_FACES)
+    )
+    with catalog.engine.connect() as conn:
+        return list(conn.execute(query).all())
+
+
+def _by_image(rows: list[sa.Row]) -> list[list[sa.Row]]:
+    groups: list[list[sa.Row]] = []
+    for r in rows:  # an image's faces get consecutive ids
+        if groups and groups[-1][0].image_id == r.image_id:
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
+def _embed_image(
+    group: list[sa.Row], backend: FaceBackend, settings: Settings
+) -> tuple[str | None, np.ndarray]:
+    path = Path(group[0].path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        return f"cannot read the photo ({err.strerror}); its faces keep their old embeddings", np.zeros(0)
+    if group[0].sha256 and hashlib.sha256(data).hexdigest() != group[0].sha256:
+        return (
+            "the photo changed since it was indexed; run `facefind index` on it, then this command again",
+            np.zeros(0),
+        )
+    try:
+        image = decode_image(data, settings, name=path.name)
+    except ImageError as err:
+        return str(err), np.zeros(0)
+    detections = [
+        Detection(
+            box=(r.x, r.y, r.w, r.h),
+            landmarks=np.asarray(json.loads(r.landmarks), np.float32).reshape(5, 2),
+            score=r.det_score,
+        )
+        for r in group
+    ]
+    vectors = backend.embed([backend.align(image, d) for d in detections])
+    return None, np.ascontiguousarray(vectors, np.float32)
+
+
+def swap(catalog: Catalog, model_id: str) -> None:
+    """Make `model_id` the active model: faces take its embeddings, persons follow (one transaction)."""
+    previous = active(catalog)
+    fe = face_embeddings
+    ready = sa.select(faces.c.id).where(
+        faces.c.model_id != model_id,
+        sa.exists().where(fe.c.face_id == faces.c.id, fe.c.model_id == model_id),
+    )
+    with catalog.transaction() as conn:
+        moving = list(conn.execute(ready).scalars())
+        for i in range(0, len(moving), 500):
+            chunk = moving[i : i + 500]
+            # The embeddings being replaced are kept under their own model ...
+            conn.execute(
+                sa.insert(fe).from_select(
+                    ["face_id", "model_id", "embedding"],
+                    sa.select(faces.c.id, faces.c.model_id, faces.c.embedding).where(faces.c.id.in_(chunk)),
+                )
+            )
+            # ... and leave that model's vector index, as if deleted from it.
+            conn.execute(
+                sa.insert(face_tombstones).from_select(
+                    ["face_id", "model_id"],
+                    sa.select(faces.c.id, faces.c.model_id).where(faces.c.id.in_(chunk)).order_by(faces.c.id),
+                )
+            )
+            new = (
+                sa.select(fe.c.embedding)
+                .where(fe.c.face_id == faces.c.id, fe.c.model_id == model_id)
+                .scalar_subquery()
+            )
+            conn.execute(
+                sa.update(faces).where(faces.c.id.in_(chunk)).values(embedding=new, model_id=model_id)
+            )
+            conn.execute(sa.delete(fe).where(fe.c.model_id == model_id, fe.c.face_id.in_(chunk)))
+        # Persons are groups of faces (and user decisions), not of embeddings: they stay, and
+        # clustering continues from where the previous model left off.
+        conn.execute(sa.update(persons).values(model_id=model_id))
+    upto = catalog.get_setting(f"people_upto:{previous}", "0")
+    catalog.set_setting(f"people_upto:{model_id}", upto)
+    catalog.set_setting(ACTIVE_KEY, model_id)
+
+
+class Models:
+    """`ff.models`: the recognizers of a catalog. `.all()`, `.add(...)`, `.use(name)`, `.remove(name)`."""
+
+    def __init__(self, ff: FaceFind) -> None:
+        self._ff = ff
+
+    @property
+    def active(self) -> str:
+        return active(self._ff.catalog)
+
+    def all(self) -> list[Recognizer]:
+        return all_(self._ff.catalog)
+
+    def get(self, name: str) -> Recognizer:
+        return get(self._ff.catalog, name)
+
+    def settings_for(self, name: str) -> Settings:
+        base = replace(self._ff.settings, recognizer=None)
+        return settings_for(self._ff.catalog, base, name)
+
+    def add(
+        self,
+        path: str | Path,
+        *,
+        name: str,
+        sha256: str,
+        input_size: int = 112,
+        color: str = "rgb",
+        mean: float = 127.5,
+        std: float = 127.5,
+    ) -> Recognizer:
+        """Register an ONNX recognizer (checked first; nothing is stored if a check fails).
+
+        Defaults are ArcFace-style preprocessing: RGB, (x - 127.5) / 127.5.
+        """
+        ff = self._ff
+        added = register(
+            ff.catalog,
+            path,
+            name=name,
+            input_size=input_size,
+            sha256=sha256,
+            color=color,
+            mean=mean,
+            std=std,
+            actor=ff.actor,
+        )
+        ff.audit.record(ff.actor, "models", {"added": added.name, "path": added.path, "sha256": added.sha256})
+        return added
+
+    def use(self, name: str, *, on_progress: Progress | None = None) -> ModelSwitch:
+        """Switch the catalog to recognizer `name`, re-embedding every stored face (resumable)."""
+        ff = self._ff
+        started = time.perf_counter()
+        previous = self.active
+        check_switch(ff.catalog, name, ff.settings.people_max_fmr)
+        settings = self.settings_for(name)
+        backend = ff.backend if name == previous else load_backend(settings)  # checks the file
+        embedded, errors, interrupted = reembed(ff.catalog, backend, settings, on_progress)
+        if not interrupted:
+            swap(ff.catalog, name)
+            ff._switched(settings, backend)
+        seconds = time.perf_counter() - started
+        with ff.catalog.engine.connect() as conn:
+            total = int(conn.execute(sa.select(sa.func.count()).select_from(faces)).scalar_one())
+        result = ModelSwitch(
+            model=name,
+            previous=previous,
+            switched=not interrupted,
+            faces=total,
+            embedded=embedded,
+            faces_with_model=ff.catalog.face_count(name),
+            errors=errors,
+            interrupted=interrupted,
+            seconds=round(seconds, 2),
+            faces_per_second=round(embedded / max(seconds, 1e-9), 1),
+        )
+        if not interrupted:
+            ff.audit.record(
+                ff.actor,
+                "models",
+                {"used": name, "previous": previous, "embedded": embedded, "errors": len(errors)},
+            )
+        return result
+
+    def remove(self, name: str) -> Recognizer:
+        """Forget a registered recognizer and erase every embedding it made."""
+        ff = self._ff
+        folder = Path(f"{ff.db}.vectors") if isinstance(ff.db, Path) else None
+        gone = remove(ff.catalog, name, folder)
+        ff.audit.record(ff.actor, "models", {"removed": name, "sha256": gone.sha256})
+        return gone
