@@ -54,7 +54,9 @@ def pooled_shared(datasets: Path) -> ev.LabelledSet:
         if len([p for p in folder.iterdir() if p.is_dir()]) >= 2:
             parts.append(ev.load_labelled(folder, settings, 2, lambda: backend))
     persons = [
-        SAME_PERSON.get((part.root.name, p), f"{part.root.name}/{p}" if part.root.name != "glint_dev12" else p)
+        SAME_PERSON.get(
+            (part.root.name, p), f"{part.root.name}/{p}" if part.root.name != "glint_dev12" else p
+        )
         for part in parts
         for p in part.persons
     ]
@@ -72,7 +74,11 @@ def decisions(trials: ev.OpenSet, calibration: Calibration) -> dict:
     for stated in STATED:
         cuts = np.array([calibration.threshold_for_fpir(stated, int(n)) for n in trials.gallery_sizes])
         fpir, fnir = trials.rates(cuts)
-        out[f"{stated:g}"] = {"measured_fpir": round(fpir, 4), "fnir": round(fnir, 4), "ratio": round(fpir / stated, 2)}
+        out[f"{stated:g}"] = {
+            "measured_fpir": round(fpir, 4),
+            "fnir": round(fnir, 4),
+            "ratio": round(fpir / stated, 2),
+        }
     fpir, fnir = trials.rates(np.full(trials.splits, calibration.threshold(DEFAULT_MAX_FMR)))
     out["old_rule_fmr_1e-3"] = {"measured_fpir": round(fpir, 4), "fnir": round(fnir, 4)}
     return out
@@ -95,7 +101,7 @@ def normalisation(labelled: ev.LabelledSet, splits: int = 100, seed: int = 1) ->
         strangers = np.flatnonzero(~np.isin(labels, enrolled) & labelled.detected)
         probes = np.flatnonzero(mated & labelled.detected)
 
-        def scores(q: np.ndarray) -> dict[str, np.ndarray]:
+        def scores(q: np.ndarray, gallery: np.ndarray = gallery) -> dict[str, np.ndarray]:
             sims = labelled.embeddings[q] @ labelled.embeddings[gallery].T
             ranked = -np.sort(-sims, axis=1)
             top = ranked[:, 0]
@@ -108,7 +114,10 @@ def normalisation(labelled: ev.LabelledSet, splits: int = 100, seed: int = 1) ->
             }
 
         m, s = scores(probes), scores(strangers)
-        hit = labels[gallery][np.argmax(labelled.embeddings[probes] @ labelled.embeddings[gallery].T, 1)] == labels[probes]
+        hit = (
+            labels[gallery][np.argmax(labelled.embeddings[probes] @ labelled.embeddings[gallery].T, 1)]
+            == labels[probes]
+        )
         for v in variants:
             descending = np.sort(s[v])[::-1]
             for fpir in ("0.1", "0.01"):
@@ -129,17 +138,26 @@ def synthetic(spread: dict, sizes: list[int], strangers: int, mated: int) -> dic
 
     calib_faces, calib_ids = faces_of(first_free, 120, PER_IDENTITY)
     labelled = ev.LabelledSet(
-        Path("synthetic"), [str(i) for i in range(len(calib_ids))], [str(i) for i in calib_ids],
-        calib_faces, np.ones(len(calib_ids), bool),
+        Path("synthetic"),
+        [str(i) for i in range(len(calib_ids))],
+        [str(i) for i in calib_ids],
+        calib_faces,
+        np.ones(len(calib_ids), bool),
     )
     calibration = labelled.calibration("synthetic")
     stranger_faces, _ = faces_of(first_free + 1, strangers, 1)
     shipped = default_calibration("sface-2021dec")
     out: dict = {
         "calibration": {
-            "faces": len(calib_ids), "identities": 120, "impostor_pairs": calibration.impostor_pairs,
-            "threshold_at_fmr": {f"{f:g}": round(calibration.threshold(f), 4) for f in (1e-3, 1e-4, 1e-5, 1e-6, 1e-8)},
-            "real_sface_threshold_at_fmr": {f"{f:g}": round(shipped.threshold(f), 4) for f in (1e-3, 1e-4, 1e-5, 1e-6, 1e-8)},
+            "faces": len(calib_ids),
+            "identities": 120,
+            "impostor_pairs": calibration.impostor_pairs,
+            "threshold_at_fmr": {
+                f"{f:g}": round(calibration.threshold(f), 4) for f in (1e-3, 1e-4, 1e-5, 1e-6, 1e-8)
+            },
+            "real_sface_threshold_at_fmr": {
+                f"{f:g}": round(shipped.threshold(f), 4) for f in (1e-3, 1e-4, 1e-5, 1e-6, 1e-8)
+            },
         },
         "sizes": {},
     }
@@ -163,7 +181,9 @@ def synthetic(spread: dict, sizes: list[int], strangers: int, mated: int) -> dic
                     "ratio": round(fpir / stated, 2),
                     "fnir": round(float(1 - (hit & (top_mated >= cut)).mean()), 4),
                 }
-        row["old_rule_fmr_1e-3"] = {"measured_fpir": round(float((top_stranger >= calibration.threshold(1e-3)).mean()), 4)}
+        row["old_rule_fmr_1e-3"] = {
+            "measured_fpir": round(float((top_stranger >= calibration.threshold(1e-3)).mean()), 4)
+        }
         row["seconds"] = round(time.perf_counter() - started, 1)
         out["sizes"][str(n)] = row
         print(f"synthetic {n}: {json.dumps(row)}", file=sys.stderr)
@@ -232,7 +252,9 @@ def main() -> None:
         "decision_us_per_search_10_hits_at_1M": round(decision_cost(shipped, 1_000_000), 1),
     }
     print(json.dumps(result["real"], indent=1), file=sys.stderr)
-    result["synthetic"] = synthetic(measure_spread(args.datasets / "glint_dev12"), args.sizes, args.strangers, args.mated)
+    result["synthetic"] = synthetic(
+        measure_spread(args.datasets / "glint_dev12"), args.sizes, args.strangers, args.mated
+    )
     print(json.dumps(result, indent=1) if args.json else _table(result))
 
 
@@ -241,7 +263,10 @@ def _table(result: dict) -> str:
     for k, v in result["real"]["stated_vs_measured"].items():
         lines.append(f"  stated {k}: {v}")
     for n, row in result["synthetic"]["sizes"].items():
-        lines.append(f"synthetic {n}: " + ", ".join(f"{s}: {row[s]['measured_fpir']}" for s in ("0.1", "0.01", "0.003")))
+        lines.append(
+            f"synthetic {n}: "
+            + ", ".join(f"{s}: {row[s]['measured_fpir']}" for s in ("0.1", "0.01", "0.003"))
+        )
     return "\n".join(lines)
 
 
