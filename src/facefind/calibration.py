@@ -201,9 +201,16 @@ class Calibration:
         estimate let through 5-12x the stated FPIR, the bound 0.9-2.3x (bench/openset_bench.py)."""
         if not 0 < max_fpir < 1:
             raise CalibrationError(f"--max-fpir must be in (0, 1), got {max_fpir:g}")
-        fmr = fmr_for_fpir(max_fpir, max(gallery, 1))
-        band = self.threshold_band(fmr) if bound else None
-        return self.threshold(fmr) if band is None else max(self.threshold(fmr), band[1])
+        key = (max_fpir, gallery, bound)
+        if key not in self._cuts:  # the same gallery is searched again and again
+            fmr = fmr_for_fpir(max_fpir, max(gallery, 1))
+            band = self.threshold_band(fmr) if bound else None
+            self._cuts[key] = self.threshold(fmr) if band is None else max(self.threshold(fmr), band[1])
+        return self._cuts[key]
+
+    @cached_property
+    def _cuts(self) -> dict[tuple[float, int, bool], float]:
+        return {}
 
     # storage -----------------------------------------------------------------------------
     def to_dict(self) -> dict:
