@@ -20,7 +20,6 @@ embedding (cosine 1.0000) while BGR input gives 0.84.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import cv2
 import numpy as np
 
 from ..errors import ModelUnavailable, RecognizerError
+from ..models import sha256_file
 from ..settings import Settings
 from .opencv import OpenCVBackend
 
@@ -47,14 +47,6 @@ class RecognizerSpec:
     color: str = "rgb"
     mean: float = 127.5
     std: float = 127.5
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_net(path: Path) -> cv2.dnn.Net:
