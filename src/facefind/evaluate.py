@@ -175,9 +175,7 @@ def identification(labelled: LabelledSet, fpir: float = FPIR) -> dict:
     mated_scores, mated_names = top1(mated)
     hit = (mated_names == labels[mated]) & labelled.detected[mated]
     non_mated_scores, _ = top1(non_mated)
-    allowed = int(np.floor(fpir * len(non_mated)))
-    descending = np.sort(non_mated_scores)[::-1]
-    threshold = float(np.nextafter(descending[allowed], np.float32(np.inf)))
+    threshold = threshold_at_fpir(non_mated_scores, fpir)
     fnir = float(1 - (hit & (mated_scores >= threshold)).mean())
     return {
         "enrolled_identities": len(gallery),
@@ -189,6 +187,13 @@ def identification(labelled: LabelledSet, fpir: float = FPIR) -> dict:
         "fnir_at_fpir": round(fnir, 4),
         "threshold": round(threshold, 4),
     }
+
+
+def threshold_at_fpir(non_mated_scores: np.ndarray, fpir: float) -> float:
+    """Lowest threshold at which at most `fpir` of the non-mated probes' top-1 scores pass."""
+    allowed = int(np.floor(fpir * len(non_mated_scores)))
+    descending = np.sort(non_mated_scores)[::-1]
+    return float(np.nextafter(descending[allowed], np.float32(np.inf)))
 
 
 def read_groups(path: Path) -> dict[str, str]:
