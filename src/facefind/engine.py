@@ -356,7 +356,7 @@ class FaceFind:
                     box=_box(qf.box),
                     quality=qf.quality.score,
                     usable=qf.usable,
-                    warnings=quality_warnings(qf.quality, self.settings.min_face_px),
+                    warnings=quality_warnings(qf.quality, self.settings),
                     matches=matches,
                 )
             )

@@ -186,9 +186,7 @@ class OpenSet:
 
     def threshold_at(self, fpir: float) -> float:
         """The lowest threshold at which at most `fpir` of the non-mated probes return anyone."""
-        descending = np.sort(self.non_mated_scores)[::-1]
-        allowed = min(int(np.floor(fpir * len(descending))), len(descending) - 1)
-        return float(np.nextafter(descending[allowed], np.float32(np.inf)))
+        return threshold_at_fpir(self.non_mated_scores, fpir)
 
     def rates(self, thresholds: np.ndarray) -> tuple[float, float]:
         """(FPIR, FNIR) when split i decides at thresholds[i]."""
@@ -238,6 +236,13 @@ class OpenSet:
                 "fnir": round(fnir, 4),
             }
         return out
+
+
+def threshold_at_fpir(non_mated_scores: np.ndarray, fpir: float) -> float:
+    """Lowest threshold at which at most `fpir` of the non-mated probes' top-1 scores pass."""
+    descending = np.sort(non_mated_scores)[::-1]
+    allowed = min(int(np.floor(fpir * len(descending))), len(descending) - 1)
+    return float(np.nextafter(descending[allowed], np.float32(np.inf)))
 
 
 def open_set(labelled: LabelledSet, splits: int = 50, seed: int = 0) -> OpenSet | None:
@@ -291,6 +296,7 @@ def open_set(labelled: LabelledSet, splits: int = 50, seed: int = 0) -> OpenSet 
         non_mated_scores=np.concatenate(n_scores),
         non_mated_split=np.concatenate(n_split),
     )
+
 
 
 def read_groups(path: Path) -> dict[str, str]:

@@ -38,6 +38,16 @@ class Settings:
     # stored but excluded from search unless asked for.
     min_face_px: int = 32
     min_quality: float = 0.25
+    # Embed the mirrored chip too and average: +1 point TAR at FMR 1e-4 (identity-bootstrap CI
+    # excludes 0) for twice the embedding time (bench/pipeline_bench.py, docs/pipeline.md). It
+    # changes the embeddings, so it has its own model id (sface-2021dec-flip) and calibration:
+    # a catalog indexed without it must be re-indexed to be searched with it.
+    flip_average: bool = False
+    # Query faces under these get a warning with the reason (faces.quality.warnings); the cuts
+    # are where recognition measurably breaks (bench/pipeline_bench.py, docs/pipeline.md).
+    warn_face_px: int = 32
+    warn_sharpness: float = 20.0
+    warn_yaw: float = 0.6
     # People: faces are linked when their similarity has at most this false-match rate (1e-4 gave
     # the best BCubed F1 over ../shared/datasets, bench/people_bench.py); a new person needs
     # at least people_min_faces faces.

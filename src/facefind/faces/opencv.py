@@ -14,6 +14,9 @@ from .backend import Detection
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 MODEL_ID = "sface-2021dec"
+# Embeddings averaged with those of the mirrored chip are a different embedding space: their own
+# model id keeps them apart from plain ones (and picks their own shipped calibration).
+FLIP_SUFFIX = "-flip"
 # A tight crop (the face fills the photo) can defeat the detector; retrying on a copy with a
 # border costs one more small detection and only runs when nothing was found.
 RETRY_MAX_SIDE = 640
@@ -34,6 +37,8 @@ class OpenCVBackend:
         recognizer_path: Path | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        self.flip = self.settings.flip_average
+        self.model_id = MODEL_ID + (FLIP_SUFFIX if self.flip else "")
         if detector_path is None or recognizer_path is None:
             detector_path, recognizer_path = model_files()
         self._detector = cv2.FaceDetectorYN.create(
@@ -84,7 +89,18 @@ class OpenCVBackend:
     def embed(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:
             return np.zeros((0, self.dim), np.float32)
-        feats = np.vstack(
+        feats = self._features(chips)
+        if not self.flip:
+            return _unit(feats)
+        # mean of the two unit vectors (bench/pipeline_bench.py: flip_mean; a raw sum is the same)
+        mirrored = self._features([cv2.flip(chip, 1) for chip in chips])
+        return _unit(_unit(feats) + _unit(mirrored))
+
+    def _features(self, chips: list[np.ndarray]) -> np.ndarray:
+        return np.vstack(
             [np.asarray(self._recognizer.feature(chip), np.float32).reshape(1, -1) for chip in chips]
         )
-        return (feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)).astype(np.float32)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..settings import Settings
 from .backend import Detection
 
 # Below SIZE_LOW px a face carries too little detail; at SIZE_FULL px and above, size is no limit.
@@ -14,6 +15,10 @@ SIZE_LOW, SIZE_FULL = 16.0, 64.0
 # Variance of the Laplacian of a 112x112 chip: sharp faces measure several hundred; heavy
 # blur under ~10 (measured on ../shared/datasets, see README).
 BLUR_LOW, BLUR_FULL = 5.0, 60.0
+# Sharpness is measured on the eyes-nose-mouth square of the chip only: the chip's corners can lie
+# outside the photo (black, with a hard edge) or on hair and background, which kept heavily
+# blurred faces looking sharp (bench/pipeline_bench.py, docs/pipeline.md).
+SHARPNESS_REGION = (slice(28, 100), slice(20, 92))
 # Nose offset from the eye midline, as a share of the eye distance: 0 frontal, ~0.5 profile.
 YAW_LIMIT = 0.6
 
@@ -32,7 +37,7 @@ def _ramp(value: float, low: float, full: float) -> float:
 
 def assess(detection: Detection, chip: np.ndarray) -> Quality:
     size = float(min(detection.box[2], detection.box[3]))
-    grey = cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY)
+    grey = cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY)[SHARPNESS_REGION]
     sharpness = float(cv2.Laplacian(grey, cv2.CV_64F).var())
     right_eye, left_eye, nose = detection.landmarks[0], detection.landmarks[1], detection.landmarks[2]
     eye_distance = float(np.linalg.norm(left_eye - right_eye)) or 1.0
@@ -46,13 +51,14 @@ def assess(detection: Detection, chip: np.ndarray) -> Quality:
     return Quality(size_px=size, sharpness=sharpness, yaw=yaw, score=round(score, 4))
 
 
-def warnings(quality: Quality, min_face_px: float) -> list[str]:
-    """Why a query face may give unreliable results (empty when it is fine)."""
-    out = []
-    if quality.size_px < min_face_px:
-        out.append(f"face is {quality.size_px:.0f} px wide (under {min_face_px:.0f} px: too small)")
-    if quality.sharpness < BLUR_LOW:
-        out.append(f"blurred (sharpness {quality.sharpness:.0f}, under {BLUR_LOW:.0f})")
-    if quality.yaw >= YAW_LIMIT:
-        out.append(f"turned away (yaw {quality.yaw:.2f}: profile)")
-    return out
+def warnings(q: Quality, settings: Settings) -> list[str]:
+    """Why a query face may not be recognised reliably, one plain reason per problem; [] if none."""
+    reasons = []
+    if q.size_px < settings.warn_face_px:
+        limit = settings.warn_face_px
+        reasons.append(f"face is {q.size_px:.0f} px wide (under {limit} px: too small to recognise reliably)")
+    if q.sharpness < settings.warn_sharpness:
+        reasons.append(f"blurred (sharpness {q.sharpness:.0f} < {settings.warn_sharpness:g})")
+    if q.yaw > settings.warn_yaw:
+        reasons.append(f"turned away (yaw {q.yaw:.2f}, profile)")
+    return reasons
