@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -9,7 +12,7 @@ from facefind.calibration import default_calibration
 from facefind.faces import analyze, load_backend
 from facefind.settings import Settings
 
-from .conftest import BIDEN, OBAMA
+from .conftest import BIDEN, OBAMA, run_cli, run_json
 
 
 def test_flip_average_is_the_mean_of_both_views_under_its_own_model_id() -> None:
@@ -30,3 +33,20 @@ def test_flip_average_is_the_mean_of_both_views_under_its_own_model_id() -> None
     other = analyze(flipped, cv2.imread(str(BIDEN)), Settings(flip_average=True))[0]
     assert float(both @ other.embedding) < threshold
     assert analyze(flipped, image, Settings(flip_average=True))[0].model_id == "sface-2021dec-flip"
+
+
+def test_a_catalog_switches_to_the_flip_model_and_back(fr_db: Path, tmp_path: Path) -> None:
+    """`facefind models use sface-2021dec-flip`: re-embeds every face, then searches with it."""
+    db = tmp_path / "c.db"
+    shutil.copy(fr_db, db)
+    listed = {m["name"]: m for m in run_json("models", "list", db=db)}
+    assert listed["sface-2021dec-flip"]["builtin"] and not listed["sface-2021dec-flip"]["active"]
+    run_json("models", "use", "sface-2021dec-flip", db=db)
+    result = run_json("search", OBAMA, "--purpose", "test", db=db)
+    assert result["model_id"] == "sface-2021dec-flip" and result["faces_searched"] == 23
+    assert all("Barack_Obama" in m["path"] for m in result["faces"][0]["matches"])
+    assert len(result["faces"][0]["matches"]) >= 8
+    refused = run_cli("models", "remove", "sface-2021dec-flip", db=db)
+    assert refused.returncode != 0 and "built-in" in refused.stderr
+    run_json("models", "use", "sface-2021dec", db=db)
+    assert run_json("search", OBAMA, "--purpose", "test", db=db)["model_id"] == "sface-2021dec"

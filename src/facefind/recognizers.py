@@ -49,6 +49,7 @@ from .catalog import (
 from .errors import ImageError, RecognizerError
 from .faces import Detection, FaceBackend, load_backend
 from .faces.onnx import COLORS, RecognizerSpec, probe, read_net, sha256_file
+from .faces.opencv import FLIP_SUFFIX
 from .faces.opencv import MODEL_ID as BUILTIN
 from .images import decode_image
 from .results import FileError
@@ -97,6 +98,12 @@ class ModelSwitch(BaseModel):
     faces_per_second: float = 0.0
 
 
+# Built in: SFace, and SFace averaged with its mirror image (better at low FMR, twice the time:
+# bench/pipeline_bench.py); both run from the same model file.
+FLIPPED = BUILTIN + FLIP_SUFFIX
+BUILTINS = (BUILTIN, FLIPPED)
+
+
 # reading the registry ----------------------------------------------------------------------------
 def active(catalog: Catalog) -> str:
     return catalog.get_setting(ACTIVE_KEY, BUILTIN)
@@ -104,12 +111,12 @@ def active(catalog: Catalog) -> str:
 
 def spec(catalog: Catalog, name: str) -> RecognizerSpec | None:
     """The registration of `name`; None for the built-in model; an error for an unknown name."""
-    if name == BUILTIN:
+    if name in BUILTINS:
         return None
     with catalog.engine.connect() as conn:
         row = conn.execute(sa.select(recognizers).where(recognizers.c.model_id == name)).one_or_none()
     if row is None:
-        known = ", ".join([BUILTIN, *_names(catalog)])
+        known = ", ".join([*BUILTINS, *_names(catalog)])
         raise RecognizerError(
             f"no recognizer named {name!r}; this catalog knows: {known} (`facefind models list`)"
         )
@@ -126,7 +133,7 @@ def spec(catalog: Catalog, name: str) -> RecognizerSpec | None:
 
 
 def settings_for(catalog: Catalog, settings: Settings, name: str) -> Settings:
-    return replace(settings, recognizer=spec(catalog, name))
+    return replace(settings, recognizer=spec(catalog, name), flip_average=name == FLIPPED)
 
 
 def with_active(catalog: Catalog, settings: Settings) -> Settings:
@@ -157,17 +164,18 @@ def all_(catalog: Catalog) -> list[Recognizer]:
                 counts[model_id] = counts.get(model_id, 0) + int(n)
     out = [
         Recognizer(
-            name=BUILTIN,
+            name=name,
             builtin=True,
-            active=current == BUILTIN,
-            calibration="own" if BUILTIN in own else "shipped",
-            faces=counts.get(BUILTIN, 0),
+            active=current == name,
+            calibration="own" if name in own else "shipped",
+            faces=counts.get(name, 0),
             dim=128,
             input_size=112,
             color="rgb",
             mean=0.0,
             std=1.0,
         )
+        for name in BUILTINS
     ]
     for r in rows:
         out.append(
@@ -215,7 +223,7 @@ def register(
             f"--name {name!r}: use 1-40 characters of a-z, 0-9, '.', '_', '-', starting with a letter "
             f"or digit (e.g. arcface-r50); the name is stored beside every embedding of the model."
         )
-    if name == BUILTIN or name in _names(catalog):
+    if name in BUILTINS or name in _names(catalog):
         raise RecognizerError(
             f"a recognizer named {name!r} already exists; choose another --name "
             f"(`facefind models list` shows the names in use)."
@@ -294,7 +302,7 @@ def check_switch(catalog: Catalog, name: str, people_max_fmr: float) -> None:
     """Refuse a switch that would leave the catalog unable to decide or to honour opt-outs."""
     spec(catalog, name)  # an unknown name is an error listing the known ones
     table = catalog.load_calibration(name)
-    if name != BUILTIN and table is None:
+    if name not in BUILTINS and table is None:
         raise RecognizerError(
             f"{name} has no calibration yet, so facefind cannot turn its similarities into "
             f"false-match rates. Run `facefind calibrate LABELLED_DIR --model {name}` first (PERSON/IMAGE "
