@@ -1,6 +1,6 @@
 """Search latency: at the catalog size ../shared/datasets gives, and at 100k synthetic faces.
 
-    python bench/search_bench.py [--queries 200] [--json]
+    python bench/search_bench.py [--queries 200] [--synthetic 1000000] [--json]
 
 Reports p50/p99 of (a) the vector search alone and (b) `FaceFind.search(photo)` end to end
 (decode, detect, embed the query, search, fetch rows), plus the time to load the index from the
@@ -99,11 +99,15 @@ def measure(ff: facefind.FaceFind, photos: list[Path], n_queries: int, rng: np.r
     load_s = time.perf_counter() - t
     queries = rng.standard_normal((n_queries, 128)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    end_to_end = []
+    end_to_end, beyond_analysis = [], []
     for photo in photos:
         t = time.perf_counter()
+        ff.faces(photo)  # the query's own decode, detect and embed: what a search adds comes after
+        analysed = time.perf_counter()
         ff.search(photo)
-        end_to_end.append(time.perf_counter() - t)
+        done = time.perf_counter()
+        end_to_end.append(done - analysed)
+        beyond_analysis.append((done - analysed) - (analysed - t))
     return {
         "faces": len(index),
         "index_load_s": round(load_s, 3),
@@ -112,6 +116,8 @@ def measure(ff: facefind.FaceFind, photos: list[Path], n_queries: int, rng: np.r
             k: round(v / 32, 4) for k, v in time_vector_search(index, queries, 32).items()
         },
         "search_photo_end_to_end": percentiles(end_to_end),
+        # search minus analysing the query photo: vector search, FPIR decision, rows, audit entry
+        "search_beyond_query_analysis": percentiles(beyond_analysis),
     }
 
 
@@ -145,7 +151,8 @@ def main() -> None:
         print(
             f"{name}: {r['faces']} faces, index load {r['index_load_s']}s, "
             f"vector search {r['vector_search_single']}, batch of 32 per query "
-            f"{r['vector_search_batch32_per_query']}, search(photo) {r['search_photo_end_to_end']}"
+            f"{r['vector_search_batch32_per_query']}, search(photo) {r['search_photo_end_to_end']}, "
+            f"beyond analysing the query {r['search_beyond_query_analysis']}"
         )
 
 
