@@ -13,6 +13,7 @@ import pytest
 import facefind
 from facefind.catalog import SCHEMA_VERSION, Catalog
 from facefind.errors import CalibrationError, RecognizerError
+from facefind.recognizers import BUILTINS
 from facefind.settings import Settings
 
 from .conftest import FR, GLINT, MODELS, OBAMA, new_catalog, run_cli, run_json
@@ -89,7 +90,7 @@ def test_a_bad_recognizer_gives_a_clear_error_and_changes_nothing(catalog: Path,
                 ff.models.add(SFACE, name=name, sha256=sha(SFACE))
         with pytest.raises(RecognizerError, match="not a SHA-256"):
             ff.models.add(SFACE, name="mine", sha256="0ba9fbfa")
-        assert [m.name for m in ff.models.all()] == [BUILTIN]
+        assert [m.name for m in ff.models.all()] == list(BUILTINS)
     assert snapshot(catalog) == before
     # the command line says the same, on stderr, with exit status 1
     proc = run_cli("models", "add", wrong_shape, "--name", "mine", "--sha256", sha(wrong_shape), db=catalog)
@@ -180,7 +181,7 @@ def test_own_recognizer_end_to_end(tmp_path: Path) -> None:
     written = [p for p in db.parent.rglob("*") if p.is_file() and p.suffix not in (".png", ".jpg", ".jpeg")]
     assert not any(b[:64] in f.read_bytes() for b in blobs for f in written)
     with facefind.open(db) as ff:
-        assert [m.name for m in ff.models.all()] == [BUILTIN]
+        assert [m.name for m in ff.models.all()] == list(BUILTINS)
         with pytest.raises(RecognizerError, match="built-in"):
             ff.models.remove(BUILTIN)
 
@@ -223,7 +224,7 @@ def test_schema_4_catalog_gains_the_recognizer_tables(tmp_path: Path) -> None:
             """
         )
     with facefind.open(db) as ff:
-        assert [m.name for m in ff.models.all()] == [BUILTIN]
+        assert [m.name for m in ff.models.all()] == list(BUILTINS)
     with sqlite3.connect(db) as con:
         tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
         version = con.execute("select value from meta where key = 'schema_version'").fetchone()[0]
