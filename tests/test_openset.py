@@ -73,6 +73,8 @@ def test_strangers_get_no_match_where_the_old_rule_named_someone(glint_half: Pat
         default = [ff.search(p, face=0) for p in strangers]
         old_rule = [ff.search(p, face=0, max_fmr=1e-3) for p in strangers]
     assert default[0].faces_searched > 500 and default[0].rule == "fpir"
+    needed = fmr_for_fpir(0.01, default[0].faces_searched)  # ~1.7e-5: at the edge of what is measured
+    assert default[0].threshold_extrapolated == (needed < default_calibration(MODEL_ID).measured_floor)
     wrong_now = sum(r.matched for r in default) / len(strangers)
     wrong_before = sum(r.matched for r in old_rule) / len(strangers)
     # Stated: at most 1 in 100 strangers matched; 150 searches leave room for chance. The old

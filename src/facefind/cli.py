@@ -293,6 +293,11 @@ def _print_search(r: SearchResult) -> None:
     else:
         rule = "given threshold"
     out.print(f"{r.faces_searched} faces searched; threshold {r.threshold:.3f} ({rule})")
+    if r.threshold_extrapolated:
+        out.print(
+            "  [dim]the threshold rests on the calibration's tail model (its 95% bound): at this many "
+            "faces, calibrate with labelled photos of many people (`facefind calibrate`)[/]"
+        )
     for qf in r.faces:
         out.print(f"face {qf.face} at x={qf.box.x:.0f} y={qf.box.y:.0f} {qf.box.w:.0f}x{qf.box.h:.0f}")
         for warning in qf.warnings:

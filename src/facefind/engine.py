@@ -364,6 +364,7 @@ class FaceFind:
             query=_describe(image),
             model_id=self.backend.model_id,
             threshold=round(cut, 4),
+            threshold_extrapolated=calibration.estimate(cut).extrapolated,
             rule=rule,
             max_fpir=max_fpir if rule == "fpir" else None,
             max_fmr=max_fmr if rule == "fmr" else None,

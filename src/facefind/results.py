@@ -76,6 +76,9 @@ class SearchResult(BaseModel):
     query: str
     model_id: str
     threshold: float
+    # The threshold rests on the calibration's tail model (the FMR it needs is below what the
+    # calibration pairs measure): trustworthy only if the calibration set had many people.
+    threshold_extrapolated: bool = False
     # The rule that set the threshold: "fpir" (default: at most max_fpir at this gallery size),
     # "fmr" (at most max_fmr per comparison) or "threshold" (a similarity given by the caller).
     rule: str
