@@ -198,7 +198,8 @@ class Calibration:
 
         Where that needs an extrapolated FMR, the threshold keeps it at the 95% bound of the tail
         refits (`bound`), not at the point estimate: on synthetic galleries of 10k-1M faces the point
-        estimate let through 5-12x the stated FPIR, the bound 0.9-2.3x (bench/openset_bench.py)."""
+        estimate let through 2-4x the stated FPIR, the bound 0.35-1.85x (bench/openset_bench.py, a
+        calibration set of 1,200 people; with 120 people even the bound is unreliable: README)."""
         if not 0 < max_fpir < 1:
             raise CalibrationError(f"--max-fpir must be in (0, 1), got {max_fpir:g}")
         key = (max_fpir, gallery, bound)
