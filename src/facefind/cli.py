@@ -1027,10 +1027,23 @@ def audit_show(since: Since = None, until: Until = None, db: Db = None, as_json:
         emit_json(entries)
         return
     for e in entries:
-        summary = ", ".join(f"{k}={v}" for k, v in e.details.items() if not isinstance(v, list | dict))
-        found = sum(len(f["matches"]) for f in e.details.get("faces", []))
-        matches = f" matches={found}" if "faces" in e.details else ""
+        summary = ", ".join(f"{k}={_detail(v)}" for k, v in e.details.items() if _detail(v) is not None)
+        faces = e.details.get("faces")
+        matches = ""
+        if e.action == "search" and isinstance(faces, list):  # [{"face": n, "matches": [...]}, ...]
+            matches = f" matches={sum(len(f.get('matches', [])) for f in faces if isinstance(f, dict))}"
         out.print(f"#{e.seq} {e.at} {e.actor} {e.action} purpose={e.purpose!r} {summary}{matches}")
+
+
+def _detail(value: Any) -> str | None:
+    """A detail as text: scalars as they are, lists of scalars (face ids) joined; None for nested ones."""
+    if isinstance(value, dict):
+        return None
+    if isinstance(value, list):
+        if any(isinstance(v, list | dict) for v in value):
+            return None
+        return ",".join(map(str, value)) or "-"
+    return str(value)
 
 
 @audit_app.command("export")

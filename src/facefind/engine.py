@@ -27,6 +27,9 @@ from .results import Box, IndexReport, Match, PurgeReport, QueryFace, SearchResu
 from .settings import Settings, default_db_path
 from .vectors import KINDS, FaissIndex, IndexPolicy, VectorStore
 
+# More matches per face than anyone reviews; a larger k only costs memory (1e9 took 24 GB).
+MAX_TOP_K = 10_000
+
 
 def open(
     db: str | Path | None = None,
@@ -219,7 +222,8 @@ class FaceFind:
         today = datetime.now(UTC)
         receipts = []
         for c in collections.all_(self.catalog):
-            if not c.retention_days:
+            # Periods over 100 years (accepted before they were refused) keep photos for good.
+            if not c.retention_days or c.retention_days > collections.MAX_RETENTION_DAYS:
                 continue
             cutoff = (today - timedelta(days=c.retention_days)).isoformat(timespec="seconds")
             expired = self.catalog.images_indexed_before(c.name, cutoff)
@@ -323,8 +327,8 @@ class FaceFind:
             optouts.suppressed_faces(self.catalog), consent.withheld_faces(self.catalog, "search")
         )
         exclude = np.union1d(hidden, np.fromiter(exclude, np.int64)) if exclude is not None else hidden
-        if top_k < 1:
-            raise FacefindError(f"--top-k must be at least 1, got {top_k}")
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise FacefindError(f"--top-k must be between 1 and {MAX_TOP_K:,}, got {top_k:,}")
         if sum(x is not None for x in (max_fpir, max_fmr, threshold)) > 1:
             raise FacefindError("give at most one of --max-fpir, --max-fmr and --threshold")
         calibration = self.calibration()

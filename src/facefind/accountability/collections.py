@@ -22,6 +22,7 @@ BASES = {
     "legitimate-interest": "legitimate interest, with a documented balancing test (--note)",
 }
 _UNITS = {"d": 1, "w": 7, "m": 30, "y": 365}
+MAX_RETENTION_DAYS = 100 * 365  # a longer period is a typo, and past year 9999 dates overflow
 
 
 class Collection(BaseModel):
@@ -41,7 +42,13 @@ def parse_retention(text: str) -> int:
         raise FacefindError(
             f"--retention {text!r} is not a period: use a number and a unit, e.g. 30d, 6w, 18m or 5y"
         )
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    days = int(match.group(1)) * _UNITS[match.group(2)]
+    if days > MAX_RETENTION_DAYS:
+        raise FacefindError(
+            f"--retention {text!r} is {days:,} days; the longest period facefind keeps is 100 years "
+            f"(100y). Give a shorter period."
+        )
+    return days
 
 
 def create(

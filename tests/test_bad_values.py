@@ -1,0 +1,55 @@
+"""Bad option values get a clear error and change nothing; odd stored values do not crash a command."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import facefind
+from facefind.errors import FacefindError
+
+from .conftest import OBAMA, run_cli, run_json
+
+
+@pytest.fixture
+def db(fr_db: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "c.db"
+    shutil.copy(fr_db, copy)
+    return copy
+
+
+def test_audit_show_reads_person_decisions_as_text(db: Path) -> None:
+    """`audit show` crashed (TypeError) on the entries of `people split` and `people remove`."""
+    person = max(run_json("people", "list", db=db), key=lambda p: p["face_count"])
+    first, second = (f["face_id"] for f in person["faces"][:2])
+    run_json("people", "split", str(person["id"]), "--face", str(first), db=db)
+    run_json("people", "remove", str(person["id"]), "--face", str(second), db=db)
+    shown = run_cli("audit", "show", db=db)
+    assert shown.returncode == 0, shown.stderr
+    assert "decision=split" in shown.stdout and "decision=remove" in shown.stdout
+    assert f"faces={first}" in shown.stdout
+
+
+def test_retention_past_100_years_is_refused_and_old_ones_do_not_break_purge(db: Path) -> None:
+    before = run_json("collection", "list", db=db)
+    refused = run_cli(
+        "collection", "create", "x", "--owner", "a", "--basis", "own", "--retention", "3000y", db=db
+    )
+    assert refused.returncode == 1 and "100 years" in refused.stderr
+    assert run_json("collection", "list", db=db) == before
+    # A catalog that accepted such a period earlier: purge used to die (OverflowError) for everyone.
+    run_json("collection", "create", "old", "--owner", "a", "--basis", "own", "--retention", "5y", db=db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("update collections set retention_days = 1095000 where name = 'old'")
+    purged = run_cli("purge", db=db)
+    assert purged.returncode == 0, purged.stderr
+
+
+def test_top_k_is_bounded_in_the_library_and_the_cli(db: Path) -> None:
+    huge = run_cli("search", OBAMA, "--purpose", "t", "--top-k", "99999999999999999999", db=db)
+    assert huge.returncode == 1 and "between 1 and 10,000" in huge.stderr and "Traceback" not in huge.stderr
+    with facefind.open(db, purpose="t") as ff, pytest.raises(FacefindError, match="between 1 and 10,000"):
+        ff.search(OBAMA, top_k=1_000_000_000)
