@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 import facefind
 from facefind.errors import FacefindError
 
-from .conftest import OBAMA, run_cli, run_json
+from .conftest import FR, OBAMA, run_cli, run_json
 
 
 @pytest.fixture
@@ -53,3 +55,28 @@ def test_top_k_is_bounded_in_the_library_and_the_cli(db: Path) -> None:
     assert huge.returncode == 1 and "between 1 and 10,000" in huge.stderr and "Traceback" not in huge.stderr
     with facefind.open(db, purpose="t") as ff, pytest.raises(FacefindError, match="between 1 and 10,000"):
         ff.search(OBAMA, top_k=1_000_000_000)
+
+
+SCRIPT = """
+import facefind
+ff = facefind.open({db!r})
+if not ff.collections():
+    ff.create_collection("default", owner="me", basis="own", retention="1y")
+print(ff.index({photos!r}, workers=2).indexed)
+"""
+
+
+def test_a_script_without_main_guard_is_told_so(tmp_path: Path) -> None:
+    """face_recognition-style scripts have no main guard; worker processes re-import them."""
+    photos = FR.parent / "deepface"  # 61 photos: more than are analysed in-process
+    plain = tmp_path / "plain.py"
+    plain.write_text(SCRIPT.format(db=str(tmp_path / "a.db"), photos=str(photos)))
+    guarded = tmp_path / "guarded.py"
+    body = SCRIPT.format(db=str(tmp_path / "b.db"), photos=str(photos)).strip().splitlines()
+    guarded.write_text("if __name__ == '__main__':\n" + "\n".join("    " + line for line in body) + "\n")
+    failed = subprocess.run([sys.executable, plain], capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0
+    assert 'if __name__ == "__main__":' in failed.stderr and "worker process died" not in failed.stderr
+    ran = subprocess.run([sys.executable, guarded], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().splitlines()[-1] == "61"

@@ -10,6 +10,7 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -222,7 +223,8 @@ class Indexer:
             flush()
             raise FacefindError(
                 f"a worker process died (out of memory, or a crash decoding a file) after "
-                f"{report.indexed} photos were saved; run the same command again to continue."
+                f"{report.indexed} photos were saved; run the same command again to continue (with "
+                f"--workers 1 to find a file that crashes the decoder)."
             ) from None
         finally:
             if pending:
@@ -276,6 +278,7 @@ def analyse_files(
             yield process_file(task, in_process, settings)
         return
     prepare_backend()  # download or fail once, here, not in every worker
+    _require_main_guard()
     context = multiprocessing.get_context("spawn")  # OpenCV is not fork-safe
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(settings,))
     try:
@@ -288,3 +291,22 @@ def analyse_files(
                 yield future.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _require_main_guard() -> None:
+    """Worker processes start by re-importing the caller's script: one that calls facefind at its
+    top level, without `if __name__ == "__main__":`, would start workers from every worker."""
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    if main is None or getattr(main, "__spec__", None) is not None or not script:
+        return  # `python -m ...`, an interactive session or a notebook: nothing is re-imported
+    try:
+        text = Path(script).read_text(errors="replace")
+    except OSError:
+        return
+    if "__main__" not in text:
+        raise FacefindError(
+            f"facefind analyses photos in worker processes, which start by importing your script "
+            f"{script}; put the code that calls facefind under `if __name__ == \"__main__\":` "
+            f"(as Python's multiprocessing requires), or pass workers=1."
+        )
