@@ -13,7 +13,7 @@ import pytest
 import facefind
 from facefind.errors import FacefindError
 
-from .conftest import FR, OBAMA, run_cli, run_json
+from .conftest import BIDEN, FR, OBAMA, run_cli, run_json
 
 
 @pytest.fixture
@@ -80,3 +80,11 @@ def test_a_script_without_main_guard_is_told_so(tmp_path: Path) -> None:
     ran = subprocess.run([sys.executable, guarded], capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip().splitlines()[-1] == "61"
+
+
+def test_the_same_opt_out_twice_counts_its_faces_once(db: Path) -> None:
+    first = run_json("optout", "add", BIDEN, db=db)
+    run_json("optout", "add", BIDEN, db=db)
+    report = run_json("report", db=db)
+    assert report["optouts"]["in_force"] == 2
+    assert report["optouts"]["faces_suppressed"] == first["faces_suppressed"] == 2

@@ -52,7 +52,8 @@ def build(catalog: Catalog, audit: AuditLog, since: str | None = None) -> dict[s
         "verifications": sum(e.action == "verify" for e in entries),
         "optouts": {
             "in_force": len(in_force),
-            "faces_suppressed": sum(o.faces_suppressed for o in in_force),
+            # distinct faces: two opt-outs of one person suppress the same faces once
+            "faces_suppressed": len(optouts.suppressed_faces(catalog)),
             "requests_in_period": sum(e.action == "optout" and "added" in e.details for e in entries),
         },
         "erasures": {
