@@ -96,3 +96,24 @@ def test_heic_when_pillow_heif_is_installed(tmp_path: Path) -> None:
     Image.open(OBAMA).save(path, "HEIF", quality=90)
     assert ".heic" in EXTENSIONS
     assert load_image(path).shape[:2] == load_image(OBAMA).shape[:2]
+
+
+def test_a_large_photo_names_the_pixel_limit_and_how_to_raise_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 108 MP photo was refused as a "bomb" without the limit or a way past it."""
+    from facefind.errors import FacefindError
+    from facefind.settings import Settings
+
+    big = tmp_path / "big.png"
+    big.write_bytes(png_header_only(12_000, 9_000))
+    limit = r"12000x9000 = 108 MP, over the limit of 89 MP.*FACEFIND_MAX_PIXELS"
+    with pytest.raises(ImageError, match=limit):
+        load_image(big)
+    monkeypatch.setenv("FACEFIND_MAX_PIXELS", "200_000_000")
+    assert Settings().max_image_pixels == 200_000_000
+    with pytest.raises(ImageError, match="damaged or truncated"):  # past the limit: decoded (a stub PNG)
+        load_image(big, Settings())
+    monkeypatch.setenv("FACEFIND_MAX_PIXELS", "lots")
+    with pytest.raises(FacefindError, match="FACEFIND_MAX_PIXELS='lots'"):
+        Settings()

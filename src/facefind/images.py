@@ -61,6 +61,8 @@ def load_image(source: ImageSource, settings: Settings | None = None) -> np.ndar
 def decode_image(data: bytes, settings: Settings, name: str = "image") -> np.ndarray:
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
+    # Our limit, checked on the header below, replaces Pillow's (which cannot say the size).
+    pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse both.
@@ -75,13 +77,15 @@ def decode_image(data: bytes, settings: Settings, name: str = "image") -> np.nda
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name}: refused as a decompression bomb (too many pixels)") from None
+        raise ImageError(f"{name}: {_too_many_pixels(None, settings)}") from None
     except UnidentifiedImageError:
         raise ImageError(
             f"{name}: not a supported image (JPEG, PNG, WebP, BMP, TIFF{', HEIC' if HEIF else ''})"
         ) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{name}: damaged or truncated image ({err})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
@@ -101,12 +105,18 @@ def _check_dimensions(size: tuple[int, int], settings: Settings, name: str) -> N
     if w < 1 or h < 1:
         raise ImageError(f"{name}: image has no pixels ({w}x{h})")
     if w * h > settings.max_image_pixels:
-        raise ImageError(
-            f"{name}: refused as a decompression bomb ({w}x{h} = {w * h / 1e6:.0f} MP, "
-            f"limit {settings.max_image_pixels / 1e6:.0f} MP)"
-        )
+        raise ImageError(f"{name}: {_too_many_pixels((w, h), settings)}")
     if max(w, h) > settings.max_image_side or max(w, h) / min(w, h) > settings.max_aspect_ratio:
         raise ImageError(f"{name}: absurd dimensions {w}x{h}; not a photo")
+
+
+def _too_many_pixels(size: tuple[int, int] | None, settings: Settings) -> str:
+    what = f"{size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} MP" if size else "too many pixels"
+    return (
+        f"{what}, over the limit of {settings.max_image_pixels / 1e6:.0f} MP that guards against "
+        f"decompression bombs; if it is a real photo, raise the limit, e.g. FACEFIND_MAX_PIXELS=200000000 "
+        f"(needs about 3 bytes of memory a pixel)"
+    )
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import platformdirs
+
+from .errors import FacefindError
 
 if TYPE_CHECKING:
     from .faces.onnx import RecognizerSpec
@@ -21,6 +23,26 @@ def default_db_path() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(platformdirs.user_data_dir(APP)) / "catalog.db"
+
+
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+def max_pixels_from_environment() -> int:
+    """FACEFIND_MAX_PIXELS (e.g. 200000000 or 200_000_000), else DEFAULT_MAX_PIXELS."""
+    text = os.environ.get("FACEFIND_MAX_PIXELS", "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if not 1_000_000 <= value <= 4_000_000_000:
+        raise FacefindError(
+            f"FACEFIND_MAX_PIXELS={text!r}: give a whole number of pixels between 1000000 and "
+            f"4000000000 (e.g. 200000000 for 200 MP photos)"
+        )
+    return value
 
 
 def model_cache_dir() -> Path:
@@ -54,7 +76,8 @@ class Settings:
     people_max_fmr: float = 1e-4
     people_min_faces: int = 2
     # Refuse images larger than this many pixels (decompression bombs) or with absurd sides.
-    max_image_pixels: int = 89_478_485  # Pillow's own bomb limit (~9459x9459)
+    # Default: Pillow's own bomb limit (~9459x9459, 89 MP); FACEFIND_MAX_PIXELS raises it.
+    max_image_pixels: int = field(default_factory=lambda: max_pixels_from_environment())
     max_image_side: int = 40_000
     max_aspect_ratio: float = 20.0
     # The registered recognizer in use (`facefind models use`); None is the built-in SFace. Kept
