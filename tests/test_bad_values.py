@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -13,7 +15,7 @@ import pytest
 import facefind
 from facefind.errors import FacefindError
 
-from .conftest import BIDEN, FR, OBAMA, run_cli, run_json
+from .conftest import BIDEN, FR, OBAMA, new_catalog, run_cli, run_json
 
 
 @pytest.fixture
@@ -88,3 +90,22 @@ def test_the_same_opt_out_twice_counts_its_faces_once(db: Path) -> None:
     report = run_json("report", db=db)
     assert report["optouts"]["in_force"] == 2
     assert report["optouts"]["faces_suppressed"] == first["faces_suppressed"] == 2
+
+
+def test_fifos_and_devices_are_skipped_not_read(tmp_path: Path) -> None:
+    """A FIFO named x.jpg hung `index` (and `search`); a link to /dev/zero read until memory ran out."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for photo in (FR / "Joe_Biden").iterdir():
+        shutil.copy(photo, photos / photo.name)
+    os.mkfifo(photos / "x.jpg")
+    (photos / "z.jpg").symlink_to("/dev/zero")
+    db = new_catalog(tmp_path / "c.db")
+    indexed = run_cli("index", photos, "--json", db=db, timeout=120)  # hung for ever before
+    assert indexed.returncode == 3, indexed.stderr
+    report = json.loads(indexed.stdout)
+    assert report["indexed"] == 2 and report["errors"] == 2
+    reasons = {Path(e["path"]).name: e["error"] for e in report["error_files"]}
+    assert "FIFO" in reasons["x.jpg"] and "character device" in reasons["z.jpg"]
+    searched = run_cli("search", photos / "x.jpg", "--purpose", "t", db=db, timeout=60)
+    assert searched.returncode == 1 and "FIFO" in searched.stderr

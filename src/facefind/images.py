@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -44,18 +46,54 @@ def load_image(source: ImageSource, settings: Settings | None = None) -> np.ndar
         return _from_array(source)
     if isinstance(source, str | Path):
         path = Path(source)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ImageError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise ImageError(f"{path}: is a folder, not a photo") from None
-        except OSError as err:
-            raise ImageError(f"{path}: cannot read ({err.strerror})") from None
-        return decode_image(data, settings, name=str(path))
+        return decode_image(read_photo(path, settings), settings, name=str(path))
     if isinstance(source, bytes | bytearray | memoryview):
         return decode_image(bytes(source), settings)
     raise ImageError(f"cannot use a {type(source).__name__} as a photo: give a path, bytes or an array")
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def read_photo(path: Path, settings: Settings) -> bytes:
+    """The bytes of a photo file: regular files only (links followed), at most max_file_bytes.
+
+    A FIFO would block a read forever and a link to /dev/zero never ends: the file is opened
+    without blocking and checked before anything is read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except OSError as err:
+        raise ImageError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError(f"{path}: is a folder, not a photo")
+        if not stat.S_ISREG(st.st_mode):
+            kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+            raise ImageError(f"{path}: {kind}, not a photo file; only regular files are read")
+        limit = settings.max_file_bytes
+        if st.st_size > limit:
+            raise ImageError(
+                f"{path}: {st.st_size / 2**20:.0f} MiB, over the {limit / 2**20:.0f} MiB a photo file may "
+                f"have (Settings.max_file_bytes)"
+            )
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:  # grew while being read
+            raise ImageError(f"{path}: larger than {limit / 2**20:.0f} MiB while being read")
+        return data
+    except OSError as err:
+        raise ImageError(f"{path}: cannot read ({err.strerror})") from None
+    finally:
+        os.close(fd)
 
 
 def decode_image(data: bytes, settings: Settings, name: str = "image") -> np.ndarray:

@@ -25,7 +25,7 @@ from .catalog import Catalog
 from .errors import FacefindError, ImageError
 from .faces import Face, FaceBackend, analyze, load_backend, prepare_backend
 from .faces.pipeline import StageTimes
-from .images import EXTENSIONS, decode_image, is_image_path
+from .images import EXTENSIONS, decode_image, is_image_path, read_photo
 from .results import FileError, IndexReport
 from .settings import Settings
 
@@ -79,9 +79,9 @@ def process_file(task: FileTask, backend: FaceBackend, settings: Settings) -> Fi
     result = FileResult(task)
     started = time.perf_counter()
     try:
-        data = Path(task.path).read_bytes()
-    except OSError as err:
-        result.error = f"cannot read ({err.strerror})"
+        data = read_photo(Path(task.path), settings)
+    except ImageError as err:
+        result.error = str(err).removeprefix(f"{task.path}: ")
         return result
     result.sha256 = hashlib.sha256(data).hexdigest()
     if result.sha256 == task.known_sha256:

@@ -79,6 +79,7 @@ class Settings:
     # Default: Pillow's own bomb limit (~9459x9459, 89 MP); FACEFIND_MAX_PIXELS raises it.
     max_image_pixels: int = field(default_factory=lambda: max_pixels_from_environment())
     max_image_side: int = 40_000
+    max_file_bytes: int = 512 * 2**20  # no photo file is larger; stops endless or huge reads
     max_aspect_ratio: float = 20.0
     # The registered recognizer in use (`facefind models use`); None is the built-in SFace. Kept
     # here so worker processes, which get the settings, load the same model as the parent.
