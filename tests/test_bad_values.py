@@ -109,3 +109,12 @@ def test_fifos_and_devices_are_skipped_not_read(tmp_path: Path) -> None:
     assert "FIFO" in reasons["x.jpg"] and "character device" in reasons["z.jpg"]
     searched = run_cli("search", photos / "x.jpg", "--purpose", "t", db=db, timeout=60)
     assert searched.returncode == 1 and "FIFO" in searched.stderr
+
+
+def test_a_catalog_in_a_missing_folder_or_an_unsupported_url_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "c.db"
+    refused = run_cli("stats", db=missing)
+    assert refused.returncode == 1 and "does not exist" in refused.stderr
+    assert not (tmp_path / "no").exists()  # nothing created, not even the folders
+    url = run_cli("stats", "--db", "postgresql://someone@localhost/photos")
+    assert url.returncode == 1 and "not supported yet" in url.stderr and "Traceback" not in url.stderr

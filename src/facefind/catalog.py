@@ -276,16 +276,30 @@ MIGRATIONS = [_migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5
 
 
 class Catalog:
-    def __init__(self, url_or_path: str | Path) -> None:
+    def __init__(self, url_or_path: str | Path, *, create_folders: bool = False) -> None:
+        """`create_folders`: make the catalog file's folder if missing (the per-user default);
+        a folder the user named that does not exist is more likely a typo."""
         url = str(url_or_path)
         if "://" not in url:
             path = Path(url).expanduser()
             if path.is_dir():
                 raise CatalogError(f"{path} is a folder; --db wants a file such as {path / 'catalog.db'}")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.parent.is_dir():
+                if not create_folders:
+                    raise CatalogError(
+                        f"the folder of the catalog {path} does not exist ({path.parent}); create it "
+                        f"first, or give another --db (or FACEFIND_DB)"
+                    )
+                path.parent.mkdir(parents=True, exist_ok=True)
             url = f"sqlite:///{path}"
         self.url = url
-        self.engine: Engine = sa.create_engine(url)
+        try:
+            self.engine: Engine = sa.create_engine(url)
+        except (ImportError, sa.exc.NoSuchModuleError, sa.exc.ArgumentError) as err:
+            raise CatalogError(
+                f"cannot use the catalog URL {url!r}: {err}. facefind's catalog is an SQLite file "
+                f"(--db photos.db); PostgreSQL is not supported yet."
+            ) from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:

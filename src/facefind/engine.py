@@ -62,7 +62,8 @@ class FaceFind:
         self.db: str | Path = (
             str(db) if db and "://" in str(db) else Path(db or default_db_path()).expanduser()
         )
-        self.catalog = Catalog(self.db)
+        # Only facefind's own default location is created; a folder the user named must exist.
+        self.catalog = Catalog(self.db, create_folders=db is None and not os.environ.get("FACEFIND_DB"))
         # The catalog's active recognizer (`facefind models use`); the built-in SFace by default.
         self.settings = recognizers.with_active(self.catalog, self.settings)
         # Keep the signing key away from the catalog (FACEFIND_AUDIT_KEY) so whoever can edit the
