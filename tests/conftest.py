@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,15 @@ def fr_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         report = ff.index(FR, workers=1)
     assert report.indexed == 23 and report.errors == 0
     return db
+
+
+@pytest.fixture
+def fr_copy(fr_db: Path, tmp_path: Path) -> Path:
+    """A private copy of the indexed face_recognition catalog, for tests that change it (searches
+    and decisions are audited too, so even a search changes the shared catalog)."""
+    copy = tmp_path / "catalog.db"
+    shutil.copy(fr_db, copy)
+    return copy
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,8 @@ from .conftest import BIDEN, FR, OBAMA, new_catalog, run_cli, run_json
 
 
 @pytest.fixture
-def db(fr_db: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "c.db"
-    shutil.copy(fr_db, copy)
-    return copy
+def db(fr_copy: Path) -> Path:
+    return fr_copy
 
 
 def test_audit_show_reads_person_decisions_as_text(db: Path) -> None:

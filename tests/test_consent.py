@@ -14,10 +14,8 @@ CONSENT = ("--by", "the person", "--expires", "2099-12-31", "--evidence", "form 
 
 
 @pytest.fixture
-def db(fr_db: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "catalog.db"
-    shutil.copy(fr_db, copy)
-    return copy
+def db(fr_copy: Path) -> Path:
+    return fr_copy
 
 
 def person_of(db: Path, folder: str) -> dict:

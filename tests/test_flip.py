@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import cv2
@@ -35,10 +34,9 @@ def test_flip_average_is_the_mean_of_both_views_under_its_own_model_id() -> None
     assert analyze(flipped, image, Settings(flip_average=True))[0].model_id == "sface-2021dec-flip"
 
 
-def test_a_catalog_switches_to_the_flip_model_and_back(fr_db: Path, tmp_path: Path) -> None:
+def test_a_catalog_switches_to_the_flip_model_and_back(fr_copy: Path) -> None:
     """`facefind models use sface-2021dec-flip`: re-embeds every face, then searches with it."""
-    db = tmp_path / "c.db"
-    shutil.copy(fr_db, db)
+    db = fr_copy
     listed = {m["name"]: m for m in run_json("models", "list", db=db)}
     assert listed["sface-2021dec-flip"]["builtin"] and not listed["sface-2021dec-flip"]["active"]
     run_json("models", "use", "sface-2021dec-flip", db=db)

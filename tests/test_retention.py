@@ -4,7 +4,6 @@ be shortened and still verifies, through a signed checkpoint."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -17,10 +16,8 @@ from .conftest import run_cli, run_json
 
 
 @pytest.fixture
-def db(fr_db: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "catalog.db"
-    shutil.copy(fr_db, copy)
-    return copy
+def db(fr_copy: Path) -> Path:
+    return fr_copy
 
 
 def test_purge_erases_photos_past_retention_and_lapsed_consents(db: Path) -> None:
