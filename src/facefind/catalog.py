@@ -21,9 +21,24 @@ from sqlalchemy.engine import Connection, Engine
 
 from .errors import CatalogError
 from .faces import Face
+from .paths import from_stored, to_stored
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 metadata = sa.MetaData()
+
+
+class FileName(sa.TypeDecorator[str]):
+    """Text that may hold a file name which is not valid UTF-8 (paths.py), stored losslessly."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else to_stored(value)
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else from_stored(value)
+
 
 meta = sa.Table(
     "meta",
@@ -51,14 +66,14 @@ images = sa.Table(
     sa.Column(
         "collection_id", sa.Integer, sa.ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
     ),
-    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("path", FileName, nullable=False),
     sa.Column("sha256", sa.String(64)),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("mtime_ns", sa.BigInteger, nullable=False),
     sa.Column("width", sa.Integer),
     sa.Column("height", sa.Integer),
     sa.Column("status", sa.String(16), nullable=False),  # "indexed" or "error"
-    sa.Column("error", sa.Text),
+    sa.Column("error", FileName),  # may quote a file name
     sa.Column("indexed_at", sa.String(32), nullable=False),
     sa.UniqueConstraint("collection_id", "path"),
 )
@@ -188,7 +203,7 @@ recognizers = sa.Table(
     "recognizers",
     metadata,
     sa.Column("model_id", sa.String(64), primary_key=True),
-    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("path", FileName, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("input_size", sa.Integer, nullable=False),
     sa.Column("dim", sa.Integer, nullable=False),
@@ -223,6 +238,7 @@ class KnownImage:
     size: int
     mtime_ns: int
     status: str
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -270,9 +286,18 @@ def _migrate_4_to_5(conn: Connection) -> None:
     metadata.create_all(conn, tables=[recognizers, face_embeddings])
 
 
+def _migrate_5_to_6(conn: Connection) -> None:
+    """File names are stored in paths.py's reversible form, in which a backslash is doubled."""
+    for table, column in (("images", "path"), ("images", "error"), ("recognizers", "path")):
+        conn.execute(
+            sa.text(f"UPDATE {table} SET {column} = replace({column}, :one, :two)"),
+            {"one": "\\", "two": "\\\\"},
+        )
+
+
 # MIGRATIONS[n] takes a catalog from schema version n + 1 to n + 2. A new catalog is created
 # directly at SCHEMA_VERSION from `metadata`.
-MIGRATIONS = [_migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5]
+MIGRATIONS = [_migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5, _migrate_5_to_6]
 
 
 class Catalog:
@@ -386,6 +411,7 @@ class Catalog:
             images.c.size,
             images.c.mtime_ns,
             images.c.status,
+            images.c.error,
         ).where(
             images.c.collection_id == collection_id,
             sa.or_(images.c.path == root, images.c.path.startswith(prefix, autoescape=True)),
@@ -603,6 +629,19 @@ class Catalog:
                 "schema_version": SCHEMA_VERSION,
                 "recent_errors": [{"error": e, "count": n} for e, n in errors],
             }
+
+    def failed_images(self, collection_id: int | None = None) -> list[tuple[str, str, str]]:
+        """(collection, path, reason) of every file that could not be indexed, by path."""
+        query = (
+            sa.select(collections.c.name, images.c.path, images.c.error)
+            .select_from(images.join(collections))
+            .where(images.c.status == "error")
+            .order_by(collections.c.name, images.c.path)
+        )
+        if collection_id is not None:
+            query = query.where(images.c.collection_id == collection_id)
+        with self.engine.connect() as conn:
+            return [(c, p, e or "unknown error") for c, p, e in conn.execute(query)]
 
 
 def _delete_faces(conn: Connection, where: sa.ColumnElement[bool]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -14,6 +15,7 @@ import sqlalchemy
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,6 +29,7 @@ from rich.table import Table
 from . import evaluate as evaluation
 from .engine import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, FaceFind
 from .errors import FacefindError
+from .paths import shown, undecodable
 from .results import IndexReport, Person, SearchResult, Verification
 
 app = typer.Typer(
@@ -91,6 +94,18 @@ Purpose = Annotated[
 ]
 
 
+def main() -> None:
+    """The `facefind` command. An argument that is not valid UTF-8 may only be a file name."""
+    for arg in sys.argv[1:]:
+        if undecodable(arg) and not os.path.lexists(arg):
+            err.print(
+                f"[bold red]error:[/] the argument '{safe(arg)}' is not valid UTF-8 text and names no "
+                "existing file; give names, purposes and notes in UTF-8"
+            )
+            raise SystemExit(2)
+    app(prog_name="facefind")
+
+
 @contextmanager
 def session(db: str | None, actor: str | None = None) -> Iterator[FaceFind]:
     """Open the catalog; turn our errors into a clean message and exit status."""
@@ -98,7 +113,7 @@ def session(db: str | None, actor: str | None = None) -> Iterator[FaceFind]:
         with FaceFind(db, actor=actor) as ff:
             yield ff
     except FacefindError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {safe(e)}", highlight=False)
         raise typer.Exit(e.exit_code) from None
     except sqlalchemy.exc.OperationalError as e:
         err.print(
@@ -111,6 +126,11 @@ def session(db: str | None, actor: str | None = None) -> Iterator[FaceFind]:
     except KeyboardInterrupt:
         err.print("interrupted: nothing already stored was lost; run the same command again to continue")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def safe(value: object) -> str:
+    """Text from a user or a file name, printable as is: no Rich markup, no control characters."""
+    return escape(shown(str(value)))
 
 
 def emit_json(data: Any) -> None:
@@ -178,12 +198,17 @@ def index(
     photos: Annotated[Path, typer.Argument(help="Folder (searched recursively) or single photo.")],
     collection: Annotated[str, typer.Option(help="Collection to index into.")] = "default",
     workers: Workers = None,
+    retry_errors: Annotated[
+        bool, typer.Option("--retry-errors", help="Try again files that failed before, even if unchanged.")
+    ] = False,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Detect, align and embed every face under PHOTOS. Re-runs only do what changed."""
     with session(db) as ff, progress_bar("indexing", as_json) as on_progress:
-        report = ff.index(photos, collection=collection, workers=workers, on_progress=on_progress)
+        report = ff.index(
+            photos, collection=collection, workers=workers, on_progress=on_progress, retry_errors=retry_errors
+        )
     if as_json:
         emit_json(report)
     else:
@@ -196,14 +221,15 @@ def index(
 
 def _print_index_report(r: IndexReport) -> None:
     out.print(
-        f"{r.root}: {r.files_seen} photos seen; {r.indexed} indexed, {r.unchanged} unchanged, "
+        f"{safe(r.root)}: {r.files_seen} photos seen; {r.indexed} indexed, {r.unchanged} unchanged, "
         f"{r.removed} removed from the catalog; {r.faces_found} faces found "
         f"({r.faces_searchable} searchable) in {r.seconds:.1f}s ({r.images_per_second:.1f} images/s)."
     )
     for e in r.error_files[:20]:
-        out.print(f"  skipped {e.path}: {e.error}")
+        earlier = " [dim](as on an earlier run: unchanged since; --retry-errors tries again)[/]"
+        out.print(f"  skipped {safe(e.path)}: {safe(e.error)}{earlier if e.earlier else ''}")
     if len(r.error_files) > 20:
-        out.print(f"  ... and {len(r.error_files) - 20} more (see `facefind stats`)")
+        out.print(f"  ... and {len(r.error_files) - 20} more (`facefind errors` lists them all)")
     if r.people is not None and r.people.faces_considered:
         out.print(
             f"people: {r.people.faces_assigned} new face(s) joined persons, {r.people.new_persons} new "
@@ -256,9 +282,9 @@ def search(
         if as_json:
             emit_json({"person": _person_summary(found), "photos": photos})
             return
-        out.print(f"person {found.id} ({found.name or 'unnamed'}): {len(photos)} photo(s)")
+        out.print(f"person {found.id} ({safe(found.name or 'unnamed')}): {len(photos)} photo(s)")
         for path in photos:
-            out.print(f"  {path}")
+            out.print(f"  {safe(path)}")
         return
     assert query is not None
     with session(db, actor) as ff, progress_bar("rebuilding vector index", as_json) as on_progress:
@@ -308,7 +334,7 @@ def _print_search(r: SearchResult) -> None:
         for n, m in enumerate(qf.matches, 1):
             out.print(
                 f"  {n:>3}  similarity {m.similarity:.3f}  "
-                f"FPIR {_rate(m.fpir, m.fpir_upper, m.extrapolated)}  {m.path}  "
+                f"FPIR {_rate(m.fpir, m.fpir_upper, m.extrapolated)}  {safe(m.path)}  "
                 f"[dim]({m.box.x:.0f},{m.box.y:.0f} {m.box.w:.0f}x{m.box.h:.0f})[/]",
                 soft_wrap=True,
             )
@@ -453,7 +479,7 @@ def evaluate(
             )
         out.print(gt)
     if plot:
-        out.print(f"plot written to {plot}")
+        out.print(f"plot written to {safe(plot)}")
 
 
 @app.command()
@@ -541,6 +567,22 @@ def reindex(
 
 
 @app.command()
+def errors(
+    collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Every file that could not be indexed, with the reason."""
+    with session(db) as ff:
+        failed = ff.errors(collection)
+    reply(
+        failed,
+        as_json,
+        [f"{safe(e.collection)}: {safe(e.path)}: {safe(e.error)}" for e in failed] or ["no failed files"],
+    )
+
+
+@app.command()
 def stats(db: Db = None, as_json: Json = False) -> None:
     """What the catalog holds."""
     with session(db) as ff:
@@ -548,16 +590,16 @@ def stats(db: Db = None, as_json: Json = False) -> None:
     if as_json:
         emit_json(data)
         return
-    out.print(f"catalog {data['db']} (schema {data['schema_version']})")
+    out.print(f"catalog {safe(data['db'])} (schema {data['schema_version']})")
     out.print(
         f"  images: {data['images']} ({data['images_indexed']} indexed, "
         f"{data['images_with_errors']} with errors, {data['images_without_faces']} without faces)"
     )
     out.print(f"  faces: {data['faces']} ({data['faces_searchable']} searchable)")
     for name, n in data["collections"].items():
-        out.print(f"  collection {name}: {n} images")
+        out.print(f"  collection {safe(name)}: {n} images")
     for e in data["recent_errors"]:
-        out.print(f"  error x{e['count']}: {e['error']}")
+        out.print(f"  error x{e['count']}: {safe(e['error'])}")
 
 
 # people -----------------------------------------------------------------------------------
@@ -586,12 +628,13 @@ def _person_summary(p: Person, with_faces: bool = True) -> dict:
 
 def _print_person(p: Person, faces: bool) -> None:
     flags = " [dim](hidden)[/]" if p.hidden else ""
-    cover = f"  cover {p.cover.path}" if p.cover else ""
-    out.print(f"person {p.id:>5}  {p.name or '[dim]unnamed[/]'}{flags}  {p.face_count} face(s){cover}")
+    cover = f"  cover {safe(p.cover.path)}" if p.cover else ""
+    name = safe(p.name) if p.name else "[dim]unnamed[/]"
+    out.print(f"person {p.id:>5}  {name}{flags}  {p.face_count} face(s){cover}")
     if faces:
         for f in p.faces:
             pin = "  [dim](placed by you)[/]" if f.pinned else ""
-            out.print(f"  face {f.face_id:>7}  quality {f.quality:.2f}  {f.path}{pin}")
+            out.print(f"  face {f.face_id:>7}  quality {f.quality:.2f}  {safe(f.path)}{pin}")
 
 
 @people_app.command("list")
@@ -629,7 +672,7 @@ def people_photos(person: PersonId, db: Db = None, as_json: Json = False) -> Non
         emit_json(photos)
     else:
         for path in photos:
-            out.print(path)
+            out.print(safe(path))
 
 
 @people_app.command("name")
@@ -740,7 +783,7 @@ def collection_create(
     reply(
         created,
         as_json,
-        f"collection {created.name}: owner {created.owner}, basis {created.basis}, "
+        f"collection {safe(created.name)}: owner {safe(created.owner)}, basis {created.basis}, "
         f"retention {created.retention_days} days",
     )
 
@@ -754,7 +797,8 @@ def collection_list(db: Db = None, as_json: Json = False) -> None:
         found,
         as_json,
         (
-            f"{c.name}: owner {c.owner or '-'}, basis {c.basis or '[red]none (indexing refused)[/]'}, "
+            f"{safe(c.name)}: owner {safe(c.owner or '-')}, "
+            f"basis {c.basis or '[red]none (indexing refused)[/]'}, "
             f"retention {f'{c.retention_days} days' if c.retention_days else '-'}, {c.images} images"
             for c in found
         ),
@@ -856,8 +900,8 @@ def optout_list(db: Db = None, as_json: Json = False) -> None:
         found,
         as_json,
         (
-            f"opt-out {o.id}: {o.faces_suppressed} face(s) suppressed; {o.note or ''} "
-            f"({o.created_at}, {o.created_by})"
+            f"opt-out {o.id}: {o.faces_suppressed} face(s) suppressed; {safe(o.note or '')} "
+            f"({o.created_at}, {safe(o.created_by)})"
             for o in found
         ),
     )
@@ -900,8 +944,8 @@ def consent_add(
     reply(
         added,
         as_json,
-        f"consent {added.id} for person {added.person_id}: by {added.given_by}, "
-        f"scope {','.join(added.scope)}, until {added.expires_on} (evidence {added.evidence})",
+        f"consent {added.id} for person {added.person_id}: by {safe(added.given_by)}, "
+        f"scope {','.join(added.scope)}, until {added.expires_on} (evidence {safe(added.evidence)})",
     )
 
 
@@ -932,8 +976,9 @@ def consent_list(
         as_json,
         (
             f"consent {c.id}: person {c.person_id}, "
-            f"{'active' if c.active else 'withdrawn' if c.withdrawn_at else 'expired'}, by {c.given_by}, "
-            f"scope {','.join(c.scope)}, until {c.expires_on}, evidence {c.evidence}"
+            f"{'active' if c.active else 'withdrawn' if c.withdrawn_at else 'expired'}, "
+            f"by {safe(c.given_by)}, "
+            f"scope {','.join(c.scope)}, until {c.expires_on}, evidence {safe(c.evidence)}"
             for c in found
         ),
     )
@@ -956,7 +1001,7 @@ def purge(
         emit_json(report)
         return
     for r in report.receipts:
-        out.print(f"erased {r.kind} {r.target}: {r.images_removed} photo(s), {r.faces_removed} face(s)")
+        out.print(f"erased {r.kind} {safe(r.target)}: {r.images_removed} photo(s), {r.faces_removed} face(s)")
     if not report.receipts:
         out.print("nothing past its retention period")
     if report.audit_checkpoint_seq:
@@ -1032,7 +1077,10 @@ def audit_show(since: Since = None, until: Until = None, db: Db = None, as_json:
         matches = ""
         if e.action == "search" and isinstance(faces, list):  # [{"face": n, "matches": [...]}, ...]
             matches = f" matches={sum(len(f.get('matches', [])) for f in faces if isinstance(f, dict))}"
-        out.print(f"#{e.seq} {e.at} {e.actor} {e.action} purpose={e.purpose!r} {summary}{matches}")
+        out.print(
+            f"#{e.seq} {e.at} {safe(e.actor)} {e.action} purpose={safe(repr(e.purpose))} "
+            f"{safe(summary)}{matches}"
+        )
 
 
 def _detail(value: Any) -> str | None:
@@ -1088,7 +1136,7 @@ def models_add(
         added,
         as_json,
         [
-            f"registered {added.name}: {added.path}, {added.dim}-d embeddings from "
+            f"registered {added.name}: {safe(added.path)}, {added.dim}-d embeddings from "
             f"{added.input_size}x{added.input_size} {added.color.upper()} input, "
             f"(x - {added.mean:g}) / {added.std:g}",
             f"next: `facefind calibrate LABELLED_DIR --model {added.name}`, "
@@ -1107,7 +1155,7 @@ def models_list(db: Db = None, as_json: Json = False) -> None:
         as_json,
         (
             f"{'*' if r.active else ' '} {r.name}: {r.dim}-d, "
-            f"{'built in' if r.builtin else r.path}, calibration "
+            f"{'built in' if r.builtin else safe(r.path)}, calibration "
             f"{r.calibration or '[red]none (run `facefind calibrate DIR --model ' + r.name + '`)[/]'}, "
             f"{r.faces} face(s) embedded"
             for r in found
@@ -1130,7 +1178,7 @@ def models_use(name: ModelName, actor: Actor = None, db: Db = None, as_json: Jso
                 f"{result.faces} stored faces searchable with it"
             )
         for e in result.errors[:20]:
-            out.print(f"  not re-embedded: {e.path}: {e.error}")
+            out.print(f"  not re-embedded: {safe(e.path)}: {safe(e.error)}")
         if len(result.errors) > 20:
             out.print(f"  ... and {len(result.errors) - 20} more (`--json` lists them all)")
         if result.interrupted:
@@ -1154,7 +1202,3 @@ def models_remove(name: ModelName, actor: Actor = None, db: Db = None, as_json: 
         as_json,
         f"removed {gone.name} and its {gone.faces} stored embedding(s); the file itself is untouched",
     )
-
-
-def main() -> None:  # pragma: no cover
-    app()

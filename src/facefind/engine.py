@@ -22,8 +22,9 @@ from .faces import Face, FaceBackend, analyze, load_backend
 from .faces.quality import warnings as quality_warnings
 from .images import ImageSource, load_image
 from .ingest import Indexer, Progress
+from .paths import require_text
 from .people import People
-from .results import Box, IndexReport, Match, PurgeReport, QueryFace, SearchResult, Verification
+from .results import Box, FileError, IndexReport, Match, PurgeReport, QueryFace, SearchResult, Verification
 from .settings import Settings, default_db_path
 from .vectors import KINDS, FaissIndex, IndexPolicy, VectorStore
 
@@ -56,7 +57,7 @@ class FaceFind:
         purpose: str | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        self.actor = actor or default_actor()
+        self.actor = require_text(actor or default_actor(), "the actor")
         self.purpose = purpose
         # A path, or an SQLAlchemy URL (kept as given) for other databases and SQLite options.
         self.db: str | Path = (
@@ -118,17 +119,19 @@ class FaceFind:
         collection: str = "default",
         workers: int | None = None,
         on_progress: Progress | None = None,
+        retry_errors: bool = False,
     ) -> IndexReport:
         """Detect, align and embed every face in the photos under `path`; incremental.
 
-        The collection must exist with a lawful basis (`create_collection`).
+        The collection must exist with a lawful basis (`create_collection`). Files that failed
+        before and have not changed since are reported again, not retried, unless `retry_errors`.
         """
         collections.require_basis(self.catalog, collection)
         backend: Callable[[], FaceBackend] = lambda: self.backend  # noqa: E731
         templates = optouts.Templates(self.catalog, self.backend.model_id)
         refuse = (lambda face: templates.matches(face.embedding)) if len(templates.vectors) else None
         report = Indexer(self.catalog, self.settings, backend, workers, refuse).run(
-            Path(path), collection, on_progress
+            Path(path), collection, on_progress, retry_errors=retry_errors
         )
         # The vector index catches up with what was just catalogued (rebuilding, compacting or
         # switching kind if due, with progress) and is saved.
@@ -404,7 +407,7 @@ class FaceFind:
         return photos
 
     def _purpose(self, purpose: str | None) -> str:
-        purpose = (purpose or self.purpose or "").strip()
+        purpose = require_text((purpose or self.purpose or "").strip(), "the purpose")
         if not purpose:
             raise FacefindError(
                 "a search must state its purpose (--purpose TEXT, e.g. 'case 2026-114: photos for the "
@@ -527,6 +530,13 @@ class FaceFind:
     def report(self, since: str | None = None) -> dict:
         """The transparency report (accountability/report.py) as a dict; see `report.markdown`."""
         return report.build(self.catalog, self.audit, since)
+
+    def errors(self, collection: str | None = None) -> list[FileError]:
+        """Every file that could not be indexed, with the reason (all collections by default)."""
+        collection_id = self.catalog.collection_id(collection) if collection else None
+        return [
+            FileError(collection=c, path=p, error=e) for c, p, e in self.catalog.failed_images(collection_id)
+        ]
 
     def stats(self) -> dict:
         stats = self.catalog.stats(self.settings.min_face_px, self.settings.min_quality)

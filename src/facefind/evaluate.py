@@ -298,7 +298,6 @@ def open_set(labelled: LabelledSet, splits: int = 50, seed: int = 0) -> OpenSet 
     )
 
 
-
 def read_groups(path: Path) -> dict[str, str]:
     groups: dict[str, str] = {}
     with path.open(newline="") as f:

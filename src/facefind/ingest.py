@@ -133,7 +133,14 @@ class Indexer:
         self.backend = backend  # only used when indexing in this process
         self.workers = workers or min(os.cpu_count() or 1, 8)
 
-    def run(self, root: Path, collection: str, on_progress: Progress | None = None) -> IndexReport:
+    def run(
+        self,
+        root: Path,
+        collection: str,
+        on_progress: Progress | None = None,
+        *,
+        retry_errors: bool = False,
+    ) -> IndexReport:
         root = root.expanduser().resolve()
         if not root.exists():
             raise FacefindError(f"{root}: no such file or folder")
@@ -148,6 +155,7 @@ class Indexer:
 
         tasks: list[FileTask] = []
         unreadable: list[FileError] = []
+        failed_before: list[FileError] = []
         seen: set[str] = set()
         for item in scan(root):
             if isinstance(item, FileError):
@@ -157,8 +165,12 @@ class Indexer:
             seen.add(item.path)
             old = known.get(item.path)
             if old and old.size == item.size and old.mtime_ns == item.mtime_ns:
-                report.unchanged += 1
-                continue
+                if old.status != "error":
+                    report.unchanged += 1
+                    continue
+                if not retry_errors:
+                    failed_before.append(FileError(path=item.path, error=old.error or "", earlier=True))
+                    continue
             tasks.append(
                 item
                 if old is None
@@ -187,11 +199,11 @@ class Indexer:
                     error=bad.error,
                 )
         report.removed = len(gone)
-        report.errors = len(unreadable)
-        report.error_files = list(unreadable)
+        report.errors = len(unreadable) + len(failed_before)
+        report.error_files = unreadable + failed_before
 
         times = StageTimes()
-        done = report.unchanged + len(unreadable)
+        done = report.unchanged + report.errors
         total = report.files_seen
         if on_progress:
             on_progress(done, total)
@@ -229,6 +241,8 @@ class Indexer:
         finally:
             if pending:
                 flush()
+        for error in report.error_files:
+            error.collection = collection
         report.seconds = round(time.perf_counter() - started, 3)
         analysed = report.indexed or 1
         report.images_per_second = round(report.indexed / max(report.seconds, 1e-9), 2)
@@ -307,6 +321,6 @@ def _require_main_guard() -> None:
     if "__main__" not in text:
         raise FacefindError(
             f"facefind analyses photos in worker processes, which start by importing your script "
-            f"{script}; put the code that calls facefind under `if __name__ == \"__main__\":` "
+            f'{script}; put the code that calls facefind under `if __name__ == "__main__":` '
             f"(as Python's multiprocessing requires), or pass workers=1."
         )

@@ -10,6 +10,9 @@ from pydantic import BaseModel
 class FileError(BaseModel):
     path: str
     error: str
+    collection: str | None = None
+    # Failed on an earlier run and unchanged since, so not tried again (`index --retry-errors` does).
+    earlier: bool = False
 
 
 class ClusterReport(BaseModel):

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from ..catalog import Catalog, audit_log, now
 from ..errors import FacefindError
+from ..paths import escape_json_surrogates
 
 GENESIS = "0" * 64
 
@@ -70,11 +71,14 @@ def entry_hash(
     prev_hash: str,
 ) -> str:
     fields = [seq, at, actor, action, purpose, query_sha256, details, prev_hash]
-    return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
+    text = escape_json_surrogates(json.dumps(fields, ensure_ascii=False))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def canonical(details: dict[str, Any]) -> str:
-    return json.dumps(details, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    """Details as stored and hashed; a file name that is not UTF-8 keeps its bytes as escapes."""
+    text = json.dumps(details, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return escape_json_surrogates(text)
 
 
 class AuditLog:
