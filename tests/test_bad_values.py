@@ -116,3 +116,29 @@ def test_a_catalog_in_a_missing_folder_or_an_unsupported_url_is_refused(tmp_path
     assert not (tmp_path / "no").exists()  # nothing created, not even the folders
     url = run_cli("stats", "--db", "postgresql://someone@localhost/photos")
     assert url.returncode == 1 and "not supported yet" in url.stderr and "Traceback" not in url.stderr
+
+
+def corrupt_middle(photo: Path) -> bytes:
+    """The photo with bytes in the middle of its entropy-coded data garbled (it still decodes)."""
+    data = bytearray(photo.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 40):
+        data[i] = 0xFF if i % 7 == 0 else data[i] ^ 0x55
+    return bytes(data)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_decoder_warnings_are_reported_per_file_not_printed_raw(tmp_path: Path, workers: str) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n, photo in enumerate(sorted(FR.glob("*/*.jpg"))[:10]):
+        shutil.copy(photo, photos / f"{n:02}.jpg")
+    (photos / "damaged.jpg").write_bytes(corrupt_middle(OBAMA))
+    db = new_catalog(tmp_path / "catalog.db")
+    proc = run_cli("index", photos, "--workers", workers, "--json", db=db)
+    assert proc.returncode == 0, proc.stderr
+    assert "Corrupt JPEG" not in proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["indexed"] == 11
+    assert [(Path(d["path"]).name, d["error"]) for d in report["damaged_files"]] == [
+        ("damaged.jpg", "Corrupt JPEG data: premature end of data segment")
+    ]

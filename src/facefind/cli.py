@@ -230,6 +230,10 @@ def _print_index_report(r: IndexReport) -> None:
         out.print(f"  skipped {safe(e.path)}: {safe(e.error)}{earlier if e.earlier else ''}")
     if len(r.error_files) > 20:
         out.print(f"  ... and {len(r.error_files) - 20} more (`facefind errors` lists them all)")
+    for e in r.damaged_files[:20]:
+        out.print(f"  indexed despite damage {safe(e.path)}: {safe(e.error)}")
+    if len(r.damaged_files) > 20:
+        out.print(f"  ... and {len(r.damaged_files) - 20} more damaged (`--json` lists them all)")
     if r.people is not None and r.people.faces_considered:
         out.print(
             f"people: {r.people.faces_assigned} new face(s) joined persons, {r.people.new_persons} new "

@@ -5,7 +5,12 @@ from __future__ import annotations
 import io
 import os
 import stat
+import sys
+import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -96,7 +101,10 @@ def read_photo(path: Path, settings: Settings) -> bytes:
         os.close(fd)
 
 
-def decode_image(data: bytes, settings: Settings, name: str = "image") -> np.ndarray:
+def decode_image(
+    data: bytes, settings: Settings, name: str = "image", notes: list[str] | None = None
+) -> np.ndarray:
+    """`notes`, if given, receives what the decoder said about damage it worked around."""
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
     # Our limit, checked on the header below, replaces Pillow's (which cannot say the size).
@@ -108,7 +116,8 @@ def decode_image(data: bytes, settings: Settings, name: str = "image") -> np.nda
             with Image.open(io.BytesIO(data)) as opened:  # reads the header only
                 _check_dimensions(opened.size, settings, name)
                 if _opencv_can_decode(opened, data):
-                    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                    with decoder_messages(notes if notes is not None else []):
+                        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                     if bgr is not None:
                         return bgr
                 rgb = np.asarray(_to_rgb(ImageOps.exif_transpose(opened)))
@@ -125,6 +134,32 @@ def decode_image(data: bytes, settings: Settings, name: str = "image") -> np.nda
     finally:
         Image.MAX_IMAGE_PIXELS = pillow_limit
     return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+_STDERR = threading.Lock()
+
+
+@contextmanager
+def decoder_messages(notes: list[str]) -> Iterator[None]:
+    """libjpeg and libpng print warnings ("Corrupt JPEG data: ...") straight to file descriptor 2,
+    through our progress bars and JSON-clean output. Catch them while OpenCV decodes and give
+    them to the caller; anything else written meanwhile (a progress bar redraw) goes out as usual."""
+    with _STDERR, tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        text = caught.read().decode(errors="replace")
+    for line in text.splitlines(keepends=True):
+        if "\x1b" in line or "\r" in line:
+            sys.stderr.write(line)
+        elif line.strip():
+            notes.append(line.strip())
 
 
 def _opencv_can_decode(img: Image.Image, data: bytes) -> bool:

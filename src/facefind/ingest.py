@@ -51,6 +51,7 @@ class FileResult:
     shape: tuple[int, int] | None = None
     faces: list[Face] = field(default_factory=list)
     error: str | None = None
+    damage: list[str] = field(default_factory=list)  # what the decoder worked around
     unchanged: bool = False
     times: StageTimes = field(default_factory=StageTimes)
 
@@ -88,7 +89,7 @@ def process_file(task: FileTask, backend: FaceBackend, settings: Settings) -> Fi
         result.unchanged = True
         return result
     try:
-        image = decode_image(data, settings, name=Path(task.path).name)
+        image = decode_image(data, settings, name=Path(task.path).name, notes=result.damage)
     except ImageError as err:
         result.error = str(err).removeprefix(Path(task.path).name + ": ")
         return result
@@ -274,6 +275,8 @@ class Indexer:
             report.errors += 1
             report.error_files.append(FileError(path=t.path, error=r.error))
         else:
+            if r.damage:
+                report.damaged_files.append(FileError(path=t.path, error="; ".join(r.damage)))
             report.indexed += 1
             report.faces_found += len(kept)
             report.faces_searchable += sum(f.usable for f in kept)

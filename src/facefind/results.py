@@ -40,6 +40,8 @@ class IndexReport(BaseModel):
     images_per_second: float = 0.0
     stage_ms_per_image: dict[str, float] = {}
     error_files: list[FileError] = []
+    # Indexed, but the decoder reported damage it worked around (e.g. "Corrupt JPEG data").
+    damaged_files: list[FileError] = []
     interrupted: bool = False
     people: ClusterReport | None = None  # how the new faces were grouped into persons
 
