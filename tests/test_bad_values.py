@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,45 @@ def test_decoder_warnings_are_reported_per_file_not_printed_raw(tmp_path: Path, 
     assert [(Path(d["path"]).name, d["error"]) for d in report["damaged_files"]] == [
         ("damaged.jpg", "Corrupt JPEG data: premature end of data segment")
     ]
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_with_an_index_killed_by_sigkill(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n, photo in enumerate(sorted(FR.glob("*/*.jpg")) * 10):
+        shutil.copy(photo, photos / f"{n:03}.jpg")
+    db = new_catalog(tmp_path / "catalog.db")
+    cmd = [sys.executable, "-m", "facefind", "index", str(photos), "--workers", "2", "--db", str(db)]
+    index = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(workers := _children(index.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(workers) >= 2, "the workers never started"
+    time.sleep(2)  # busy analysing
+    index.kill()
+    index.wait()
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_alive, workers)), "worker processes outlived their parent"
