@@ -89,3 +89,35 @@ def test_bad_consent_requests_change_nothing(db: Path) -> None:
         proc = run_cli(*args, db=db)
         assert proc.returncode == 1 and message in proc.stderr, (args, proc.stderr)
     assert run_json("consent", "list", db=db) == []
+
+
+def test_a_merge_never_moves_faces_past_a_name_or_consent_unconfirmed(db: Path) -> None:
+    obama = person_of(db, "Barack_Obama")
+    biden = person_of(db, "Joe_Biden")
+    run_json("consent", "add", str(obama["id"]), *CONSENT, db=db)
+    run_json("people", "name", str(obama["id"]), "Barack Obama", db=db)
+    # A wrong merge used to give Biden's faces Obama's consented name, silently.
+    refused = run_cli("people", "merge", str(biden["id"]), "--into", str(obama["id"]), db=db)
+    assert refused.returncode == 1 and "--confirm" in refused.stderr
+    assert person_of(db, "Joe_Biden")["id"] == biden["id"]
+    assert run_json("people", "show", str(obama["id"]), db=db)["face_count"] == obama["face_count"]
+
+    # Two different names: never one person without clearing one first.
+    run_json("consent", "add", str(biden["id"]), *CONSENT, db=db)
+    run_json("people", "name", str(biden["id"]), "Joe Biden", db=db)
+    both = run_cli("people", "merge", str(biden["id"]), "--into", str(obama["id"]), "--confirm", db=db)
+    assert both.returncode == 1 and "different names" in both.stderr
+
+
+def test_a_merged_person_keeps_a_withdrawn_consent_withholding_their_faces(db: Path) -> None:
+    obama = person_of(db, "Barack_Obama")
+    his = {f["face_id"] for f in obama["faces"]}
+    added = run_json("consent", "add", str(obama["id"]), *CONSENT, db=db)
+    run_json("consent", "withdraw", str(added["id"]), db=db)
+    assert not his & found_faces(db)
+    # Split a face off, then merge the withheld person into that new, unnamed one.
+    new = run_json("people", "split", str(obama["id"]), "--face", str(min(his)), db=db)
+    merged = run_json("people", "merge", str(obama["id"]), "--into", str(new["id"]), "--confirm", db=db)
+    assert merged["id"] == new["id"]
+    assert not his & found_faces(db)  # the consent moved with the faces: still withheld
+    assert [c["person_id"] for c in run_json("consent", "list", db=db)] == [new["id"]]

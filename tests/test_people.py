@@ -108,7 +108,7 @@ def test_user_decisions_survive_reclustering(fr_copy: Path) -> None:
             assert biden.id not in {p.id for p in ff.people.all()}
             assert biden.id in {p.id for p in ff.people.all(include_hidden=True)}
         # Merging back is a decision too: one person, named, and it stays so.
-        merged = ff.people.merge([other.id], into=obama.id)
+        merged = ff.people.merge([other.id], into=obama.id, confirm=True)
         assert merged.face_count == 11 and merged.name == "Barack Obama"
         ff.people.recluster()
         assert ff.people.get(obama.id).face_count == 11

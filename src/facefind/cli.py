@@ -700,12 +700,18 @@ def people_name(
 def people_merge(
     persons: Annotated[list[int], typer.Argument(help="Person ids to merge into --into.")],
     into: Annotated[int, typer.Option("--into", help="The person that remains.")],
+    confirm: Annotated[
+        bool,
+        typer.Option(
+            "--confirm", help="They are one person: merge despite a name or consent on record."
+        ),
+    ] = False,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Merge persons into one (the same person found twice); re-clustering keeps it merged."""
     with session(db) as ff:
-        found = ff.people.merge(persons, into)
+        found = ff.people.merge(persons, into, confirm=confirm)
     emit_json(found) if as_json else _print_person(found, faces=False)
 
 

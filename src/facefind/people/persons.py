@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from ..accountability import consent
 from ..catalog import (
     Catalog,
+    consents,
     face_persons,
     face_rejections,
     face_suppressions,
@@ -244,16 +245,38 @@ class People:
         self._log("hide" if hidden else "unhide", {"person": person_id})
         return self.get(person_id)
 
-    def merge(self, sources: Iterable[int], into: int) -> Person:
-        """Move every face of `sources` into person `into` (pinned) and delete the sources."""
+    def merge(self, sources: Iterable[int], into: int, *, confirm: bool = False) -> Person:
+        """Move every face of `sources` into person `into` (pinned) and delete the sources.
+
+        The merged person keeps every name and consent record involved, so a consent that was
+        withdrawn keeps withholding the faces it covered. A merge that would put faces under
+        another person's name or consent must be confirmed (`confirm`): it says they are one person.
+        """
         sources = list(dict.fromkeys(int(s) for s in sources))
         if not sources:
             raise FacefindError("name at least one person to merge into another")
         if into in sources:
             raise FacefindError(f"cannot merge person {into} into itself; name other persons to merge in")
-        for person_id in [*sources, into]:
-            self._row(person_id)
+        rows = {person_id: self._row(person_id) for person_id in [*sources, into]}
+        names = {p: r.name for p, r in rows.items() if r.name}
+        if len(set(names.values())) > 1:
+            listed = ", ".join(f"{p} ({n})" for p, n in names.items())
+            raise FacefindError(
+                f"persons {listed} have different names; if they really are one person, clear the "
+                f"wrong name first (`facefind people name ID --clear`)"
+            )
+        with_consent = sorted({c.person_id for p in rows for c in consent.all_(self.catalog, p)})
+        bound = sorted(set(names) | set(with_consent))
+        if bound and not confirm:
+            raise FacefindError(
+                f"person(s) {', '.join(map(str, bound))} have a name or consent on record: merging puts "
+                f"every merged face under that name and consent. If they are the same person, confirm "
+                f"with --confirm"
+            )
+        name = next(iter(names.values()), None)
         with self.catalog.transaction() as conn:
+            conn.execute(sa.update(persons).where(persons.c.id == into).values(name=name))
+            conn.execute(sa.update(consents).where(consents.c.person_id.in_(sources)).values(person_id=into))
             conn.execute(
                 sa.update(face_persons)
                 .where(face_persons.c.person_id.in_([*sources, into]))
@@ -270,7 +293,7 @@ class People:
                 .values(person_id=into)
             )
             conn.execute(sa.delete(persons).where(persons.c.id.in_(sources)))
-        self._log("merge", {"persons": sources, "into": into})
+        self._log("merge", {"persons": sources, "into": into, "name": name, "consents_of": with_consent})
         return self.get(into)
 
     def split(self, person_id: int, face_ids: Iterable[int]) -> Person:
