@@ -53,8 +53,8 @@ def test_retention_past_100_years_is_refused_and_old_ones_do_not_break_purge(db:
 
 def test_top_k_is_bounded_in_the_library_and_the_cli(db: Path) -> None:
     huge = run_cli("search", OBAMA, "--purpose", "t", "--top-k", "99999999999999999999", db=db)
-    assert huge.returncode == 1 and "between 1 and 10,000" in huge.stderr and "Traceback" not in huge.stderr
-    with facefind.open(db, purpose="t") as ff, pytest.raises(FacefindError, match="between 1 and 10,000"):
+    assert huge.returncode == 1 and "from 1 to 10,000" in huge.stderr and "Traceback" not in huge.stderr
+    with facefind.open(db, purpose="t") as ff, pytest.raises(FacefindError, match="from 1 to 10,000"):
         ff.search(OBAMA, top_k=1_000_000_000)
 
 
@@ -185,3 +185,48 @@ def test_workers_die_with_an_index_killed_by_sigkill(tmp_path: Path) -> None:
     while any(map(_alive, workers)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(map(_alive, workers)), "worker processes outlived their parent"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", OBAMA, "--purpose", "t", "--top-k", "0"], "--top-k 0: give a number from 1 to 10,000"),
+        (["search", OBAMA, "--purpose", "t", "--threshold", "nan"], "--threshold nan: give a number from -1"),
+        (["search", OBAMA, "--purpose", "t", "--max-fpir", "1"], "--max-fpir 1.0: give a number above 0 and"),
+        (["search", OBAMA, "--purpose", "t", "--max-fmr", "inf"], "--max-fmr inf: give a number above 0, up"),
+        (["search", OBAMA, "--purpose", "t", "--face", "-1"], "--face -1: give a number from 0"),
+        (["index", FR, "--workers", "100000"], "--workers 100000: give a number from 1 to 256"),
+        (["verify", OBAMA, BIDEN, "--threshold", "2"], "--threshold 2.0: give a number from -1 to 1"),
+        (["audit", "show", "--since", "yesterday"], "--since 'yesterday' is not a date"),
+        (["purge", "--audit-older-than", "999999d"], "--audit-older-than '999999d' is 999,999 days"),
+        (["people", "show", "99999999999999999999"], "no person with id 99999999999999999999"),
+        (
+            ["people", "merge", "99999999999999999999", "--into", "1"],
+            "no person with id 99999999999999999999",
+        ),
+        (["consent", "withdraw", "99999999999999999999"], "no consent with id 99999999999999999999"),
+        (["erase", "person", "99999999999999999999"], "no person with id 99999999999999999999"),
+        (["search", "--person", "-3", "--purpose", "t"], "no person with id -3"),
+    ],
+)
+def test_out_of_range_values_are_refused_with_the_range(db: Path, args: list, message: str) -> None:
+    """limits.py is the one place: CLI and library give the same message; nothing is changed."""
+    before = db.read_bytes()
+    proc = run_cli(*args, db=db)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert db.read_bytes() == before
+
+
+def test_the_file_size_limit_is_named_and_can_be_raised(tmp_path: Path) -> None:
+    big = tmp_path / "big.jpg"
+    big.write_bytes(OBAMA.read_bytes() + bytes(3 * 2**20))  # a real photo with 3 MiB of trailing junk
+    env = {**os.environ, "FACEFIND_MAX_FILE_BYTES": str(2**21)}
+    db = new_catalog(tmp_path / "catalog.db")
+    refused = run_cli("search", big, "--purpose", "t", db=db, env=env)
+    assert refused.returncode == 1 and "over the 2 MiB" in refused.stderr
+    assert "FACEFIND_MAX_FILE_BYTES=" in refused.stderr
+    env["FACEFIND_MAX_FILE_BYTES"] = str(2**23)
+    assert run_cli("search", big, "--purpose", "t", db=db, env=env).returncode == 0
+    env["FACEFIND_MAX_FILE_BYTES"] = "12"
+    odd = run_cli("search", big, "--purpose", "t", db=db, env=env)
+    assert odd.returncode == 1 and "FACEFIND_MAX_FILE_BYTES='12': give a number from 1,048,576" in odd.stderr

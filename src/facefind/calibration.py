@@ -26,6 +26,7 @@ from importlib import resources
 import numpy as np
 
 from .errors import CalibrationError
+from .limits import MAX_FMR, MAX_FPIR
 
 DEFAULT_MAX_FMR = 1e-3  # verify (1:1)
 # search (1:N): at most 1 in 100 searches for someone who is not in the gallery returns anyone.
@@ -163,8 +164,7 @@ class Calibration:
 
     def threshold(self, max_fmr: float) -> float:
         """Lowest similarity whose false-match rate is at most `max_fmr`."""
-        if not 0 < max_fmr <= 1:
-            raise CalibrationError(f"--max-fmr must be in (0, 1], got {max_fmr:g}")
+        MAX_FMR.check(max_fmr)
         if max_fmr >= self.measured_floor:
             return self._table_threshold(max_fmr)
         if self.tail is None:
@@ -200,8 +200,7 @@ class Calibration:
         refits (`bound`), not at the point estimate: on synthetic galleries of 10k-1M faces the point
         estimate let through 2-4x the stated FPIR, the bound 0.35-1.85x (bench/openset_bench.py, a
         calibration set of 1,200 people; with 120 people even the bound is unreliable: README)."""
-        if not 0 < max_fpir < 1:
-            raise CalibrationError(f"--max-fpir must be in (0, 1), got {max_fpir:g}")
+        MAX_FPIR.check(max_fpir)
         key = (max_fpir, gallery, bound)
         if key not in self._cuts:  # the same gallery is searched again and again
             fmr = fmr_for_fpir(max_fpir, max(gallery, 1))

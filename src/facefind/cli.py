@@ -53,7 +53,7 @@ Db = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")]
-Workers = Annotated[int | None, typer.Option("--workers", min=1, help="Processes (default: cores).")]
+Workers = Annotated[int | None, typer.Option("--workers", help="Processes (default: cores).")]
 MaxFmr = Annotated[
     float | None,
     typer.Option(
@@ -253,12 +253,12 @@ def search(
     person: Annotated[
         int | None, typer.Option("--person", help="Instead of a photo: every photo of this person.")
     ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Most matches per face.")] = 10,
+    top_k: Annotated[int, typer.Option("--top-k", help="Most matches per face.")] = 10,
     max_fpir: MaxFpir = None,
     max_fmr: SearchMaxFmr = None,
     threshold: Threshold = None,
     face: Annotated[
-        int | None, typer.Option("--face", min=0, help="Search only face N of the query (0 = largest).")
+        int | None, typer.Option("--face", help="Search only face N of the query (0 = largest).")
     ] = None,
     collection: Annotated[
         list[str] | None,
@@ -702,9 +702,7 @@ def people_merge(
     into: Annotated[int, typer.Option("--into", help="The person that remains.")],
     confirm: Annotated[
         bool,
-        typer.Option(
-            "--confirm", help="They are one person: merge despite a name or consent on record."
-        ),
+        typer.Option("--confirm", help="They are one person: merge despite a name or consent on record."),
     ] = False,
     db: Db = None,
     as_json: Json = False,
@@ -883,9 +881,7 @@ def optout_add(
         Path, typer.Argument(help="A photo of the person (one face), e.g. sent with the request.")
     ],
     note: Annotated[str | None, typer.Option("--note", help="Reference, e.g. the request's number.")] = None,
-    face: Annotated[
-        int | None, typer.Option("--face", min=0, help="The face to use if there are several.")
-    ] = None,
+    face: Annotated[int | None, typer.Option("--face", help="The face to use if there are several.")] = None,
     actor: Actor = None,
     db: Db = None,
     as_json: Json = False,

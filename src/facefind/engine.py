@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import recognizers
+from . import limits, recognizers
 from .accountability import collections, consent, erasure, optouts, report
 from .accountability.audit import AuditLog, default_actor
 from .accountability.optouts import OptOut
@@ -27,9 +27,6 @@ from .people import People
 from .results import Box, FileError, IndexReport, Match, PurgeReport, QueryFace, SearchResult, Verification
 from .settings import Settings, default_db_path
 from .vectors import KINDS, FaissIndex, IndexPolicy, VectorStore
-
-# More matches per face than anyone reviews; a larger k only costs memory (1e9 took 24 GB).
-MAX_TOP_K = 10_000
 
 
 def open(
@@ -168,6 +165,8 @@ class FaceFind:
     def optout_add(self, photo: ImageSource, *, note: str | None = None, face: int | None = None) -> OptOut:
         """Leave the person in `photo` out: keep their face template (not the photo), suppress
         their stored faces and refuse their faces in future indexing."""
+        if face is not None:
+            limits.FACE.check(face)
         found = self.faces(photo)
         if not found:
             raise NoFaceError(f"no face found in {_describe(photo)}; an opt-out needs one clear face")
@@ -227,7 +226,7 @@ class FaceFind:
         receipts = []
         for c in collections.all_(self.catalog):
             # Periods over 100 years (accepted before they were refused) keep photos for good.
-            if not c.retention_days or c.retention_days > collections.MAX_RETENTION_DAYS:
+            if not c.retention_days or not limits.RETENTION_DAYS.contains(c.retention_days):
                 continue
             cutoff = (today - timedelta(days=c.retention_days)).isoformat(timespec="seconds")
             expired = self.catalog.images_indexed_before(c.name, cutoff)
@@ -241,7 +240,9 @@ class FaceFind:
         receipts = [self._receipt(r) for r in receipts]
         checkpoint = None
         if audit_older_than:
-            cutoff = (today - timedelta(days=collections.parse_retention(audit_older_than))).isoformat()
+            cutoff = (
+                today - timedelta(days=collections.parse_retention(audit_older_than, "--audit-older-than"))
+            ).isoformat()
             entry = self.audit.purge(cutoff, self.actor)
             checkpoint = entry.seq if entry else None
         return PurgeReport(receipts=receipts, audit_checkpoint_seq=checkpoint)
@@ -293,9 +294,7 @@ class FaceFind:
 
     def threshold(self, max_fmr: float | None, threshold: float | None) -> float:
         if threshold is not None:
-            if not -1.0 <= threshold <= 1.0:
-                raise FacefindError(f"--threshold is a cosine similarity in [-1, 1], got {threshold}")
-            return threshold
+            return limits.THRESHOLD.check(threshold)
         return self.calibration().threshold(DEFAULT_MAX_FMR if max_fmr is None else max_fmr)
 
     # search ------------------------------------------------------------------------------
@@ -331,8 +330,9 @@ class FaceFind:
             optouts.suppressed_faces(self.catalog), consent.withheld_faces(self.catalog, "search")
         )
         exclude = np.union1d(hidden, np.fromiter(exclude, np.int64)) if exclude is not None else hidden
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise FacefindError(f"--top-k must be between 1 and {MAX_TOP_K:,}, got {top_k:,}")
+        limits.TOP_K.check(top_k)
+        if face is not None:
+            limits.FACE.check(face)
         if sum(x is not None for x in (max_fpir, max_fmr, threshold)) > 1:
             raise FacefindError("give at most one of --max-fpir, --max-fmr and --threshold")
         calibration = self.calibration()

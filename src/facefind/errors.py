@@ -7,6 +7,10 @@ class FacefindError(Exception):
     exit_code = 1
 
 
+class InvalidValue(FacefindError):
+    """A number or option value outside what facefind accepts (the ranges are in limits.py)."""
+
+
 class ImageError(FacefindError):
     """A file or buffer that cannot be used as a photo."""
 

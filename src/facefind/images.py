@@ -87,8 +87,9 @@ def read_photo(path: Path, settings: Settings) -> bytes:
         limit = settings.max_file_bytes
         if st.st_size > limit:
             raise ImageError(
-                f"{path}: {st.st_size / 2**20:.0f} MiB, over the {limit / 2**20:.0f} MiB a photo file may "
-                f"have (Settings.max_file_bytes)"
+                f"{path}: {st.st_size / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB a photo file may "
+                f"have; if it is a real photo, raise the limit, e.g. FACEFIND_MAX_FILE_BYTES=2147483648 "
+                f"(2 GiB)"
             )
         with os.fdopen(os.dup(fd), "rb") as f:
             data = f.read(limit + 1)

@@ -28,6 +28,7 @@ from .errors import FacefindError, ImageError
 from .faces import Face, FaceBackend, analyze, load_backend, prepare_backend
 from .faces.pipeline import StageTimes
 from .images import EXTENSIONS, decode_image, is_image_path, read_photo
+from .limits import WORKERS
 from .results import FileError, IndexReport
 from .settings import Settings
 
@@ -153,7 +154,7 @@ class Indexer:
         self.settings = settings
         self.refuse = refuse  # faces never to store (opt-outs)
         self.backend = backend  # only used when indexing in this process
-        self.workers = workers or min(os.cpu_count() or 1, 8)
+        self.workers = WORKERS.check(workers) if workers is not None else min(os.cpu_count() or 1, 8)
 
     def run(
         self,

@@ -52,6 +52,7 @@ from .faces.onnx import COLORS, RecognizerSpec, probe, read_net, sha256_file
 from .faces.opencv import FLIP_SUFFIX
 from .faces.opencv import MODEL_ID as BUILTIN
 from .images import decode_image
+from .limits import MODEL_INPUT, MODEL_MEAN, MODEL_STD
 from .results import FileError
 from .settings import Settings
 
@@ -228,12 +229,11 @@ def register(
             f"a recognizer named {name!r} already exists; choose another --name "
             f"(`facefind models list` shows the names in use)."
         )
-    if not 16 <= input_size <= 1024:
-        raise RecognizerError(f"--input {input_size}: give the model's input side in pixels (e.g. 112).")
+    MODEL_INPUT.check(input_size)
     if color not in COLORS:
         raise RecognizerError(f"--color must be rgb or bgr, got {color!r}")
-    if not np.isfinite(mean) or not np.isfinite(std) or std == 0:
-        raise RecognizerError(f"--mean {mean} / --std {std}: need finite numbers and a non-zero std")
+    MODEL_MEAN.check(mean)
+    MODEL_STD.check(std)
     expected = sha256.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{64}", expected):
         raise RecognizerError(

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 
-from .errors import FacefindError
+from . import limits
+from .errors import InvalidValue
 
 if TYPE_CHECKING:
     from .faces.onnx import RecognizerSpec
@@ -28,21 +29,31 @@ def default_db_path() -> Path:
 DEFAULT_MAX_PIXELS = 89_478_485
 
 
+DEFAULT_MAX_FILE_BYTES = 512 * 2**20
+
+
 def max_pixels_from_environment() -> int:
     """FACEFIND_MAX_PIXELS (e.g. 200000000 or 200_000_000), else DEFAULT_MAX_PIXELS."""
-    text = os.environ.get("FACEFIND_MAX_PIXELS", "").strip()
+    return _from_environment(limits.MAX_PIXELS, DEFAULT_MAX_PIXELS)
+
+
+def max_file_bytes_from_environment() -> int:
+    """FACEFIND_MAX_FILE_BYTES, else DEFAULT_MAX_FILE_BYTES."""
+    return _from_environment(limits.MAX_FILE_BYTES, DEFAULT_MAX_FILE_BYTES)
+
+
+def _from_environment(limit: limits.Limit, default: int) -> int:
+    text = os.environ.get(limit.option, "").strip()
     if not text:
-        return DEFAULT_MAX_PIXELS
+        return default
     try:
         value = int(text.replace("_", ""))
     except ValueError:
-        value = 0
-    if not 1_000_000 <= value <= 4_000_000_000:
-        raise FacefindError(
-            f"FACEFIND_MAX_PIXELS={text!r}: give a whole number of pixels between 1000000 and "
-            f"4000000000 (e.g. 200000000 for 200 MP photos)"
-        )
-    return value
+        raise InvalidValue(f"{limit.option}={text!r}: {limit.wanted()}") from None
+    try:
+        return limit.check(value)
+    except InvalidValue:
+        raise InvalidValue(f"{limit.option}={text!r}: {limit.wanted()}") from None
 
 
 def model_cache_dir() -> Path:
@@ -79,7 +90,8 @@ class Settings:
     # Default: Pillow's own bomb limit (~9459x9459, 89 MP); FACEFIND_MAX_PIXELS raises it.
     max_image_pixels: int = field(default_factory=lambda: max_pixels_from_environment())
     max_image_side: int = 40_000
-    max_file_bytes: int = 512 * 2**20  # no photo file is larger; stops endless or huge reads
+    # No photo file is larger; stops endless or huge reads. FACEFIND_MAX_FILE_BYTES raises it.
+    max_file_bytes: int = field(default_factory=lambda: max_file_bytes_from_environment())
     max_aspect_ratio: float = 20.0
     # The registered recognizer in use (`facefind models use`); None is the built-in SFace. Kept
     # here so worker processes, which get the settings, load the same model as the parent.

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from ..catalog import Catalog, audit_log, now
-from ..errors import FacefindError
+from ..errors import FacefindError, InvalidValue
 from ..paths import escape_json_surrogates
 
 GENESIS = "0" * 64
@@ -126,6 +127,14 @@ class AuditLog:
     def entries(self, since: str | None = None, until: str | None = None) -> Iterator[AuditEntry]:
         """Entries in order; `since`/`until` are ISO dates or times (UTC), inclusive."""
         query = sa.select(audit_log).order_by(audit_log.c.seq)
+        for option, value in (("--since", since), ("--until", until)):
+            try:
+                if value:
+                    datetime.fromisoformat(value)
+            except ValueError:
+                raise InvalidValue(
+                    f"{option} {value!r} is not a date or time; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC)"
+                ) from None
         if since:
             query = query.where(audit_log.c.at >= since)
         if until:

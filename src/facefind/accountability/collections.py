@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from ..catalog import Catalog, collections, images, now
-from ..errors import FacefindError
+from ..errors import FacefindError, InvalidValue
+from ..limits import RETENTION_DAYS
 
 BASES = {
     "own": "the operator's own photos (household or personal use)",
@@ -22,7 +23,6 @@ BASES = {
     "legitimate-interest": "legitimate interest, with a documented balancing test (--note)",
 }
 _UNITS = {"d": 1, "w": 7, "m": 30, "y": 365}
-MAX_RETENTION_DAYS = 100 * 365  # a longer period is a typo, and past year 9999 dates overflow
 
 
 class Collection(BaseModel):
@@ -35,17 +35,17 @@ class Collection(BaseModel):
     images: int
 
 
-def parse_retention(text: str) -> int:
+def parse_retention(text: str, option: str = "--retention") -> int:
     """'5y', '18m', '6w', '30d' -> days."""
     match = re.fullmatch(r"\s*(\d+)\s*([dwmy])\s*", text.lower())
     if not match or int(match.group(1)) == 0:
-        raise FacefindError(
-            f"--retention {text!r} is not a period: use a number and a unit, e.g. 30d, 6w, 18m or 5y"
+        raise InvalidValue(
+            f"{option} {text!r} is not a period: use a number and a unit, e.g. 30d, 6w, 18m or 5y"
         )
     days = int(match.group(1)) * _UNITS[match.group(2)]
-    if days > MAX_RETENTION_DAYS:
-        raise FacefindError(
-            f"--retention {text!r} is {days:,} days; the longest period facefind keeps is 100 years "
+    if not RETENTION_DAYS.contains(days):
+        raise InvalidValue(
+            f"{option} {text!r} is {days:,} days; the longest period facefind keeps is 100 years "
             f"(100y). Give a shorter period."
         )
     return days

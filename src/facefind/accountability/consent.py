@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from ..catalog import Catalog, consents, face_persons, now, persons
 from ..errors import FacefindError
+from ..limits import is_id
 
 SCOPES = ("search", "results", "clustering")
 
@@ -57,7 +58,10 @@ def add(
     if expiry.isoformat() < today():
         raise FacefindError(f"--expires {expires} is in the past: a consent must be valid when recorded")
     with catalog.transaction() as conn:
-        if conn.execute(sa.select(persons.c.id).where(persons.c.id == person_id)).scalar() is None:
+        if (
+            not is_id(person_id)
+            or conn.execute(sa.select(persons.c.id).where(persons.c.id == person_id)).scalar() is None
+        ):
             raise FacefindError(f"no person with id {person_id}; `facefind people list --all` shows them")
         inserted = conn.execute(
             sa.insert(consents).values(
@@ -86,14 +90,18 @@ def withdraw(catalog: Catalog, consent_id: int) -> Consent:
 def all_(catalog: Catalog, person_id: int | None = None) -> list[Consent]:
     query = sa.select(consents).order_by(consents.c.id)
     if person_id is not None:
+        if not is_id(person_id):
+            return []
         query = query.where(consents.c.person_id == person_id)
     with catalog.engine.connect() as conn:
         return [_consent(r) for r in conn.execute(query)]
 
 
 def get(catalog: Catalog, consent_id: int) -> Consent:
-    with catalog.engine.connect() as conn:
-        row = conn.execute(sa.select(consents).where(consents.c.id == consent_id)).one_or_none()
+    row = None
+    if is_id(consent_id):
+        with catalog.engine.connect() as conn:
+            row = conn.execute(sa.select(consents).where(consents.c.id == consent_id)).one_or_none()
     if row is None:
         raise FacefindError(f"no consent with id {consent_id}; `facefind consent list` shows them")
     return _consent(row)

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from ..catalog import Catalog, _delete_faces, collections, face_persons, faces, images, now, persons
 from ..errors import FacefindError
+from ..limits import is_id
 from . import optouts
 
 KINDS = ("image", "person", "collection", "optout-matches", "retention")
@@ -142,7 +143,10 @@ def _person_id(conn: sa.Connection, target: str) -> int:
         raise FacefindError(
             f"a person is erased by id (see `facefind people list`), got {target!r}"
         ) from None
-    if conn.execute(sa.select(persons.c.id).where(persons.c.id == person_id)).scalar() is None:
+    if (
+        not is_id(person_id)
+        or conn.execute(sa.select(persons.c.id).where(persons.c.id == person_id)).scalar() is None
+    ):
         raise FacefindError(f"no person with id {person_id}; `facefind people list --all` shows them")
     return person_id
 

@@ -37,6 +37,7 @@ from ..catalog import (
     persons,
 )
 from ..errors import FacefindError
+from ..limits import is_id
 from ..results import Box, ClusterReport, Person, PersonFace
 from ..settings import Settings
 from .clustering import chinese_whispers, threshold_graph
@@ -407,10 +408,12 @@ class People:
             return {int(i) for i in conn.execute(query).scalars()}
 
     def _row(self, person_id: int) -> sa.Row:
-        with self.catalog.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(persons).where(persons.c.id == person_id, persons.c.model_id == self.model_id)
-            ).one_or_none()
+        row = None
+        if is_id(person_id):
+            with self.catalog.engine.connect() as conn:
+                row = conn.execute(
+                    sa.select(persons).where(persons.c.id == person_id, persons.c.model_id == self.model_id)
+                ).one_or_none()
         if row is None:
             raise PersonNotFound(f"no person with id {person_id}; `facefind people list` shows them")
         return row

@@ -1,0 +1,74 @@
+"""The range of every number a user can give facefind, in one place.
+
+The library checks each value here before doing any work, so the CLI (which passes values on
+unchanged), scripts and, later, the web API all refuse the same values with the same message.
+Ranges are generous: their job is to stop typos and hostile values (a top-k of 10^20 once asked
+for 24 GB), not to second-guess an operator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .errors import InvalidValue
+
+Number = TypeVar("Number", int, float)
+
+# Ids are SQL BIGINTs: a larger number cannot name anything (and SQLite would overflow on it).
+MAX_ID = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Limit:
+    option: str
+    low: float
+    high: float
+    above_low: bool = False  # low itself is excluded
+    below_high: bool = False  # high itself is excluded
+    example: str = ""
+
+    def check(self, value: Number) -> Number:
+        """`value` unchanged if it lies in range, else InvalidValue naming the range."""
+        if (isinstance(value, float) and not math.isfinite(value)) or not self.contains(value):
+            raise InvalidValue(f"{self.option} {value}: {self.wanted()}")
+        return value
+
+    def contains(self, value: float) -> bool:
+        above = value > self.low if self.above_low else value >= self.low
+        below = value < self.high if self.below_high else value <= self.high
+        return above and below
+
+    def wanted(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        span = {
+            (False, False): f"from {low} to {high}",
+            (True, False): f"above {low}, up to {high}",
+            (False, True): f"from {low}, below {high}",
+            (True, True): f"above {low} and below {high}",
+        }[self.above_low, self.below_high]
+        return f"give a number {span}" + (f" (e.g. {self.example})" if self.example else "")
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+TOP_K = Limit("--top-k", 1, 10_000, example="10")
+FACE = Limit("--face", 0, 10_000, example="0 for the largest face")
+WORKERS = Limit("--workers", 1, 256, example="the number of cores")
+THRESHOLD = Limit("--threshold", -1, 1, example="0.4; a cosine similarity")
+MAX_FMR = Limit("--max-fmr", 0, 1, above_low=True, example="0.0001")
+MAX_FPIR = Limit("--max-fpir", 0, 1, above_low=True, below_high=True, example="0.01")
+RETENTION_DAYS = Limit("--retention", 1, 100 * 365, example="5y; past 100 years dates overflow")
+MODEL_INPUT = Limit("--input", 16, 1024, example="112")
+MODEL_MEAN = Limit("--mean", -1e6, 1e6, example="127.5")
+MODEL_STD = Limit("--std", 0, 1e6, above_low=True, example="127.5")
+MAX_PIXELS = Limit("FACEFIND_MAX_PIXELS", 1_000_000, 4_000_000_000, example="200000000 for 200 MP photos")
+MAX_FILE_BYTES = Limit("FACEFIND_MAX_FILE_BYTES", 2**20, 2**36, example="1073741824 for 1 GiB")
+
+
+def is_id(value: int) -> bool:
+    """Whether `value` could be the id of anything stored (a larger one names nothing)."""
+    return 1 <= value <= MAX_ID
