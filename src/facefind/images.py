@@ -76,6 +76,9 @@ def read_photo(path: Path, settings: Settings) -> bytes:
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except OSError as err:
+        kind = _special_kind(path)
+        if kind:
+            raise ImageError(f"{path}: {kind}, not a photo file; only regular files are read") from None
         raise ImageError(f"{path}: cannot read ({err.strerror})") from None
     try:
         st = os.fstat(fd)
@@ -92,7 +95,11 @@ def read_photo(path: Path, settings: Settings) -> bytes:
                 f"(2 GiB)"
             )
         with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read(limit + 1)
+            # Python allocates what read(n) asks for: ask for the size, then for more only if
+            # the file grew meanwhile.
+            data = f.read(st.st_size + 1)
+            if len(data) > st.st_size:
+                data += f.read(limit + 1 - len(data))
         if len(data) > limit:  # grew while being read
             raise ImageError(f"{path}: larger than {limit / 2**20:.0f} MiB while being read")
         return data
@@ -102,26 +109,42 @@ def read_photo(path: Path, settings: Settings) -> bytes:
         os.close(fd)
 
 
+def _special_kind(path: Path) -> str | None:
+    try:
+        return _KINDS.get(stat.S_IFMT(os.stat(path).st_mode))
+    except OSError:
+        return None
+
+
 def decode_image(
     data: bytes, settings: Settings, name: str = "image", notes: list[str] | None = None
 ) -> np.ndarray:
-    """`notes`, if given, receives what the decoder said about damage it worked around."""
+    """`notes`, if given, receives what the decoders said about damage they worked around."""
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
+    said: list[str] = [] if notes is None else notes
+    # One decode at a time per process: the decoders' stderr and Pillow's pixel limit are global.
+    with decoder_messages(said), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse both.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return _decode(data, settings, name)
+        finally:
+            said.extend(dict.fromkeys(str(w.message) for w in caught))
+
+
+def _decode(data: bytes, settings: Settings, name: str) -> np.ndarray:
     # Our limit, checked on the header below, replaces Pillow's (which cannot say the size).
     pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse both.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as opened:  # reads the header only
-                _check_dimensions(opened.size, settings, name)
-                if _opencv_can_decode(opened, data):
-                    with decoder_messages(notes if notes is not None else []):
-                        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-                    if bgr is not None:
-                        return bgr
-                rgb = np.asarray(_to_rgb(ImageOps.exif_transpose(opened)))
+        with Image.open(io.BytesIO(data)) as opened:  # reads the header only
+            _check_dimensions(opened.size, settings, name)
+            if _opencv_can_decode(opened, data):
+                bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                if bgr is not None:
+                    return bgr
+            rgb = np.asarray(_to_rgb(ImageOps.exif_transpose(opened)))
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -142,9 +165,9 @@ _STDERR = threading.Lock()
 
 @contextmanager
 def decoder_messages(notes: list[str]) -> Iterator[None]:
-    """libjpeg and libpng print warnings ("Corrupt JPEG data: ...") straight to file descriptor 2,
-    through our progress bars and JSON-clean output. Catch them while OpenCV decodes and give
-    them to the caller; anything else written meanwhile (a progress bar redraw) goes out as usual."""
+    """libjpeg, libpng and libtiff print warnings ("Corrupt JPEG data: ...") straight to file
+    descriptor 2, through our progress bars and JSON-clean output. Catch them while decoding and
+    give them to the caller; anything else written meanwhile (a progress bar redraw) goes out."""
     with _STDERR, tempfile.TemporaryFile() as caught:
         sys.stderr.flush()
         saved = os.dup(2)

@@ -96,10 +96,15 @@ def process_file(task: FileTask, backend: FaceBackend, settings: Settings) -> Fi
     except ImageError as err:
         result.error = str(err).removeprefix(Path(task.path).name + ": ")
         return result
+    except MemoryError:
+        result.error = f"not enough memory to decode it ({len(data) / 2**20:.1f} MiB file)"
+        return result
     result.times.add("decode", started)
     result.shape = (image.shape[0], image.shape[1])
     try:
         result.faces = analyze(backend, image, settings, result.times)
+    except MemoryError:
+        result.error = f"not enough memory to analyse it ({image.shape[1]}x{image.shape[0]})"
     except Exception as err:  # one odd image must not stop a run of thousands
         result.error = f"face analysis failed ({type(err).__name__}: {err})"
     return result
@@ -324,14 +329,26 @@ def analyse_files(
     )
     try:
         queue = iter(tasks)
-        running: set[Future[FileResult]] = {pool.submit(_work, task) for task in islice(queue, workers * 4)}
+        running = {pool.submit(_work, task): task for task in islice(queue, workers * 4)}
         while running:
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                running.update(pool.submit(_work, task) for task in islice(queue, 1))
-                yield future.result()
+                task = running.pop(future)
+                running.update({pool.submit(_work, t): t for t in islice(queue, 1)})
+                yield _result(future, task)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _result(future: Future[FileResult], task: FileTask) -> FileResult:
+    """The worker's result; an exception it raised (it catches what it expects) fails that file
+    only. A worker that died is a BrokenProcessPool, which stops the run."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise
+    except Exception as err:
+        return FileResult(task, error=f"analysis failed ({type(err).__name__}: {err})")
 
 
 def _require_main_guard() -> None:
