@@ -269,10 +269,10 @@ class People:
         with_consent = sorted({c.person_id for p in rows for c in consent.all_(self.catalog, p)})
         bound = sorted(set(names) | set(with_consent))
         if bound and not confirm:
+            who = f"persons {', '.join(map(str, bound))} have" if len(bound) > 1 else f"person {bound[0]} has"
             raise FacefindError(
-                f"person(s) {', '.join(map(str, bound))} have a name or consent on record: merging puts "
-                f"every merged face under that name and consent. If they are the same person, confirm "
-                f"with --confirm"
+                f"{who} a name or consent on record: merging puts every merged face under that name "
+                f"and consent. If they are the same person, confirm with --confirm"
             )
         name = next(iter(names.values()), None)
         with self.catalog.transaction() as conn:
