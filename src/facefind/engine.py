@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import shutil
@@ -44,6 +45,32 @@ def open(
     return FaceFind(db, settings, actor=actor, purpose=purpose)
 
 
+class Runtime:
+    """What one process keeps loaded, shared by every FaceFind acting for someone (the service
+    makes one FaceFind per request): the catalog, settings, audit log and, loaded on first use,
+    the recognizer, the vector index and the calibration."""
+
+    def __init__(self, db: str | Path | None, settings: Settings | None) -> None:
+        # A path, or an SQLAlchemy URL (kept as given) for other databases and SQLite options.
+        self.db: str | Path = (
+            str(db) if db and "://" in str(db) else Path(db or default_db_path()).expanduser()
+        )
+        # Only facefind's own default location is created; a folder the user named must exist.
+        self.catalog = Catalog(self.db, create_folders=db is None and not os.environ.get("FACEFIND_DB"))
+        # The catalog's active recognizer (`facefind models use`); the built-in SFace by default.
+        self.settings = recognizers.with_active(self.catalog, settings or Settings())
+        # Keep the signing key away from the catalog (FACEFIND_AUDIT_KEY) so whoever can edit the
+        # catalog cannot also sign a forged checkpoint; by default it sits beside the catalog.
+        env_key = os.environ.get("FACEFIND_AUDIT_KEY")
+        key_file = (
+            Path(env_key) if env_key else Path(f"{self.db}.audit-key") if isinstance(self.db, Path) else None
+        )
+        self.audit = AuditLog(self.catalog, key_file)
+        self.backend: FaceBackend | None = None
+        self.vectors: VectorStore | None = None
+        self.calibration: Calibration | None = None
+
+
 class FaceFind:
     def __init__(
         self,
@@ -53,27 +80,31 @@ class FaceFind:
         actor: str | None = None,
         purpose: str | None = None,
     ) -> None:
-        self.settings = settings or Settings()
+        self.runtime = Runtime(db, settings)
         self.actor = require_text(actor or default_actor(), "the actor")
         self.purpose = purpose
-        # A path, or an SQLAlchemy URL (kept as given) for other databases and SQLite options.
-        self.db: str | Path = (
-            str(db) if db and "://" in str(db) else Path(db or default_db_path()).expanduser()
-        )
-        # Only facefind's own default location is created; a folder the user named must exist.
-        self.catalog = Catalog(self.db, create_folders=db is None and not os.environ.get("FACEFIND_DB"))
-        # The catalog's active recognizer (`facefind models use`); the built-in SFace by default.
-        self.settings = recognizers.with_active(self.catalog, self.settings)
-        # Keep the signing key away from the catalog (FACEFIND_AUDIT_KEY) so whoever can edit the
-        # catalog cannot also sign a forged checkpoint; by default it sits beside the catalog.
-        env_key = os.environ.get("FACEFIND_AUDIT_KEY")
-        key_file = (
-            Path(env_key) if env_key else Path(f"{self.db}.audit-key") if isinstance(self.db, Path) else None
-        )
-        self.audit = AuditLog(self.catalog, key_file)
-        self._backend: FaceBackend | None = None
-        self._vectors: VectorStore | None = None
-        self._calibration: Calibration | None = None
+
+    def acting_as(self, actor: str, purpose: str | None = None) -> FaceFind:
+        """The same runtime, acting (and audited) as `actor`: how the service serves each request."""
+        other = copy.copy(self)
+        other.actor, other.purpose = require_text(actor, "the actor"), purpose
+        return other
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.runtime.catalog
+
+    @property
+    def audit(self) -> AuditLog:
+        return self.runtime.audit
+
+    @property
+    def db(self) -> str | Path:
+        return self.runtime.db
 
     def __enter__(self) -> FaceFind:
         return self
@@ -82,15 +113,15 @@ class FaceFind:
         self.close()
 
     def close(self) -> None:
-        if self._vectors is not None:
-            self._vectors.save()
+        if self.runtime.vectors is not None:
+            self.runtime.vectors.save()
         self.catalog.close()
 
     @property
     def backend(self) -> FaceBackend:
-        if self._backend is None:
-            self._backend = load_backend(self.settings)
-        return self._backend
+        if self.runtime.backend is None:
+            self.runtime.backend = load_backend(self.settings)
+        return self.runtime.backend
 
     @property
     def models(self) -> recognizers.Models:
@@ -99,8 +130,8 @@ class FaceFind:
 
     def _switched(self, settings: Settings, backend: FaceBackend) -> None:
         """After `models.use`: run the new model and rebuild its vector index from the catalog."""
-        self.settings, self._backend, self._calibration = settings, backend, None
-        self._vectors = None
+        self.runtime.settings, self.runtime.backend, self.runtime.calibration = settings, backend, None
+        self.runtime.vectors = None
         self.vectors.rebuild()
         self.vectors.save(force=True)
         if isinstance(self.db, Path):  # other models' saved indexes are stale now
@@ -285,12 +316,12 @@ class FaceFind:
 
     def calibration(self) -> Calibration:
         """The user's calibration (`facefind calibrate`) if there is one, else the shipped one."""
-        if self._calibration is None:
+        if self.runtime.calibration is None:
             stored = self.catalog.load_calibration(self.backend.model_id)
-            self._calibration = (
+            self.runtime.calibration = (
                 Calibration.from_dict(stored) if stored else default_calibration(self.backend.model_id)
             )
-        return self._calibration
+        return self.runtime.calibration
 
     def threshold(self, max_fmr: float | None, threshold: float | None) -> float:
         if threshold is not None:
@@ -472,13 +503,13 @@ class FaceFind:
     @property
     def vectors(self) -> VectorStore:
         """The vector index of the current model, saved beside a catalog file (<db>.vectors/)."""
-        if self._vectors is None:
+        if self.runtime.vectors is None:
             folder = Path(f"{self.db}.vectors") if isinstance(self.db, Path) else None
             kind = self.catalog.get_setting("index_kind", "auto")
-            self._vectors = VectorStore(
+            self.runtime.vectors = VectorStore(
                 self.catalog, self.backend.model_id, self.backend.dim, folder, IndexPolicy(kind=kind)
             )
-        return self._vectors
+        return self.runtime.vectors
 
     def vector_index(self, on_progress: Progress | None = None) -> FaissIndex:
         """The loaded index; rebuilt from the catalog (reporting progress) if it is missing or stale."""
@@ -493,7 +524,7 @@ class FaceFind:
         if kind != "auto" and kind not in KINDS:
             raise FacefindError(f"--kind must be auto or one of {', '.join(KINDS)}, got {kind!r}")
         self.catalog.set_setting("index_kind", kind)
-        self._vectors = None
+        self.runtime.vectors = None
         self.vectors.rebuild(None if kind == "auto" else kind, on_progress)
         self.vectors.save(force=True)
         return self.vectors.info()
@@ -524,7 +555,7 @@ class FaceFind:
         if save:
             self.catalog.save_calibration(calibration.model_id, calibration.to_dict())
             if calibration.model_id == self.models.active:
-                self._calibration = calibration
+                self.runtime.calibration = calibration
         return calibration
 
     def report(self, since: str | None = None) -> dict:

@@ -7,6 +7,22 @@ class FacefindError(Exception):
     exit_code = 1
 
 
+class NotFound(FacefindError):
+    """No such person, photo, collection, consent, opt-out, key or job."""
+
+
+class Refused(FacefindError):
+    """Not allowed: the role does not permit it, or a consent or policy forbids it."""
+
+
+class Conflict(FacefindError):
+    """It clashes with what is stored (a name in use, a consent already withdrawn)."""
+
+
+class Unavailable(FacefindError):
+    """Cannot be done right now (busy, rate-limited, a model or database missing)."""
+
+
 class InvalidValue(FacefindError):
     """A number or option value outside what facefind accepts (the ranges are in limits.py)."""
 
