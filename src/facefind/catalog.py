@@ -19,11 +19,11 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .errors import CatalogError
+from .errors import CatalogError, NotFound
 from .faces import Face
 from .paths import from_stored, to_stored
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 metadata = sa.MetaData()
 
 
@@ -197,6 +197,38 @@ calibrations = sa.Table(
     sa.Column("table_json", sa.Text, nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
 )
+# Keys of the service (accountability/keys.py): only a hash of each key is kept.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("key_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("revoked_at", sa.String(32)),
+)
+# Index jobs of the service (api/jobs.py), with progress and a heartbeat.
+index_jobs = sa.Table(
+    "index_jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("path", FileName, nullable=False),
+    sa.Column("collection", sa.String(200), nullable=False),
+    sa.Column("retry_errors", sa.Boolean, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("started_by", sa.String(200), nullable=False),
+    sa.Column("owner", sa.String(300), nullable=False),  # host:pid of the process running it
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),  # the heartbeat
+    sa.Column("done", sa.Integer, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("restarts", sa.Integer, nullable=False),
+    sa.Column("cancel", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("report", sa.Text),  # JSON IndexReport when finished
+    sqlite_autoincrement=True,
+)
 # Recognizers an operator registered (recognizers.py); the built-in SFace is not listed. The file
 # stays where the operator keeps it and is checked against sha256 each time it is loaded.
 recognizers = sa.Table(
@@ -295,9 +327,21 @@ def _migrate_5_to_6(conn: Connection) -> None:
         )
 
 
+def _migrate_6_to_7(conn: Connection) -> None:
+    """The service: API keys and index jobs."""
+    metadata.create_all(conn, tables=[api_keys, index_jobs])
+
+
 # MIGRATIONS[n] takes a catalog from schema version n + 1 to n + 2. A new catalog is created
 # directly at SCHEMA_VERSION from `metadata`.
-MIGRATIONS = [_migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5, _migrate_5_to_6]
+MIGRATIONS = [
+    _migrate_1_to_2,
+    _migrate_2_to_3,
+    _migrate_3_to_4,
+    _migrate_4_to_5,
+    _migrate_5_to_6,
+    _migrate_6_to_7,
+]
 
 
 class Catalog:
@@ -381,7 +425,7 @@ class Catalog:
             known = dict(conn.execute(sa.select(collections.c.name, collections.c.id)).all())
         missing = [n for n in names if n not in known]
         if missing:
-            raise CatalogError(
+            raise NotFound(
                 f"no collection named {', '.join(map(repr, missing))}; "
                 f"the catalog has: {', '.join(sorted(known)) or 'none yet'}"
             )

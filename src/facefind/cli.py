@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import evaluate as evaluation
+from . import limits
 from .engine import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, FaceFind
 from .errors import FacefindError
 from .paths import shown, undecodable
@@ -661,17 +662,19 @@ def people_list(
 
 @people_app.command("show")
 def people_show(person: PersonId, db: Db = None, as_json: Json = False) -> None:
-    """One person and each of their faces, best quality first."""
+    """One person and each of their faces, best quality first (if their consent allows showing them)."""
     with session(db) as ff:
-        found = ff.people.get(person)
+        found = ff.person(person)
     emit_json(found) if as_json else _print_person(found, faces=True)
 
 
 @people_app.command("photos")
-def people_photos(person: PersonId, db: Db = None, as_json: Json = False) -> None:
-    """Every photo a person is in."""
-    with session(db) as ff:
-        photos = ff.people.photos(person)
+def people_photos(
+    person: PersonId, purpose: Purpose = None, actor: Actor = None, db: Db = None, as_json: Json = False
+) -> None:
+    """Every photo a person is in: a search by person, so a purpose is required and it is audited."""
+    with session(db, actor) as ff:
+        photos = ff.person_photos(person, purpose=purpose)
     if as_json:
         emit_json(photos)
     else:
@@ -1109,6 +1112,80 @@ def audit_export(since: Since = None, until: Until = None, actor: Actor = None, 
             sys.stdout.write(e.model_dump_json() + "\n")
         details = {"what": "audit log", "since": since, "until": until, "entries": len(entries)}
         ff.audit.record(ff.actor, "export", details)
+
+
+# the service ------------------------------------------------------------------------------
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback unless you say otherwise).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (each loads the model and index).")] = 1,
+    db: Db = None,
+) -> None:
+    """The REST API (FastAPI): every request needs a key (`facefind keys add`); docs at /docs."""
+    import uvicorn
+
+    with session(db) as ff:  # migrate, and fail here rather than in every worker
+        limits.WORKERS.check(workers)
+        if not ff.keys():
+            err.print("[yellow]note:[/] no keys yet: `facefind keys add NAME --role ROLE` makes one")
+        os.environ["FACEFIND_DB"] = str(ff.db)
+    err.print(f"facefind serving {safe(ff.db)} at http://{host}:{port} (API docs: /docs)")
+    uvicorn.run("facefind.api:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+keys_app = typer.Typer(help="Keys of the service, each with a role.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("add")
+def keys_add(
+    name: Annotated[str, typer.Argument(help="Who or what uses the key; the audit log's actor.")],
+    role: Annotated[str, typer.Option(help="admin, operator, reviewer, dpo or auditor.")],
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Make a key and print it, once (only its hash is kept)."""
+    with session(db, actor) as ff:
+        added = ff.keys_add(name, role)
+    reply(
+        added,
+        as_json,
+        [f"key for {safe(added.name)} ({added.role}); shown only now, keep it safe:", added.key],
+    )
+
+
+@keys_app.command("list")
+def keys_list(db: Db = None, as_json: Json = False) -> None:
+    """Every key: name, role, made when and by whom, revoked or not (never the key)."""
+    with session(db) as ff:
+        found = ff.keys()
+    reply(
+        found,
+        as_json,
+        [
+            f"{safe(k.name)}: {k.role}, made {k.created_at} by {safe(k.created_by)}"
+            + (f", [red]revoked {k.revoked_at}[/]" if k.revoked_at else "")
+            for k in found
+        ]
+        or ["no keys"],
+    )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="The key's name.")],
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Stop a key working, from the next request on."""
+    with session(db, actor) as ff:
+        revoked = ff.keys_revoke(name)
+    reply(revoked, as_json, f"revoked the key of {safe(revoked.name)}")
 
 
 # recognizers ------------------------------------------------------------------------------

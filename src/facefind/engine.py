@@ -14,18 +14,29 @@ import numpy as np
 
 from . import limits, recognizers
 from .accountability import collections, consent, erasure, optouts, report
+from .accountability import keys as service_keys
 from .accountability.audit import AuditLog, default_actor
 from .accountability.optouts import OptOut
 from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration, default_calibration
 from .catalog import Catalog, FaceRow
-from .errors import FacefindError, NoFaceError
+from .errors import FacefindError, InvalidValue, NoFaceError, Refused
 from .faces import Face, FaceBackend, analyze, load_backend
 from .faces.quality import warnings as quality_warnings
 from .images import ImageSource, load_image
 from .ingest import Indexer, Progress
 from .paths import require_text
 from .people import People
-from .results import Box, FileError, IndexReport, Match, PurgeReport, QueryFace, SearchResult, Verification
+from .results import (
+    Box,
+    FileError,
+    IndexReport,
+    Match,
+    Person,
+    PurgeReport,
+    QueryFace,
+    SearchResult,
+    Verification,
+)
 from .settings import Settings, default_db_path
 from .vectors import KINDS, FaissIndex, IndexPolicy, VectorStore
 
@@ -229,6 +240,21 @@ class FaceFind:
         self.audit.record(self.actor, "optout", {"removed": optout_id, "note": removed.note})
         return removed
 
+    # service keys ------------------------------------------------------------------------
+    def keys(self) -> list[service_keys.ApiKey]:
+        return service_keys.all_(self.catalog)
+
+    def keys_add(self, name: str, role: str) -> service_keys.NewKey:
+        """A key for the service (`facefind serve`); the answer holds it, once."""
+        added = service_keys.add(self.catalog, name, role, self.actor)
+        self.audit.record(self.actor, "key", {"added": added.name, "role": added.role})
+        return added
+
+    def keys_revoke(self, name: str) -> service_keys.ApiKey:
+        revoked = service_keys.revoke(self.catalog, name)
+        self.audit.record(self.actor, "key", {"revoked": name})
+        return revoked
+
     # collections -------------------------------------------------------------------------
     def create_collection(
         self, name: str, *, owner: str, basis: str, retention: str, note: str | None = None
@@ -425,22 +451,33 @@ class FaceFind:
         self.audit.record(self.actor, "search", details, purpose, _sha256(image))
         return result
 
+    def person(self, person_id: int) -> Person:
+        """A person and their faces as the people view may show them: refused while their consent
+        does not cover showing results; opted-out faces are never among them."""
+        found = self.people.get(person_id)
+        self._require_results(person_id)
+        return found
+
     def person_photos(self, person_id: int, *, purpose: str | None = None) -> list[str]:
         """Every photo of a catalogued person (a search by person: audited, purpose required)."""
         purpose = self._purpose(purpose)
-        if person_id in consent.withheld_persons(self.catalog, "results"):
-            raise FacefindError(
-                f"person {person_id}'s consent does not (or no longer) cover showing their photos; "
-                f"`facefind consent list --person {person_id}` shows it"
-            )
+        self.people.get(person_id)
+        self._require_results(person_id)
         photos = self.people.photos(person_id)
         self.audit.record(self.actor, "search", {"person": person_id, "photos": len(photos)}, purpose)
         return photos
 
+    def _require_results(self, person_id: int) -> None:
+        if person_id in consent.withheld_persons(self.catalog, "results"):
+            raise Refused(
+                f"person {person_id}'s consent does not (or no longer) cover showing their photos; "
+                f"`facefind consent list --person {person_id}` shows it"
+            )
+
     def _purpose(self, purpose: str | None) -> str:
         purpose = require_text((purpose or self.purpose or "").strip(), "the purpose")
         if not purpose:
-            raise FacefindError(
+            raise InvalidValue(
                 "a search must state its purpose (--purpose TEXT, e.g. 'case 2026-114: photos for the "
                 "subject's own request'); it is kept in the audit log with who searched and what was found"
             )

@@ -31,6 +31,10 @@ class ImageError(FacefindError):
     """A file or buffer that cannot be used as a photo."""
 
 
+class TooLarge(ImageError):
+    """A photo over the file size or pixel limit (settings.py says how to raise them)."""
+
+
 class NoFaceError(FacefindError):
     """A photo in which no face was found where one was needed."""
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, TooLarge
 from .settings import Settings
 
 try:  # HEIC/HEIF support is optional: only if pillow-heif installed cleanly.
@@ -89,7 +89,7 @@ def read_photo(path: Path, settings: Settings) -> bytes:
             raise ImageError(f"{path}: {kind}, not a photo file; only regular files are read")
         limit = settings.max_file_bytes
         if st.st_size > limit:
-            raise ImageError(
+            raise TooLarge(
                 f"{path}: {st.st_size / 2**20:.1f} MiB, over the {limit / 2**20:.0f} MiB a photo file may "
                 f"have; if it is a real photo, raise the limit, e.g. FACEFIND_MAX_FILE_BYTES=2147483648 "
                 f"(2 GiB)"
@@ -101,7 +101,7 @@ def read_photo(path: Path, settings: Settings) -> bytes:
             if len(data) > st.st_size:
                 data += f.read(limit + 1 - len(data))
         if len(data) > limit:  # grew while being read
-            raise ImageError(f"{path}: larger than {limit / 2**20:.0f} MiB while being read")
+            raise TooLarge(f"{path}: larger than {limit / 2**20:.0f} MiB while being read")
         return data
     except OSError as err:
         raise ImageError(f"{path}: cannot read ({err.strerror})") from None
@@ -148,7 +148,7 @@ def _decode(data: bytes, settings: Settings, name: str) -> np.ndarray:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name}: {_too_many_pixels(None, settings)}") from None
+        raise TooLarge(f"{name}: {_too_many_pixels(None, settings)}") from None
     except UnidentifiedImageError:
         raise ImageError(
             f"{name}: not a supported image (JPEG, PNG, WebP, BMP, TIFF{', HEIC' if HEIF else ''})"
@@ -202,7 +202,7 @@ def _check_dimensions(size: tuple[int, int], settings: Settings, name: str) -> N
     if w < 1 or h < 1:
         raise ImageError(f"{name}: image has no pixels ({w}x{h})")
     if w * h > settings.max_image_pixels:
-        raise ImageError(f"{name}: {_too_many_pixels((w, h), settings)}")
+        raise TooLarge(f"{name}: {_too_many_pixels((w, h), settings)}")
     if max(w, h) > settings.max_image_side or max(w, h) / min(w, h) > settings.max_aspect_ratio:
         raise ImageError(f"{name}: absurd dimensions {w}x{h}; not a photo")
 

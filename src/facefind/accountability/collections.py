@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from ..catalog import Catalog, collections, images, now
-from ..errors import FacefindError, InvalidValue
+from ..errors import Conflict, FacefindError, InvalidValue, NotFound
 from ..limits import RETENTION_DAYS
 
 BASES = {
@@ -72,7 +72,7 @@ def create(
     with catalog.transaction() as conn:
         existing = conn.execute(sa.select(collections).where(collections.c.name == name)).one_or_none()
         if existing is not None and existing.basis is not None:
-            raise FacefindError(f"collection {name!r} already exists (basis: {existing.basis})")
+            raise Conflict(f"collection {name!r} already exists (basis: {existing.basis})")
         if existing is None:
             conn.execute(sa.insert(collections).values(name=name, created_at=now(), **values))
         else:
@@ -83,7 +83,7 @@ def create(
 def get(catalog: Catalog, name: str) -> Collection:
     found = [c for c in all_(catalog) if c.name == name]
     if not found:
-        raise FacefindError(f"no collection named {name!r}; `facefind collection list` shows them")
+        raise NotFound(f"no collection named {name!r}; `facefind collection list` shows them")
     return found[0]
 
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from ..catalog import Catalog, consents, face_persons, now, persons
-from ..errors import FacefindError
+from ..errors import Conflict, FacefindError, NotFound
 from ..limits import is_id
 
 SCOPES = ("search", "results", "clustering")
@@ -62,7 +62,7 @@ def add(
             not is_id(person_id)
             or conn.execute(sa.select(persons.c.id).where(persons.c.id == person_id)).scalar() is None
         ):
-            raise FacefindError(f"no person with id {person_id}; `facefind people list --all` shows them")
+            raise NotFound(f"no person with id {person_id}; `facefind people list --all` shows them")
         inserted = conn.execute(
             sa.insert(consents).values(
                 person_id=person_id,
@@ -81,7 +81,7 @@ def add(
 def withdraw(catalog: Catalog, consent_id: int) -> Consent:
     found = get(catalog, consent_id)
     if found.withdrawn_at:
-        raise FacefindError(f"consent {consent_id} was already withdrawn on {found.withdrawn_at}")
+        raise Conflict(f"consent {consent_id} was already withdrawn on {found.withdrawn_at}")
     with catalog.transaction() as conn:
         conn.execute(sa.update(consents).where(consents.c.id == consent_id).values(withdrawn_at=now()))
     return get(catalog, consent_id)
@@ -103,7 +103,7 @@ def get(catalog: Catalog, consent_id: int) -> Consent:
         with catalog.engine.connect() as conn:
             row = conn.execute(sa.select(consents).where(consents.c.id == consent_id)).one_or_none()
     if row is None:
-        raise FacefindError(f"no consent with id {consent_id}; `facefind consent list` shows them")
+        raise NotFound(f"no consent with id {consent_id}; `facefind consent list` shows them")
     return _consent(row)
 
 

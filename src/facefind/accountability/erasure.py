@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from ..catalog import Catalog, _delete_faces, collections, face_persons, faces, images, now, persons
-from ..errors import FacefindError
+from ..errors import FacefindError, NotFound
 from ..limits import is_id
 from . import optouts
 
@@ -62,7 +62,7 @@ def erase(
         elif kind == "collection":
             found = conn.execute(sa.select(collections.c.id).where(collections.c.name == target)).scalar()
             if found is None:
-                raise FacefindError(f"no collection named {target!r}; `facefind collection list` shows them")
+                raise NotFound(f"no collection named {target!r}; `facefind collection list` shows them")
             image_ids = list(
                 conn.execute(sa.select(images.c.id).where(images.c.collection_id == found)).scalars()
             )
@@ -125,7 +125,7 @@ def _images_at(conn: sa.Connection, target: str) -> list[int]:
     )
     found = list(conn.execute(query).scalars())
     if not found:
-        raise FacefindError(f"no catalogued photo at {target}; `facefind stats` shows what the catalog holds")
+        raise NotFound(f"no catalogued photo at {target}; `facefind stats` shows what the catalog holds")
     return found
 
 
@@ -147,7 +147,7 @@ def _person_id(conn: sa.Connection, target: str) -> int:
         not is_id(person_id)
         or conn.execute(sa.select(persons.c.id).where(persons.c.id == person_id)).scalar() is None
     ):
-        raise FacefindError(f"no person with id {person_id}; `facefind people list --all` shows them")
+        raise NotFound(f"no person with id {person_id}; `facefind people list --all` shows them")
     return person_id
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from ..catalog import Catalog, face_persons, face_suppressions, now, optouts
-from ..errors import FacefindError
+from ..errors import NotFound
 
 DEFAULT_MAX_FMR = 1e-5
 MIN_PERSON_HITS, MIN_PERSON_SHARE = 2, 0.05
@@ -150,7 +150,7 @@ def get(catalog: Catalog, optout_id: int) -> OptOut:
     for opt in all_(catalog):
         if opt.id == optout_id:
             return opt
-    raise FacefindError(f"no opt-out with id {optout_id}; `facefind optout list` shows them")
+    raise NotFound(f"no opt-out with id {optout_id}; `facefind optout list` shows them")
 
 
 def remove(catalog: Catalog, optout_id: int) -> OptOut:

@@ -36,7 +36,7 @@ from ..catalog import (
     now,
     persons,
 )
-from ..errors import FacefindError
+from ..errors import FacefindError, NotFound
 from ..limits import is_id
 from ..results import Box, ClusterReport, Person, PersonFace
 from ..settings import Settings
@@ -45,7 +45,7 @@ from .clustering import chinese_whispers, threshold_graph
 NEIGHBOURS = 60  # graph degree; 30 made glint_dev12 results depend on the random seed (README)
 
 
-class PersonNotFound(FacefindError):
+class PersonNotFound(NotFound):
     pass
 
 

@@ -1,0 +1,185 @@
+"""The HTTP service: authentication, error mapping and the per-process runtime.
+
+Each server process opens the catalog once (one FaceFind: recognizer, vector index, calibration
+loaded) and serves every request as `ff.acting_as(principal.name)`, one at a time: the recognizer
+and the vector index are not thread-safe, and with one process per core nothing is lost. Index
+jobs run beside it with their own runtime (jobs.py), so a long index never blocks a search.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import engine
+from ..accountability import keys
+from ..errors import (
+    Conflict,
+    FacefindError,
+    ImageError,
+    InvalidValue,
+    NoFaceError,
+    NotFound,
+    Refused,
+    TooLarge,
+    Unavailable,
+)
+from ..policy import Principal
+from ..settings import Settings
+from .jobs import JobRunner
+
+MAX_UPLOAD_BYTES = 32 * 2**20  # a photo upload; larger requests get 413 before being read
+REQUESTS_PER_MINUTE = 600  # per key, per server process
+
+STATUS: list[tuple[type[FacefindError], int]] = [
+    (NotFound, 404),
+    (Refused, 403),
+    (Conflict, 409),
+    (Unavailable, 503),
+    (TooLarge, 413),
+    (NoFaceError, 422),
+    (InvalidValue, 400),
+    (ImageError, 400),
+    (FacefindError, 400),
+]
+
+
+@dataclass
+class Service:
+    ff: engine.FaceFind
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    requests_per_minute: int = REQUESTS_PER_MINUTE
+    calls: dict[str, list[float]] = field(default_factory=dict)
+
+    @contextmanager
+    def acting(self, who: Principal, action: str, purpose: str | None = None) -> Iterator[engine.FaceFind]:
+        """The runtime, acting as `who`, if their role allows `action`; one request at a time."""
+        who.require(action)
+        self._throttle(who.name)
+        with self.lock:
+            yield self.ff.acting_as(who.name, purpose)
+
+    def _throttle(self, name: str) -> None:
+        now = time.monotonic()
+        recent = [t for t in self.calls.get(name, []) if now - t < 60]
+        if len(recent) >= self.requests_per_minute:
+            raise Unavailable(
+                f"{name} made {len(recent)} requests in the last minute (the limit is "
+                f"{self.requests_per_minute}); wait a little"
+            )
+        self.calls[name] = [*recent, now]
+
+
+def create_app(db: str | Path | None = None, settings: Settings | None = None, **options: Any) -> FastAPI:
+    """The FastAPI application serving the catalog at `db` (default: FACEFIND_DB)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        ff = engine.open(db, settings, actor="facefind-serve")
+        ff.vector_index()  # load (or rebuild) before the first request, not during it
+        ff.calibration()
+        app.state.service = Service(ff, **options)
+        app.state.jobs = JobRunner(ff.catalog, ff.db)
+        yield
+        app.state.jobs.close()
+        ff.close()
+
+    app = FastAPI(
+        title="facefind",
+        version="1",
+        summary="Self-hosted, consent-first face search over your own photos.",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+
+    @app.middleware("http")
+    async def limit_size(request: Request, call_next: Any) -> Any:
+        size = request.headers.get("content-length")
+        limit = request.app.state.service.max_upload_bytes * 2 + 65536  # two photos and form fields
+        if size is not None and (not size.isdigit() or int(size) > limit):
+            return _error(413, "TooLarge", f"the request is over {limit // 2**20} MiB; send smaller photos")
+        return await call_next(request)
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the only route that needs no key."""
+        return {"status": "ok"}
+
+    from . import routes
+
+    app.include_router(routes.router)
+    return app
+
+
+def service(request: Request) -> Service:
+    svc: Service = request.app.state.service
+    return svc
+
+
+def principal(request: Request) -> Principal:
+    """The key's principal; a missing, unknown or revoked key is refused (and audited)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    svc = service(request)
+    found = keys.authenticate(svc.ff.catalog, key.strip()) if scheme.lower() == "bearer" else None
+    if found is None:
+        reason = "no key" if not header else "unknown or revoked key"
+        with svc.lock:
+            client = request.client.host if request.client else "?"
+            details = {"failed": reason, "route": request.url.path, "client": client}
+            svc.ff.audit.record("anonymous", "authenticate", details)
+        raise HTTPException(
+            401,
+            f"{reason}: send 'Authorization: Bearer KEY' (`facefind keys add NAME --role ROLE` makes one)",
+        )
+    return found
+
+
+def read_upload(request: Request, upload: UploadFile, what: str = "photo") -> bytes:
+    limit = service(request).max_upload_bytes
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"the {what} is over {limit // 2**20} MiB; send a smaller photo")
+    return data
+
+
+def _error(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FacefindError)
+    async def facefind_error(request: Request, err: FacefindError) -> JSONResponse:
+        status = next(code for kind, code in STATUS if isinstance(err, kind))
+        return _error(status, type(err).__name__, str(err))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        kind = {401: "Unauthenticated", 404: "NotFound", 405: "MethodNotAllowed"}.get(err.status_code, "HTTP")
+        response = _error(err.status_code, kind, str(err.detail))
+        if err.status_code == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in err.errors()
+        )
+        return _error(422, "InvalidRequest", problems)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, err: Exception) -> JSONResponse:
+        # Logged by the server with its traceback; the client gets no internals.
+        return _error(500, "Internal", "internal error; the server log has the details")

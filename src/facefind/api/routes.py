@@ -1,0 +1,364 @@
+"""Version 1 of the REST API: one route per CLI command, each one library call as its principal.
+
+Every route but /healthz needs a key (`Authorization: Bearer KEY`); the action each one names is
+checked against the key's role (policy.py). Photos come as multipart uploads and are not kept.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from pydantic import BaseModel, Field
+
+from .. import results
+from ..accountability import consent, erasure, keys, optouts
+from ..accountability.audit import AuditEntry, AuditVerification
+from ..accountability.collections import Collection
+from ..policy import Principal
+from .app import principal, read_upload, service
+from .jobs import Job, jobs
+
+router = APIRouter(prefix="/v1")
+Who = Annotated[Principal, Depends(principal)]
+Since = Annotated[str | None, Query(description="ISO date or time (UTC), inclusive.")]
+Until = Annotated[str | None, Query(description="ISO date or time (UTC), inclusive.")]
+Photo = Annotated[UploadFile, File(description="The photo (JPEG, PNG, WebP, BMP, TIFF, HEIC).")]
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+
+
+@router.get("/whoami", tags=["service"])
+def whoami(who: Who) -> WhoAmI:
+    return WhoAmI(name=who.name, role=who.role)
+
+
+@router.get("/stats", tags=["service"])
+def stats(request: Request, who: Who) -> dict[str, Any]:
+    with service(request).acting(who, "stats") as ff:
+        data = ff.stats()
+    data.pop("db", None)  # where the catalog file lives is the server's business
+    return data
+
+
+# keys ---------------------------------------------------------------------------------------
+class KeyRequest(BaseModel):
+    name: str
+    role: str
+
+
+@router.get("/keys", tags=["keys"])
+def keys_list(request: Request, who: Who) -> list[keys.ApiKey]:
+    with service(request).acting(who, "keys") as ff:
+        return ff.keys()
+
+
+@router.post("/keys", tags=["keys"], status_code=201)
+def keys_add(request: Request, who: Who, body: KeyRequest) -> keys.NewKey:
+    """The key is in the answer, once; only its hash is stored."""
+    with service(request).acting(who, "keys") as ff:
+        return ff.keys_add(body.name, body.role)
+
+
+@router.delete("/keys/{name}", tags=["keys"])
+def keys_revoke(request: Request, who: Who, name: str) -> keys.ApiKey:
+    with service(request).acting(who, "keys") as ff:
+        return ff.keys_revoke(name)
+
+
+# collections --------------------------------------------------------------------------------
+class CollectionRequest(BaseModel):
+    name: str
+    owner: str
+    basis: str
+    retention: str = Field(examples=["5y"])
+    note: str | None = None
+
+
+@router.get("/collections", tags=["collections"])
+def collections_list(request: Request, who: Who) -> list[Collection]:
+    with service(request).acting(who, "collections.read") as ff:
+        return ff.collections()
+
+
+@router.post("/collections", tags=["collections"], status_code=201)
+def collections_create(request: Request, who: Who, body: CollectionRequest) -> Collection:
+    with service(request).acting(who, "collections.write") as ff:
+        return ff.create_collection(
+            body.name, owner=body.owner, basis=body.basis, retention=body.retention, note=body.note
+        )
+
+
+# index jobs ---------------------------------------------------------------------------------
+class IndexRequest(BaseModel):
+    path: str = Field(description="A folder or photo on the server (or a share it mounts).")
+    collection: str = "default"
+    retry_errors: bool = False
+
+
+@router.post("/index-jobs", tags=["index"], status_code=202)
+def index_start(request: Request, who: Who, body: IndexRequest) -> Job:
+    """Start indexing; poll GET /v1/index-jobs/{id} for progress."""
+    with service(request).acting(who, "index") as ff:
+        return jobs(request).start(ff, body.path, body.collection, body.retry_errors)
+
+
+@router.get("/index-jobs", tags=["index"])
+def index_list(request: Request, who: Who) -> list[Job]:
+    who.require("index")
+    return jobs(request).all()
+
+
+@router.get("/index-jobs/{job_id}", tags=["index"])
+def index_progress(request: Request, who: Who, job_id: int) -> Job:
+    who.require("index")
+    return jobs(request).get(job_id)
+
+
+@router.delete("/index-jobs/{job_id}", tags=["index"])
+def index_cancel(request: Request, who: Who, job_id: int) -> Job:
+    """Stop a job; what it indexed so far stays."""
+    who.require("index")
+    return jobs(request).cancel(job_id, who.name)
+
+
+@router.get("/errors", tags=["index"])
+def errors(request: Request, who: Who, collection: str | None = None) -> list[results.FileError]:
+    with service(request).acting(who, "index") as ff:
+        return ff.errors(collection)
+
+
+# search and verify --------------------------------------------------------------------------
+@router.post("/search", tags=["search"])
+def search(
+    request: Request,
+    who: Who,
+    photo: Photo,
+    purpose: Annotated[str, Form(description="Why (kept in the audit log); required.")],
+    top_k: Annotated[int, Form()] = 10,
+    max_fpir: Annotated[float | None, Form()] = None,
+    max_fmr: Annotated[float | None, Form()] = None,
+    threshold: Annotated[float | None, Form()] = None,
+    face: Annotated[int | None, Form()] = None,
+    collection: Annotated[list[str] | None, Form()] = None,
+    include_low_quality: Annotated[bool, Form()] = False,
+) -> results.SearchResult:
+    """Candidates for human review per face of the photo, with the FPIR each implies."""
+    data = read_upload(request, photo)
+    with service(request).acting(who, "search", purpose) as ff:
+        return ff.search(
+            data,
+            top_k=top_k,
+            max_fpir=max_fpir,
+            max_fmr=max_fmr,
+            threshold=threshold,
+            face=face,
+            collections=collection or None,
+            include_low_quality=include_low_quality,
+        )
+
+
+@router.post("/verify", tags=["search"])
+def verify(
+    request: Request,
+    who: Who,
+    a: Photo,
+    b: Photo,
+    purpose: Annotated[str | None, Form()] = None,
+    max_fmr: Annotated[float | None, Form()] = None,
+    threshold: Annotated[float | None, Form()] = None,
+) -> results.Verification:
+    first, second = read_upload(request, a, "first photo"), read_upload(request, b, "second photo")
+    with service(request).acting(who, "verify", purpose) as ff:
+        return ff.verify(first, second, max_fmr=max_fmr, threshold=threshold)
+
+
+# people -------------------------------------------------------------------------------------
+class Name(BaseModel):
+    name: str
+
+
+class Merge(BaseModel):
+    persons: list[int] = Field(description="Persons merged into the one in the path.")
+    confirm: bool = False
+
+
+class Faces(BaseModel):
+    faces: list[int]
+
+
+class Hidden(BaseModel):
+    hidden: bool = True
+
+
+@router.get("/people", tags=["people"])
+def people_list(request: Request, who: Who, include_hidden: bool = False) -> list[results.Person]:
+    with service(request).acting(who, "people.read") as ff:
+        return ff.people.all(include_hidden)
+
+
+@router.get("/people/{person_id}", tags=["people"])
+def people_show(request: Request, who: Who, person_id: int) -> results.Person:
+    with service(request).acting(who, "people.read") as ff:
+        return ff.person(person_id)
+
+
+@router.get("/people/{person_id}/photos", tags=["people"])
+def people_photos(
+    request: Request, who: Who, person_id: int, purpose: Annotated[str, Query(description="Why; audited.")]
+) -> list[str]:
+    with service(request).acting(who, "people.read", purpose) as ff:
+        return ff.person_photos(person_id)
+
+
+@router.put("/people/{person_id}/name", tags=["people"])
+def people_name(request: Request, who: Who, person_id: int, body: Name) -> results.Person:
+    with service(request).acting(who, "people.write") as ff:
+        return ff.people.name(person_id, body.name)
+
+
+@router.delete("/people/{person_id}/name", tags=["people"])
+def people_unname(request: Request, who: Who, person_id: int) -> results.Person:
+    with service(request).acting(who, "people.write") as ff:
+        return ff.people.unname(person_id)
+
+
+@router.post("/people/{person_id}/merge", tags=["people"])
+def people_merge(request: Request, who: Who, person_id: int, body: Merge) -> results.Person:
+    with service(request).acting(who, "people.write") as ff:
+        return ff.people.merge(body.persons, person_id, confirm=body.confirm)
+
+
+@router.post("/people/{person_id}/split", tags=["people"])
+def people_split(request: Request, who: Who, person_id: int, body: Faces) -> results.Person:
+    """The faces go to a new person, which is returned."""
+    with service(request).acting(who, "people.write") as ff:
+        return ff.people.split(person_id, body.faces)
+
+
+@router.post("/people/{person_id}/remove", tags=["people"])
+def people_remove(request: Request, who: Who, person_id: int, body: Faces) -> results.Person:
+    """Not this person: the faces leave and never come back to it."""
+    with service(request).acting(who, "people.write") as ff:
+        return ff.people.remove(person_id, body.faces)
+
+
+@router.put("/people/{person_id}/hidden", tags=["people"])
+def people_hide(request: Request, who: Who, person_id: int, body: Hidden) -> results.Person:
+    with service(request).acting(who, "people.write") as ff:
+        return ff.people.hide(person_id, body.hidden)
+
+
+# consent, opt-out, erasure ------------------------------------------------------------------
+class ConsentRequest(BaseModel):
+    person_id: int
+    given_by: str
+    scope: str = "search,results,clustering"
+    expires: str = Field(examples=["2027-12-31"])
+    evidence: str
+
+
+@router.get("/consents", tags=["requests"])
+def consents_list(request: Request, who: Who, person_id: int | None = None) -> list[consent.Consent]:
+    with service(request).acting(who, "consent.read") as ff:
+        return ff.consents(person_id)
+
+
+@router.post("/consents", tags=["requests"], status_code=201)
+def consents_add(request: Request, who: Who, body: ConsentRequest) -> consent.Consent:
+    with service(request).acting(who, "consent.write") as ff:
+        return ff.consent_add(
+            body.person_id,
+            given_by=body.given_by,
+            scope=body.scope,
+            expires=body.expires,
+            evidence=body.evidence,
+        )
+
+
+@router.post("/consents/{consent_id}/withdraw", tags=["requests"])
+def consents_withdraw(request: Request, who: Who, consent_id: int) -> consent.Consent:
+    with service(request).acting(who, "consent.write") as ff:
+        return ff.consent_withdraw(consent_id)
+
+
+@router.get("/optouts", tags=["requests"])
+def optouts_list(request: Request, who: Who) -> list[optouts.OptOut]:
+    with service(request).acting(who, "optout") as ff:
+        return ff.optouts()
+
+
+@router.post("/optouts", tags=["requests"], status_code=201)
+def optouts_add(
+    request: Request,
+    who: Who,
+    photo: Photo,
+    note: Annotated[str | None, Form()] = None,
+    face: Annotated[int | None, Form()] = None,
+) -> optouts.OptOut:
+    """Only the face template is kept, never the photo."""
+    data = read_upload(request, photo)
+    with service(request).acting(who, "optout") as ff:
+        return ff.optout_add(data, note=note, face=face)
+
+
+@router.delete("/optouts/{optout_id}", tags=["requests"])
+def optouts_remove(request: Request, who: Who, optout_id: int) -> optouts.OptOut:
+    with service(request).acting(who, "optout") as ff:
+        return ff.optout_remove(optout_id)
+
+
+class EraseRequest(BaseModel):
+    kind: str = Field(
+        description="image (a path), person (an id), collection (a name) or optout-matches (an id)"
+    )
+    target: str
+
+
+@router.post("/erasures", tags=["requests"])
+def erase(request: Request, who: Who, body: EraseRequest) -> erasure.ErasureReceipt:
+    """Erase everywhere it is stored; the receipt is also kept in the audit log."""
+    with service(request).acting(who, "erase") as ff:
+        return ff.erase(body.kind, body.target)
+
+
+class PurgeRequest(BaseModel):
+    audit_older_than: str | None = None
+
+
+@router.post("/purge", tags=["requests"])
+def purge(request: Request, who: Who, body: PurgeRequest) -> results.PurgeReport:
+    with service(request).acting(who, "erase") as ff:
+        return ff.purge(audit_older_than=body.audit_older_than)
+
+
+# audit and report ---------------------------------------------------------------------------
+@router.get("/audit", tags=["audit"])
+def audit_show(request: Request, who: Who, since: Since = None, until: Until = None) -> list[AuditEntry]:
+    with service(request).acting(who, "audit") as ff:
+        return list(ff.audit.entries(since, until))
+
+
+@router.get("/audit/verify", tags=["audit"])
+def audit_verify(request: Request, who: Who) -> AuditVerification:
+    with service(request).acting(who, "audit") as ff:
+        return ff.audit.verify()
+
+
+@router.get("/audit/export", tags=["audit"])
+def audit_export(request: Request, who: Who, since: Since = None, until: Until = None) -> list[AuditEntry]:
+    """Entries with their hashes, for archiving; the export itself is audited."""
+    with service(request).acting(who, "audit") as ff:
+        entries = list(ff.audit.entries(since, until))
+        details = {"what": "audit log", "since": since, "until": until, "entries": len(entries)}
+        ff.audit.record(ff.actor, "export", details)
+        return entries
+
+
+@router.get("/report", tags=["audit"])
+def report(request: Request, who: Who, since: str | None = None) -> dict[str, Any]:
+    with service(request).acting(who, "report") as ff:
+        return ff.report(since)

@@ -1,0 +1,61 @@
+"""Who may do what: the roles, the actions each one allows, and who is acting.
+
+The service turns an API key into a Principal (the key's name and role) and every route names
+the action it performs; `require` refuses what the role does not allow. The name, never a request
+field, is what the audit log records. The CLI acts as the machine's user with every role: whoever
+can run it can read the catalog file anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .errors import Refused
+
+
+class Role(StrEnum):
+    admin = "admin"  # keys and collections
+    operator = "operator"  # index, search, verify
+    reviewer = "reviewer"  # people decisions
+    dpo = "dpo"  # consent, opt-out, erasure, purge
+    auditor = "auditor"  # audit log and transparency report, read-only
+
+
+EVERYONE = frozenset(Role)
+
+# action -> roles allowed. Reads a role needs for its own work are granted with it: a reviewer sees
+# consent records (naming needs one), an operator sees collections (to index into one).
+ACTIONS: dict[str, frozenset[Role]] = {
+    "stats": EVERYONE,
+    "collections.read": frozenset({Role.admin, Role.operator, Role.dpo, Role.auditor}),
+    "collections.write": frozenset({Role.admin}),
+    "keys": frozenset({Role.admin}),
+    "index": frozenset({Role.operator}),
+    "search": frozenset({Role.operator}),
+    "verify": frozenset({Role.operator}),
+    "people.read": frozenset({Role.reviewer, Role.operator}),
+    "people.write": frozenset({Role.reviewer}),
+    "consent.read": frozenset({Role.dpo, Role.reviewer}),
+    "consent.write": frozenset({Role.dpo}),
+    "optout": frozenset({Role.dpo}),
+    "erase": frozenset({Role.dpo}),
+    "audit": frozenset({Role.auditor}),
+    "report": frozenset({Role.auditor}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated actor: the audit log's "who"."""
+
+    name: str
+    role: Role
+
+    def may(self, action: str) -> bool:
+        return self.role in ACTIONS[action]
+
+    def require(self, action: str) -> None:
+        if not self.may(action):
+            allowed = ", ".join(sorted(ACTIONS[action]))
+            raise Refused(f"{self.name} ({self.role}) may not do {action}; that needs the role {allowed}")
