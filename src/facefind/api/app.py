@@ -8,15 +8,16 @@ jobs run beside it with their own runtime (jobs.py), so a long index never block
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -109,7 +110,9 @@ def create_app(db: str | Path | None = None, settings: Settings | None = None, *
         limit = request.app.state.service.max_upload_bytes * 2 + 65536  # two photos and form fields
         if size is not None and (not size.isdigit() or int(size) > limit):
             return _error(413, "TooLarge", f"the request is over {limit // 2**20} MiB; send smaller photos")
-        return await call_next(request)
+        response = await call_next(request)
+        response.headers["X-Facefind-Worker"] = str(os.getpid())  # which process answered
+        return response
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, str]:
@@ -144,6 +147,16 @@ def principal(request: Request) -> Principal:
             f"{reason}: send 'Authorization: Bearer KEY' (`facefind keys add NAME --role ROLE` makes one)",
         )
     return found
+
+
+def allowed(action: str) -> Any:
+    """A dependency: the principal, if their role allows `action` (checked before the body is read)."""
+
+    def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        who.require(action)
+        return who
+
+    return Depends(check)
 
 
 def read_upload(request: Request, upload: UploadFile, what: str = "photo") -> bytes:

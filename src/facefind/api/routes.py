@@ -16,11 +16,27 @@ from ..accountability import consent, erasure, keys, optouts
 from ..accountability.audit import AuditEntry, AuditVerification
 from ..accountability.collections import Collection
 from ..policy import Principal
-from .app import principal, read_upload, service
+from .app import allowed, principal, read_upload, service
 from .jobs import Job, jobs
 
 router = APIRouter(prefix="/v1")
 Who = Annotated[Principal, Depends(principal)]
+# The principal, if their role allows the action (policy.ACTIONS): checked before the body is read.
+CanAudit = Annotated[Principal, allowed("audit")]
+CanErase = Annotated[Principal, allowed("erase")]
+CanIndex = Annotated[Principal, allowed("index")]
+CanKeys = Annotated[Principal, allowed("keys")]
+CanOptout = Annotated[Principal, allowed("optout")]
+CanReadCollections = Annotated[Principal, allowed("collections.read")]
+CanReadConsent = Annotated[Principal, allowed("consent.read")]
+CanReadPeople = Annotated[Principal, allowed("people.read")]
+CanReport = Annotated[Principal, allowed("report")]
+CanSearch = Annotated[Principal, allowed("search")]
+CanStats = Annotated[Principal, allowed("stats")]
+CanVerify = Annotated[Principal, allowed("verify")]
+CanWriteCollections = Annotated[Principal, allowed("collections.write")]
+CanWriteConsent = Annotated[Principal, allowed("consent.write")]
+CanWritePeople = Annotated[Principal, allowed("people.write")]
 Since = Annotated[str | None, Query(description="ISO date or time (UTC), inclusive.")]
 Until = Annotated[str | None, Query(description="ISO date or time (UTC), inclusive.")]
 Photo = Annotated[UploadFile, File(description="The photo (JPEG, PNG, WebP, BMP, TIFF, HEIC).")]
@@ -37,7 +53,7 @@ def whoami(who: Who) -> WhoAmI:
 
 
 @router.get("/stats", tags=["service"])
-def stats(request: Request, who: Who) -> dict[str, Any]:
+def stats(request: Request, who: CanStats) -> dict[str, Any]:
     with service(request).acting(who, "stats") as ff:
         data = ff.stats()
     data.pop("db", None)  # where the catalog file lives is the server's business
@@ -51,20 +67,20 @@ class KeyRequest(BaseModel):
 
 
 @router.get("/keys", tags=["keys"])
-def keys_list(request: Request, who: Who) -> list[keys.ApiKey]:
+def keys_list(request: Request, who: CanKeys) -> list[keys.ApiKey]:
     with service(request).acting(who, "keys") as ff:
         return ff.keys()
 
 
 @router.post("/keys", tags=["keys"], status_code=201)
-def keys_add(request: Request, who: Who, body: KeyRequest) -> keys.NewKey:
+def keys_add(request: Request, who: CanKeys, body: KeyRequest) -> keys.NewKey:
     """The key is in the answer, once; only its hash is stored."""
     with service(request).acting(who, "keys") as ff:
         return ff.keys_add(body.name, body.role)
 
 
 @router.delete("/keys/{name}", tags=["keys"])
-def keys_revoke(request: Request, who: Who, name: str) -> keys.ApiKey:
+def keys_revoke(request: Request, who: CanKeys, name: str) -> keys.ApiKey:
     with service(request).acting(who, "keys") as ff:
         return ff.keys_revoke(name)
 
@@ -79,13 +95,13 @@ class CollectionRequest(BaseModel):
 
 
 @router.get("/collections", tags=["collections"])
-def collections_list(request: Request, who: Who) -> list[Collection]:
+def collections_list(request: Request, who: CanReadCollections) -> list[Collection]:
     with service(request).acting(who, "collections.read") as ff:
         return ff.collections()
 
 
 @router.post("/collections", tags=["collections"], status_code=201)
-def collections_create(request: Request, who: Who, body: CollectionRequest) -> Collection:
+def collections_create(request: Request, who: CanWriteCollections, body: CollectionRequest) -> Collection:
     with service(request).acting(who, "collections.write") as ff:
         return ff.create_collection(
             body.name, owner=body.owner, basis=body.basis, retention=body.retention, note=body.note
@@ -100,33 +116,30 @@ class IndexRequest(BaseModel):
 
 
 @router.post("/index-jobs", tags=["index"], status_code=202)
-def index_start(request: Request, who: Who, body: IndexRequest) -> Job:
+def index_start(request: Request, who: CanIndex, body: IndexRequest) -> Job:
     """Start indexing; poll GET /v1/index-jobs/{id} for progress."""
     with service(request).acting(who, "index") as ff:
         return jobs(request).start(ff, body.path, body.collection, body.retry_errors)
 
 
 @router.get("/index-jobs", tags=["index"])
-def index_list(request: Request, who: Who) -> list[Job]:
-    who.require("index")
+def index_list(request: Request, who: CanIndex) -> list[Job]:
     return jobs(request).all()
 
 
 @router.get("/index-jobs/{job_id}", tags=["index"])
-def index_progress(request: Request, who: Who, job_id: int) -> Job:
-    who.require("index")
+def index_progress(request: Request, who: CanIndex, job_id: int) -> Job:
     return jobs(request).get(job_id)
 
 
 @router.delete("/index-jobs/{job_id}", tags=["index"])
-def index_cancel(request: Request, who: Who, job_id: int) -> Job:
+def index_cancel(request: Request, who: CanIndex, job_id: int) -> Job:
     """Stop a job; what it indexed so far stays."""
-    who.require("index")
     return jobs(request).cancel(job_id, who.name)
 
 
 @router.get("/errors", tags=["index"])
-def errors(request: Request, who: Who, collection: str | None = None) -> list[results.FileError]:
+def errors(request: Request, who: CanIndex, collection: str | None = None) -> list[results.FileError]:
     with service(request).acting(who, "index") as ff:
         return ff.errors(collection)
 
@@ -135,7 +148,7 @@ def errors(request: Request, who: Who, collection: str | None = None) -> list[re
 @router.post("/search", tags=["search"])
 def search(
     request: Request,
-    who: Who,
+    who: CanSearch,
     photo: Photo,
     purpose: Annotated[str, Form(description="Why (kept in the audit log); required.")],
     top_k: Annotated[int, Form()] = 10,
@@ -164,7 +177,7 @@ def search(
 @router.post("/verify", tags=["search"])
 def verify(
     request: Request,
-    who: Who,
+    who: CanVerify,
     a: Photo,
     b: Photo,
     purpose: Annotated[str | None, Form()] = None,
@@ -195,59 +208,62 @@ class Hidden(BaseModel):
 
 
 @router.get("/people", tags=["people"])
-def people_list(request: Request, who: Who, include_hidden: bool = False) -> list[results.Person]:
+def people_list(request: Request, who: CanReadPeople, include_hidden: bool = False) -> list[results.Person]:
     with service(request).acting(who, "people.read") as ff:
         return ff.people.all(include_hidden)
 
 
 @router.get("/people/{person_id}", tags=["people"])
-def people_show(request: Request, who: Who, person_id: int) -> results.Person:
+def people_show(request: Request, who: CanReadPeople, person_id: int) -> results.Person:
     with service(request).acting(who, "people.read") as ff:
         return ff.person(person_id)
 
 
 @router.get("/people/{person_id}/photos", tags=["people"])
 def people_photos(
-    request: Request, who: Who, person_id: int, purpose: Annotated[str, Query(description="Why; audited.")]
+    request: Request,
+    who: CanReadPeople,
+    person_id: int,
+    purpose: Annotated[str, Query(description="Why; audited.")],
 ) -> list[str]:
     with service(request).acting(who, "people.read", purpose) as ff:
         return ff.person_photos(person_id)
 
 
 @router.put("/people/{person_id}/name", tags=["people"])
-def people_name(request: Request, who: Who, person_id: int, body: Name) -> results.Person:
+def people_name(request: Request, who: CanWritePeople, person_id: int, body: Name) -> results.Person:
     with service(request).acting(who, "people.write") as ff:
         return ff.people.name(person_id, body.name)
 
 
 @router.delete("/people/{person_id}/name", tags=["people"])
-def people_unname(request: Request, who: Who, person_id: int) -> results.Person:
+def people_unname(request: Request, who: CanWritePeople, person_id: int) -> results.Person:
     with service(request).acting(who, "people.write") as ff:
         return ff.people.unname(person_id)
 
 
 @router.post("/people/{person_id}/merge", tags=["people"])
-def people_merge(request: Request, who: Who, person_id: int, body: Merge) -> results.Person:
+def people_merge(request: Request, who: CanWritePeople, person_id: int, body: Merge) -> results.Person:
     with service(request).acting(who, "people.write") as ff:
         return ff.people.merge(body.persons, person_id, confirm=body.confirm)
 
 
 @router.post("/people/{person_id}/split", tags=["people"])
-def people_split(request: Request, who: Who, person_id: int, body: Faces) -> results.Person:
+def people_split(request: Request, who: CanWritePeople, person_id: int, body: Faces) -> results.Person:
     """The faces go to a new person, which is returned."""
     with service(request).acting(who, "people.write") as ff:
         return ff.people.split(person_id, body.faces)
 
 
 @router.post("/people/{person_id}/remove", tags=["people"])
-def people_remove(request: Request, who: Who, person_id: int, body: Faces) -> results.Person:
+def people_remove(request: Request, who: CanWritePeople, person_id: int, body: Faces) -> results.Person:
     """Not this person: the faces leave and never come back to it."""
     with service(request).acting(who, "people.write") as ff:
         return ff.people.remove(person_id, body.faces)
 
 
 @router.put("/people/{person_id}/hidden", tags=["people"])
-def people_hide(request: Request, who: Who, person_id: int, body: Hidden) -> results.Person:
+def people_hide(request: Request, who: CanWritePeople, person_id: int, body: Hidden) -> results.Person:
     with service(request).acting(who, "people.write") as ff:
         return ff.people.hide(person_id, body.hidden)
 
@@ -262,13 +278,15 @@ class ConsentRequest(BaseModel):
 
 
 @router.get("/consents", tags=["requests"])
-def consents_list(request: Request, who: Who, person_id: int | None = None) -> list[consent.Consent]:
+def consents_list(
+    request: Request, who: CanReadConsent, person_id: int | None = None
+) -> list[consent.Consent]:
     with service(request).acting(who, "consent.read") as ff:
         return ff.consents(person_id)
 
 
 @router.post("/consents", tags=["requests"], status_code=201)
-def consents_add(request: Request, who: Who, body: ConsentRequest) -> consent.Consent:
+def consents_add(request: Request, who: CanWriteConsent, body: ConsentRequest) -> consent.Consent:
     with service(request).acting(who, "consent.write") as ff:
         return ff.consent_add(
             body.person_id,
@@ -280,13 +298,13 @@ def consents_add(request: Request, who: Who, body: ConsentRequest) -> consent.Co
 
 
 @router.post("/consents/{consent_id}/withdraw", tags=["requests"])
-def consents_withdraw(request: Request, who: Who, consent_id: int) -> consent.Consent:
+def consents_withdraw(request: Request, who: CanWriteConsent, consent_id: int) -> consent.Consent:
     with service(request).acting(who, "consent.write") as ff:
         return ff.consent_withdraw(consent_id)
 
 
 @router.get("/optouts", tags=["requests"])
-def optouts_list(request: Request, who: Who) -> list[optouts.OptOut]:
+def optouts_list(request: Request, who: CanOptout) -> list[optouts.OptOut]:
     with service(request).acting(who, "optout") as ff:
         return ff.optouts()
 
@@ -294,7 +312,7 @@ def optouts_list(request: Request, who: Who) -> list[optouts.OptOut]:
 @router.post("/optouts", tags=["requests"], status_code=201)
 def optouts_add(
     request: Request,
-    who: Who,
+    who: CanOptout,
     photo: Photo,
     note: Annotated[str | None, Form()] = None,
     face: Annotated[int | None, Form()] = None,
@@ -306,7 +324,7 @@ def optouts_add(
 
 
 @router.delete("/optouts/{optout_id}", tags=["requests"])
-def optouts_remove(request: Request, who: Who, optout_id: int) -> optouts.OptOut:
+def optouts_remove(request: Request, who: CanOptout, optout_id: int) -> optouts.OptOut:
     with service(request).acting(who, "optout") as ff:
         return ff.optout_remove(optout_id)
 
@@ -319,7 +337,7 @@ class EraseRequest(BaseModel):
 
 
 @router.post("/erasures", tags=["requests"])
-def erase(request: Request, who: Who, body: EraseRequest) -> erasure.ErasureReceipt:
+def erase(request: Request, who: CanErase, body: EraseRequest) -> erasure.ErasureReceipt:
     """Erase everywhere it is stored; the receipt is also kept in the audit log."""
     with service(request).acting(who, "erase") as ff:
         return ff.erase(body.kind, body.target)
@@ -330,26 +348,28 @@ class PurgeRequest(BaseModel):
 
 
 @router.post("/purge", tags=["requests"])
-def purge(request: Request, who: Who, body: PurgeRequest) -> results.PurgeReport:
+def purge(request: Request, who: CanErase, body: PurgeRequest) -> results.PurgeReport:
     with service(request).acting(who, "erase") as ff:
         return ff.purge(audit_older_than=body.audit_older_than)
 
 
 # audit and report ---------------------------------------------------------------------------
 @router.get("/audit", tags=["audit"])
-def audit_show(request: Request, who: Who, since: Since = None, until: Until = None) -> list[AuditEntry]:
+def audit_show(request: Request, who: CanAudit, since: Since = None, until: Until = None) -> list[AuditEntry]:
     with service(request).acting(who, "audit") as ff:
         return list(ff.audit.entries(since, until))
 
 
 @router.get("/audit/verify", tags=["audit"])
-def audit_verify(request: Request, who: Who) -> AuditVerification:
+def audit_verify(request: Request, who: CanAudit) -> AuditVerification:
     with service(request).acting(who, "audit") as ff:
         return ff.audit.verify()
 
 
 @router.get("/audit/export", tags=["audit"])
-def audit_export(request: Request, who: Who, since: Since = None, until: Until = None) -> list[AuditEntry]:
+def audit_export(
+    request: Request, who: CanAudit, since: Since = None, until: Until = None
+) -> list[AuditEntry]:
     """Entries with their hashes, for archiving; the export itself is audited."""
     with service(request).acting(who, "audit") as ff:
         entries = list(ff.audit.entries(since, until))
@@ -359,6 +379,6 @@ def audit_export(request: Request, who: Who, since: Since = None, until: Until =
 
 
 @router.get("/report", tags=["audit"])
-def report(request: Request, who: Who, since: str | None = None) -> dict[str, Any]:
+def report(request: Request, who: CanReport, since: str | None = None) -> dict[str, Any]:
     with service(request).acting(who, "report") as ff:
         return ff.report(since)

@@ -1,0 +1,255 @@
+"""The REST service through real HTTP: a `facefind serve` with two workers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+import facefind
+from facefind.api import create_app
+from facefind.policy import ACTIONS, Role
+
+from .conftest import MULTI, OBAMA
+
+# Every route of the API and the action it needs (None: any valid key). A route missing here fails
+# test_the_table_covers_every_route, so a new route cannot escape the role checks below.
+ROUTES: dict[tuple[str, str], str | None] = {
+    ("GET", "/v1/whoami"): None,
+    ("GET", "/v1/stats"): "stats",
+    ("GET", "/v1/keys"): "keys",
+    ("POST", "/v1/keys"): "keys",
+    ("DELETE", "/v1/keys/{name}"): "keys",
+    ("GET", "/v1/collections"): "collections.read",
+    ("POST", "/v1/collections"): "collections.write",
+    ("POST", "/v1/index-jobs"): "index",
+    ("GET", "/v1/index-jobs"): "index",
+    ("GET", "/v1/index-jobs/{job_id}"): "index",
+    ("DELETE", "/v1/index-jobs/{job_id}"): "index",
+    ("GET", "/v1/errors"): "index",
+    ("POST", "/v1/search"): "search",
+    ("POST", "/v1/verify"): "verify",
+    ("GET", "/v1/people"): "people.read",
+    ("GET", "/v1/people/{person_id}"): "people.read",
+    ("GET", "/v1/people/{person_id}/photos"): "people.read",
+    ("PUT", "/v1/people/{person_id}/name"): "people.write",
+    ("DELETE", "/v1/people/{person_id}/name"): "people.write",
+    ("POST", "/v1/people/{person_id}/merge"): "people.write",
+    ("POST", "/v1/people/{person_id}/split"): "people.write",
+    ("POST", "/v1/people/{person_id}/remove"): "people.write",
+    ("PUT", "/v1/people/{person_id}/hidden"): "people.write",
+    ("GET", "/v1/consents"): "consent.read",
+    ("POST", "/v1/consents"): "consent.write",
+    ("POST", "/v1/consents/{consent_id}/withdraw"): "consent.write",
+    ("GET", "/v1/optouts"): "optout",
+    ("POST", "/v1/optouts"): "optout",
+    ("DELETE", "/v1/optouts/{optout_id}"): "optout",
+    ("POST", "/v1/erasures"): "erase",
+    ("POST", "/v1/purge"): "erase",
+    ("GET", "/v1/audit"): "audit",
+    ("GET", "/v1/audit/verify"): "audit",
+    ("GET", "/v1/audit/export"): "audit",
+    ("GET", "/v1/report"): "report",
+}
+NAMES = {role: f"{role.value}-key" for role in Role}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, url: str, keys: dict[Role, str], db: Path) -> None:
+        self.url, self.keys, self.db = url, keys, db
+
+    def client(self, role: Role | None = None, key: str | None = None) -> httpx.Client:
+        key = key or (self.keys[role] if role else None)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def server(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    db = tmp_path_factory.mktemp("api") / "catalog.db"
+    db.write_bytes(fr_db.read_bytes())
+    with facefind.open(db, actor="setup") as ff:
+        keys = {role: ff.keys_add(NAMES[role], role.value).key for role in Role}
+    port = free_port()
+    log = (db.parent / "server.log").open("w")
+    cmd = [sys.executable, "-m", "facefind", "serve", "--port", str(port), "--workers", "2", "--db", str(db)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "FACEFIND_DB": ""})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise AssertionError((db.parent / "server.log").read_text())
+    time.sleep(2)  # the second worker may still be loading
+    yield Server(url, keys, db)
+    proc.terminate()
+    proc.wait(30)
+    log.close()
+    assert "Traceback" not in (db.parent / "server.log").read_text()
+
+
+def test_the_table_covers_every_route() -> None:
+    paths = create_app().openapi()["paths"]
+    routes = {
+        (method.upper(), path) for path, ops in paths.items() if path.startswith("/v1/") for method in ops
+    }
+    assert routes == set(ROUTES)
+
+
+def _call(client: httpx.Client, method: str, path: str) -> httpx.Response:
+    url = path.format(name="nobody", job_id=999999, person_id=999999, consent_id=999999, optout_id=999999)
+    return client.request(method, url, json={} if method in ("POST", "PUT") else None)
+
+
+def test_every_route_needs_a_key_and_the_right_role(server: Server) -> None:
+    outcomes = []
+    for (method, path), action in ROUTES.items():
+        with server.client() as anonymous:
+            response = _call(anonymous, method, path)
+            assert response.status_code == 401, (method, path, response.text)
+            assert response.json()["error"]["type"] == "Unauthenticated"
+        for role in Role:
+            with server.client(role) as client:
+                response = _call(client, method, path)
+            allowed = action is None or role in ACTIONS[action]
+            outcomes.append((method, path, role.value, response.status_code))
+            assert response.status_code < 500, (method, path, role, response.text)
+            assert response.headers["content-type"].startswith("application/json")
+            if allowed:
+                assert response.status_code not in (401, 403), (method, path, role, response.text)
+            else:
+                assert response.status_code == 403, (method, path, role, response.text)
+                assert response.json()["error"]["type"] == "Refused"
+    assert len(outcomes) == len(ROUTES) * len(Role)
+
+
+def test_the_audit_actor_is_the_keys_name(server: Server) -> None:
+    with server.client(Role.operator) as operator:
+        found = operator.post(
+            "/v1/search",
+            files={"photo": ("obama.jpg", OBAMA.read_bytes(), "image/jpeg")},
+            data={"purpose": "case 7", "actor": "somebody else", "top_k": "3"},
+        )
+    assert found.status_code == 200, found.text
+    assert found.json()["faces"][0]["matches"][0]["path"].endswith("obama.jpg")
+    with server.client(key="ff_not-a-key") as stranger:
+        assert stranger.get("/v1/stats").status_code == 401
+    with server.client(Role.auditor) as auditor:
+        entries = auditor.get("/v1/audit").json()
+        verified = auditor.get("/v1/audit/verify").json()
+    search = [e for e in entries if e["action"] == "search" and e["purpose"] == "case 7"]
+    assert [e["actor"] for e in search] == [NAMES[Role.operator]]
+    failed = [e for e in entries if e["action"] == "authenticate"]
+    assert failed and all(e["actor"] == "anonymous" for e in failed)
+    assert verified["ok"]
+
+
+def test_a_revoked_key_stops_working_at_once(server: Server) -> None:
+    with server.client(Role.admin) as admin:
+        made = admin.post("/v1/keys", json={"name": "temp", "role": "operator"})
+        assert made.status_code == 201, made.text
+        key = made.json()["key"]
+        with server.client(key=key) as temp:
+            assert [temp.get("/v1/whoami").status_code for _ in range(4)] == [200] * 4  # both workers
+            assert admin.delete("/v1/keys/temp").status_code == 200
+            assert [temp.get("/v1/whoami").status_code for _ in range(4)] == [401] * 4
+        listed = admin.get("/v1/keys").json()
+        assert all("key" not in k and "key_sha256" not in k for k in listed)  # never shown again
+
+
+def _bomb_png(side: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PNG")
+    png = buf.getvalue()
+    ihdr = b"IHDR" + struct.pack(">II", side, side) + png[24:29]
+    return png[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + png[33:]
+
+
+def test_oversize_and_malformed_uploads_get_a_4xx_with_a_json_reason(server: Server) -> None:
+    cases = [
+        ({"photo": ("big.jpg", bytes(80 * 2**20), "image/jpeg")}, {"purpose": "t"}, 413),
+        ({"photo": ("bomb.png", _bomb_png(30_000), "image/png")}, {"purpose": "t"}, 413),
+        ({"photo": ("x.jpg", b"not a photo", "image/jpeg")}, {"purpose": "t"}, 400),
+        ({"photo": ("empty.jpg", b"", "image/jpeg")}, {"purpose": "t"}, 400),
+        ({"photo": ("obama.jpg", OBAMA.read_bytes(), "image/jpeg")}, {}, 422),  # no purpose
+        ({"photo": ("obama.jpg", OBAMA.read_bytes(), "image/jpeg")}, {"purpose": "t", "top_k": "0"}, 400),
+        ({"photo": ("obama.jpg", OBAMA.read_bytes(), "image/jpeg")}, {"purpose": "t", "top_k": "x"}, 422),
+        ({}, {"purpose": "t"}, 422),  # no photo
+    ]
+    with server.client(Role.operator) as operator:
+        for files, data, status in cases:
+            response = operator.post("/v1/search", files=files or None, data=data)
+            assert response.status_code == status, (data, response.text)
+            assert response.json()["error"]["message"], response.text
+        raw = operator.post(
+            "/v1/search", content=b"\x00" * 100, headers={"content-type": "multipart/form-data"}
+        )
+        assert 400 <= raw.status_code < 500
+
+
+def test_people_show_respects_the_consent_results_scope(server: Server) -> None:
+    with server.client(Role.reviewer) as reviewer, server.client(Role.dpo) as dpo:
+        people = reviewer.get("/v1/people").json()
+        obama = next(p for p in people if "Barack_Obama" in p["cover"]["path"])
+        assert reviewer.get(f"/v1/people/{obama['id']}").status_code == 200
+        consent = dpo.post(
+            "/v1/consents",
+            json={"person_id": obama["id"], "given_by": "him", "expires": "2099-01-01", "evidence": "form"},
+        )
+        assert consent.status_code == 201, consent.text
+        assert dpo.post(f"/v1/consents/{consent.json()['id']}/withdraw").status_code == 200
+        shown = reviewer.get(f"/v1/people/{obama['id']}")
+        assert shown.status_code == 403 and "consent" in shown.json()["error"]["message"]
+        photos = reviewer.get(f"/v1/people/{obama['id']}/photos", params={"purpose": "album"})
+        assert photos.status_code == 403
+        assert reviewer.get(f"/v1/people/{obama['id']}/photos").status_code == 422  # purpose required
+
+
+def test_two_workers_see_each_others_writes(server: Server) -> None:
+    """An index job runs in one worker; searches answered by either worker find what it added."""
+    with server.client(Role.operator) as operator:
+        started = operator.post("/v1/index-jobs", json={"path": str(MULTI), "collection": "default"})
+        assert started.status_code == 202, started.text
+        job = started.json()
+        deadline = time.monotonic() + 300
+        while job["state"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = operator.get(f"/v1/index-jobs/{job['id']}").json()
+        assert job["state"] == "done" and job["report"]["indexed"] >= 1, job
+        new_photo = next(MULTI.glob("*.jpg"))
+        workers = set()
+        for n in range(40):  # each new connection goes to either worker
+            with server.client(Role.operator) as fresh:
+                found = fresh.post(
+                    "/v1/search",
+                    files={"photo": (new_photo.name, new_photo.read_bytes(), "image/jpeg")},
+                    data={"purpose": "t", "threshold": "0.99"},
+                )
+            paths = {m["path"] for f in found.json()["faces"] for m in f["matches"]}
+            assert str(new_photo) in paths, found.text
+            workers.add(found.headers["X-Facefind-Worker"])
+            if len(workers) == 2 and n >= 5:
+                break
+        assert len(workers) == 2, "every search went to one worker"
