@@ -182,10 +182,13 @@ def test_cli_round_trip(fr_copy: Path) -> None:
     assert shown["name"] == "Kit Harington" and shown["face_count"] == kit["face_count"]
     hidden = run_json("people", "hide", str(kit["id"]), db=fr_copy)
     assert hidden["hidden"] and kit["id"] not in {p["id"] for p in run_json("people", "list", db=fr_copy)}
-    assert len(run_json("people", "photos", str(kit["id"]), db=fr_copy)) == 3
+    assert run_cli("people", "photos", str(kit["id"]), db=fr_copy).returncode == 1  # no purpose
+    assert len(run_json("people", "photos", str(kit["id"]), "--purpose", "album", db=fr_copy)) == 3
     text = run_cli("people", "list", "--all", db=fr_copy, check=True).stdout
     assert "Kit Harington (hidden)" in text
-    decisions = [e["details"] for e in run_json("audit", "show", db=fr_copy) if e["action"] == "person"]
+    entries = run_json("audit", "show", db=fr_copy)
+    assert [e["details"] for e in entries if e["action"] == "search"] == [{"person": kit["id"], "photos": 3}]
+    decisions = [e["details"] for e in entries if e["action"] == "person"]
     assert decisions == [
         {"decision": "name", "person": kit["id"], "name": "Kit Harington"},
         {"decision": "hide", "person": kit["id"]},
