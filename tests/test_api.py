@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -21,7 +23,7 @@ import facefind
 from facefind.api import create_app
 from facefind.policy import ACTIONS, Role
 
-from .conftest import MULTI, OBAMA
+from .conftest import FR, MULTI, OBAMA
 
 # Every route of the API and the action it needs (None: any valid key). A route missing here fails
 # test_the_table_covers_every_route, so a new route cannot escape the role checks below.
@@ -253,3 +255,54 @@ def test_two_workers_see_each_others_writes(server: Server) -> None:
             if len(workers) == 2 and n >= 5:
                 break
         assert len(workers) == 2, "every search went to one worker"
+
+
+def test_an_index_job_reports_progress_and_can_be_cancelled(server: Server, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n, photo in enumerate(sorted(FR.glob("*/*.jpg")) * 12):
+        (photos / f"{n:03}.jpg").write_bytes(photo.read_bytes())
+    with server.client(Role.operator) as operator:
+        job = operator.post("/v1/index-jobs", json={"path": str(photos), "collection": "default"}).json()
+        while job["done"] < 10 and job["state"] == "running":
+            time.sleep(0.3)
+            job = operator.get(f"/v1/index-jobs/{job['id']}").json()
+        count = len(list(photos.iterdir()))
+        assert job["state"] == "running" and 0 < job["done"] < job["total"] == count, job
+        cancelled = operator.delete(f"/v1/index-jobs/{job['id']}").json()
+        assert cancelled["state"] == "cancelled" and cancelled["report"]["interrupted"], cancelled
+        assert 0 < cancelled["report"]["indexed"] < count
+        again = operator.delete(f"/v1/index-jobs/{job['id']}")
+        assert again.status_code == 409 and "cancelled" in again.json()["error"]["message"]
+
+
+def test_an_index_job_survives_the_death_of_its_worker(server: Server, tmp_path: Path) -> None:
+    """kill -9 of the worker running a job: another process takes the job over and finishes it."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n, photo in enumerate(sorted(FR.glob("*/*.jpg")) * 12):
+        (photos / f"{n:03}.jpg").write_bytes(photo.read_bytes())
+    with server.client(Role.operator) as operator:
+        job = operator.post("/v1/index-jobs", json={"path": str(photos), "collection": "default"}).json()
+        while job["done"] < 20 and job["state"] == "running":
+            time.sleep(0.3)
+            job = operator.get(f"/v1/index-jobs/{job['id']}").json()
+        assert job["state"] == "running", job
+        os.kill(_owner(server, job["id"]), signal.SIGKILL)
+        deadline = time.monotonic() + 180  # a job is stale after 30 s without a heartbeat
+        while job["state"] == "running" and time.monotonic() < deadline:
+            time.sleep(1)
+            try:
+                job = operator.get(f"/v1/index-jobs/{job['id']}").json()
+            except httpx.TransportError:  # the connection was to the killed worker
+                continue
+        assert job["state"] == "done" and job["restarts"] == 1, job
+        report = job["report"]
+        assert report["indexed"] + report["unchanged"] == report["files_seen"] == len(list(photos.iterdir()))
+        assert report["errors"] == 0
+
+
+def _owner(server: Server, job_id: int) -> int:
+    with sqlite3.connect(server.db) as conn:
+        (owner,) = conn.execute("select owner from index_jobs where id = ?", (job_id,)).fetchone()
+    return int(owner.rsplit(":", 1)[1])

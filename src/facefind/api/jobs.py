@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,8 +27,8 @@ from ..errors import Conflict, NotFound
 from ..limits import is_id
 
 HEARTBEAT_SECONDS = 2.0
-STALE_SECONDS = 30.0  # a running job silent this long lost its process
-SWEEP_SECONDS = 10.0
+STALE_SECONDS = 15.0  # a running job without a heartbeat this long lost its process
+SWEEP_SECONDS = 5.0
 
 
 class Job(BaseModel):
@@ -119,25 +120,31 @@ class JobRunner:
 
     def _index(self, job_id: int) -> None:
         job = self.get(job_id)
-        last = 0.0
+        last, stopped = 0.0, False
 
         def progress(done: int, total: int) -> None:
-            nonlocal last
-            if time.monotonic() - last < HEARTBEAT_SECONDS and done < total:
+            nonlocal last, stopped
+            if stopped or (time.monotonic() - last < HEARTBEAT_SECONDS and done < total):
                 return
             last = time.monotonic()
             with self.catalog.transaction() as conn:
-                conn.execute(
-                    sa.update(index_jobs)
-                    .where(index_jobs.c.id == job_id)
-                    .values(done=done, total=total, updated_at=now())
-                )
-                cancel = conn.execute(
-                    sa.select(index_jobs.c.cancel).where(index_jobs.c.id == job_id)
-                ).scalar()
-            if cancel:
+                this = index_jobs.c.id == job_id
+                conn.execute(sa.update(index_jobs).where(this).values(done=done, total=total))
+                cancel = conn.execute(sa.select(index_jobs.c.cancel).where(this)).scalar()
+            if cancel:  # once: what was indexed still joins the vector index and persons
+                stopped = True
                 raise Cancelled
 
+        # The heartbeat beats while the job's thread lives, whatever stage it is in (clustering
+        # reports no progress), so only a dead process lets a job go stale.
+        finished = threading.Event()
+        threading.Thread(target=self._beat, args=(job_id, finished), daemon=True).start()
+        try:
+            self._run_index(job_id, job, progress)
+        finally:
+            finished.set()
+
+    def _run_index(self, job_id: int, job: Job, progress: Callable[[int, int], None]) -> None:
         state, error, report = "done", None, None
         try:
             with engine.open(self.db, actor=job.started_by) as ff:
@@ -165,6 +172,15 @@ class JobRunner:
                     **({"done": report["files_seen"], "total": report["files_seen"]} if report else {}),
                 )
             )
+
+    def _beat(self, job_id: int, finished: threading.Event) -> None:
+        while not finished.wait(HEARTBEAT_SECONDS):
+            try:
+                with self.catalog.transaction() as conn:
+                    this = sa.and_(index_jobs.c.id == job_id, index_jobs.c.state == "running")
+                    conn.execute(sa.update(index_jobs).where(this).values(updated_at=now()))
+            except sa.exc.OperationalError:  # the catalog was busy: the next beat will do
+                continue
 
     def _sweep(self) -> None:
         """Adopt running jobs whose heartbeat stopped: their process died with them."""
