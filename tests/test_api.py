@@ -120,6 +120,15 @@ def test_the_table_covers_every_route() -> None:
     assert routes == set(ROUTES)
 
 
+def test_docs_are_served_without_a_cdn(server: Server) -> None:
+    with server.client() as anonymous:
+        page = anonymous.get("/docs")
+        assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+        assert "cdn" not in page.text.lower()
+        assert anonymous.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+        assert "/v1/search" in anonymous.get("/openapi.json").json()["paths"]
+
+
 def _call(client: httpx.Client, method: str, path: str) -> httpx.Response:
     url = path.format(name="nobody", job_id=999999, person_id=999999, consent_id=999999, optout_id=999999)
     return client.request(method, url, json={} if method in ("POST", "PUT") else None)

@@ -19,8 +19,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
 
 from .. import engine
 from ..accountability import keys
@@ -101,8 +104,21 @@ def create_app(db: str | Path | None = None, settings: Settings | None = None, *
         version="1",
         summary="Self-hosted, consent-first face search over your own photos.",
         lifespan=lifespan,
+        docs_url=None,  # served below from local files: no CDN, and it works offline
+        redoc_url=None,
     )
     _install_error_handlers(app)
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="facefind API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
     @app.middleware("http")
     async def limit_size(request: Request, call_next: Any) -> Any:
