@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import limits, recognizers
+from . import limits, policy, recognizers
 from .accountability import collections, consent, erasure, optouts, report
 from .accountability import keys as service_keys
 from .accountability.audit import AuditLog, default_actor
 from .accountability.optouts import OptOut
 from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration, default_calibration
 from .catalog import Catalog, FaceRow
-from .errors import FacefindError, InvalidValue, NoFaceError, Refused
+from .errors import FacefindError, InvalidValue, NoFaceError
 from .faces import Face, FaceBackend, analyze, load_backend
 from .faces.quality import warnings as quality_warnings
 from .images import ImageSource, load_image
@@ -383,9 +383,7 @@ class FaceFind:
         purpose = self._purpose(purpose)
         # Opted-out faces, and faces of persons whose consent does not cover search, are never
         # returned, whatever the caller asks.
-        hidden = np.union1d(
-            optouts.suppressed_faces(self.catalog), consent.withheld_faces(self.catalog, "search")
-        )
+        hidden = policy.hidden_faces(self.catalog, "search")
         exclude = np.union1d(hidden, np.fromiter(exclude, np.int64)) if exclude is not None else hidden
         limits.TOP_K.check(top_k)
         if face is not None:
@@ -455,24 +453,17 @@ class FaceFind:
         """A person and their faces as the people view may show them: refused while their consent
         does not cover showing results; opted-out faces are never among them."""
         found = self.people.get(person_id)
-        self._require_results(person_id)
+        policy.require_shown(self.catalog, person_id)
         return found
 
     def person_photos(self, person_id: int, *, purpose: str | None = None) -> list[str]:
         """Every photo of a catalogued person (a search by person: audited, purpose required)."""
         purpose = self._purpose(purpose)
         self.people.get(person_id)
-        self._require_results(person_id)
+        policy.require_shown(self.catalog, person_id)
         photos = self.people.photos(person_id)
         self.audit.record(self.actor, "search", {"person": person_id, "photos": len(photos)}, purpose)
         return photos
-
-    def _require_results(self, person_id: int) -> None:
-        if person_id in consent.withheld_persons(self.catalog, "results"):
-            raise Refused(
-                f"person {person_id}'s consent does not (or no longer) cover showing their photos; "
-                f"`facefind consent list --person {person_id}` shows it"
-            )
 
     def _purpose(self, purpose: str | None) -> str:
         purpose = require_text((purpose or self.purpose or "").strip(), "the purpose")

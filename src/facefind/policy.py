@@ -1,9 +1,12 @@
-"""Who may do what: the roles, the actions each one allows, and who is acting.
+"""Who may do what, and which faces anyone may see.
 
-The service turns an API key into a Principal (the key's name and role) and every route names
-the action it performs; `require` refuses what the role does not allow. The name, never a request
-field, is what the audit log records. The CLI acts as the machine's user with every role: whoever
-can run it can read the catalog file anyway.
+Roles: the service turns an API key into a Principal (the key's name and role) and every route
+names the action it performs; `require` refuses what the role does not allow. The name, never a
+request field, is what the audit log records. The CLI acts as the machine's user with every role:
+whoever can run it can read the catalog file anyway.
+
+Faces: `hidden_faces` and `require_shown` are the rules every read path applies, whoever asks:
+opted-out faces are never returned, and a person's faces are used only as their consent allows.
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+import numpy as np
+
+from .accountability import consent, optouts
+from .catalog import Catalog
 from .errors import Refused
 
 
@@ -59,3 +66,18 @@ class Principal:
         if not self.may(action):
             allowed = ", ".join(sorted(ACTIONS[action]))
             raise Refused(f"{self.name} ({self.role}) may not do {action}; that needs the role {allowed}")
+
+
+def hidden_faces(catalog: Catalog, use: str) -> np.ndarray:
+    """Ids of faces no answer may include for `use` ("search", "results"): opted out, or of a
+    person whose consent does not (or no longer) cover that use."""
+    return np.union1d(optouts.suppressed_faces(catalog), consent.withheld_faces(catalog, use))
+
+
+def require_shown(catalog: Catalog, person_id: int) -> None:
+    """Refuse to show a person whose consent does not (or no longer) cover showing results."""
+    if person_id in consent.withheld_persons(catalog, "results"):
+        raise Refused(
+            f"person {person_id}'s consent does not (or no longer) cover showing their photos; "
+            f"`facefind consent list --person {person_id}` shows it"
+        )
