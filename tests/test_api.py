@@ -238,6 +238,40 @@ def test_people_show_respects_the_consent_results_scope(server: Server) -> None:
         assert reviewer.get(f"/v1/people/{obama['id']}/photos").status_code == 422  # purpose required
 
 
+def _search(server: Server, photo: Path) -> set[str]:
+    with server.client(Role.operator) as operator:
+        found = operator.post(
+            "/v1/search",
+            files={"photo": (photo.name, photo.read_bytes(), "image/jpeg")},
+            data={"purpose": "requests test"},
+        )
+    assert found.status_code == 200, found.text
+    return {m["path"] for f in found.json()["faces"] for m in f["matches"]}
+
+
+def test_an_opt_out_and_an_erasure_through_the_api(server: Server) -> None:
+    biden = FR / "Joe_Biden" / "biden.jpg"
+    assert any("Joe_Biden" in p for p in _search(server, biden))
+    with server.client(Role.dpo) as dpo:
+        added = dpo.post(
+            "/v1/optouts",
+            files={"photo": ("request.jpg", biden.read_bytes(), "image/jpeg")},
+            data={"note": "request 12"},
+        )
+        assert added.status_code == 201 and added.json()["faces_suppressed"] >= 1, added.text
+        assert not any("Joe_Biden" in p for p in _search(server, biden))
+
+        kit = FR / "Kit_Harington"
+        target = str(kit / "john2.jpeg")
+        assert target in _search(server, kit / "john1.jpeg")
+        receipt = dpo.post("/v1/erasures", json={"kind": "image", "target": target})
+        assert receipt.status_code == 200, receipt.text
+        assert receipt.json()["images_removed"] == 1 and receipt.json()["audit_seq"] > 0
+        assert target not in _search(server, kit / "john1.jpeg")
+        again = dpo.post("/v1/erasures", json={"kind": "image", "target": target})
+        assert again.status_code == 404 and "no catalogued photo" in again.json()["error"]["message"]
+
+
 def test_two_workers_see_each_others_writes(server: Server) -> None:
     """An index job runs in one worker; searches answered by either worker find what it added."""
     with server.client(Role.operator) as operator:

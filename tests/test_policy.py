@@ -8,7 +8,7 @@ import pytest
 
 import facefind
 from facefind.api.app import Service
-from facefind.errors import Refused, Unavailable
+from facefind.errors import Refused, TooManyRequests
 from facefind.policy import ACTIONS, Principal, Role
 
 
@@ -33,7 +33,10 @@ def test_a_key_is_limited_per_minute_and_refused_actions_do_not_count(fr_copy: P
         for _ in range(3):
             with service.acting(ann, "search") as acting:
                 assert acting.actor == "ann" and ff.actor != "ann"
-        with pytest.raises(Unavailable, match="3 requests in the last minute"), service.acting(ann, "search"):
+        with (
+            pytest.raises(TooManyRequests, match="3 requests in the last minute"),
+            service.acting(ann, "search"),
+        ):
             pass
         with service.acting(Principal("bob", Role.operator), "search"):
             pass  # another key is not affected

@@ -1122,6 +1122,9 @@ def serve(
     ),
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes (each loads the model and index).")] = 1,
+    rate_limit: Annotated[
+        int, typer.Option("--rate-limit", help="Requests a minute per key and worker (0: no limit).")
+    ] = 600,
     db: Db = None,
 ) -> None:
     """The REST API (FastAPI): every request needs a key (`facefind keys add`); docs at /docs."""
@@ -1129,6 +1132,8 @@ def serve(
 
     with session(db) as ff:  # migrate, and fail here rather than in every worker
         limits.WORKERS.check(workers)
+        limits.RATE_LIMIT.check(rate_limit)
+        os.environ["FACEFIND_RATE_LIMIT"] = str(rate_limit)
         if not ff.keys():
             err.print("[yellow]note:[/] no keys yet: `facefind keys add NAME --role ROLE` makes one")
         os.environ["FACEFIND_DB"] = str(ff.db)

@@ -23,6 +23,10 @@ class Unavailable(FacefindError):
     """Cannot be done right now (busy, rate-limited, a model or database missing)."""
 
 
+class TooManyRequests(FacefindError):
+    """A key made more requests in a minute than the service allows (`facefind serve --rate-limit`)."""
+
+
 class InvalidValue(FacefindError):
     """A number or option value outside what facefind accepts (the ranges are in limits.py)."""
 

@@ -36,6 +36,7 @@ from ..errors import (
     NotFound,
     Refused,
     TooLarge,
+    TooManyRequests,
     Unavailable,
 )
 from ..policy import Principal
@@ -43,13 +44,15 @@ from ..settings import Settings
 from .jobs import JobRunner
 
 MAX_UPLOAD_BYTES = 32 * 2**20  # a photo upload; larger requests get 413 before being read
-REQUESTS_PER_MINUTE = 600  # per key, per server process
+# Per key and server process; `facefind serve --rate-limit N` (0: none) sets it for a server.
+REQUESTS_PER_MINUTE = 600
 
 STATUS: list[tuple[type[FacefindError], int]] = [
     (NotFound, 404),
     (Refused, 403),
     (Conflict, 409),
     (Unavailable, 503),
+    (TooManyRequests, 429),
     (TooLarge, 413),
     (NoFaceError, 422),
     (InvalidValue, 400),
@@ -77,8 +80,8 @@ class Service:
     def _throttle(self, name: str) -> None:
         now = time.monotonic()
         recent = [t for t in self.calls.get(name, []) if now - t < 60]
-        if len(recent) >= self.requests_per_minute:
-            raise Unavailable(
+        if self.requests_per_minute and len(recent) >= self.requests_per_minute:
+            raise TooManyRequests(
                 f"{name} made {len(recent)} requests in the last minute (the limit is "
                 f"{self.requests_per_minute}); wait a little"
             )
@@ -93,6 +96,9 @@ def create_app(db: str | Path | None = None, settings: Settings | None = None, *
         ff = engine.open(db, settings, actor="facefind-serve")
         ff.vector_index()  # load (or rebuild) before the first request, not during it
         ff.calibration()
+        limit = os.environ.get("FACEFIND_RATE_LIMIT")
+        if limit and "requests_per_minute" not in options:
+            options["requests_per_minute"] = int(limit)
         app.state.service = Service(ff, **options)
         app.state.jobs = JobRunner(ff.catalog, ff.db)
         yield
@@ -191,7 +197,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FacefindError)
     async def facefind_error(request: Request, err: FacefindError) -> JSONResponse:
         status = next(code for kind, code in STATUS if isinstance(err, kind))
-        return _error(status, type(err).__name__, str(err))
+        response = _error(status, type(err).__name__, str(err))
+        if status == 429:
+            response.headers["Retry-After"] = "60"
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
