@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import facefind
 import machine
 from facefind.accountability import optouts
-from facefind.catalog import face_suppressions, faces, images
+from facefind.catalog.schema import face_suppressions, faces, images
 
 ROOT = Path(__file__).resolve().parents[1]
 

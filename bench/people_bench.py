@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import facefind
 import index_bench
 import machine
-from facefind.catalog import face_persons, faces, images, now
+from facefind.catalog.schema import face_persons, faces, images, now
 from facefind.evaluate import clustering_scores
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).parent))
 import facefind
 import machine
-from facefind import catalog as cat
+from facefind.catalog import schema as cat
 from facefind.vectors import FaissIndex
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -306,8 +306,8 @@ def test_kill_9_at_each_step_of_a_save(tmp_path: Path, failpoint: str) -> None:
     assert reopened.rebuilt_because is None  # generation 1 (or 2, if the pointer moved) loads
     assert index.checksum() == catalog.face_checksum(MODEL_ID)  # and catches up with the catalog
     reopened.save(force=True)
-    assert sorted(p.name for p in Path(f"{db}.vectors", MODEL_ID).iterdir())[0] == "CURRENT"
-    assert len(list(Path(f"{db}.vectors", MODEL_ID).iterdir())) == 2  # leftovers cleaned up
+    left = sorted(p.name for p in Path(f"{db}.vectors", MODEL_ID).iterdir())
+    assert left[:2] == [".lock", "CURRENT"] and len(left) == 3  # leftovers cleaned up
 
 
 def test_disagreement_with_the_catalog_is_detected_and_rebuilt(tmp_path: Path) -> None:
@@ -368,3 +368,25 @@ def test_schema_1_catalog_is_migrated_to_the_current_schema_keeping_its_faces(tm
     assert [c.basis for c in collections.all_(migrated)] == [None]  # indexing asks for a basis
     remove_image(migrated, "/old/1.jpg")
     assert len(migrated.tombstones_after(MODEL_ID, 0)[1]) == 3
+
+
+def test_processes_saving_one_folder_at_once_never_break_each_others_saves(tmp_path: Path) -> None:
+    """The service's workers and jobs share a vector folder: saves are serialised by a lock."""
+    db = tmp_path / "catalog.db"
+    catalog = Catalog(db)
+    rng = np.random.default_rng(11)
+    for n in range(30):
+        add_image(catalog, f"/{n}.jpg", unit(rng, 10))
+    script = (
+        "import sys; from pathlib import Path; from facefind.catalog import Catalog;"
+        "from facefind.vectors.store import VectorStore;"
+        f"store = VectorStore(Catalog(sys.argv[1]), {MODEL_ID!r}, {DIM}, Path(sys.argv[1] + '.vectors'));"
+        "store.index()\nfor _ in range(15): store.save(force=True)"
+    )
+    command = [sys.executable, "-c", script, str(db)]
+    procs = [subprocess.Popen(command, stderr=subprocess.PIPE) for _ in range(4)]
+    errors = [p.communicate(timeout=300)[1].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    reopened = VectorStore(catalog, MODEL_ID, DIM, Path(f"{db}.vectors"))
+    reopened.index()
+    assert reopened.rebuilt_because is None

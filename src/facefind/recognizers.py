@@ -27,25 +27,14 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sqlalchemy as sa
 from pydantic import BaseModel
 
 from .accountability import erasure
-from .catalog import (
-    Catalog,
-    calibrations,
-    face_embeddings,
-    face_tombstones,
-    faces,
-    images,
-    now,
-    optouts,
-    persons,
-    recognizers,
-)
+from .catalog import Catalog, now
+from .catalog import recognizers as store
 from .errors import ImageError, RecognizerError
 from .faces import Detection, FaceBackend, load_backend
 from .faces.onnx import COLORS, RecognizerSpec, probe, read_net, sha256_file
@@ -114,8 +103,7 @@ def spec(catalog: Catalog, name: str) -> RecognizerSpec | None:
     """The registration of `name`; None for the built-in model; an error for an unknown name."""
     if name in BUILTINS:
         return None
-    with catalog.engine.connect() as conn:
-        row = conn.execute(sa.select(recognizers).where(recognizers.c.model_id == name)).one_or_none()
+    row = store.row(catalog, name)
     if row is None:
         known = ", ".join([*BUILTINS, *_names(catalog)])
         raise RecognizerError(
@@ -146,23 +134,12 @@ def with_active(catalog: Catalog, settings: Settings) -> Settings:
 
 
 def _names(catalog: Catalog) -> list[str]:
-    with catalog.engine.connect() as conn:
-        return list(
-            conn.execute(sa.select(recognizers.c.model_id).order_by(recognizers.c.model_id)).scalars()
-        )
+    return store.names(catalog)
 
 
 def all_(catalog: Catalog) -> list[Recognizer]:
     current = active(catalog)
-    with catalog.engine.connect() as conn:
-        rows = conn.execute(sa.select(recognizers).order_by(recognizers.c.registered_at)).all()
-        own = set(conn.execute(sa.select(calibrations.c.model_id)).scalars())
-        counts: dict[str, int] = {}
-        for table in (faces, face_embeddings):
-            for model_id, n in conn.execute(
-                sa.select(table.c.model_id, sa.func.count()).group_by(table.c.model_id)
-            ):
-                counts[model_id] = counts.get(model_id, 0) + int(n)
+    rows, own, counts = store.registry(catalog)
     out = [
         Recognizer(
             name=name,
@@ -251,21 +228,19 @@ def register(
             f"publisher and compare with the published checksum."
         )
     dim = probe(read_net(file), file, input_size)
-    with catalog.transaction() as conn:
-        conn.execute(
-            sa.insert(recognizers).values(
-                model_id=name,
-                path=str(file),
-                sha256=found,
-                input_size=input_size,
-                dim=dim,
-                color=color,
-                mean=float(mean),
-                std=float(std),
-                registered_at=now(),
-                registered_by=actor,
-            )
-        )
+    store.insert(
+        catalog,
+        model_id=name,
+        path=str(file),
+        sha256=found,
+        input_size=input_size,
+        dim=dim,
+        color=color,
+        mean=float(mean),
+        std=float(std),
+        registered_at=now(),
+        registered_by=actor,
+    )
     return get(catalog, name)
 
 
@@ -278,18 +253,14 @@ def remove(catalog: Catalog, name: str, vectors_folder: Path | None) -> Recogniz
         raise RecognizerError(
             f"{name} is the recognizer in use; switch to another first (`facefind models use {BUILTIN}`)."
         )
-    with catalog.transaction() as conn:
-        stranded = conn.execute(sa.select(sa.func.count()).where(faces.c.model_id == name)).scalar_one()
-        if stranded:
-            raise RecognizerError(
-                f"{stranded} stored face(s) hold only {name} embeddings (their photos could not be "
-                f"re-embedded when the catalog switched away from it). Restore those photos and run "
-                f"`facefind models use {active(catalog)}` again, or erase them (`facefind erase image`); "
-                f"then remove {name}."
-            )
-        conn.execute(sa.delete(face_embeddings).where(face_embeddings.c.model_id == name))
-        conn.execute(sa.delete(calibrations).where(calibrations.c.model_id == name))
-        conn.execute(sa.delete(recognizers).where(recognizers.c.model_id == name))
+    stranded = store.delete(catalog, name)
+    if stranded:
+        raise RecognizerError(
+            f"{stranded} stored face(s) hold only {name} embeddings (their photos could not be "
+            f"re-embedded when the catalog switched away from it). Restore those photos and run "
+            f"`facefind models use {active(catalog)}` again, or erase them (`facefind erase image`); "
+            f"then remove {name}."
+        )
     catalog.set_setting(f"people_upto:{name}", "0")
     if vectors_folder is not None:
         shutil.rmtree(vectors_folder / name, ignore_errors=True)
@@ -315,8 +286,7 @@ def check_switch(catalog: Catalog, name: str, people_max_fmr: float) -> None:
             f"people; calibrate it on a larger labelled set ({1 / people_max_fmr:,.0f}+ pairs): "
             f"`facefind calibrate LABELLED_DIR --model {name}`."
         )
-    with catalog.engine.connect() as conn:
-        others = conn.execute(sa.select(sa.func.count()).where(optouts.c.model_id != name)).scalar_one()
+    others = store.optouts_of_other_models(catalog, name)
     if others:
         raise RecognizerError(
             f"{others} opt-out(s) are kept as templates of another model, and facefind keeps no photo "
@@ -324,19 +294,6 @@ def check_switch(catalog: Catalog, name: str, people_max_fmr: float) -> None:
             f"be refused at indexing. Switching with opt-outs recorded is not supported yet; "
             f"`facefind optout list` shows them."
         )
-
-
-def pending_count(catalog: Catalog, model_id: str) -> int:
-    with catalog.engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).where(_lacks(model_id))).scalar_one())
-
-
-def _lacks(model_id: str) -> sa.ColumnElement[bool]:
-    """Faces without an embedding of `model_id`."""
-    staged = sa.exists().where(
-        face_embeddings.c.face_id == faces.c.id, face_embeddings.c.model_id == model_id
-    )
-    return sa.and_(faces.c.model_id != model_id, ~staged)
 
 
 def reembed(
@@ -351,16 +308,14 @@ def reembed(
     boxes and people stay). Committed in batches: returns (faces embedded, errors, interrupted).
     """
     model_id = backend.model_id
-    total, done, embedded = pending_count(catalog, model_id), 0, 0
+    total, done, embedded = store.pending_count(catalog, model_id), 0, 0
     errors: list[FileError] = []
     batch: list[dict] = []
     images_in_batch, last_flush = 0, time.perf_counter()
 
     def flush() -> None:
         nonlocal images_in_batch, last_flush
-        if batch:
-            with catalog.transaction() as conn:
-                conn.execute(sa.insert(face_embeddings), batch)
+        store.add_embeddings(catalog, batch)
         batch.clear()
         images_in_batch, last_flush = 0, time.perf_counter()
 
@@ -369,7 +324,7 @@ def reembed(
     after = 0
     try:
         while True:
-            rows = _pending(catalog, model_id, after)
+            rows = store.pending(catalog, model_id, after, CHUNK_FACES)
             if not rows:
                 break
             after = rows[-1].id
@@ -396,31 +351,8 @@ def reembed(
     return embedded, errors, False
 
 
-def _pending(catalog: Catalog, model_id: str, after: int) -> list[sa.Row]:
-    query = (
-        sa.select(
-            faces.c.id,
-            faces.c.image_id,
-            images.c.path,
-            images.c.sha256,
-            faces.c.x,
-            faces.c.y,
-            faces.c.w,
-            faces.c.h,
-            faces.c.landmarks,
-            faces.c.det_score,
-        )
-        .join(images, images.c.id == faces.c.image_id)
-        .where(_lacks(model_id), faces.c.id > after)
-        .order_by(faces.c.id)
-        .limit(CHUNK_FACES)
-    )
-    with catalog.engine.connect() as conn:
-        return list(conn.execute(query).all())
-
-
-def _by_image(rows: list[sa.Row]) -> list[list[sa.Row]]:
-    groups: list[list[sa.Row]] = []
+def _by_image(rows: list[Any]) -> list[list[Any]]:
+    groups: list[list[Any]] = []
     for r in rows:  # an image's faces get consecutive ids
         if groups and groups[-1][0].image_id == r.image_id:
             groups[-1].append(r)
@@ -429,9 +361,7 @@ def _by_image(rows: list[sa.Row]) -> list[list[sa.Row]]:
     return groups
 
 
-def _embed_image(
-    group: list[sa.Row], backend: FaceBackend, settings: Settings
-) -> tuple[str | None, np.ndarray]:
+def _embed_image(group: list[Any], backend: FaceBackend, settings: Settings) -> tuple[str | None, np.ndarray]:
     path = Path(group[0].path)
     try:
         data = path.read_bytes()
@@ -461,41 +391,8 @@ def _embed_image(
 def swap(catalog: Catalog, model_id: str) -> None:
     """Make `model_id` the active model: faces take its embeddings, persons follow (one transaction)."""
     previous = active(catalog)
-    fe = face_embeddings
-    ready = sa.select(faces.c.id).where(
-        faces.c.model_id != model_id,
-        sa.exists().where(fe.c.face_id == faces.c.id, fe.c.model_id == model_id),
-    )
-    with catalog.transaction() as conn:
-        moving = list(conn.execute(ready).scalars())
-        for i in range(0, len(moving), 500):
-            chunk = moving[i : i + 500]
-            # The embeddings being replaced are kept under their own model ...
-            conn.execute(
-                sa.insert(fe).from_select(
-                    ["face_id", "model_id", "embedding"],
-                    sa.select(faces.c.id, faces.c.model_id, faces.c.embedding).where(faces.c.id.in_(chunk)),
-                )
-            )
-            # ... and leave that model's vector index, as if deleted from it.
-            conn.execute(
-                sa.insert(face_tombstones).from_select(
-                    ["face_id", "model_id"],
-                    sa.select(faces.c.id, faces.c.model_id).where(faces.c.id.in_(chunk)).order_by(faces.c.id),
-                )
-            )
-            new = (
-                sa.select(fe.c.embedding)
-                .where(fe.c.face_id == faces.c.id, fe.c.model_id == model_id)
-                .scalar_subquery()
-            )
-            conn.execute(
-                sa.update(faces).where(faces.c.id.in_(chunk)).values(embedding=new, model_id=model_id)
-            )
-            conn.execute(sa.delete(fe).where(fe.c.model_id == model_id, fe.c.face_id.in_(chunk)))
-        # Persons are groups of faces (and user decisions), not of embeddings: they stay, and
-        # clustering continues from where the previous model left off.
-        conn.execute(sa.update(persons).values(model_id=model_id))
+    store.swap(catalog, model_id)
+    # Clustering continues from where the previous model left off.
     upto = catalog.get_setting(f"people_upto:{previous}", "0")
     catalog.set_setting(f"people_upto:{model_id}", upto)
     catalog.set_setting(ACTIVE_KEY, model_id)
@@ -564,8 +461,7 @@ class Models:
             swap(ff.catalog, name)
             ff._switched(settings, backend)
         seconds = time.perf_counter() - started
-        with ff.catalog.engine.connect() as conn:
-            total = int(conn.execute(sa.select(sa.func.count()).select_from(faces)).scalar_one())
+        total = store.count_faces(ff.catalog)
         result = ModelSwitch(
             model=name,
             previous=previous,

@@ -18,10 +18,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from pydantic import BaseModel
 
-from ..catalog import Catalog, audit_log, now
+from ..catalog import Catalog, now
+from ..catalog import audit as store
 from ..errors import FacefindError, InvalidValue
 from ..paths import escape_json_surrogates
 
@@ -98,35 +98,31 @@ class AuditLog:
     ) -> AuditEntry:
         """Append one entry (retrying if another process appended at the same moment)."""
         body = canonical(details)
-        for _ in range(20):
-            try:
-                with self.catalog.transaction() as conn:
-                    last = conn.execute(
-                        sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
-                    ).one_or_none()
-                    seq, prev = (int(last.seq) + 1, last.hash) if last else (1, GENESIS)
-                    at = now()
-                    digest = entry_hash(seq, at, actor, action, purpose, query_sha256, body, prev)
-                    entry = AuditEntry(
-                        seq=seq,
-                        at=at,
-                        actor=actor,
-                        action=action,
-                        purpose=purpose,
-                        query_sha256=query_sha256,
-                        details=details,
-                        prev_hash=prev,
-                        hash=digest,
-                    )
-                    conn.execute(sa.insert(audit_log).values(**{**entry.model_dump(), "details": body}))
-                return entry
-            except sa.exc.IntegrityError:
-                continue  # someone else took this seq; read the new head and try again
+        made: list[AuditEntry] = []
+
+        def build(seq: int, prev: str) -> dict[str, Any]:
+            at = now()
+            entry = AuditEntry(
+                seq=seq,
+                at=at,
+                actor=actor,
+                action=action,
+                purpose=purpose,
+                query_sha256=query_sha256,
+                details=details,
+                prev_hash=prev,
+                hash=entry_hash(seq, at, actor, action, purpose, query_sha256, body, prev),
+            )
+            made.append(entry)
+            return {**entry.model_dump(), "details": body}
+
+        for _ in range(20):  # another process may take the same seq: read the new head, try again
+            if store.append(self.catalog, GENESIS, build):
+                return made[-1]
         raise FacefindError("could not append to the audit log: it is being written too busily; try again")
 
     def entries(self, since: str | None = None, until: str | None = None) -> Iterator[AuditEntry]:
         """Entries in order; `since`/`until` are ISO dates or times (UTC), inclusive."""
-        query = sa.select(audit_log).order_by(audit_log.c.seq)
         for option, value in (("--since", since), ("--until", until)):
             try:
                 if value:
@@ -135,28 +131,18 @@ class AuditLog:
                 raise InvalidValue(
                     f"{option} {value!r} is not a date or time; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC)"
                 ) from None
-        if since:
-            query = query.where(audit_log.c.at >= since)
-        if until:
-            query = query.where(audit_log.c.at <= until + ("T99" if len(until) == 10 else ""))
-        with self.catalog.engine.connect() as conn:
-            for r in conn.execute(query):
-                try:
-                    details = json.loads(r.details)
-                except json.JSONDecodeError:
-                    details = {"unreadable": r.details}
-                yield AuditEntry(**{**r._mapping, "details": details})
+        end = until + ("T99" if until and len(until) == 10 else "") if until else None
+        for r in store.rows(self.catalog, since, end):
+            try:
+                details = json.loads(r.details)
+            except json.JSONDecodeError:
+                details = {"unreadable": r.details}
+            yield AuditEntry(**{**r._mapping, "details": details})
 
     def purge(self, before: str, actor: str) -> AuditEntry | None:
         """Delete entries older than `before` (retention) and append a signed checkpoint recording
         where the remaining chain starts, so `verify` still vouches for it. None if nothing is due."""
-        with self.catalog.engine.connect() as conn:
-            last = conn.execute(
-                sa.select(audit_log.c.seq, audit_log.c.hash)
-                .where(audit_log.c.at < before)
-                .order_by(audit_log.c.seq.desc())
-                .limit(1)
-            ).one_or_none()
+        last = store.last_before(self.catalog, before)
         if last is None:
             return None
         statement = {
@@ -165,8 +151,7 @@ class AuditLog:
             "purged_before": before,
         }
         signature, public_key = self._sign(canonical(statement))
-        with self.catalog.transaction() as conn:
-            count = conn.execute(sa.delete(audit_log).where(audit_log.c.seq <= last.seq)).rowcount
+        count = store.delete_through(self.catalog, int(last.seq))
         details = {**statement, "purged_count": count, "signature": signature, "public_key": public_key}
         return self.record(actor, "checkpoint", details)
 
@@ -205,9 +190,7 @@ class AuditLog:
         expected_prev: str | None = None
         expected_seq: int | None = None
         count, first, last, head = 0, None, None, None
-        query = sa.select(audit_log).order_by(audit_log.c.seq)
-        with self.catalog.engine.connect() as conn:
-            rows = conn.execute(query).all()
+        rows = store.rows(self.catalog)
         starts, bad_checkpoints = _chain_starts(rows, self.catalog.get_setting("audit_public_key", ""))
         problems.extend(bad_checkpoints)
         for r in rows:

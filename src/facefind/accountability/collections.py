@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 
-import sqlalchemy as sa
 from pydantic import BaseModel
 
-from ..catalog import Catalog, collections, images, now
+from ..catalog import Catalog
+from ..catalog import collections as store
 from ..errors import Conflict, FacefindError, InvalidValue, NotFound
 from ..limits import RETENTION_DAYS
 
@@ -69,14 +69,9 @@ def create(
         )
     days = parse_retention(retention)
     values = dict(owner=owner, basis=basis, basis_note=note, retention_days=days)
-    with catalog.transaction() as conn:
-        existing = conn.execute(sa.select(collections).where(collections.c.name == name)).one_or_none()
-        if existing is not None and existing.basis is not None:
-            raise Conflict(f"collection {name!r} already exists (basis: {existing.basis})")
-        if existing is None:
-            conn.execute(sa.insert(collections).values(name=name, created_at=now(), **values))
-        else:
-            conn.execute(sa.update(collections).where(collections.c.id == existing.id).values(**values))
+    existing_basis = store.save(catalog, name, **values)
+    if existing_basis is not None:
+        raise Conflict(f"collection {name!r} already exists (basis: {existing_basis})")
     return get(catalog, name)
 
 
@@ -88,25 +83,18 @@ def get(catalog: Catalog, name: str) -> Collection:
 
 
 def all_(catalog: Catalog) -> list[Collection]:
-    query = (
-        sa.select(collections, sa.func.count(images.c.id).label("n"))
-        .select_from(collections.outerjoin(images))
-        .group_by(collections.c.id)
-        .order_by(collections.c.name)
-    )
-    with catalog.engine.connect() as conn:
-        return [
-            Collection(
-                name=r.name,
-                owner=r.owner,
-                basis=r.basis,
-                note=r.basis_note,
-                retention_days=r.retention_days,
-                created_at=r.created_at,
-                images=r.n,
-            )
-            for r in conn.execute(query)
-        ]
+    return [
+        Collection(
+            name=r.name,
+            owner=r.owner,
+            basis=r.basis,
+            note=r.basis_note,
+            retention_days=r.retention_days,
+            created_at=r.created_at,
+            images=r.n,
+        )
+        for r in store.all_(catalog)
+    ]
 
 
 def require_basis(catalog: Catalog, name: str) -> None:

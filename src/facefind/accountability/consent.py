@@ -10,12 +10,14 @@ vector index's exclusion filter); `facefind purge` then erases them for good.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
 from pydantic import BaseModel
 
-from ..catalog import Catalog, consents, face_persons, now, persons
+from ..catalog import Catalog
+from ..catalog import consents as store
+from ..catalog import persons as person_store
 from ..errors import Conflict, FacefindError, NotFound
 from ..limits import is_id
 
@@ -57,24 +59,17 @@ def add(
         raise FacefindError(f"--expires {expires!r} is not a date; use YYYY-MM-DD") from None
     if expiry.isoformat() < today():
         raise FacefindError(f"--expires {expires} is in the past: a consent must be valid when recorded")
-    with catalog.transaction() as conn:
-        if (
-            not is_id(person_id)
-            or conn.execute(sa.select(persons.c.id).where(persons.c.id == person_id)).scalar() is None
-        ):
-            raise NotFound(f"no person with id {person_id}; `facefind people list --all` shows them")
-        inserted = conn.execute(
-            sa.insert(consents).values(
-                person_id=person_id,
-                given_by=given_by,
-                scope=",".join(dict.fromkeys(wanted)),
-                expires_on=expiry.isoformat(),
-                evidence=evidence,
-                recorded_at=now(),
-                recorded_by=actor,
-            )
-        )
-        consent_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+    if not is_id(person_id) or not person_store.exists(catalog, person_id):
+        raise NotFound(f"no person with id {person_id}; `facefind people list --all` shows them")
+    consent_id = store.insert(
+        catalog,
+        person_id,
+        given_by=given_by,
+        scope=",".join(dict.fromkeys(wanted)),
+        expires_on=expiry.isoformat(),
+        evidence=evidence,
+        recorded_by=actor,
+    )
     return get(catalog, consent_id)
 
 
@@ -82,26 +77,18 @@ def withdraw(catalog: Catalog, consent_id: int) -> Consent:
     found = get(catalog, consent_id)
     if found.withdrawn_at:
         raise Conflict(f"consent {consent_id} was already withdrawn on {found.withdrawn_at}")
-    with catalog.transaction() as conn:
-        conn.execute(sa.update(consents).where(consents.c.id == consent_id).values(withdrawn_at=now()))
+    store.withdraw(catalog, consent_id)
     return get(catalog, consent_id)
 
 
 def all_(catalog: Catalog, person_id: int | None = None) -> list[Consent]:
-    query = sa.select(consents).order_by(consents.c.id)
-    if person_id is not None:
-        if not is_id(person_id):
-            return []
-        query = query.where(consents.c.person_id == person_id)
-    with catalog.engine.connect() as conn:
-        return [_consent(r) for r in conn.execute(query)]
+    if person_id is not None and not is_id(person_id):
+        return []
+    return [_consent(r) for r in store.all_(catalog, person_id)]
 
 
 def get(catalog: Catalog, consent_id: int) -> Consent:
-    row = None
-    if is_id(consent_id):
-        with catalog.engine.connect() as conn:
-            row = conn.execute(sa.select(consents).where(consents.c.id == consent_id)).one_or_none()
+    row = store.get(catalog, consent_id) if is_id(consent_id) else None
     if row is None:
         raise NotFound(f"no consent with id {consent_id}; `facefind consent list` shows them")
     return _consent(row)
@@ -124,9 +111,7 @@ def lapsed_persons(catalog: Catalog) -> set[int]:
     """Existing persons who had consent and now have none active (a purge erases their faces)."""
     records = all_(catalog)
     lapsed = {c.person_id for c in records} - {c.person_id for c in records if c.active}
-    with catalog.engine.connect() as conn:
-        existing = set(conn.execute(sa.select(persons.c.id).where(persons.c.id.in_(lapsed))).scalars())
-    return lapsed & existing
+    return lapsed & person_store.existing(catalog, lapsed)
 
 
 def withheld_faces(catalog: Catalog, use: str) -> np.ndarray:
@@ -134,16 +119,10 @@ def withheld_faces(catalog: Catalog, use: str) -> np.ndarray:
     withheld = withheld_persons(catalog, use)
     if not withheld:
         return np.zeros(0, np.int64)
-    with catalog.engine.connect() as conn:
-        found = (
-            conn.execute(sa.select(face_persons.c.face_id).where(face_persons.c.person_id.in_(withheld)))
-            .scalars()
-            .all()
-        )
-    return np.fromiter(found, np.int64, len(found))
+    return person_store.face_ids_of(catalog, withheld)
 
 
-def _consent(r: sa.Row) -> Consent:
+def _consent(r: Any) -> Consent:
     active = r.withdrawn_at is None and r.expires_on >= today()
     return Consent(
         id=r.id,

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import sqlalchemy as sa
 from pydantic import BaseModel
+from sqlalchemy.engine import Connection
 
-from ..catalog import Catalog, _delete_faces, collections, face_persons, faces, images, now, persons
+from ..catalog import Catalog, now
+from ..catalog import erasure as store
 from ..errors import FacefindError, NotFound
 from ..limits import is_id
 from . import optouts
@@ -54,52 +55,29 @@ def erase(
         raise FacefindError(f"erase what? one of {', '.join(KINDS)}, got {kind!r}")
     with catalog.transaction() as conn:
         if kind == "retention":
-            image_ids = list(image_ids or [])
-            face_where = faces.c.image_id.in_(image_ids)
+            erased = store.erase(conn, image_ids=list(image_ids or []))
         elif kind == "image":
-            image_ids = _images_at(conn, target)
-            face_where = faces.c.image_id.in_(image_ids)
+            erased = store.erase(conn, image_ids=_images_at(conn, target))
         elif kind == "collection":
-            found = conn.execute(sa.select(collections.c.id).where(collections.c.name == target)).scalar()
-            if found is None:
+            in_collection = store.collection_image_ids(conn, target)
+            if in_collection is None:
                 raise NotFound(f"no collection named {target!r}; `facefind collection list` shows them")
-            image_ids = list(
-                conn.execute(sa.select(images.c.id).where(images.c.collection_id == found)).scalars()
-            )
-            face_where = faces.c.image_id.in_(image_ids)
+            erased = store.erase(conn, image_ids=in_collection, collection=target)
         elif kind == "optout-matches":
-            image_ids = []
-            face_where = faces.c.id.in_(optouts.faces_of(catalog, _int(target, "an opt-out", "optout list")))
+            optout_id = _int(target, "an opt-out", "optout list")
+            optouts.get(catalog, optout_id)
+            erased = store.erase(conn, optout_id=optout_id)
         else:
-            person_id = _person_id(conn, target)
-            image_ids = []
-            face_where = faces.c.id.in_(
-                sa.select(face_persons.c.face_id).where(face_persons.c.person_id == person_id)
-            )
-        concerned = (
-            images.c.id.in_(image_ids)
-            if image_ids
-            else images.c.id.in_(sa.select(faces.c.image_id).where(face_where))
-        )
-        hashes = sorted({h for h in conn.execute(sa.select(images.c.sha256).where(concerned)).scalars() if h})
-        face_count = conn.execute(
-            sa.select(sa.func.count()).select_from(faces).where(face_where)
-        ).scalar_one()
-        _delete_faces(conn, face_where)
-        for i in range(0, len(image_ids), 500):
-            conn.execute(sa.delete(images).where(images.c.id.in_(image_ids[i : i + 500])))
-        persons_gone = _drop_empty_persons(conn, person_id if kind == "person" else None)
-        if kind == "collection":
-            conn.execute(sa.delete(collections).where(collections.c.name == target))
+            erased = store.erase(conn, person_id=_person_id(conn, target))
     return ErasureReceipt(
         kind=kind,
         target=target,
         at=now(),
         by=actor,
-        images_removed=len(image_ids),
-        faces_removed=int(face_count),
-        persons_removed=persons_gone,
-        image_sha256=hashes,
+        images_removed=erased.images,
+        faces_removed=erased.faces,
+        persons_removed=erased.persons,
+        image_sha256=erased.image_sha256,
         data_removed=REMOVED,
     )
 
@@ -109,21 +87,13 @@ def scrub_file(catalog: Catalog) -> None:
     if catalog.engine.dialect.name != "sqlite":
         return  # PostgreSQL: VACUUM FULL is the operator's to schedule (see README)
     with catalog.engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.exec_driver_sql("VACUUM")
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.vacuum(conn)
 
 
-def _images_at(conn: sa.Connection, target: str) -> list[int]:
+def _images_at(conn: Connection, target: str) -> list[int]:
     path = Path(target).expanduser()
     candidates = {str(path), str(path.resolve()) if path.exists() else str(path.absolute())}
-    prefixes = [c.rstrip("/") + "/" for c in candidates]
-    query = sa.select(images.c.id).where(
-        sa.or_(
-            images.c.path.in_(candidates), *(images.c.path.startswith(p, autoescape=True) for p in prefixes)
-        )
-    )
-    found = list(conn.execute(query).scalars())
+    found = store.image_ids_at(conn, candidates)
     if not found:
         raise NotFound(f"no catalogued photo at {target}; `facefind stats` shows what the catalog holds")
     return found
@@ -136,25 +106,13 @@ def _int(target: str, what: str, listing: str) -> int:
         raise FacefindError(f"{what} is erased by id (see `facefind {listing}`), got {target!r}") from None
 
 
-def _person_id(conn: sa.Connection, target: str) -> int:
+def _person_id(conn: Connection, target: str) -> int:
     try:
         person_id = int(target)
     except ValueError:
         raise FacefindError(
             f"a person is erased by id (see `facefind people list`), got {target!r}"
         ) from None
-    if (
-        not is_id(person_id)
-        or conn.execute(sa.select(persons.c.id).where(persons.c.id == person_id)).scalar() is None
-    ):
+    if not is_id(person_id) or not store.person_exists(conn, person_id):
         raise NotFound(f"no person with id {person_id}; `facefind people list --all` shows them")
     return person_id
-
-
-def _drop_empty_persons(conn: sa.Connection, erased_person: int | None) -> int:
-    """The erased person goes whatever their name; others go when left without faces and unnamed."""
-    empty = ~sa.exists().where(face_persons.c.person_id == persons.c.id)
-    where = sa.and_(empty, persons.c.name.is_(None))
-    if erased_person is not None:
-        where = sa.or_(where, persons.c.id == erased_person)
-    return int(conn.execute(sa.delete(persons).where(where)).rowcount)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-import sqlalchemy as sa
 from pydantic import BaseModel
 
-from ..catalog import Catalog, api_keys, now
+from ..catalog import Catalog, now
+from ..catalog import keys as store
 from ..errors import Conflict, InvalidValue, NotFound
 from ..policy import Principal, Role
 
@@ -39,28 +39,18 @@ def add(catalog: Catalog, name: str, role: str, actor: str) -> NewKey:
     if role not in Role.__members__:
         raise InvalidValue(f"--role must be one of {', '.join(Role)}, got {role!r}")
     key = PREFIX + secrets.token_urlsafe(32)
-    with catalog.transaction() as conn:
-        if conn.execute(sa.select(api_keys.c.name).where(api_keys.c.name == name)).first():
-            raise Conflict(f"a key named {name!r} exists; revoke it or choose another name")
-        added = NewKey(key=key, name=name, role=Role(role), created_at=now(), created_by=actor)
-        conn.execute(sa.insert(api_keys).values(key_sha256=_hash(key), **added.model_dump(exclude={"key"})))
+    added = NewKey(key=key, name=name, role=Role(role), created_at=now(), created_by=actor)
+    if not store.insert(catalog, _hash(key), **added.model_dump(exclude={"key"})):
+        raise Conflict(f"a key named {name!r} exists; revoke it or choose another name")
     return added
 
 
 def all_(catalog: Catalog) -> list[ApiKey]:
-    with catalog.engine.connect() as conn:
-        rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.name)).all()
-    return [ApiKey.model_validate(r._mapping) for r in rows]
+    return [ApiKey.model_validate(r._mapping) for r in store.all_(catalog)]
 
 
 def revoke(catalog: Catalog, name: str) -> ApiKey:
-    with catalog.transaction() as conn:
-        done = conn.execute(
-            sa.update(api_keys)
-            .where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
-            .values(revoked_at=now())
-        )
-    if not done.rowcount:
+    if not store.revoke(catalog, name):
         raise NotFound(f"no active key named {name!r}; `facefind keys list` shows them")
     return next(k for k in all_(catalog) if k.name == name)
 
@@ -69,12 +59,7 @@ def authenticate(catalog: Catalog, key: str) -> Principal | None:
     """The principal of an active key; None for an unknown or revoked one."""
     if not key.startswith(PREFIX) or len(key) > 100:
         return None
-    with catalog.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(api_keys.c.name, api_keys.c.role).where(
-                api_keys.c.key_sha256 == _hash(key), api_keys.c.revoked_at.is_(None)
-            )
-        ).first()
+    row = store.active(catalog, _hash(key))
     return Principal(row.name, Role(row.role)) if row else None
 
 

@@ -11,10 +11,10 @@ results or the people view; new photos are checked at indexing and matching face
 from __future__ import annotations
 
 import numpy as np
-import sqlalchemy as sa
 from pydantic import BaseModel
 
-from ..catalog import Catalog, face_persons, face_suppressions, now, optouts
+from ..catalog import Catalog
+from ..catalog import optouts as store
 from ..errors import NotFound
 
 DEFAULT_MAX_FMR = 1e-5
@@ -34,12 +34,9 @@ class Templates:
     """The opt-out templates of one model, to check faces against while indexing."""
 
     def __init__(self, catalog: Catalog, model_id: str) -> None:
-        with catalog.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(optouts.c.template, optouts.c.threshold).where(optouts.c.model_id == model_id)
-            ).all()
-        self.vectors = np.array([np.frombuffer(r.template, np.float32) for r in rows], np.float32)
-        self.thresholds = np.array([r.threshold for r in rows], np.float32)
+        found = store.templates(catalog, model_id)
+        self.vectors = np.array([t.vector for t in found], np.float32)
+        self.thresholds = np.array([t.threshold for t in found], np.float32)
 
     def matches(self, embedding: np.ndarray) -> bool:
         if not len(self.vectors):
@@ -50,54 +47,30 @@ class Templates:
 def add(
     catalog: Catalog, model_id: str, template: np.ndarray, threshold: float, note: str | None, actor: str
 ) -> OptOut:
-    template = np.ascontiguousarray(template, np.float32)
-    with catalog.transaction() as conn:
-        inserted = conn.execute(
-            sa.insert(optouts).values(
-                model_id=model_id,
-                template=template.tobytes(),
-                threshold=threshold,
-                note=(note or "").strip() or None,
-                created_at=now(),
-                created_by=actor,
-            )
-        )
-        optout_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+    optout_id = store.insert(catalog, model_id, template, threshold, (note or "").strip() or None, actor)
     suppress(catalog, model_id, optout_id)
     return get(catalog, optout_id)
 
 
 def suppress(catalog: Catalog, model_id: str, optout_id: int | None = None) -> int:
     """(Re)apply opt-outs to stored faces; returns how many faces are newly suppressed."""
-    with catalog.engine.connect() as conn:
-        if not conn.execute(sa.select(sa.func.count()).select_from(optouts)).scalar_one():
-            return 0
+    if not store.any_(catalog):
+        return 0
     ids, embeddings, _, _, _ = catalog.faces_after(model_id, 0, 2**62)
-    with catalog.engine.connect() as conn:
-        query = sa.select(optouts.c.id, optouts.c.template, optouts.c.threshold).where(
-            optouts.c.model_id == model_id
-        )
-        if optout_id is not None:
-            query = query.where(optouts.c.id == optout_id)
-        found = conn.execute(query).all()
-        assigned = dict(conn.execute(sa.select(face_persons.c.face_id, face_persons.c.person_id)).all())
-        already = set(
-            conn.execute(sa.select(face_suppressions.c.face_id, face_suppressions.c.optout_id)).all()
-        )
+    found = store.templates(catalog, model_id, optout_id)
+    assigned = store.person_of_faces(catalog)
+    already = store.suppressions(catalog)
     rows = []
     for opt in found:
         if not len(ids):
             break
-        template = np.frombuffer(opt.template, np.float32)
-        direct = ids[embeddings @ template >= opt.threshold]
+        direct = ids[embeddings @ opt.vector >= opt.threshold]
         persons = _persons_matched(direct, assigned)
         same_person = [f for f, p in assigned.items() if p in persons]
         for face_id in set(direct.tolist()) | set(same_person):
             if (face_id, opt.id) not in already:
                 rows.append({"face_id": face_id, "optout_id": opt.id})
-    if rows:
-        with catalog.transaction() as conn:
-            conn.execute(sa.insert(face_suppressions), rows)
+    store.suppress(catalog, rows)
     return len(rows)
 
 
@@ -119,31 +92,21 @@ def _persons_matched(direct: np.ndarray, assigned: dict[int, int]) -> set[int]:
 
 
 def suppressed_faces(catalog: Catalog) -> np.ndarray:
-    with catalog.engine.connect() as conn:
-        found = conn.execute(sa.select(face_suppressions.c.face_id).distinct()).scalars().all()
-    return np.fromiter(found, np.int64, len(found))
+    return store.suppressed_faces(catalog)
 
 
 def all_(catalog: Catalog) -> list[OptOut]:
-    count = sa.func.count(face_suppressions.c.face_id)
-    query = (
-        sa.select(optouts, count.label("n"))
-        .select_from(optouts.outerjoin(face_suppressions))
-        .group_by(optouts.c.id)
-        .order_by(optouts.c.id)
-    )
-    with catalog.engine.connect() as conn:
-        return [
-            OptOut(
-                id=r.id,
-                note=r.note,
-                threshold=round(r.threshold, 4),
-                created_at=r.created_at,
-                created_by=r.created_by,
-                faces_suppressed=r.n,
-            )
-            for r in conn.execute(query)
-        ]
+    return [
+        OptOut(
+            id=r.id,
+            note=r.note,
+            threshold=round(r.threshold, 4),
+            created_at=r.created_at,
+            created_by=r.created_by,
+            faces_suppressed=r.n,
+        )
+        for r in store.all_(catalog)
+    ]
 
 
 def get(catalog: Catalog, optout_id: int) -> OptOut:
@@ -156,13 +119,5 @@ def get(catalog: Catalog, optout_id: int) -> OptOut:
 def remove(catalog: Catalog, optout_id: int) -> OptOut:
     """Withdraw an opt-out: its template is deleted and its faces are no longer suppressed."""
     gone = get(catalog, optout_id)
-    with catalog.transaction() as conn:
-        conn.execute(sa.delete(face_suppressions).where(face_suppressions.c.optout_id == optout_id))
-        conn.execute(sa.delete(optouts).where(optouts.c.id == optout_id))
+    store.delete(catalog, optout_id)
     return gone
-
-
-def faces_of(catalog: Catalog, optout_id: int) -> sa.Select:
-    """Query of the face ids an opt-out suppresses (for erasure)."""
-    get(catalog, optout_id)
-    return sa.select(face_suppressions.c.face_id).where(face_suppressions.c.optout_id == optout_id)

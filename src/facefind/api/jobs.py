@@ -16,13 +16,15 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-import sqlalchemy as sa
 from fastapi import Request
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 
 from .. import engine
-from ..catalog import Catalog, index_jobs, now
+from ..catalog import Catalog, now
+from ..catalog import jobs as store
 from ..errors import Conflict, NotFound
 from ..limits import is_id
 
@@ -42,6 +44,7 @@ class Job(BaseModel):
     done: int
     total: int
     restarts: int
+    retry_errors: bool = False
     error: str | None = None
     report: dict | None = None
 
@@ -62,48 +65,32 @@ class JobRunner:
 
     def start(self, ff: engine.FaceFind, path: str, collection: str, retry_errors: bool) -> Job:
         ff.collections()  # fail now, in the request, on an unknown catalog problem
-        with self.catalog.transaction() as conn:
-            inserted = conn.execute(
-                sa.insert(index_jobs).values(
-                    path=path,
-                    collection=collection,
-                    retry_errors=retry_errors,
-                    state="running",
-                    started_by=ff.actor,
-                    owner=self.owner,
-                    created_at=now(),
-                    updated_at=now(),
-                    done=0,
-                    total=0,
-                    restarts=0,
-                    cancel=False,
-                )
-            ).inserted_primary_key
-        job_id = int(inserted[0]) if inserted else 0
+        job_id = store.insert(
+            self.catalog,
+            self.owner,
+            path=path,
+            collection=collection,
+            retry_errors=retry_errors,
+            started_by=ff.actor,
+        )
         ff.audit.record(ff.actor, "index", {"job": job_id, "path": path, "collection": collection})
         self._run(job_id)
         return self.get(job_id)
 
     def get(self, job_id: int) -> Job:
-        row = None
-        if is_id(job_id):
-            with self.catalog.engine.connect() as conn:
-                row = conn.execute(sa.select(index_jobs).where(index_jobs.c.id == job_id)).one_or_none()
+        row = store.get(self.catalog, job_id) if is_id(job_id) else None
         if row is None:
             raise NotFound(f"no index job {job_id}; GET /v1/index-jobs lists them")
         return _job(row)
 
     def all(self) -> list[Job]:
-        with self.catalog.engine.connect() as conn:
-            rows = conn.execute(sa.select(index_jobs).order_by(index_jobs.c.id.desc()).limit(100)).all()
-        return [_job(r) for r in rows]
+        return [_job(r) for r in store.recent(self.catalog)]
 
     def cancel(self, job_id: int, actor: str) -> Job:
         job = self.get(job_id)
         if job.state != "running":
             raise Conflict(f"index job {job_id} is {job.state}, not running")
-        with self.catalog.transaction() as conn:
-            conn.execute(sa.update(index_jobs).where(index_jobs.c.id == job_id).values(cancel=True))
+        store.update(self.catalog, job_id, cancel=True)
         deadline = time.monotonic() + 30
         while self.get(job_id).state == "running" and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -127,11 +114,9 @@ class JobRunner:
             if stopped or (time.monotonic() - last < HEARTBEAT_SECONDS and done < total):
                 return
             last = time.monotonic()
-            with self.catalog.transaction() as conn:
-                this = index_jobs.c.id == job_id
-                conn.execute(sa.update(index_jobs).where(this).values(done=done, total=total))
-                cancel = conn.execute(sa.select(index_jobs.c.cancel).where(this)).scalar()
-            if cancel:  # once: what was indexed still joins the vector index and persons
+            if store.progress(
+                self.catalog, job_id, done, total
+            ):  # once: what was indexed still joins the vector index and persons
                 stopped = True
                 raise Cancelled
 
@@ -152,7 +137,7 @@ class JobRunner:
                     job.path,
                     collection=job.collection,
                     on_progress=progress,
-                    retry_errors=_retry(self, job_id),
+                    retry_errors=job.retry_errors,
                 )
             report = result.model_dump(mode="json")
             state = "cancelled" if result.interrupted else "done"
@@ -160,26 +145,21 @@ class JobRunner:
             state = "cancelled"
         except Exception as err:  # reported on the job; the server goes on
             state, error = "failed", str(err)
-        with self.catalog.transaction() as conn:
-            conn.execute(
-                sa.update(index_jobs)
-                .where(index_jobs.c.id == job_id)
-                .values(
-                    state=state,
-                    error=error,
-                    report=json.dumps(report) if report else None,
-                    updated_at=now(),
-                    **({"done": report["files_seen"], "total": report["files_seen"]} if report else {}),
-                )
-            )
+        store.update(
+            self.catalog,
+            job_id,
+            state=state,
+            error=error,
+            report=json.dumps(report) if report else None,
+            updated_at=now(),
+            **({"done": report["files_seen"], "total": report["files_seen"]} if report else {}),
+        )
 
     def _beat(self, job_id: int, finished: threading.Event) -> None:
         while not finished.wait(HEARTBEAT_SECONDS):
             try:
-                with self.catalog.transaction() as conn:
-                    this = sa.and_(index_jobs.c.id == job_id, index_jobs.c.state == "running")
-                    conn.execute(sa.update(index_jobs).where(this).values(updated_at=now()))
-            except sa.exc.OperationalError:  # the catalog was busy: the next beat will do
+                store.beat(self.catalog, job_id)
+            except OperationalError:  # the catalog was busy: the next beat will do
                 continue
 
     def _sweep(self) -> None:
@@ -191,31 +171,14 @@ class JobRunner:
 
     def _adopt_stale(self) -> None:
         cutoff = (datetime.now(UTC) - timedelta(seconds=STALE_SECONDS)).isoformat(timespec="seconds")
-        running_and_stale = sa.and_(index_jobs.c.state == "running", index_jobs.c.updated_at < cutoff)
         try:
-            with self.catalog.engine.connect() as conn:
-                stale = conn.execute(sa.select(index_jobs.c.id).where(running_and_stale)).scalars().all()
-            for job_id in stale:
-                with self.catalog.transaction() as conn:
-                    won = conn.execute(
-                        sa.update(index_jobs)
-                        .where(index_jobs.c.id == job_id, running_and_stale)
-                        .values(owner=self.owner, updated_at=now(), restarts=index_jobs.c.restarts + 1)
-                    ).rowcount
-                if won:  # another process may have taken it first
-                    self._run(job_id)
-        except sa.exc.OperationalError:  # a briefly locked catalog: the next sweep tries again
+            for job_id in store.take_over_stale(self.catalog, cutoff, self.owner):
+                self._run(job_id)
+        except OperationalError:  # a briefly locked catalog: the next sweep tries again
             return
 
 
-def _retry(runner: JobRunner, job_id: int) -> bool:
-    with runner.catalog.engine.connect() as conn:
-        return bool(
-            conn.execute(sa.select(index_jobs.c.retry_errors).where(index_jobs.c.id == job_id)).scalar()
-        )
-
-
-def _job(row: sa.Row) -> Job:
+def _job(row: Any) -> Job:
     data = dict(row._mapping)
     data["report"] = json.loads(data["report"]) if data.get("report") else None
     return Job.model_validate(data)

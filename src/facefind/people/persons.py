@@ -18,24 +18,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import faiss
 import numpy as np
 import scipy.sparse as sp
-import sqlalchemy as sa
 
 from ..accountability import consent
-from ..catalog import (
-    Catalog,
-    consents,
-    face_persons,
-    face_rejections,
-    face_suppressions,
-    faces,
-    images,
-    now,
-    persons,
-)
+from ..catalog import Catalog
+from ..catalog import persons as store
 from ..errors import FacefindError, NotFound
 from ..limits import is_id
 from ..results import Box, ClusterReport, Person, PersonFace
@@ -196,14 +187,8 @@ class People:
     def all(self, include_hidden: bool = False) -> list[Person]:
         """Persons with at least one face (or a name), most faces first. Persons whose consent does
         not (or no longer) cover being shown are left out, as hidden ones are, unless asked for."""
-        query = sa.select(persons).where(persons.c.model_id == self.model_id)
-        if not include_hidden:
-            query = query.where(persons.c.hidden == sa.false())
-            withheld = consent.withheld_persons(self.catalog, "results")
-            if withheld:
-                query = query.where(persons.c.id.not_in(withheld))
-        with self.catalog.engine.connect() as conn:
-            rows = conn.execute(query).all()
+        withheld = set() if include_hidden else consent.withheld_persons(self.catalog, "results")
+        rows = store.rows(self.catalog, self.model_id, include_hidden=include_hidden, leave_out=withheld)
         members = self._faces_of([r.id for r in rows])
         out = [_person(r, members.get(r.id, [])) for r in rows if members.get(r.id) or r.name]
         return sorted(out, key=lambda p: (-p.face_count, p.id))
@@ -227,22 +212,19 @@ class People:
                 f"naming person {person_id} needs their consent on record first: facefind consent add "
                 f"{person_id} --by WHO --scope search,results,clustering --expires YYYY-MM-DD --evidence REF"
             )
-        with self.catalog.transaction() as conn:
-            conn.execute(sa.update(persons).where(persons.c.id == person_id).values(name=name))
+        store.update(self.catalog, person_id, name=name)
         self._log("name", {"person": person_id, "name": name})
         return self.get(person_id)
 
     def unname(self, person_id: int) -> Person:
         self._row(person_id)
-        with self.catalog.transaction() as conn:
-            conn.execute(sa.update(persons).where(persons.c.id == person_id).values(name=None))
+        store.update(self.catalog, person_id, name=None)
         self._log("unname", {"person": person_id})
         return self.get(person_id)
 
     def hide(self, person_id: int, hidden: bool = True) -> Person:
         self._row(person_id)
-        with self.catalog.transaction() as conn:
-            conn.execute(sa.update(persons).where(persons.c.id == person_id).values(hidden=hidden))
+        store.update(self.catalog, person_id, hidden=hidden)
         self._log("hide" if hidden else "unhide", {"person": person_id})
         return self.get(person_id)
 
@@ -275,25 +257,7 @@ class People:
                 f"and consent. If they are the same person, confirm with --confirm"
             )
         name = next(iter(names.values()), None)
-        with self.catalog.transaction() as conn:
-            conn.execute(sa.update(persons).where(persons.c.id == into).values(name=name))
-            conn.execute(sa.update(consents).where(consents.c.person_id.in_(sources)).values(person_id=into))
-            conn.execute(
-                sa.update(face_persons)
-                .where(face_persons.c.person_id.in_([*sources, into]))
-                .values(person_id=into, pinned=True)
-            )
-            conn.execute(
-                sa.update(face_rejections)
-                .where(
-                    face_rejections.c.person_id.in_(sources),
-                    ~face_rejections.c.face_id.in_(
-                        sa.select(face_rejections.c.face_id).where(face_rejections.c.person_id == into)
-                    ),
-                )
-                .values(person_id=into)
-            )
-            conn.execute(sa.delete(persons).where(persons.c.id.in_(sources)))
+        store.merge(self.catalog, sources, into, name)
         self._log("merge", {"persons": sources, "into": into, "name": name, "consents_of": with_consent})
         return self.get(into)
 
@@ -308,16 +272,7 @@ class People:
                 f"one. To rename the person use `people name`."
             )
         new = self._new_person()
-        with self.catalog.transaction() as conn:
-            conn.execute(
-                sa.update(face_persons).where(face_persons.c.person_id == person_id).values(pinned=True)
-            )
-            conn.execute(
-                sa.update(face_persons)
-                .where(face_persons.c.face_id.in_(wanted))
-                .values(person_id=new, pinned=True)
-            )
-            conn.execute(sa.insert(face_rejections), [{"face_id": f, "person_id": person_id} for f in wanted])
+        store.split(self.catalog, person_id, wanted, new)
         self._log("split", {"person": person_id, "faces": wanted, "new_person": new})
         return self.get(new)
 
@@ -325,9 +280,7 @@ class People:
         """ "Not this person": the faces leave the person and clustering never puts them back."""
         wanted = sorted({int(f) for f in face_ids})
         self._check_faces(person_id, wanted, {f.face_id for f in self.get(person_id).faces})
-        with self.catalog.transaction() as conn:
-            conn.execute(sa.delete(face_persons).where(face_persons.c.face_id.in_(wanted)))
-            conn.execute(sa.insert(face_rejections), [{"face_id": f, "person_id": person_id} for f in wanted])
+        store.reject(self.catalog, person_id, wanted)
         self._log("remove", {"person": person_id, "faces": wanted})
         return self.get(person_id)
 
@@ -336,14 +289,7 @@ class People:
         ids, embeddings, _, size_px, quality = self.catalog.faces_after(self.model_id, 0, 2**62)
         person = np.full(len(ids), -1, np.int64)
         pinned = np.zeros(len(ids), bool)
-        query = (
-            sa.select(face_persons.c.face_id, face_persons.c.person_id, face_persons.c.pinned)
-            .join(persons, persons.c.id == face_persons.c.person_id)
-            .where(persons.c.model_id == self.model_id)
-        )
-        with self.catalog.engine.connect() as conn:
-            assigned = conn.execute(query).all()
-            rejected = {(int(f), int(p)) for f, p in conn.execute(sa.select(face_rejections))}
+        assigned, rejected = store.assignments(self.catalog, self.model_id)
         if assigned:
             a = np.array([(f, p, bool(pin)) for f, p, pin in assigned], np.int64)
             # A person's face may still hold another model's embedding (its photo was missing when
@@ -356,64 +302,21 @@ class People:
 
     def _write(self, snap: _Snapshot, incremental: bool) -> None:
         """Store the assignment of every unpinned face (incremental: only faces newly placed)."""
-        with self.catalog.transaction() as conn:
-            current = dict(
-                conn.execute(
-                    sa.select(face_persons.c.face_id, face_persons.c.person_id)
-                    .join(persons, persons.c.id == face_persons.c.person_id)
-                    .where(persons.c.model_id == self.model_id)
-                ).all()
-            )
-            in_snapshot = set(snap.ids.tolist())  # faces of other models keep their person
-            current = {f: p for f, p in current.items() if f in in_snapshot}
-            placed = snap.person >= 0
-            wanted = dict(zip(snap.ids[placed].tolist(), snap.person[placed].tolist(), strict=True))
-            stale = [f for f, p in current.items() if wanted.get(f) != p]
-            if incremental:
-                stale = [f for f in stale if f not in wanted]  # only faces that lost their person
-            fresh = [
-                {"face_id": f, "person_id": p, "pinned": False}
-                for f, p in wanted.items()
-                if current.get(f) != p
-            ]
-            for i in range(0, len(stale), 500):
-                conn.execute(sa.delete(face_persons).where(face_persons.c.face_id.in_(stale[i : i + 500])))
-            if fresh:
-                conn.execute(sa.insert(face_persons), fresh)
-            # Persons left without faces go, unless a user named them.
-            conn.execute(
-                sa.delete(persons).where(
-                    persons.c.model_id == self.model_id,
-                    persons.c.name.is_(None),
-                    ~sa.exists().where(face_persons.c.person_id == persons.c.id),
-                )
-            )
+        placed = snap.person >= 0
+        wanted = dict(zip(snap.ids[placed].tolist(), snap.person[placed].tolist(), strict=True))
+        store.save_assignments(self.catalog, self.model_id, wanted, set(snap.ids.tolist()), incremental)
 
     def _new_person(self) -> int:
         return self._new_persons(1)[0]
 
     def _new_persons(self, count: int) -> list[int]:
-        values = dict(model_id=self.model_id, hidden=False, created_at=now())
-        with self.catalog.transaction() as conn:
-            return [
-                int(conn.execute(sa.insert(persons).values(**values)).inserted_primary_key[0])  # type: ignore[index]
-                for _ in range(count)
-            ]
+        return store.new(self.catalog, self.model_id, count)
 
     def _named(self) -> set[int]:
-        query = sa.select(persons.c.id).where(
-            persons.c.model_id == self.model_id, persons.c.name.is_not(None)
-        )
-        with self.catalog.engine.connect() as conn:
-            return {int(i) for i in conn.execute(query).scalars()}
+        return store.named(self.catalog, self.model_id)
 
-    def _row(self, person_id: int) -> sa.Row:
-        row = None
-        if is_id(person_id):
-            with self.catalog.engine.connect() as conn:
-                row = conn.execute(
-                    sa.select(persons).where(persons.c.id == person_id, persons.c.model_id == self.model_id)
-                ).one_or_none()
+    def _row(self, person_id: int) -> Any:
+        row = store.row(self.catalog, self.model_id, person_id) if is_id(person_id) else None
         if row is None:
             raise PersonNotFound(f"no person with id {person_id}; `facefind people list` shows them")
         return row
@@ -429,40 +332,13 @@ class People:
             )
 
     def _faces_of(self, person_ids: list[int]) -> dict[int, list[PersonFace]]:
-        query = (
-            sa.select(
-                face_persons.c.person_id,
-                face_persons.c.pinned,
-                faces.c.id,
-                faces.c.image_id,
-                images.c.path,
-                faces.c.x,
-                faces.c.y,
-                faces.c.w,
-                faces.c.h,
-                faces.c.quality,
-            )
-            .join(faces, faces.c.id == face_persons.c.face_id)
-            .join(images, images.c.id == faces.c.image_id)
-            .where(
-                face_persons.c.person_id.in_(person_ids),
-                ~faces.c.id.in_(sa.select(face_suppressions.c.face_id)),  # opted out: never shown
-            )
-            .order_by(faces.c.quality.desc(), faces.c.id)
-        )
         out: dict[int, list[PersonFace]] = {}
-        with self.catalog.engine.connect() as conn:
-            for r in conn.execute(query):
-                box = Box(x=round(r.x, 1), y=round(r.y, 1), w=round(r.w, 1), h=round(r.h, 1))
-                face = PersonFace(
-                    face_id=r.id,
-                    image_id=r.image_id,
-                    path=r.path,
-                    box=box,
-                    quality=r.quality,
-                    pinned=r.pinned,
-                )
-                out.setdefault(r.person_id, []).append(face)
+        for r in store.faces_of(self.catalog, person_ids):
+            box = Box(x=round(r.x, 1), y=round(r.y, 1), w=round(r.w, 1), h=round(r.h, 1))
+            face = PersonFace(
+                face_id=r.id, image_id=r.image_id, path=r.path, box=box, quality=r.quality, pinned=r.pinned
+            )
+            out.setdefault(r.person_id, []).append(face)
         return out
 
     def _report(
@@ -496,7 +372,7 @@ def _neighbours(
     return rows[keep], cols[keep], sims.ravel()[keep]
 
 
-def _person(row: sa.Row, members: list[PersonFace]) -> Person:
+def _person(row: Any, members: list[PersonFace]) -> Person:
     cover = next((f for f in members if f.face_id == row.cover_face_id), members[0] if members else None)
     return Person(
         id=row.id, name=row.name, hidden=row.hidden, face_count=len(members), cover=cover, faces=members

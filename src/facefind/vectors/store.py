@@ -10,6 +10,7 @@ of face ids) and rebuilt from the catalog when they disagree.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -192,6 +193,16 @@ class VectorStore:
         ):
             index = self.rebuild(on_progress=on_progress)
         self.folder.mkdir(parents=True, exist_ok=True)
+        # Several processes may share the folder (CLI runs, the service's workers and jobs): one
+        # save at a time, or one's cleanup would delete another's generation while it is written.
+        with (self.folder / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._write_generation(index)
+        self.dirty = False
+        return True
+
+    def _write_generation(self, index: FaissIndex) -> None:
+        assert self.folder is not None
         name = f"gen-{time.time_ns()}"
         tmp = self.folder / f".tmp-{name}"
         tmp.mkdir()
@@ -225,10 +236,8 @@ class VectorStore:
         _fsync(self.folder)
         _failpoint("save:pointer-replaced")
         for old in self.folder.iterdir():  # older generations and leftovers of crashed saves
-            if old.name not in (name, "CURRENT"):
+            if old.name not in (name, "CURRENT", ".lock"):
                 shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
-        self.dirty = False
-        return True
 
     def info(self) -> dict:
         index = self.index()

@@ -1,0 +1,49 @@
+"""Queries of the audit log: appending at the head of the hash chain, reading, trimming."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from .core import Catalog
+from .schema import audit_log
+
+
+def append(catalog: Catalog, genesis: str, build: Callable[[int, str], dict[str, Any]]) -> bool:
+    """Insert the row `build(seq, previous hash)` right after the head, in one transaction.
+    False if another writer appended at the same moment (the caller tries again)."""
+    try:
+        with catalog.transaction() as conn:
+            head = conn.execute(
+                sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+            ).one_or_none()
+            seq, prev = (int(head.seq) + 1, str(head.hash)) if head else (1, genesis)
+            conn.execute(sa.insert(audit_log).values(**build(seq, prev)))
+        return True
+    except sa.exc.IntegrityError:
+        return False
+
+
+def rows(catalog: Catalog, since: str | None = None, until: str | None = None) -> list[sa.Row]:
+    """Entries in order, `at` between `since` and `until` (ISO strings, compared as text)."""
+    query = sa.select(audit_log).order_by(audit_log.c.seq)
+    if since:
+        query = query.where(audit_log.c.at >= since)
+    if until:
+        query = query.where(audit_log.c.at <= until)
+    with catalog.engine.connect() as conn:
+        return list(conn.execute(query).all())
+
+
+def last_before(catalog: Catalog, before: str) -> sa.Row | None:
+    """The newest entry older than `before`."""
+    query = sa.select(audit_log.c.seq, audit_log.c.hash).where(audit_log.c.at < before)
+    with catalog.engine.connect() as conn:
+        return conn.execute(query.order_by(audit_log.c.seq.desc()).limit(1)).one_or_none()
+
+
+def delete_through(catalog: Catalog, seq: int) -> int:
+    with catalog.transaction() as conn:
+        return int(conn.execute(sa.delete(audit_log).where(audit_log.c.seq <= seq)).rowcount)

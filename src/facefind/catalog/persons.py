@@ -1,0 +1,177 @@
+"""Queries of persons (faces grouped into people) and of their faces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from .core import Catalog
+from .schema import consents, face_persons, face_rejections, face_suppressions, faces, images, now, persons
+
+
+def exists(catalog: Catalog, person_id: int) -> bool:
+    with catalog.engine.connect() as conn:
+        return conn.execute(sa.select(persons.c.id).where(persons.c.id == person_id)).scalar() is not None
+
+
+def existing(catalog: Catalog, person_ids: set[int]) -> set[int]:
+    with catalog.engine.connect() as conn:
+        return set(conn.execute(sa.select(persons.c.id).where(persons.c.id.in_(person_ids))).scalars())
+
+
+def face_ids_of(catalog: Catalog, person_ids: set[int]) -> np.ndarray:
+    query = sa.select(face_persons.c.face_id).where(face_persons.c.person_id.in_(person_ids))
+    with catalog.engine.connect() as conn:
+        found = conn.execute(query).scalars().all()
+    return np.fromiter(found, np.int64, len(found))
+
+
+def rows(catalog: Catalog, model_id: str, *, include_hidden: bool, leave_out: set[int]) -> list[sa.Row]:
+    """Persons of a model; without hidden ones unless asked, and never those in `leave_out`."""
+    query = sa.select(persons).where(persons.c.model_id == model_id)
+    if not include_hidden:
+        query = query.where(persons.c.hidden == sa.false())
+    if leave_out:
+        query = query.where(persons.c.id.not_in(leave_out))
+    with catalog.engine.connect() as conn:
+        return list(conn.execute(query).all())
+
+
+def row(catalog: Catalog, model_id: str, person_id: int) -> sa.Row | None:
+    query = sa.select(persons).where(persons.c.id == person_id, persons.c.model_id == model_id)
+    with catalog.engine.connect() as conn:
+        return conn.execute(query).one_or_none()
+
+
+def update(catalog: Catalog, person_id: int, **values: Any) -> None:
+    with catalog.transaction() as conn:
+        conn.execute(sa.update(persons).where(persons.c.id == person_id).values(**values))
+
+
+def merge(catalog: Catalog, sources: list[int], into: int, name: str | None) -> None:
+    """One transaction: the faces, rejections and consent records of `sources` go to `into`."""
+    with catalog.transaction() as conn:
+        conn.execute(sa.update(persons).where(persons.c.id == into).values(name=name))
+        conn.execute(sa.update(consents).where(consents.c.person_id.in_(sources)).values(person_id=into))
+        conn.execute(
+            sa.update(face_persons)
+            .where(face_persons.c.person_id.in_([*sources, into]))
+            .values(person_id=into, pinned=True)
+        )
+        rejected_by_into = sa.select(face_rejections.c.face_id).where(face_rejections.c.person_id == into)
+        conn.execute(
+            sa.update(face_rejections)
+            .where(face_rejections.c.person_id.in_(sources), ~face_rejections.c.face_id.in_(rejected_by_into))
+            .values(person_id=into)
+        )
+        conn.execute(sa.delete(persons).where(persons.c.id.in_(sources)))
+
+
+def split(catalog: Catalog, person_id: int, face_ids: list[int], new_person: int) -> None:
+    """The faces move to `new_person` and are rejected by `person_id`; both sides are pinned."""
+    with catalog.transaction() as conn:
+        conn.execute(sa.update(face_persons).where(face_persons.c.person_id == person_id).values(pinned=True))
+        conn.execute(
+            sa.update(face_persons)
+            .where(face_persons.c.face_id.in_(face_ids))
+            .values(person_id=new_person, pinned=True)
+        )
+        conn.execute(sa.insert(face_rejections), [{"face_id": f, "person_id": person_id} for f in face_ids])
+
+
+def reject(catalog: Catalog, person_id: int, face_ids: list[int]) -> None:
+    """The faces leave the person, which clustering may never give them again."""
+    with catalog.transaction() as conn:
+        conn.execute(sa.delete(face_persons).where(face_persons.c.face_id.in_(face_ids)))
+        conn.execute(sa.insert(face_rejections), [{"face_id": f, "person_id": person_id} for f in face_ids])
+
+
+def assignments(catalog: Catalog, model_id: str) -> tuple[list[sa.Row], set[tuple[int, int]]]:
+    """(face, person, pinned) of every face in a person of the model; (face, person) rejections."""
+    query = (
+        sa.select(face_persons.c.face_id, face_persons.c.person_id, face_persons.c.pinned)
+        .join(persons, persons.c.id == face_persons.c.person_id)
+        .where(persons.c.model_id == model_id)
+    )
+    with catalog.engine.connect() as conn:
+        assigned = list(conn.execute(query).all())
+        rejected = {(int(f), int(p)) for f, p in conn.execute(sa.select(face_rejections))}
+    return assigned, rejected
+
+
+def save_assignments(
+    catalog: Catalog, model_id: str, wanted: dict[int, int], considered: set[int], incremental: bool
+) -> None:
+    """Store `wanted` (face -> person) for the faces `considered`: faces whose person changed are
+    moved (incremental: only faces that lost their person are taken out), and persons left
+    without faces go unless a user named them. One transaction."""
+    with catalog.transaction() as conn:
+        current = dict(
+            conn.execute(
+                sa.select(face_persons.c.face_id, face_persons.c.person_id)
+                .join(persons, persons.c.id == face_persons.c.person_id)
+                .where(persons.c.model_id == model_id)
+            ).all()
+        )
+        current = {f: p for f, p in current.items() if f in considered}  # others keep their person
+        stale = [f for f, p in current.items() if wanted.get(f) != p]
+        if incremental:
+            stale = [f for f in stale if f not in wanted]
+        fresh = [
+            {"face_id": f, "person_id": p, "pinned": False} for f, p in wanted.items() if current.get(f) != p
+        ]
+        for i in range(0, len(stale), 500):
+            conn.execute(sa.delete(face_persons).where(face_persons.c.face_id.in_(stale[i : i + 500])))
+        if fresh:
+            conn.execute(sa.insert(face_persons), fresh)
+        conn.execute(
+            sa.delete(persons).where(
+                persons.c.model_id == model_id,
+                persons.c.name.is_(None),
+                ~sa.exists().where(face_persons.c.person_id == persons.c.id),
+            )
+        )
+
+
+def new(catalog: Catalog, model_id: str, count: int) -> list[int]:
+    values = dict(model_id=model_id, hidden=False, created_at=now())
+    with catalog.transaction() as conn:
+        return [
+            int(conn.execute(sa.insert(persons).values(**values)).inserted_primary_key[0])  # type: ignore[index]
+            for _ in range(count)
+        ]
+
+
+def named(catalog: Catalog, model_id: str) -> set[int]:
+    query = sa.select(persons.c.id).where(persons.c.model_id == model_id, persons.c.name.is_not(None))
+    with catalog.engine.connect() as conn:
+        return {int(i) for i in conn.execute(query).scalars()}
+
+
+def faces_of(catalog: Catalog, person_ids: list[int]) -> list[sa.Row]:
+    """The faces of persons, best quality first, without opted-out ones (never shown)."""
+    query = (
+        sa.select(
+            face_persons.c.person_id,
+            face_persons.c.pinned,
+            faces.c.id,
+            faces.c.image_id,
+            images.c.path,
+            faces.c.x,
+            faces.c.y,
+            faces.c.w,
+            faces.c.h,
+            faces.c.quality,
+        )
+        .join(faces, faces.c.id == face_persons.c.face_id)
+        .join(images, images.c.id == faces.c.image_id)
+        .where(
+            face_persons.c.person_id.in_(person_ids),
+            ~faces.c.id.in_(sa.select(face_suppressions.c.face_id)),
+        )
+        .order_by(faces.c.quality.desc(), faces.c.id)
+    )
+    with catalog.engine.connect() as conn:
+        return list(conn.execute(query).all())
