@@ -300,6 +300,39 @@ def test_two_workers_see_each_others_writes(server: Server) -> None:
         assert len(workers) == 2, "every search went to one worker"
 
 
+def test_a_key_limited_to_a_collection_searches_and_indexes_only_there(server: Server) -> None:
+    with server.client(Role.admin) as admin, server.client(Role.operator) as operator:
+        made = admin.post(
+            "/v1/collections", json={"name": "desk", "owner": "news", "basis": "own", "retention": "1y"}
+        )
+        assert made.status_code == 201, made.text
+        job = operator.post("/v1/index-jobs", json={"path": str(MULTI), "collection": "desk"}).json()
+        while job["state"] == "running":
+            time.sleep(0.5)
+            job = operator.get(f"/v1/index-jobs/{job['id']}").json()
+        assert job["state"] == "done", job
+        key = admin.post("/v1/keys", json={"name": "desk-op", "role": "operator", "collections": ["desk"]})
+        assert key.status_code == 201 and key.json()["collections"] == ["desk"], key.text
+        wrong = admin.post("/v1/keys", json={"name": "x", "role": "reviewer", "collections": ["desk"]})
+        assert wrong.status_code == 400 and "only operator keys" in wrong.json()["error"]["message"]
+    photo = next(MULTI.glob("*.jpg"))
+    upload = {"photo": (photo.name, photo.read_bytes(), "image/jpeg")}
+    with server.client(key=key.json()["key"]) as desk:
+        found = desk.post(
+            "/v1/search", files=upload, data={"purpose": "desk", "threshold": "-1", "top_k": "50"}
+        )
+        assert found.status_code == 200, found.text
+        paths = {m["path"] for f in found.json()["faces"] for m in f["matches"]}
+        assert paths and all(p.startswith(str(MULTI)) for p in paths)  # nothing from other collections
+        elsewhere = desk.post("/v1/search", files=upload, data={"purpose": "x", "collection": "default"})
+        assert elsewhere.status_code == 403 and "limited to the collections desk" in elsewhere.text
+        outside = desk.post("/v1/index-jobs", json={"path": str(MULTI), "collection": "default"})
+        assert outside.status_code == 403
+        assert [c["name"] for c in desk.get("/v1/collections").json()] == ["desk"]
+        assert desk.get("/v1/people").status_code == 403  # people span the whole catalog
+        assert desk.get("/v1/stats").status_code == 403
+
+
 def test_an_index_job_reports_progress_and_can_be_cancelled(server: Server, tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()

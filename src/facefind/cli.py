@@ -1149,17 +1149,22 @@ app.add_typer(keys_app, name="keys")
 def keys_add(
     name: Annotated[str, typer.Argument(help="Who or what uses the key; the audit log's actor.")],
     role: Annotated[str, typer.Option(help="admin, operator, reviewer, dpo or auditor.")],
+    collection: Annotated[
+        list[str] | None,
+        typer.Option("--collection", help="Limit an operator key to this collection (repeat for several)."),
+    ] = None,
     actor: Actor = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Make a key and print it, once (only its hash is kept)."""
     with session(db, actor) as ff:
-        added = ff.keys_add(name, role)
+        added = ff.keys_add(name, role, collection or None)
+    limited = f", only {', '.join(map(safe, added.collections))}" if added.collections else ""
     reply(
         added,
         as_json,
-        [f"key for {safe(added.name)} ({added.role}); shown only now, keep it safe:", added.key],
+        [f"key for {safe(added.name)} ({added.role}{limited}); shown only now, keep it safe:", added.key],
     )
 
 
@@ -1172,7 +1177,9 @@ def keys_list(db: Db = None, as_json: Json = False) -> None:
         found,
         as_json,
         [
-            f"{safe(k.name)}: {k.role}, made {k.created_at} by {safe(k.created_by)}"
+            f"{safe(k.name)}: {k.role}"
+            + (f" (only {', '.join(map(safe, k.collections))})" if k.collections else "")
+            + f", made {k.created_at} by {safe(k.created_by)}"
             + (f", [red]revoked {k.revoked_at}[/]" if k.revoked_at else "")
             for k in found
         ]

@@ -244,10 +244,12 @@ class FaceFind:
     def keys(self) -> list[service_keys.ApiKey]:
         return service_keys.all_(self.catalog)
 
-    def keys_add(self, name: str, role: str) -> service_keys.NewKey:
-        """A key for the service (`facefind serve`); the answer holds it, once."""
-        added = service_keys.add(self.catalog, name, role, self.actor)
-        self.audit.record(self.actor, "key", {"added": added.name, "role": added.role})
+    def keys_add(self, name: str, role: str, collections: list[str] | None = None) -> service_keys.NewKey:
+        """A key for the service (`facefind serve`), optionally limited to some collections; the
+        answer holds the key, once."""
+        added = service_keys.add(self.catalog, name, role, self.actor, collections)
+        details = {"added": added.name, "role": added.role, "collections": added.collections}
+        self.audit.record(self.actor, "key", details)
         return added
 
     def keys_revoke(self, name: str) -> service_keys.ApiKey:

@@ -52,20 +52,49 @@ ACTIONS: dict[str, frozenset[Role]] = {
 }
 
 
+# A key may be limited to some collections (an operator for one newsroom desk): it may then only
+# search, verify and index there. People, consent, opt-outs and the audit log span the catalog.
+SCOPED_ROLES = (Role.operator,)
+SCOPED_ACTIONS = frozenset({"collections.read", "index", "search", "verify"})
+
+
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated actor: the audit log's "who"."""
+    """An authenticated actor: the audit log's "who"; `collections`, if set, the only ones it may use."""
 
     name: str
     role: Role
+    collections: frozenset[str] | None = None
 
     def may(self, action: str) -> bool:
+        if self.collections is not None and action not in SCOPED_ACTIONS:
+            return False
         return self.role in ACTIONS[action]
 
     def require(self, action: str) -> None:
+        if self.collections is not None and action not in SCOPED_ACTIONS:
+            raise Refused(
+                f"{self.name} is limited to the collections {', '.join(sorted(self.collections))}; "
+                f"{action} spans the whole catalog"
+            )
         if not self.may(action):
             allowed = ", ".join(sorted(ACTIONS[action]))
             raise Refused(f"{self.name} ({self.role}) may not do {action}; that needs the role {allowed}")
+
+    def within(self, collections: list[str] | None) -> list[str] | None:
+        """The collections an operation may use: those asked for, if the key allows them all;
+        by default, every collection the key is limited to (None: the whole catalog)."""
+        if self.collections is None:
+            return collections
+        if collections is None:
+            return sorted(self.collections)
+        outside = sorted(set(collections) - self.collections)
+        if outside:
+            raise Refused(
+                f"{self.name} is limited to the collections {', '.join(sorted(self.collections))}, "
+                f"not {', '.join(outside)}"
+            )
+        return collections
 
 
 def hidden_faces(catalog: Catalog, use: str) -> np.ndarray:

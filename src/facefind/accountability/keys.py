@@ -8,14 +8,15 @@ every request looks its key up.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from ..catalog import Catalog, now
 from ..catalog import keys as store
 from ..errors import Conflict, InvalidValue, NotFound
-from ..policy import Principal, Role
+from ..policy import SCOPED_ROLES, Principal, Role
 
 PREFIX = "ff_"
 
@@ -26,21 +27,39 @@ class ApiKey(BaseModel):
     created_at: str
     created_by: str
     revoked_at: str | None = None
+    collections: list[str] | None = None  # the only collections it may search and index; None: all
+
+    @field_validator("collections", mode="before")
+    @classmethod
+    def _from_json(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
 
 
 class NewKey(ApiKey):
     key: str  # shown once; only its hash is stored
 
 
-def add(catalog: Catalog, name: str, role: str, actor: str) -> NewKey:
+def add(catalog: Catalog, name: str, role: str, actor: str, collections: list[str] | None = None) -> NewKey:
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidValue("a key needs a name (who or what uses it, at most 200 characters)")
     if role not in Role.__members__:
         raise InvalidValue(f"--role must be one of {', '.join(Role)}, got {role!r}")
+    if collections is not None:
+        collections = sorted(set(collections))
+        catalog.collection_ids(collections)  # each must exist
+        if Role(role) not in SCOPED_ROLES:
+            raise InvalidValue(
+                f"only {', '.join(SCOPED_ROLES)} keys can be limited to collections: the other roles "
+                f"work on people, consent and the audit log, which span the whole catalog"
+            )
     key = PREFIX + secrets.token_urlsafe(32)
-    added = NewKey(key=key, name=name, role=Role(role), created_at=now(), created_by=actor)
-    if not store.insert(catalog, _hash(key), **added.model_dump(exclude={"key"})):
+    added = NewKey(
+        key=key, name=name, role=Role(role), created_at=now(), created_by=actor, collections=collections
+    )
+    row = added.model_dump(exclude={"key"})
+    row["collections"] = json.dumps(collections) if collections is not None else None
+    if not store.insert(catalog, _hash(key), **row):
         raise Conflict(f"a key named {name!r} exists; revoke it or choose another name")
     return added
 
@@ -60,7 +79,10 @@ def authenticate(catalog: Catalog, key: str) -> Principal | None:
     if not key.startswith(PREFIX) or len(key) > 100:
         return None
     row = store.active(catalog, _hash(key))
-    return Principal(row.name, Role(row.role)) if row else None
+    if row is None:
+        return None
+    limited = frozenset(json.loads(row.collections)) if row.collections else None
+    return Principal(row.name, Role(row.role), limited)
 
 
 def _hash(key: str) -> str:

@@ -64,6 +64,7 @@ def stats(request: Request, who: CanStats) -> dict[str, Any]:
 class KeyRequest(BaseModel):
     name: str
     role: str
+    collections: list[str] | None = Field(None, description="Limit an operator key to these collections.")
 
 
 @router.get("/keys", tags=["keys"])
@@ -76,7 +77,7 @@ def keys_list(request: Request, who: CanKeys) -> list[keys.ApiKey]:
 def keys_add(request: Request, who: CanKeys, body: KeyRequest) -> keys.NewKey:
     """The key is in the answer, once; only its hash is stored."""
     with service(request).acting(who, "keys") as ff:
-        return ff.keys_add(body.name, body.role)
+        return ff.keys_add(body.name, body.role, body.collections)
 
 
 @router.delete("/keys/{name}", tags=["keys"])
@@ -97,7 +98,8 @@ class CollectionRequest(BaseModel):
 @router.get("/collections", tags=["collections"])
 def collections_list(request: Request, who: CanReadCollections) -> list[Collection]:
     with service(request).acting(who, "collections.read") as ff:
-        return ff.collections()
+        visible = who.within(None)
+        return [c for c in ff.collections() if visible is None or c.name in visible]
 
 
 @router.post("/collections", tags=["collections"], status_code=201)
@@ -118,30 +120,38 @@ class IndexRequest(BaseModel):
 @router.post("/index-jobs", tags=["index"], status_code=202)
 def index_start(request: Request, who: CanIndex, body: IndexRequest) -> Job:
     """Start indexing; poll GET /v1/index-jobs/{id} for progress."""
+    who.within([body.collection])
     with service(request).acting(who, "index") as ff:
         return jobs(request).start(ff, body.path, body.collection, body.retry_errors)
 
 
 @router.get("/index-jobs", tags=["index"])
 def index_list(request: Request, who: CanIndex) -> list[Job]:
-    return jobs(request).all()
+    visible = who.within(None)
+    return [j for j in jobs(request).all() if visible is None or j.collection in visible]
 
 
 @router.get("/index-jobs/{job_id}", tags=["index"])
 def index_progress(request: Request, who: CanIndex, job_id: int) -> Job:
-    return jobs(request).get(job_id)
+    job = jobs(request).get(job_id)
+    who.within([job.collection])
+    return job
 
 
 @router.delete("/index-jobs/{job_id}", tags=["index"])
 def index_cancel(request: Request, who: CanIndex, job_id: int) -> Job:
     """Stop a job; what it indexed so far stays."""
+    who.within([jobs(request).get(job_id).collection])
     return jobs(request).cancel(job_id, who.name)
 
 
 @router.get("/errors", tags=["index"])
 def errors(request: Request, who: CanIndex, collection: str | None = None) -> list[results.FileError]:
+    allowed = who.within([collection] if collection else None)
     with service(request).acting(who, "index") as ff:
-        return ff.errors(collection)
+        if allowed is None:
+            return ff.errors()
+        return [e for name in allowed for e in ff.errors(name)]
 
 
 # search and verify --------------------------------------------------------------------------
@@ -169,7 +179,7 @@ def search(
             max_fmr=max_fmr,
             threshold=threshold,
             face=face,
-            collections=collection or None,
+            collections=who.within(collection or None),
             include_low_quality=include_low_quality,
         )
 

@@ -36,8 +36,8 @@ def revoke(catalog: Catalog, name: str) -> bool:
 
 
 def active(catalog: Catalog, key_sha256: str) -> sa.Row | None:
-    """(name, role) of the active key with this hash."""
-    query = sa.select(api_keys.c.name, api_keys.c.role).where(
+    """(name, role, collections) of the active key with this hash."""
+    query = sa.select(api_keys.c.name, api_keys.c.role, api_keys.c.collections).where(
         api_keys.c.key_sha256 == key_sha256, api_keys.c.revoked_at.is_(None)
     )
     with catalog.engine.connect() as conn:

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from ..paths import from_stored, to_stored
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 metadata = sa.MetaData()
 
 
@@ -193,6 +193,7 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("created_by", sa.String(200), nullable=False),
     sa.Column("revoked_at", sa.String(32)),
+    sa.Column("collections", sa.Text),  # JSON list of the collections a key is limited to; null: all
 )
 # Index jobs of the service (api/jobs.py), with progress and a heartbeat.
 index_jobs = sa.Table(
@@ -297,6 +298,12 @@ def _migrate_6_to_7(conn: Connection) -> None:
     metadata.create_all(conn, tables=[api_keys, index_jobs])
 
 
+def _migrate_7_to_8(conn: Connection) -> None:
+    """Keys limited to some collections (a catalog migrated from before 7 has the column already)."""
+    if "collections" not in {c["name"] for c in sa.inspect(conn).get_columns("api_keys")}:
+        conn.exec_driver_sql("ALTER TABLE api_keys ADD COLUMN collections TEXT")
+
+
 # MIGRATIONS[n] takes a catalog from schema version n + 1 to n + 2. A new catalog is created
 # directly at SCHEMA_VERSION from `metadata`.
 MIGRATIONS = [
@@ -306,4 +313,5 @@ MIGRATIONS = [
     _migrate_4_to_5,
     _migrate_5_to_6,
     _migrate_6_to_7,
+    _migrate_7_to_8,
 ]
