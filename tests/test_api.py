@@ -333,16 +333,22 @@ def test_a_key_limited_to_a_collection_searches_and_indexes_only_there(server: S
         assert desk.get("/v1/stats").status_code == 403
 
 
-def test_an_index_job_reports_progress_and_can_be_cancelled(server: Server, tmp_path: Path) -> None:
-    photos = tmp_path / "photos"
+def _job_under_way(operator: httpx.Client, photos: Path, done: int) -> dict:
+    """An index job over 216 copies of real photos, once it has done `done` of them."""
     photos.mkdir()
     for n, photo in enumerate(sorted(FR.glob("*/*.jpg")) * 12):
         (photos / f"{n:03}.jpg").write_bytes(photo.read_bytes())
+    job = operator.post("/v1/index-jobs", json={"path": str(photos), "collection": "default"}).json()
+    while job["done"] < done and job["state"] == "running":
+        time.sleep(0.3)
+        job = operator.get(f"/v1/index-jobs/{job['id']}").json()
+    return dict(job)
+
+
+def test_an_index_job_reports_progress_and_can_be_cancelled(server: Server, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
     with server.client(Role.operator) as operator:
-        job = operator.post("/v1/index-jobs", json={"path": str(photos), "collection": "default"}).json()
-        while job["done"] < 10 and job["state"] == "running":
-            time.sleep(0.3)
-            job = operator.get(f"/v1/index-jobs/{job['id']}").json()
+        job = _job_under_way(operator, photos, 10)
         count = len(list(photos.iterdir()))
         assert job["state"] == "running" and 0 < job["done"] < job["total"] == count, job
         cancelled = operator.delete(f"/v1/index-jobs/{job['id']}").json()
@@ -355,14 +361,8 @@ def test_an_index_job_reports_progress_and_can_be_cancelled(server: Server, tmp_
 def test_an_index_job_survives_the_death_of_its_worker(server: Server, tmp_path: Path) -> None:
     """kill -9 of the worker running a job: another process takes the job over and finishes it."""
     photos = tmp_path / "photos"
-    photos.mkdir()
-    for n, photo in enumerate(sorted(FR.glob("*/*.jpg")) * 12):
-        (photos / f"{n:03}.jpg").write_bytes(photo.read_bytes())
     with server.client(Role.operator) as operator:
-        job = operator.post("/v1/index-jobs", json={"path": str(photos), "collection": "default"}).json()
-        while job["done"] < 20 and job["state"] == "running":
-            time.sleep(0.3)
-            job = operator.get(f"/v1/index-jobs/{job['id']}").json()
+        job = _job_under_way(operator, photos, 20)
         assert job["state"] == "running", job
         os.kill(_owner(server, job["id"]), signal.SIGKILL)
         deadline = time.monotonic() + 180  # a job is stale after 30 s without a heartbeat
