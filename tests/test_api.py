@@ -198,6 +198,28 @@ def _bomb_png(side: int) -> bytes:
     return png[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + png[33:]
 
 
+def test_the_web_ui_signs_in_with_a_key_into_a_strict_httponly_cookie_and_needs_csrf(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as browser:
+        wrong = browser.post("/ui/session", json={"key": "ff_wrong"})
+        assert wrong.status_code == 401 and "facefind_session" not in browser.cookies
+        signed = browser.post("/ui/session", json={"key": server.keys[Role.reviewer]})
+        assert signed.status_code == 200, signed.text
+        assert signed.json()["name"] == NAMES[Role.reviewer] and signed.json()["role"] == "reviewer"
+        cookie = signed.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+        people = browser.get("/v1/people")  # the cookie alone is enough to read
+        assert people.status_code == 200, people.text
+        person = people.json()[0]["id"]
+        forged = browser.put(f"/v1/people/{person}/hidden", json={"hidden": False})
+        assert forged.status_code == 403 and "CSRF" in forged.json()["error"]["message"]
+        token = {"x-csrf-token": signed.json()["csrf_token"]}
+        changed = browser.put(f"/v1/people/{person}/hidden", json={"hidden": False}, headers=token)
+        assert changed.status_code == 200, changed.text
+        assert browser.get("/v1/audit").status_code == 403  # the role still decides
+        assert browser.delete("/ui/session").status_code == 200
+        assert browser.get("/v1/people").status_code == 401
+
+
 def test_oversize_and_malformed_uploads_get_a_4xx_with_a_json_reason(server: Server) -> None:
     cases = [
         ({"photo": ("big.jpg", bytes(80 * 2**20), "image/jpeg")}, {"purpose": "t"}, 413),

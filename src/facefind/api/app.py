@@ -8,6 +8,8 @@ jobs run beside it with their own runtime (jobs.py), so a long index never block
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import threading
 import time
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, FastAPI, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -43,6 +45,8 @@ from ..policy import Principal
 from ..settings import Settings
 from .jobs import JobRunner
 
+SESSION_COOKIE = "facefind_session"
+SESSION_SECONDS = 8 * 3600
 MAX_UPLOAD_BYTES = 32 * 2**20  # a photo upload; larger requests get 413 before being read
 # Per key and server process; `facefind serve --rate-limit N` (0: none) sets it for a server.
 REQUESTS_PER_MINUTE = 600
@@ -141,9 +145,10 @@ def create_app(db: str | Path | None = None, settings: Settings | None = None, *
         """Liveness: the only route that needs no key."""
         return {"status": "ok"}
 
-    from . import routes
+    from . import routes, session
 
     app.include_router(routes.router)
+    app.include_router(session.router)
     return app
 
 
@@ -153,22 +158,42 @@ def service(request: Request) -> Service:
 
 
 def principal(request: Request) -> Principal:
-    """The key's principal; a missing, unknown or revoked key is refused (and audited)."""
+    """The principal of the request's key: `Authorization: Bearer KEY`, or the web UI's session
+    cookie (which then needs the CSRF token for anything but a read). A missing, unknown or
+    revoked key is refused (and audited)."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
+    if not header and SESSION_COOKIE in request.cookies:
+        key, scheme = request.cookies[SESSION_COOKIE], "bearer"
+        if request.method not in ("GET", "HEAD") and not hmac.compare_digest(
+            request.headers.get("x-csrf-token", ""), csrf_token(key)
+        ):
+            raise Refused("this form lacks its CSRF token; reload the page and try again")
     svc = service(request)
     found = keys.authenticate(svc.ff.catalog, key.strip()) if scheme.lower() == "bearer" else None
     if found is None:
-        reason = "no key" if not header else "unknown or revoked key"
-        with svc.lock:
-            client = request.client.host if request.client else "?"
-            details = {"failed": reason, "route": request.url.path, "client": client}
-            svc.ff.audit.record("anonymous", "authenticate", details)
-        raise HTTPException(
-            401,
-            f"{reason}: send 'Authorization: Bearer KEY' (`facefind keys add NAME --role ROLE` makes one)",
-        )
+        reason = "no key" if not header and not key else "unknown or revoked key"
+        refuse(request, reason)
     return found
+
+
+def refuse(request: Request, reason: str) -> NoReturn:
+    """Audit a failed authentication and answer 401."""
+    svc = service(request)
+    with svc.lock:
+        client = request.client.host if request.client else "?"
+        details = {"failed": reason, "route": request.url.path, "client": client}
+        svc.ff.audit.record("anonymous", "authenticate", details)
+    raise HTTPException(
+        401,
+        f"{reason}: send 'Authorization: Bearer KEY' (`facefind keys add NAME --role ROLE` makes one)",
+    )
+
+
+def csrf_token(key: str) -> str:
+    """The token the web UI sends with every change: derived from the session's key, so the
+    server keeps no session state, and unknown to a page on another site."""
+    return hashlib.sha256(f"facefind-csrf:{key}".encode()).hexdigest()[:32]
 
 
 def allowed(action: str) -> Any:
