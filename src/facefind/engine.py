@@ -19,10 +19,10 @@ from .accountability.audit import AuditLog, default_actor
 from .accountability.optouts import OptOut
 from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration, default_calibration
 from .catalog import Catalog, FaceRow
-from .errors import FacefindError, InvalidValue, NoFaceError
+from .errors import FacefindError, ImageError, InvalidValue, NoFaceError
 from .faces import Face, FaceBackend, analyze, load_backend
 from .faces.quality import warnings as quality_warnings
-from .images import ImageSource, load_image
+from .images import ImageSource, load_image, read_photo
 from .ingest import Indexer, Progress
 from .paths import require_text
 from .people import People
@@ -228,7 +228,7 @@ class FaceFind:
             self.actor,
             "optout",
             {"added": added.id, "faces_suppressed": added.faces_suppressed, "note": added.note},
-            query_sha256=_sha256(photo),
+            query_sha256=_sha256(photo, self.settings),
         )
         return added
 
@@ -448,7 +448,7 @@ class FaceFind:
                 {"face": f.face, "matches": [[m.face_id, m.similarity] for m in f.matches]} for f in out
             ],
         }
-        self.audit.record(self.actor, "search", details, purpose, _sha256(image))
+        self.audit.record(self.actor, "search", details, purpose, _sha256(image, self.settings))
         return result
 
     def person(self, person_id: int) -> Person:
@@ -506,11 +506,11 @@ class FaceFind:
         details = {
             "a": verification.a,
             "b": verification.b,
-            "b_sha256": _sha256(b),
+            "b_sha256": _sha256(b, self.settings),
             "similarity": verification.similarity,
             "same_person": verification.same_person,
         }
-        self.audit.record(self.actor, "verify", details, purpose or self.purpose, _sha256(a))
+        self.audit.record(self.actor, "verify", details, purpose or self.purpose, _sha256(a, self.settings))
         return verification
 
     def _query_faces(self, image: ImageSource, face: int | None) -> list[tuple[int, Face]]:
@@ -626,16 +626,16 @@ def _box(box: tuple[float, float, float, float]) -> Box:
     return Box(x=x, y=y, w=w, h=h)
 
 
-def _sha256(image: ImageSource) -> str | None:
+def _sha256(image: ImageSource, settings: Settings) -> str | None:
     """Content hash of a query photo: the audit log keeps this, never the photo."""
     try:
-        if isinstance(image, str | Path):
-            data = Path(image).expanduser().read_bytes()
+        if isinstance(image, str | Path):  # read as photos are: regular files only, bounded
+            data = read_photo(Path(image).expanduser(), settings)
         elif isinstance(image, np.ndarray):
             data = np.ascontiguousarray(image).tobytes()
         else:
             data = bytes(image)
-    except OSError:
+    except ImageError:
         return None
     return hashlib.sha256(data).hexdigest()
 

@@ -67,19 +67,19 @@ class Principal:
     collections: frozenset[str] | None = None
 
     def may(self, action: str) -> bool:
-        if self.collections is not None and action not in SCOPED_ACTIONS:
-            return False
-        return self.role in ACTIONS[action]
+        scoped_out = self.collections is not None and action not in SCOPED_ACTIONS
+        return not scoped_out and self.role in ACTIONS[action]
 
     def require(self, action: str) -> None:
-        if self.collections is not None and action not in SCOPED_ACTIONS:
+        if self.may(action):
+            return
+        if self.role in ACTIONS[action]:  # the role allows it; the key's collection limit does not
             raise Refused(
-                f"{self.name} is limited to the collections {', '.join(sorted(self.collections))}; "
+                f"{self.name} is limited to the collections {', '.join(sorted(self.collections or ()))}; "
                 f"{action} spans the whole catalog"
             )
-        if not self.may(action):
-            allowed = ", ".join(sorted(ACTIONS[action]))
-            raise Refused(f"{self.name} ({self.role}) may not do {action}; that needs the role {allowed}")
+        allowed = ", ".join(sorted(ACTIONS[action]))
+        raise Refused(f"{self.name} ({self.role}) may not do {action}; that needs the role {allowed}")
 
     def within(self, collections: list[str] | None) -> list[str] | None:
         """The collections an operation may use: those asked for, if the key allows them all;

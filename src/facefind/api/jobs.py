@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 
 from .. import engine
+from ..accountability import collections
 from ..catalog import Catalog, now
 from ..catalog import jobs as store
 from ..errors import Conflict, NotFound
@@ -64,7 +65,7 @@ class JobRunner:
         self.sweeper.start()
 
     def start(self, ff: engine.FaceFind, path: str, collection: str, retry_errors: bool) -> Job:
-        ff.collections()  # fail now, in the request, on an unknown catalog problem
+        collections.require_basis(ff.catalog, collection)  # fail now, in the request
         job_id = store.insert(
             self.catalog,
             self.owner,
@@ -86,7 +87,7 @@ class JobRunner:
     def all(self) -> list[Job]:
         return [_job(r) for r in store.recent(self.catalog)]
 
-    def cancel(self, job_id: int, actor: str) -> Job:
+    def cancel(self, job_id: int) -> Job:
         job = self.get(job_id)
         if job.state != "running":
             raise Conflict(f"index job {job_id} is {job.state}, not running")

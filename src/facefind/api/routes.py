@@ -142,7 +142,7 @@ def index_progress(request: Request, who: CanIndex, job_id: int) -> Job:
 def index_cancel(request: Request, who: CanIndex, job_id: int) -> Job:
     """Stop a job; what it indexed so far stays."""
     who.within([jobs(request).get(job_id).collection])
-    return jobs(request).cancel(job_id, who.name)
+    return jobs(request).cancel(job_id)
 
 
 @router.get("/errors", tags=["index"])
