@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Model files: ../shared/models beside the checkout when present, else facefind downloads them.
 export FACEFIND_MODELS ?= $(wildcard $(abspath ../shared/models))
 
-.PHONY: install test lint demo bench bench-install clean
+.PHONY: install test lint browser screenshots demo bench bench-install clean
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -18,8 +18,21 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -q
+
+# The web UI tests drive Debian's Chromium (Playwright's own browser download needs the internet).
+# As root with apt it is installed here; otherwise tests/test_web_ui.py skips and says why.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x "$(CHROMIUM)" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium for the web UI tests (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
+
+# The README's screenshots, taken by the web UI tests from a real browser.
+screenshots: install browser
+	FACEFIND_SCREENSHOTS=$(abspath docs/screenshots) $(BIN)/python -m pytest -q tests/test_web_ui.py
 
 # make demo PHOTOS=~/Pictures QUERY=me.jpg [DB=photos.db]
 demo: install

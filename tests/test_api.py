@@ -5,11 +5,8 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import sqlite3
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -19,11 +16,13 @@ import httpx
 import pytest
 from PIL import Image
 
-import facefind
 from facefind.api import create_app
 from facefind.policy import ACTIONS, Role
 
 from .conftest import FR, MULTI, OBAMA
+from .server import NAMES, Server, serve_copy
+
+ALEX = FR / "Alex_Lacamoire" / "img1.jpg"
 
 # Every route of the API and the action it needs (None: any valid key). A route missing here fails
 # test_the_table_covers_every_route, so a new route cannot escape the role checks below.
@@ -42,6 +41,7 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/errors"): "index",
     ("POST", "/v1/search"): "search",
     ("POST", "/v1/verify"): "verify",
+    ("GET", "/v1/faces/{face_id}/crop"): "faces.read",
     ("GET", "/v1/people"): "people.read",
     ("GET", "/v1/people/{person_id}"): "people.read",
     ("GET", "/v1/people/{person_id}/photos"): "people.read",
@@ -64,52 +64,12 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/audit/export"): "audit",
     ("GET", "/v1/report"): "report",
 }
-NAMES = {role: f"{role.value}-key" for role in Role}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, url: str, keys: dict[Role, str], db: Path) -> None:
-        self.url, self.keys, self.db = url, keys, db
-
-    def client(self, role: Role | None = None, key: str | None = None) -> httpx.Client:
-        key = key or (self.keys[role] if role else None)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def server(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    db = tmp_path_factory.mktemp("api") / "catalog.db"
-    db.write_bytes(fr_db.read_bytes())
-    with facefind.open(db, actor="setup") as ff:
-        keys = {role: ff.keys_add(NAMES[role], role.value).key for role in Role}
-    port = free_port()
-    log = (db.parent / "server.log").open("w")
-    cmd = [sys.executable, "-m", "facefind", "serve", "--port", str(port), "--workers", "2", "--db", str(db)]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "FACEFIND_DB": ""})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise AssertionError((db.parent / "server.log").read_text())
-    time.sleep(2)  # the second worker may still be loading
-    yield Server(url, keys, db)
-    proc.terminate()
-    proc.wait(30)
-    log.close()
-    assert "Traceback" not in (db.parent / "server.log").read_text()
+    with serve_copy(fr_db, tmp_path_factory.mktemp("api")) as running:
+        yield running
 
 
 def test_the_table_covers_every_route() -> None:
@@ -130,7 +90,8 @@ def test_docs_are_served_without_a_cdn(server: Server) -> None:
 
 
 def _call(client: httpx.Client, method: str, path: str) -> httpx.Response:
-    url = path.format(name="nobody", job_id=999999, person_id=999999, consent_id=999999, optout_id=999999)
+    ids = dict.fromkeys(("job_id", "person_id", "consent_id", "optout_id", "face_id"), 999999)
+    url = path.format(name="nobody", **ids)
     return client.request(method, url, json={} if method in ("POST", "PUT") else None)
 
 
@@ -255,12 +216,13 @@ def test_people_show_respects_the_consent_results_scope(server: Server) -> None:
         assert dpo.post(f"/v1/consents/{consent.json()['id']}/withdraw").status_code == 200
         shown = reviewer.get(f"/v1/people/{obama['id']}")
         assert shown.status_code == 403 and "consent" in shown.json()["error"]["message"]
+        assert reviewer.get(f"/v1/faces/{obama['cover']['face_id']}/crop").status_code == 404
         photos = reviewer.get(f"/v1/people/{obama['id']}/photos", params={"purpose": "album"})
         assert photos.status_code == 403
         assert reviewer.get(f"/v1/people/{obama['id']}/photos").status_code == 422  # purpose required
 
 
-def _search(server: Server, photo: Path) -> set[str]:
+def _matches(server: Server, photo: Path) -> list[dict]:
     with server.client(Role.operator) as operator:
         found = operator.post(
             "/v1/search",
@@ -268,13 +230,33 @@ def _search(server: Server, photo: Path) -> set[str]:
             data={"purpose": "requests test"},
         )
     assert found.status_code == 200, found.text
-    return {m["path"] for f in found.json()["faces"] for m in f["matches"]}
+    return [m for f in found.json()["faces"] for m in f["matches"]]
+
+
+def _search(server: Server, photo: Path) -> set[str]:
+    return {m["path"] for m in _matches(server, photo)}
+
+
+def test_face_crops_are_cut_on_request_and_only_for_faces_one_may_see(server: Server) -> None:
+    match = _matches(server, ALEX)[0]
+    with server.client(Role.reviewer) as reviewer:
+        crop = reviewer.get(f"/v1/faces/{match['face_id']}/crop", params={"size": 96})
+        assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
+        assert "no-store" in crop.headers["cache-control"]
+        assert max(Image.open(io.BytesIO(crop.content)).size) == 96
+        for bad in ("5", "5000", "x"):
+            refused = reviewer.get(f"/v1/faces/{match['face_id']}/crop", params={"size": bad})
+            assert refused.status_code in (400, 422) and "error" in refused.json(), bad
+        assert reviewer.get("/v1/faces/999999/crop").status_code == 404
+        assert reviewer.get(f"/v1/faces/{2**70}/crop").status_code in (404, 422)
 
 
 def test_an_opt_out_and_an_erasure_through_the_api(server: Server) -> None:
     biden = FR / "Joe_Biden" / "biden.jpg"
-    assert any("Joe_Biden" in p for p in _search(server, biden))
+    found = [m for m in _matches(server, biden) if "Joe_Biden" in m["path"]]
+    assert found
     with server.client(Role.dpo) as dpo:
+        assert dpo.get(f"/v1/faces/{found[0]['face_id']}/crop").status_code == 200
         added = dpo.post(
             "/v1/optouts",
             files={"photo": ("request.jpg", biden.read_bytes(), "image/jpeg")},
@@ -282,6 +264,8 @@ def test_an_opt_out_and_an_erasure_through_the_api(server: Server) -> None:
         )
         assert added.status_code == 201 and added.json()["faces_suppressed"] >= 1, added.text
         assert not any("Joe_Biden" in p for p in _search(server, biden))
+        # An opted-out face cannot be seen either, not even by the DPO who holds the request.
+        assert dpo.get(f"/v1/faces/{found[0]['face_id']}/crop").status_code == 404
 
         kit = FR / "Kit_Harington"
         target = str(kit / "john2.jpeg")
@@ -346,6 +330,10 @@ def test_a_key_limited_to_a_collection_searches_and_indexes_only_there(server: S
         assert found.status_code == 200, found.text
         paths = {m["path"] for f in found.json()["faces"] for m in f["matches"]}
         assert paths and all(p.startswith(str(MULTI)) for p in paths)  # nothing from other collections
+        inside = found.json()["faces"][0]["matches"][0]["face_id"]
+        assert desk.get(f"/v1/faces/{inside}/crop").status_code == 200
+        outside_face = _matches(server, ALEX)[0]["face_id"]  # in the default collection
+        assert desk.get(f"/v1/faces/{outside_face}/crop").status_code == 404
         elsewhere = desk.post("/v1/search", files=upload, data={"purpose": "x", "collection": "default"})
         assert elsewhere.status_code == 403 and "limited to the collections desk" in elsewhere.text
         outside = desk.post("/v1/index-jobs", json={"path": str(MULTI), "collection": "default"})

@@ -19,10 +19,10 @@ from .accountability.audit import AuditLog, default_actor
 from .accountability.optouts import OptOut
 from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration, default_calibration
 from .catalog import Catalog, FaceRow
-from .errors import FacefindError, ImageError, InvalidValue, NoFaceError
+from .errors import FacefindError, ImageError, InvalidValue, NoFaceError, NotFound
 from .faces import Face, FaceBackend, analyze, load_backend
 from .faces.quality import warnings as quality_warnings
-from .images import ImageSource, load_image, read_photo
+from .images import ImageSource, face_thumbnail, load_image, read_photo
 from .ingest import Indexer, Progress
 from .paths import require_text
 from .people import People
@@ -458,6 +458,23 @@ class FaceFind:
         policy.require_shown(self.catalog, person_id)
         return found
 
+    def face_crop(self, face_id: int, *, size: int = 160, collections: list[str] | None = None) -> bytes:
+        """A JPEG of one catalogued face, cut from its photo now: crops are never stored.
+
+        Faces no answer may show (opted out, or of a person whose consent does not cover showing
+        results) and faces outside `collections` are "not found", as are faces that do not exist.
+        """
+        limits.CROP_PX.check(size)
+        row = self.catalog.face_rows([face_id]).get(face_id) if limits.is_id(face_id) else None
+        outside = row is not None and collections is not None and row.collection not in collections
+        if row is None or outside or face_id in policy.hidden_faces(self.catalog, "results"):
+            raise NotFound(f"no face {face_id} that you may see")
+        try:
+            image = load_image(Path(row.path), self.settings)
+        except ImageError as err:
+            raise NotFound(f"the photo of face {face_id} cannot be read now: {err}") from err
+        return face_thumbnail(image, row.box, size)
+
     def person_photos(self, person_id: int, *, purpose: str | None = None) -> list[str]:
         """Every photo of a catalogued person (a search by person: audited, purpose required)."""
         purpose = self._purpose(purpose)
@@ -611,7 +628,10 @@ def _match(row: FaceRow, similarity: float, calibration: Calibration, gallery: i
         face_id=row.id,
         image_id=row.image_id,
         path=row.path,
+        collection=row.collection,
         box=_box(row.box),
+        person_id=row.person_id,
+        person=row.person_name,
         similarity=round(similarity, 4),
         fmr=fmr.value,
         fpir=fpir.value,

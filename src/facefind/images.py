@@ -246,3 +246,24 @@ def _from_array(arr: np.ndarray) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 4:
         return np.ascontiguousarray(arr[:, :, :3])
     raise ImageError(f"array of shape {arr.shape} is not an image: expected HxW, HxWx3 (BGR) or HxWx4")
+
+
+def face_thumbnail(image: np.ndarray, box: tuple[float, float, float, float], size: int) -> bytes:
+    """A JPEG of the face at `box` (x, y, w, h) with some margin, its longer side `size` pixels."""
+    x, y, w, h = box
+    side = max(w, h) * 1.5
+    cx, cy = x + w / 2, y + h / 2
+    height, width = image.shape[:2]
+    left, top = max(0, round(cx - side / 2)), max(0, round(cy - side / 2))
+    right, bottom = min(width, round(cx + side / 2)), min(height, round(cy + side / 2))
+    crop = image[top:bottom, left:right]
+    if crop.size == 0:
+        raise ImageError(f"the face box {box} lies outside the photo ({width}x{height})")
+    scale = size / max(crop.shape[:2])
+    crop = cv2.resize(
+        crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    )
+    ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if not ok:  # pragma: no cover - OpenCV encodes any 8-bit BGR array
+        raise ImageError("could not encode the face crop")
+    return jpeg.tobytes()

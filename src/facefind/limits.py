@@ -65,6 +65,7 @@ RETENTION_DAYS = Limit("--retention", 1, 100 * 365, example="5y; past 100 years 
 MODEL_INPUT = Limit("--input", 16, 1024, example="112")
 MODEL_MEAN = Limit("--mean", -1e6, 1e6, example="127.5")
 MODEL_STD = Limit("--std", 0, 1e6, above_low=True, example="127.5")
+CROP_PX = Limit("size", 16, 1024, example="160 pixels")
 RATE_LIMIT = Limit("--rate-limit", 0, 1_000_000, example="600 requests a minute; 0 for none")
 MAX_PIXELS = Limit("FACEFIND_MAX_PIXELS", 1_000_000, 4_000_000_000, example="200000000 for 200 MP photos")
 MAX_FILE_BYTES = Limit("FACEFIND_MAX_FILE_BYTES", 2**20, 2**36, example="1073741824 for 1 GiB")

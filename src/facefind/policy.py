@@ -41,6 +41,7 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "index": frozenset({Role.operator}),
     "search": frozenset({Role.operator}),
     "verify": frozenset({Role.operator}),
+    "faces.read": frozenset({Role.operator, Role.reviewer, Role.dpo}),  # face crops, for review
     "people.read": frozenset({Role.reviewer, Role.operator}),
     "people.write": frozenset({Role.reviewer}),
     "consent.read": frozenset({Role.dpo, Role.reviewer}),
@@ -55,7 +56,7 @@ ACTIONS: dict[str, frozenset[Role]] = {
 # A key may be limited to some collections (an operator for one newsroom desk): it may then only
 # search, verify and index there. People, consent, opt-outs and the audit log span the catalog.
 SCOPED_ROLES = (Role.operator,)
-SCOPED_ACTIONS = frozenset({"collections.read", "index", "search", "verify"})
+SCOPED_ACTIONS = frozenset({"collections.read", "faces.read", "index", "search", "verify"})
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,10 @@ class Match(BaseModel):
     face_id: int
     image_id: int
     path: str
+    collection: str
     box: Box
+    person_id: int | None = None  # the person this face is grouped into (people view), if any
+    person: str | None = None  # that person's name, if named (naming needs consent)
     similarity: float
     fmr: float  # share of different-person pairs scoring at least this high (one comparison)
     # Share of searches for someone absent from a gallery of this size that return a face this

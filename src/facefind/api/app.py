@@ -138,6 +138,7 @@ def create_app(db: str | Path | None = None, settings: Settings | None = None, *
             return _error(413, "TooLarge", f"the request is over {limit // 2**20} MiB; send smaller photos")
         response = await call_next(request)
         response.headers["X-Facefind-Worker"] = str(os.getpid())  # which process answered
+        response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
     @app.get("/healthz", tags=["service"])
@@ -145,10 +146,10 @@ def create_app(db: str | Path | None = None, settings: Settings | None = None, *
         """Liveness: the only route that needs no key."""
         return {"status": "ok"}
 
-    from . import routes, session
+    from . import routes, ui
 
     app.include_router(routes.router)
-    app.include_router(session.router)
+    ui.install(app)
     return app
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from .. import results
@@ -25,6 +25,7 @@ Who = Annotated[Principal, Depends(principal)]
 CanAudit = Annotated[Principal, allowed("audit")]
 CanErase = Annotated[Principal, allowed("erase")]
 CanIndex = Annotated[Principal, allowed("index")]
+CanSeeFaces = Annotated[Principal, allowed("faces.read")]
 CanKeys = Annotated[Principal, allowed("keys")]
 CanOptout = Annotated[Principal, allowed("optout")]
 CanReadCollections = Annotated[Principal, allowed("collections.read")]
@@ -199,6 +200,26 @@ def verify(
         return ff.verify(first, second, max_fmr=max_fmr, threshold=threshold)
 
 
+# faces --------------------------------------------------------------------------------------
+@router.get(
+    "/faces/{face_id}/crop",
+    tags=["people"],
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "The face, as a JPEG."}},
+)
+def face_crop(
+    request: Request,
+    who: CanSeeFaces,
+    face_id: int,
+    size: Annotated[int, Query(description="Longer side in pixels (16..1024).")] = 160,
+) -> Response:
+    """One catalogued face, cut from its photo on request (crops are never stored). Opted-out
+    faces, faces withheld by consent and faces outside the key's collections are 404."""
+    with service(request).acting(who, "faces.read") as ff:
+        jpeg = ff.face_crop(face_id, size=size, collections=who.within(None))
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
 # people -------------------------------------------------------------------------------------
 class Name(BaseModel):
     name: str
@@ -365,9 +386,23 @@ def purge(request: Request, who: CanErase, body: PurgeRequest) -> results.PurgeR
 
 # audit and report ---------------------------------------------------------------------------
 @router.get("/audit", tags=["audit"])
-def audit_show(request: Request, who: CanAudit, since: Since = None, until: Until = None) -> list[AuditEntry]:
+def audit_show(
+    request: Request,
+    who: CanAudit,
+    since: Since = None,
+    until: Until = None,
+    actor: Annotated[str | None, Query(description="Only this actor's entries.")] = None,
+    action: Annotated[str | None, Query(description="Only this action (search, erase, ...).")] = None,
+    purpose: Annotated[str | None, Query(description="Only entries whose purpose contains this.")] = None,
+) -> list[AuditEntry]:
     with service(request).acting(who, "audit") as ff:
-        return list(ff.audit.entries(since, until))
+        return [
+            e
+            for e in ff.audit.entries(since, until)
+            if (actor is None or e.actor == actor)
+            and (action is None or e.action == action)
+            and (purpose is None or purpose.casefold() in (e.purpose or "").casefold())
+        ]
 
 
 @router.get("/audit/verify", tags=["audit"])

@@ -25,12 +25,14 @@ from .schema import (
     SCHEMA_VERSION,
     calibrations,
     collections,
+    face_persons,
     face_tombstones,
     faces,
     images,
     meta,
     metadata,
     now,
+    persons,
 )
 
 
@@ -53,6 +55,9 @@ class FaceRow:
     box: tuple[float, float, float, float]
     quality: float
     embedding: np.ndarray
+    collection: str
+    person_id: int | None
+    person_name: str | None
 
 
 class Catalog:
@@ -306,8 +311,14 @@ class Catalog:
                         faces.c.h,
                         faces.c.quality,
                         faces.c.embedding,
+                        collections.c.name.label("collection"),
+                        persons.c.id.label("person_id"),
+                        persons.c.name.label("person_name"),
                     )
                     .join(images, images.c.id == faces.c.image_id)
+                    .join(collections, collections.c.id == images.c.collection_id)
+                    .outerjoin(face_persons, face_persons.c.face_id == faces.c.id)
+                    .outerjoin(persons, persons.c.id == face_persons.c.person_id)
                     .where(faces.c.id.in_(chunk))
                 )
                 for r in conn.execute(query):
@@ -318,6 +329,9 @@ class Catalog:
                         (r.x, r.y, r.w, r.h),
                         r.quality,
                         np.frombuffer(r.embedding, np.float32),
+                        r.collection,
+                        r.person_id,
+                        r.person_name,
                     )
         return out
 

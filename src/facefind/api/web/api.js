@@ -1,0 +1,51 @@
+// The /v1 API as the pages use it: the session cookie authenticates, and every change carries
+// the CSRF token the sign-in returned. Errors arrive as {"error": {"type", "message"}}.
+
+let csrfToken = "";
+
+export function setCsrfToken(token) {
+  csrfToken = token ?? "";
+}
+
+export class ApiError extends Error {
+  constructor(status, type, message) {
+    super(message);
+    this.status = status;
+    this.type = type;
+  }
+}
+
+export async function api(method, path, body) {
+  const options = { method, headers: {}, credentials: "same-origin" };
+  if (method !== "GET") options.headers["X-CSRF-Token"] = csrfToken;
+  if (body instanceof FormData) {
+    options.body = body;
+  } else if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch {
+    throw new ApiError(0, "Network", "facefind did not answer: is the server running?");
+  }
+  const json = (response.headers.get("content-type") ?? "").includes("json");
+  const data = json ? await response.json() : null;
+  if (!response.ok) {
+    const error = new ApiError(response.status, data?.error?.type ?? "HTTP", data?.error?.message ?? response.statusText);
+    if (response.status === 401 && path !== "/ui/session") {
+      window.dispatchEvent(new CustomEvent("facefind:signed-out", { detail: error }));
+    }
+    throw error;
+  }
+  return data;
+}
+
+export function get(path, query = {}) {
+  const given = Object.entries(query).filter(([, value]) => value !== undefined && value !== null && value !== "");
+  return api("GET", given.length ? `${path}?${new URLSearchParams(given)}` : path);
+}
+export const post = (path, body) => api("POST", path, body ?? {});
+export const put = (path, body) => api("PUT", path, body ?? {});
+export const del = (path) => api("DELETE", path);

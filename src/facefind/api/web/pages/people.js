@@ -1,0 +1,182 @@
+// People (reviewer): persons as a grid of cover crops; merge several; open one to name it
+// (consent required), split faces off, say "not this person", or hide it.
+
+import { del, get, post, put } from "../api.js";
+import { crop, field, h, problem, say } from "../dom.js";
+
+export function render(main, context) {
+  if (context.params[0]) return renderPerson(main, context, Number(context.params[0]));
+  return renderGrid(main, context);
+}
+
+function personName(p) {
+  return p.name ?? `Person ${p.id}`;
+}
+
+async function renderGrid(main, context) {
+  const editable = context.may("people.write");
+  const showHidden = h("input", { type: "checkbox", name: "hidden" });
+  const confirm = h("input", { type: "checkbox", name: "confirm" });
+  const message = h("div", { "aria-live": "polite" });
+  const grid = h("ul", { class: "grid people", "aria-label": "Persons" });
+  const merge = h("button", { type: "button", disabled: true }, "Merge selected");
+  const selected = new Set();
+  const faceCounts = new Map();
+
+  const load = async () => {
+    grid.replaceChildren(h("li", { class: "busy" }, "Loading…"));
+    selected.clear();
+    merge.disabled = true;
+    try {
+      const persons = await get("/v1/people", { include_hidden: showHidden.checked ? "true" : "" });
+      persons.forEach((p) => faceCounts.set(p.id, p.face_count));
+      grid.replaceChildren(...persons.map((p) => card(p)));
+      if (!persons.length) grid.replaceChildren(h("li", {}, "No persons yet: index photos first."));
+    } catch (err) {
+      grid.replaceChildren(h("li", {}, problem(err)));
+    }
+  };
+
+  const card = (p) => {
+    const box = editable
+      ? h("input", {
+          type: "checkbox",
+          "aria-label": `Select ${personName(p)}`,
+          "data-person": p.id,
+          onchange: (event) => {
+            if (event.target.checked) selected.add(p.id);
+            else selected.delete(p.id);
+            merge.disabled = selected.size < 2;
+          },
+        })
+      : null;
+    return h(
+      "li",
+      { class: `person${p.hidden ? " hidden-person" : ""}`, "data-person": p.id },
+      p.cover ? crop(p.cover.face_id, `Cover face of ${personName(p)}`) : h("span", { class: "crop missing" }),
+      h("div", { class: "person-head" }, box, h("a", { href: `#/people/${p.id}` }, personName(p))),
+      h("p", { class: "fine" }, `${p.face_count} face${p.face_count === 1 ? "" : "s"}${p.hidden ? " · hidden" : ""}`),
+    );
+  };
+
+  merge.addEventListener("click", async () => {
+    // Into the selected person with the most faces (its cover and name, if any, stay).
+    const [into, ...others] = [...selected].sort((a, b) => faceCounts.get(b) - faceCounts.get(a));
+    message.replaceChildren();
+    try {
+      const person = await post(`/v1/people/${into}/merge`, { persons: others, confirm: confirm.checked });
+      message.replaceChildren(h("p", { class: "ok" }, `Merged into ${personName(person)}: ${person.face_count} faces.`));
+      say(`Merged into ${personName(person)}`);
+      await load();
+    } catch (err) {
+      message.replaceChildren(problem(err));
+    }
+  });
+  showHidden.addEventListener("change", load);
+
+  main.replaceChildren(
+    h("h1", {}, "People"),
+    h("p", {}, "Faces grouped into persons by similarity. Groupings are suggestions: check before you name or merge."),
+    h(
+      "div",
+      { class: "toolbar" },
+      field("Show hidden persons", showHidden),
+      editable ? [field("Names and consent records move with the faces (confirm)", confirm), merge] : null,
+    ),
+    message,
+    grid,
+  );
+  await load();
+}
+
+async function renderPerson(main, context, id) {
+  const editable = context.may("people.write");
+  const heading = h("h1", {}, `Person ${id}`);
+  const body = h("div", {}, h("p", { class: "busy" }, "Loading…"));
+  main.replaceChildren(h("p", {}, h("a", { href: "#/people" }, "← All people")), heading, body);
+
+  const reload = async (note) => {
+    try {
+      const person = await get(`/v1/people/${id}`);
+      const consents = context.may("consent.read") ? await get("/v1/consents", { person_id: id }) : null;
+      heading.textContent = personName(person);
+      body.replaceChildren(...personView(person, consents, editable, reload));
+      if (note) body.prepend(h("p", { class: "ok", role: "status" }, note));
+    } catch (err) {
+      body.replaceChildren(problem(err));
+    }
+  };
+  await reload();
+}
+
+function personView(person, consents, editable, reload) {
+  const act = async (promise, note) => {
+    try {
+      const result = await promise;
+      await reload(typeof note === "function" ? note(result) : note);
+      say(typeof note === "function" ? note(result) : note);
+    } catch (err) {
+      errors.replaceChildren(problem(err));
+    }
+  };
+  const errors = h("div");
+  const active = consents?.filter((c) => c.active) ?? [];
+  const consentText = consents === null
+    ? null
+    : active.length
+      ? `Consent on record (${active.map((c) => `#${c.id}: ${c.scope.join(", ")}, until ${c.expires_on}`).join("; ")}).`
+      : "No active consent on record: naming this person needs one (ask your data protection officer).";
+  const parts = [h("p", { class: "fine" }, `${person.face_count} faces${person.hidden ? " · hidden" : ""}`)];
+  if (consentText) parts.push(h("p", { class: active.length ? "consent ok" : "consent" }, consentText));
+
+  const selected = new Set();
+  const faceButtons = [];
+  if (editable) {
+    const name = h("input", { type: "text", name: "name", value: person.name ?? "", maxlength: 200, autocomplete: "off" });
+    parts.push(
+      h(
+        "form",
+        {
+          class: "toolbar",
+          onsubmit: (event) => {
+            event.preventDefault();
+            act(put(`/v1/people/${person.id}/name`, { name: name.value }), `Named ${name.value}.`);
+          },
+        },
+        field("Name", name),
+        h("button", { type: "submit" }, "Save name"),
+        person.name ? h("button", { type: "button", class: "secondary", onclick: () => act(del(`/v1/people/${person.id}/name`), "Name removed.") }, "Remove name") : null,
+        h("button", { type: "button", class: "secondary", onclick: () => act(put(`/v1/people/${person.id}/hidden`, { hidden: !person.hidden }), person.hidden ? "Shown again." : "Hidden.") }, person.hidden ? "Show" : "Hide"),
+      ),
+    );
+    const split = h("button", { type: "button", disabled: true }, "Split selected into a new person");
+    const remove = h("button", { type: "button", class: "secondary", disabled: true }, "Not this person");
+    split.addEventListener("click", () => act(post(`/v1/people/${person.id}/split`, { faces: [...selected] }), (p) => `Split into person ${p.id}.`));
+    remove.addEventListener("click", () => act(post(`/v1/people/${person.id}/remove`, { faces: [...selected] }), "Faces removed; they will not come back to this person."));
+    faceButtons.push(split, remove);
+    parts.push(h("div", { class: "toolbar" }, split, remove));
+  }
+  parts.push(errors);
+  const update = () => faceButtons.forEach((b) => (b.disabled = selected.size === 0));
+  parts.push(
+    h("ul", { class: "grid faces", "aria-label": "Faces" }, person.faces.map((f) =>
+      h(
+        "li",
+        { class: "face-card" },
+        crop(f.face_id, `Face ${f.face_id} in ${f.path}`),
+        editable
+          ? h("label", {}, h("input", {
+              type: "checkbox",
+              onchange: (event) => {
+                if (event.target.checked) selected.add(f.face_id);
+                else selected.delete(f.face_id);
+                update();
+              },
+            }), ` Face ${f.face_id}`)
+          : h("span", {}, `Face ${f.face_id}`),
+        h("p", { class: "path" }, f.path),
+      ),
+    )),
+  );
+  return parts;
+}

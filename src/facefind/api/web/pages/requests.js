@@ -1,0 +1,188 @@
+// Requests (data protection officer): consent records, opt-out by a photo of the person, and
+// erasure with its receipt, shown and downloadable.
+
+import { del, get, post } from "../api.js";
+import { download, field, h, problem, say, table, when } from "../dom.js";
+
+export function render(main) {
+  const consents = h("div", {}, h("p", { class: "busy" }, "Loading…"));
+  const optouts = h("div", {}, h("p", { class: "busy" }, "Loading…"));
+  const loadConsents = async () => {
+    try {
+      consents.replaceChildren(consentTable(await get("/v1/consents"), loadConsents));
+    } catch (err) {
+      consents.replaceChildren(problem(err));
+    }
+  };
+  const loadOptouts = async () => {
+    try {
+      optouts.replaceChildren(optoutTable(await get("/v1/optouts"), loadOptouts));
+    } catch (err) {
+      optouts.replaceChildren(problem(err));
+    }
+  };
+  main.replaceChildren(
+    h("h1", {}, "Requests"),
+    h("p", {}, "Answer people's requests: record or withdraw consent, keep someone out of every search, erase what is stored."),
+    h("section", { "aria-labelledby": "consent-h" }, h("h2", { id: "consent-h" }, "Consent"), consentForm(loadConsents), consents),
+    h("section", { "aria-labelledby": "optout-h" }, h("h2", { id: "optout-h" }, "Opt-out"), optoutForm(loadOptouts), optouts),
+    h("section", { "aria-labelledby": "erase-h" }, h("h2", { id: "erase-h" }, "Erasure"), erasureForm()),
+  );
+  loadConsents();
+  loadOptouts();
+}
+
+function consentForm(done) {
+  const person = h("input", { type: "number", name: "person_id", min: 1, required: true });
+  const givenBy = h("input", { type: "text", name: "given_by", required: true, maxlength: 200 });
+  const scopes = ["search", "results", "clustering"].map((s) => h("input", { type: "checkbox", name: "scope", value: s, checked: true }));
+  const expires = h("input", { type: "date", name: "expires", required: true });
+  const evidence = h("input", { type: "text", name: "evidence", required: true, maxlength: 2000 });
+  const message = h("div");
+  return h(
+    "form",
+    {
+      class: "card",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const scope = scopes.filter((s) => s.checked).map((s) => s.value).join(",");
+        try {
+          const c = await post("/v1/consents", { person_id: Number(person.value), given_by: givenBy.value, scope, expires: expires.value, evidence: evidence.value });
+          message.replaceChildren(h("p", { class: "ok" }, `Consent ${c.id} recorded for person ${c.person_id}.`));
+          say(`Consent ${c.id} recorded`);
+          done();
+        } catch (err) {
+          message.replaceChildren(problem(err));
+        }
+      },
+    },
+    h("h3", {}, "Record a consent"),
+    h("div", { class: "row" }, field("Person (id)", person), field("Given by", givenBy, "The person, or who may consent for them.")),
+    h("fieldset", {}, h("legend", {}, "Covers"), scopes.map((s) => h("label", { class: "inline" }, s, ` ${s.value}`))),
+    h("div", { class: "row" }, field("Expires on", expires), field("Evidence", evidence, "Where the signed form is kept.")),
+    h("button", { type: "submit" }, "Record consent"),
+    message,
+  );
+}
+
+function consentTable(list, changed) {
+  if (!list.length) return h("p", {}, "No consent records.");
+  return table({},
+    h("caption", { class: "visually-hidden" }, "Consent records"),
+    h("thead", {}, h("tr", {}, ["#", "Person", "Given by", "Covers", "Expires", "State", "Evidence", ""].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, list.map((c) =>
+      h("tr", {},
+        h("th", { scope: "row" }, String(c.id)),
+        h("td", {}, h("a", { href: `#/people/${c.person_id}` }, String(c.person_id))),
+        h("td", {}, c.given_by),
+        h("td", {}, c.scope.join(", ")),
+        h("td", {}, c.expires_on),
+        h("td", {}, c.active ? "active" : c.withdrawn_at ? `withdrawn ${when(c.withdrawn_at)}` : "expired"),
+        h("td", {}, c.evidence),
+        h("td", {}, c.active
+          ? h("button", { type: "button", class: "secondary", onclick: async () => { await post(`/v1/consents/${c.id}/withdraw`); say(`Consent ${c.id} withdrawn`); changed(); }, "aria-label": `Withdraw consent ${c.id}` }, "Withdraw")
+          : null),
+      ),
+    )),
+  );
+}
+
+function optoutForm(done) {
+  const photo = h("input", { type: "file", name: "photo", accept: "image/*", required: true });
+  const note = h("input", { type: "text", name: "note", maxlength: 500 });
+  const message = h("div");
+  return h(
+    "form",
+    {
+      class: "card",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const body = new FormData();
+        body.append("photo", photo.files[0]);
+        if (note.value) body.append("note", note.value);
+        message.replaceChildren(h("p", { class: "busy" }, "Adding…"));
+        try {
+          const o = await post("/v1/optouts", body);
+          message.replaceChildren(h("p", { class: "ok", role: "status" }, `Opt-out ${o.id} in force: ${o.faces_suppressed} catalogued faces withheld from every search, now and when indexed later. The photo itself is not kept.`));
+          event.target.reset();
+          done();
+        } catch (err) {
+          message.replaceChildren(problem(err));
+        }
+      },
+    },
+    h("h3", {}, "Add an opt-out"),
+    h("p", { class: "fine" }, "A photo of the person who asks: only their face template is kept."),
+    h("div", { class: "row" }, field("Photo of the person", photo), field("Note", note, "E.g. the request's reference.")),
+    h("button", { type: "submit" }, "Add opt-out"),
+    message,
+  );
+}
+
+function optoutTable(list, changed) {
+  if (!list.length) return h("p", {}, "No opt-outs in force.");
+  return table({},
+    h("caption", { class: "visually-hidden" }, "Opt-outs in force"),
+    h("thead", {}, h("tr", {}, ["#", "Added", "By", "Note", "Faces withheld", ""].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, list.map((o) =>
+      h("tr", {},
+        h("th", { scope: "row" }, String(o.id)),
+        h("td", {}, when(o.created_at)),
+        h("td", {}, o.created_by),
+        h("td", {}, o.note ?? ""),
+        h("td", { class: "num" }, String(o.faces_suppressed)),
+        h("td", {}, h("button", { type: "button", class: "secondary", onclick: async () => { await del(`/v1/optouts/${o.id}`).catch(() => {}); changed(); } , "aria-label": `Lift opt-out ${o.id}` }, "Lift")),
+      ),
+    )),
+  );
+}
+
+function erasureForm() {
+  const kind = h("select", { name: "kind" },
+    h("option", { value: "image" }, "A photo (its path)"),
+    h("option", { value: "person" }, "A person (their id)"),
+    h("option", { value: "collection" }, "A collection (its name)"),
+    h("option", { value: "optout-matches" }, "Faces matching an opt-out (its id)"));
+  const target = h("input", { type: "text", name: "target", required: true, autocomplete: "off", spellcheck: "false" });
+  const sure = h("input", { type: "checkbox", name: "sure", required: true });
+  const receipt = h("div", { "aria-live": "polite" });
+  return h(
+    "form",
+    {
+      class: "card",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        try {
+          const r = await post("/v1/erasures", { kind: kind.value, target: target.value });
+          receipt.replaceChildren(showReceipt(r));
+          say("Erased; the receipt is shown");
+          event.target.reset();
+        } catch (err) {
+          receipt.replaceChildren(problem(err));
+        }
+      },
+    },
+    h("h3", {}, "Erase"),
+    h("p", { class: "fine" }, "Removes the rows, the vector index entries and the faces' templates. It cannot be undone."),
+    h("div", { class: "row" }, field("What", kind), field("Which", target)),
+    h("div", { class: "field" }, h("label", { class: "inline" }, sure, " I understand this cannot be undone")),
+    h("button", { type: "submit", class: "danger" }, "Erase"),
+    receipt,
+  );
+}
+
+function showReceipt(r) {
+  const text = JSON.stringify(r, null, 2);
+  return h(
+    "div",
+    { class: "receipt", role: "region", "aria-label": "Erasure receipt" },
+    h("h4", {}, "Erasure receipt"),
+    h("dl", {},
+      h("dt", {}, "Erased"), h("dd", {}, `${r.kind} ${r.target}`),
+      h("dt", {}, "When, by"), h("dd", {}, `${when(r.at)}, ${r.by}`),
+      h("dt", {}, "Removed"), h("dd", {}, `${r.images_removed} photos, ${r.faces_removed} faces, ${r.persons_removed} persons`),
+      h("dt", {}, "Audit entry"), h("dd", {}, r.audit_seq === null ? "—" : `#${r.audit_seq}`)),
+    h("details", {}, h("summary", {}, "Full receipt"), h("pre", {}, text)),
+    download(`erasure-receipt-${r.audit_seq ?? "new"}.json`, text),
+  );
+}

@@ -1,0 +1,78 @@
+"""A real `facefind serve` for the API and web UI tests: a copy of a catalog, a key per role."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+import facefind
+from facefind.policy import Role
+
+NAMES = {role: f"{role.value}-key" for role in Role}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, url: str, keys: dict[Role, str], db: Path) -> None:
+        self.url, self.keys, self.db = url, keys, db
+
+    def client(self, role: Role | None = None, key: str | None = None) -> httpx.Client:
+        key = key or (self.keys[role] if role else None)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+
+
+@contextmanager
+def serve_copy(catalog: Path, folder: Path, workers: int = 2) -> Iterator[Server]:
+    """`facefind serve --workers N` on a copy of `catalog` in `folder`, on a free local port."""
+    db = folder / "catalog.db"
+    db.write_bytes(catalog.read_bytes())
+    with facefind.open(db, actor="setup") as ff:
+        keys = {role: ff.keys_add(NAMES[role], role.value).key for role in Role}
+    port = free_port()
+    log = (folder / "server.log").open("w")
+    cmd = [
+        sys.executable,
+        "-m",
+        "facefind",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--db",
+        str(db),
+    ]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "FACEFIND_DB": ""})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise AssertionError((folder / "server.log").read_text())
+    time.sleep(2 if workers > 1 else 0)  # the second worker may still be loading
+    try:
+        yield Server(url, keys, db)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    assert "Traceback" not in (folder / "server.log").read_text()

@@ -1,0 +1,349 @@
+"""The web UI in a real browser: Playwright drives Debian's Chromium against `facefind serve`.
+
+Each test signs in with a role's key as a person would (typing it into the form) and checks what
+the page shows: real photos, real searches, real changes through the API. With
+FACEFIND_SCREENSHOTS=DIR (`make screenshots`) the pages are also saved there for the README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from facefind.policy import Role
+
+from .conftest import DATASETS, FR, MULTI
+from .server import Server, serve_copy
+
+CHROMIUM = Path(os.environ.get("FACEFIND_CHROMIUM", "/usr/bin/chromium"))
+STRANGER = DATASETS / "deepface" / "person02" / "img12.jpg"  # nobody in the face_recognition set
+
+if not CHROMIUM.exists():
+    reason = (
+        f"no Chromium at {CHROMIUM}: `apt-get install chromium` (make test does it when run as root), "
+        "or set FACEFIND_CHROMIUM"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the browser tests, but {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in .[dev])")
+Browser, Page, expect = sync_api.Browser, sync_api.Page, sync_api.expect
+
+NAV = {
+    Role.admin: ["Collections"],
+    Role.operator: ["Search", "People", "Collections"],
+    Role.reviewer: ["People"],
+    Role.dpo: ["Collections", "Requests"],
+    Role.auditor: ["Collections", "Audit"],
+}
+
+
+@pytest.fixture(scope="module")
+def server(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serve_copy(fr_db, tmp_path_factory.mktemp("web"), workers=1) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        launched.close()
+
+
+class Pages:
+    """Browser pages signed in as a role; every page fails the test on a JavaScript error."""
+
+    def __init__(self, browser: Browser, server: Server) -> None:
+        self.browser, self.server, self.contexts, self.errors = browser, server, [], []
+
+    def open(self, role: Role | None, width: int = 1200, height: int = 900) -> Page:
+        context = self.browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda err: self.errors.append(str(err)))
+        page.goto(f"{self.server.url}/")
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        if role is not None:
+            page.get_by_label("API key").fill(self.server.keys[role])
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.locator("#who")).to_contain_text(f"{role.value}-key")
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+        assert not self.errors, self.errors
+
+
+@pytest.fixture
+def pages(browser: Browser, server: Server) -> Iterator[Pages]:
+    opened = Pages(browser, server)
+    yield opened
+    opened.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    """Saved where `make screenshots` asks (the README's images); taken in every run regardless,
+    so a page that cannot render fails here too. Photos and face crops are masked: the shared test
+    photos are not ours to publish, and the README needs the page, not the faces."""
+    # Move each picture out of its frame, leaving the grey placeholder; through the CSSOM, as the
+    # page's Content-Security-Policy refuses injected style sheets.
+    hide = "(at) => document.querySelectorAll('main img').forEach(i => i.style.objectPosition = at)"
+    page.evaluate(hide, "-10000px -10000px")
+    image = page.screenshot(full_page=True)
+    page.evaluate(hide, "")
+    folder = os.environ.get("FACEFIND_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}.png").write_bytes(image)
+
+
+def every_control_is_labelled(page: Page) -> None:
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('main input, main select, main textarea')]
+             .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+             .map(el => el.outerHTML)"""
+    )
+    assert unlabelled == []
+
+
+def collection_row(page: Page, name: str) -> sync_api.Locator:
+    return page.locator("tbody tr").filter(has=page.locator("th", has_text=re.compile(f"^{name}$")))
+
+
+def search(page: Page, photo: Path, purpose: str) -> None:
+    if not page.url.endswith("#/search"):
+        page.get_by_role("navigation").get_by_role("link", name="Search").click()
+    page.locator("#photo").set_input_files(photo)
+    page.get_by_label("Purpose").fill(purpose)
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator(".results .summary")).to_be_visible(timeout=60_000)
+
+
+def test_sign_in_is_an_httponly_cookie_and_the_pages_follow_the_role(pages: Pages) -> None:
+    page = pages.open(None)
+    every_control_is_labelled(page)
+    page.get_by_label("API key").fill("ff_not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("unknown or revoked")
+    screenshot(page, "sign-in")
+    for role, titles in NAV.items():
+        page = pages.open(role)
+        expect(page.get_by_role("navigation", name="Pages").get_by_role("link")).to_have_text(titles)
+        cookie = next(c for c in page.context.cookies() if c["name"] == "facefind_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert page.evaluate("document.cookie") == ""  # the key is out of JavaScript's reach
+    page.reload()  # the session survives a reload (the CSRF token is fetched again)
+    expect(page.get_by_role("heading", name="Audit")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.reload()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def test_sign_in_and_search_with_the_keyboard_alone(pages: Pages, server: Server) -> None:
+    page = pages.open(None)
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.type") == "password":
+            break
+    page.keyboard.type(server.keys[Role.operator])
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Search by face")).to_be_focused()
+    expect(page.locator("[aria-current=page]")).to_have_text("Search")
+
+
+def test_a_search_boxes_each_face_and_ranks_the_right_person_first(pages: Pages) -> None:
+    page = pages.open(Role.operator)
+    every_control_is_labelled(page)
+    search(page, MULTI / "obama_and_biden.jpg", "web UI test: press photo")
+    faces = page.locator(".results section.face")
+    assert faces.count() >= 2 and page.locator(".query .box").count() == faces.count()
+    first, second = faces.nth(0), faces.nth(1)
+    for face, person in ((first, "Barack_Obama"), (second, "Joe_Biden")):
+        expect(face.locator(".candidates-label")).to_contain_text("Candidates for human review")
+        expect(face.locator(".candidates-label")).to_contain_text("not an identification")
+        expect(face.locator(".candidate").first.locator(".path")).to_contain_text(person)
+        expect(face.locator(".candidate").first).to_contain_text("Similarity")
+        expect(face.locator(".candidate").first).to_contain_text("FPIR")
+    crop = first.locator(".candidate img.crop").first
+    crop.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=crop.element_handle())
+    screenshot(page, "search")
+
+
+def test_a_stranger_gets_no_match(pages: Pages) -> None:
+    page = pages.open(Role.operator)
+    search(page, STRANGER, "web UI test: stranger")
+    expect(page.locator(".nomatch")).to_contain_text("No match")
+    assert page.locator(".candidate").count() == 0
+    screenshot(page, "search-no-match")
+
+
+def test_a_reviewer_merges_two_persons(pages: Pages) -> None:
+    page = pages.open(Role.reviewer)
+    cards = page.locator("li.person")
+    expect(cards.first).to_be_visible()
+    every_control_is_labelled(page)
+    screenshot(page, "people")
+    before = cards.count()
+    counts = {
+        int(cards.nth(i).get_attribute("data-person") or 0): int(
+            cards.nth(i).locator(".fine").inner_text().split()[0]
+        )
+        for i in range(before)
+    }
+    a, b = sorted(counts, key=counts.__getitem__)[:2]
+    page.locator(f'input[data-person="{a}"]').check()
+    page.locator(f'input[data-person="{b}"]').check()
+    page.get_by_role("button", name="Merge selected").click()
+    expect(page.locator("main").get_by_text("Merged into")).to_be_visible()
+    expect(cards).to_have_count(before - 1)
+    merged = page.locator(f'li.person[data-person="{a}"], li.person[data-person="{b}"]')
+    expect(merged).to_have_count(1)
+    expect(merged.locator(".fine")).to_contain_text(f"{counts[a] + counts[b]} faces")
+
+    merged.get_by_role("link").click()
+    expect(page.locator("li.face-card")).to_have_count(counts[a] + counts[b])
+    expect(page.locator(".consent")).to_contain_text("No active consent")
+    page.get_by_label("Name", exact=True).fill("Someone")
+    page.get_by_role("button", name="Save name").click()
+    expect(page.get_by_role("alert")).to_contain_text("consent")  # naming needs a consent on record
+    every_control_is_labelled(page)
+    screenshot(page, "person")
+
+
+def test_an_opt_out_removes_the_person_from_search_and_an_erasure_shows_its_receipt(
+    pages: Pages, server: Server, tmp_path: Path
+) -> None:
+    biden = FR / "Joe_Biden" / "biden.jpg"
+    operator = pages.open(Role.operator)
+    search(operator, biden, "web UI test: before the opt-out")
+    expect(operator.locator(".candidate .path").first).to_contain_text("Joe_Biden")
+
+    dpo = pages.open(Role.dpo)
+    dpo.get_by_role("link", name="Requests").click()
+    every_control_is_labelled(dpo)
+    dpo.get_by_label("Photo of the person").set_input_files(biden)
+    dpo.get_by_label("Note").first.fill("request 2026-7")
+    dpo.get_by_role("button", name="Add opt-out").click()
+    expect(dpo.locator("main").get_by_text("in force")).to_be_visible()
+    expect(dpo.get_by_role("button", name="Lift opt-out 1")).to_be_visible()
+
+    search(operator, biden, "web UI test: after the opt-out")
+    assert "Joe_Biden" not in operator.locator(".results").inner_text()
+
+    target = str(FR / "Kit_Harington" / "john2.jpeg")
+    dpo.get_by_label("What").select_option("image")
+    dpo.get_by_label("Which").fill(target)
+    dpo.get_by_label("I understand this cannot be undone").check()
+    dpo.get_by_role("button", name="Erase").click()
+    receipt = dpo.get_by_role("region", name="Erasure receipt")
+    expect(receipt).to_contain_text(target)
+    expect(receipt).to_contain_text("1 photos, 1 faces")
+    with dpo.expect_download() as download:
+        receipt.get_by_role("link", name="Download").click()
+    saved = json.loads(Path(download.value.path()).read_text())
+    assert saved["target"] == target and saved["images_removed"] == 1 and saved["audit_seq"] > 0
+    screenshot(dpo, "requests")
+    search(operator, FR / "Kit_Harington" / "john1.jpeg", "web UI test: after the erasure")
+    assert "john2.jpeg" not in operator.locator(".results").inner_text()
+
+
+def test_the_auditor_sees_the_search_in_the_log_and_cannot_search(pages: Pages, server: Server) -> None:
+    purpose = "web UI test: case 2026-114"
+    with server.client(Role.operator) as operator:
+        photo = FR / "Rose_Leslie" / "img1.jpg"
+        done = operator.post("/v1/search", files={"photo": photo.open("rb")}, data={"purpose": purpose})
+        assert done.status_code == 200, done.text
+    page = pages.open(Role.auditor)
+    expect(page.locator(".chain")).to_contain_text("Audit chain intact")
+    every_control_is_labelled(page)
+    page.get_by_label("Purpose contains").fill("case 2026-114")
+    page.get_by_label("Action").select_option("search")
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("table.log tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("operator-key")
+    expect(rows.first).to_contain_text(purpose)
+    expect(page.locator(".chart svg rect").first).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export").click()
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert any(e["purpose"] == purpose for e in exported)
+    screenshot(page, "audit")
+
+    page.goto(f"{server.url}/ui/#/search")
+    expect(page.get_by_role("heading", name="Not available for your role")).to_be_visible()
+    assert page.locator("#photo").count() == 0
+    # The page is only a view: the API refuses the auditor's search whatever the page does.
+    with httpx.Client(base_url=server.url, cookies={"facefind_session": server.keys[Role.auditor]}) as client:
+        token = client.get("/ui/session").json()["csrf_token"]
+        refused = client.post(
+            "/v1/search",
+            headers={"X-CSRF-Token": token},
+            files={"photo": (FR / "Rose_Leslie" / "img1.jpg").open("rb")},
+            data={"purpose": "x"},
+        )
+    assert refused.status_code == 403 and "may not do search" in refused.text
+
+
+def test_collections_and_an_index_job_with_live_progress(pages: Pages, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    chosen = sorted((DATASETS / "deepface" / "person03").glob("*.jpg"))[:6]
+    for photo in chosen:
+        shutil.copy(photo, photos / photo.name)
+    (photos / "broken.jpg").write_bytes(b"not a photo")
+
+    admin = pages.open(Role.admin)
+    admin.get_by_label("Name", exact=True).fill("club")
+    admin.get_by_label("Owner").fill("Chess club")
+    admin.get_by_label("Lawful basis").select_option("consent")
+    admin.get_by_label("Retention").fill("2y")
+    admin.get_by_role("button", name="Create collection").click()
+    expect(admin.locator("main").get_by_text("Collection club created")).to_be_visible()
+    expect(collection_row(admin, "club")).to_contain_text("consent")
+
+    operator = pages.open(Role.operator)
+    operator.get_by_role("link", name="Collections").click()
+    every_control_is_labelled(operator)
+    operator.get_by_label("Folder or photo on the server").fill(str(photos))
+    operator.get_by_label("Into collection").select_option("club")
+    operator.get_by_role("button", name="Start indexing").click()
+    job = operator.locator("tr[data-job]").first
+    expect(job.locator("progress")).to_be_visible()
+    expect(job).to_have_attribute("data-state", "done", timeout=120_000)
+    files = len(chosen) + 1
+    expect(job).to_contain_text(f"{files} / {files}")
+    expect(job).to_contain_text(f"{len(chosen)} indexed")
+    expect(operator.get_by_role("row", name="broken.jpg")).to_contain_text("not a supported image")
+    expect(collection_row(operator, "club").locator("td.num")).to_have_text(str(files))
+    screenshot(operator, "collections")
+
+
+def test_every_page_fits_a_phone_screen(pages: Pages) -> None:
+    """Nothing widens the page past a 390-pixel screen (tables scroll inside their own box)."""
+    page = pages.open(Role.operator, width=390, height=844)
+    search(page, MULTI / "obama_and_biden.jpg", "web UI test: phone")
+    screenshot(page, "search-phone")
+    for role, title in NAV.items():
+        page = pages.open(role, width=390, height=844)
+        for link in [title] if isinstance(title, str) else title:
+            page.get_by_role("navigation").get_by_role("link", name=link).click()
+            expect(page.locator("main h1")).to_be_visible()
+            page.wait_for_load_state("networkidle")
+            fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            assert fits, f"{link} for {role.value} is wider than a phone screen"
