@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import signal
@@ -133,6 +134,14 @@ def test_the_audit_actor_is_the_keys_name(server: Server) -> None:
         verified = auditor.get("/v1/audit/verify").json()
     search = [e for e in entries if e["action"] == "search" and e["purpose"] == "case 7"]
     assert [e["actor"] for e in search] == [NAMES[Role.operator]]
+    size = OBAMA.stat().st_size  # the upload is named as its sender named it, with its size and hash
+    assert search[0]["details"]["query"] == f"<upload 'obama.jpg', {size} bytes>"
+    assert search[0]["query_sha256"] == hashlib.sha256(OBAMA.read_bytes()).hexdigest()
+    # Filters of the log: by actor, action and purpose (any case, any part of it).
+    with server.client(Role.auditor) as auditor:
+        picked = auditor.get("/v1/audit", params={"actor": NAMES[Role.operator], "purpose": "CASE 7"}).json()
+        assert [e["seq"] for e in picked] == [search[0]["seq"]]
+        assert all(e["action"] == "authenticate" for e in auditor.get("/v1/audit?action=authenticate").json())
     failed = [e for e in entries if e["action"] == "authenticate"]
     assert failed and all(e["actor"] == "anonymous" for e in failed)
     assert verified["ok"]

@@ -22,7 +22,7 @@ from .catalog import Catalog, FaceRow
 from .errors import FacefindError, ImageError, InvalidValue, NoFaceError, NotFound
 from .faces import Face, FaceBackend, analyze, load_backend
 from .faces.quality import warnings as quality_warnings
-from .images import ImageSource, face_thumbnail, load_image, read_photo
+from .images import ImageSource, Upload, face_thumbnail, load_image, read_photo
 from .ingest import Indexer, Progress
 from .paths import require_text
 from .people import People
@@ -665,4 +665,6 @@ def _describe(image: ImageSource) -> str:
         return str(image)
     if isinstance(image, np.ndarray):
         return f"<array {'x'.join(map(str, image.shape))}>"
+    if isinstance(image, Upload) and image.name:
+        return f"<upload {image.name!r}, {len(image)} bytes>"
     return f"<{len(image)} bytes>"

@@ -36,6 +36,18 @@ EXTENSIONS = frozenset(
 ImageSource = str | Path | bytes | np.ndarray
 
 
+class Upload(bytes):
+    """A photo's bytes as received (an HTTP upload) with the file name its sender gave: the audit
+    log and error messages name the upload by it (the name is the sender's word, not checked)."""
+
+    name: str
+
+    def __new__(cls, data: bytes, name: str | None) -> Upload:
+        made = super().__new__(cls, data)
+        made.name = (name or "")[:200]
+        return made
+
+
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in EXTENSIONS
 

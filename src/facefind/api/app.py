@@ -41,6 +41,7 @@ from ..errors import (
     TooManyRequests,
     Unavailable,
 )
+from ..images import Upload
 from ..policy import Principal
 from ..settings import Settings
 from .jobs import JobRunner
@@ -207,12 +208,12 @@ def allowed(action: str) -> Any:
     return Depends(check)
 
 
-def read_upload(request: Request, upload: UploadFile, what: str = "photo") -> bytes:
+def read_upload(request: Request, upload: UploadFile, what: str = "photo") -> Upload:
     limit = service(request).max_upload_bytes
     data = upload.file.read(limit + 1)
     if len(data) > limit:
         raise TooLarge(f"the {what} is over {limit // 2**20} MiB; send a smaller photo")
-    return data
+    return Upload(data, upload.filename)
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:

@@ -152,7 +152,7 @@ function candidate(m) {
         ? `FPIR at most ${oneIn(m.fpir_upper)} (estimated beyond the calibration data)`
         : `FPIR ${oneIn(m.fpir)}`),
       h("p", { class: "path" }, h("span", { class: "visually-hidden" }, "Photo: "), m.path),
-      h("p", { class: "fine" }, `Collection ${m.collection} · face ${m.face_id}`),
+      h("p", { class: "fine" }, `Collection ${m.collection} · face ${m.face_id} · FMR (one comparison) ${m.fmr < 1e-9 ? "under 1e-9" : m.fmr.toExponential(1)}`),
     ),
   );
 }
