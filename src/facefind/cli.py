@@ -28,6 +28,7 @@ from rich.table import Table
 
 from . import evaluate as evaluation
 from . import limits
+from .catalog import embedded
 from .engine import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, FaceFind
 from .errors import FacefindError
 from .paths import shown, undecodable
@@ -1139,6 +1140,40 @@ def serve(
         os.environ["FACEFIND_DB"] = str(ff.db)
     err.print(f"facefind serving {safe(ff.db)} at http://{host}:{port} (API docs: /docs)")
     uvicorn.run("facefind.api:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+pg_app = typer.Typer(
+    help="An embedded PostgreSQL (with pgvector) for trying server mode: `pip install 'facefind[server]'`.",
+    no_args_is_help=True,
+)
+app.add_typer(pg_app, name="pg")
+
+
+@pg_app.command("start")
+def pg_start(
+    folder: Annotated[
+        Path, typer.Argument(help="Its data folder (made if new); as root, owned by `pgserver`.")
+    ],
+    as_json: Json = False,
+) -> None:
+    """Start PostgreSQL on the data in FOLDER (or find it running) and print the catalog's URL."""
+    try:
+        url = embedded.start(folder)
+    except FacefindError as e:
+        err.print(f"[bold red]error:[/] {safe(e)}", highlight=False)
+        raise typer.Exit(e.exit_code) from None
+    reply({"url": url, "folder": str(folder)}, as_json, [url, f"use it: export FACEFIND_DB='{url}'"])
+
+
+@pg_app.command("stop")
+def pg_stop(folder: Annotated[Path, typer.Argument(help="The data folder given to `pg start`.")]) -> None:
+    """Stop the PostgreSQL of FOLDER (its data stays)."""
+    try:
+        stopped = embedded.stop(folder)
+    except FacefindError as e:
+        err.print(f"[bold red]error:[/] {safe(e)}", highlight=False)
+        raise typer.Exit(e.exit_code) from None
+    out.print("stopped" if stopped else f"no PostgreSQL was running on {safe(folder)}")
 
 
 keys_app = typer.Typer(help="Keys of the service, each with a role.", no_args_is_help=True)

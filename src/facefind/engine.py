@@ -19,6 +19,7 @@ from .accountability.audit import AuditLog, default_actor
 from .accountability.optouts import OptOut
 from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration, default_calibration
 from .catalog import Catalog, FaceRow
+from .catalog.core import redacted
 from .errors import FacefindError, ImageError, InvalidValue, NoFaceError, NotFound
 from .faces import Face, FaceBackend, analyze, load_backend
 from .faces.quality import warnings as quality_warnings
@@ -37,7 +38,7 @@ from .results import (
     SearchResult,
     Verification,
 )
-from .settings import Settings, default_db_path
+from .settings import Settings, default_db_path, vectors_dir
 from .vectors import KINDS, FaissIndex, IndexPolicy, VectorStore
 
 
@@ -145,10 +146,9 @@ class FaceFind:
         self.runtime.vectors = None
         self.vectors.rebuild()
         self.vectors.save(force=True)
-        if isinstance(self.db, Path):  # other models' saved indexes are stale now
-            for folder in Path(f"{self.db}.vectors").glob("*"):
-                if folder.is_dir() and folder.name != backend.model_id:
-                    shutil.rmtree(folder, ignore_errors=True)
+        for folder in vectors_dir(self.db).glob("*"):  # other models' saved indexes are stale now
+            if folder.is_dir() and folder.name != backend.model_id:
+                shutil.rmtree(folder, ignore_errors=True)
 
     # indexing ----------------------------------------------------------------------------
     def index(
@@ -311,10 +311,9 @@ class FaceFind:
         # deletes older generations) and drop other models' indexes, which rebuild on demand.
         self.vectors.rebuild()
         self.vectors.save(force=True)
-        if isinstance(self.db, Path):
-            for folder in Path(f"{self.db}.vectors").glob("*"):
-                if folder.is_dir() and folder.name != self.backend.model_id:
-                    shutil.rmtree(folder, ignore_errors=True)
+        for folder in vectors_dir(self.db).glob("*"):
+            if folder.is_dir() and folder.name != self.backend.model_id:
+                shutil.rmtree(folder, ignore_errors=True)
         erasure.scrub_file(self.catalog)
 
     def _receipt(self, receipt: erasure.ErasureReceipt) -> erasure.ErasureReceipt:
@@ -549,9 +548,9 @@ class FaceFind:
     # vector index --------------------------------------------------------------------------
     @property
     def vectors(self) -> VectorStore:
-        """The vector index of the current model, saved beside a catalog file (<db>.vectors/)."""
+        """The vector index of the current model, kept where `settings.vectors_dir` says."""
         if self.runtime.vectors is None:
-            folder = Path(f"{self.db}.vectors") if isinstance(self.db, Path) else None
+            folder = vectors_dir(self.db)
             kind = self.catalog.get_setting("index_kind", "auto")
             self.runtime.vectors = VectorStore(
                 self.catalog, self.backend.model_id, self.backend.dim, folder, IndexPolicy(kind=kind)
@@ -618,7 +617,7 @@ class FaceFind:
 
     def stats(self) -> dict:
         stats = self.catalog.stats(self.settings.min_face_px, self.settings.min_quality)
-        stats["db"] = str(self.db)
+        stats["db"] = redacted(str(self.db))  # no password in a printout
         return stats
 
 

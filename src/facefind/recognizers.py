@@ -43,7 +43,7 @@ from .faces.opencv import MODEL_ID as BUILTIN
 from .images import decode_image
 from .limits import MODEL_INPUT, MODEL_MEAN, MODEL_STD
 from .results import FileError
-from .settings import Settings
+from .settings import Settings, vectors_dir
 
 if TYPE_CHECKING:
     from .engine import FaceFind
@@ -485,7 +485,6 @@ class Models:
     def remove(self, name: str) -> Recognizer:
         """Forget a registered recognizer and erase every embedding it made."""
         ff = self._ff
-        folder = Path(f"{ff.db}.vectors") if isinstance(ff.db, Path) else None
-        gone = remove(ff.catalog, name, folder)
+        gone = remove(ff.catalog, name, vectors_dir(ff.db))
         ff.audit.record(ff.actor, "models", {"removed": name, "sha256": gone.sha256})
         return gone

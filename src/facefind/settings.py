@@ -60,6 +60,18 @@ def model_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir(APP)) / "models"
 
 
+def vectors_dir(db: str | Path) -> Path:
+    """Where this machine keeps the vector index of a catalog: beside a catalog file
+    (<db>.vectors/); for a database server, in FACEFIND_VECTORS or the per-user cache, one folder
+    per database. Each machine keeps its own copy in step with the catalog (vectors/store.py)."""
+    if isinstance(db, Path):
+        return Path(f"{db}.vectors")
+    import hashlib
+
+    root = Path(os.environ.get("FACEFIND_VECTORS") or Path(platformdirs.user_cache_dir(APP)) / "vectors")
+    return root / hashlib.sha256(str(db).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Settings:
     """Face pipeline parameters. Defaults were chosen by measurement on ../shared/datasets."""

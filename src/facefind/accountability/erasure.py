@@ -28,8 +28,25 @@ REMOVED = [
     "face embeddings",
     "person assignments",
     "vector index entries (index rebuilt, old generations deleted)",
-    "deleted database pages (secure_delete, VACUUM, WAL truncated)",
 ]
+FILES_SCRUBBED = {
+    "sqlite": "deleted database pages (secure_delete, VACUUM, WAL truncated)",
+    "postgresql": "deleted table rows (VACUUM FULL of the face tables rewrote their files; checkpoint taken)",
+}
+# What facefind cannot reach, and how the operator clears it.
+ELSEWHERE = {
+    "sqlite": [
+        "copies of the catalog file made before now (backups, snapshots): delete or re-make them",
+    ],
+    "postgresql": [
+        "WAL segments written before the erasure, until PostgreSQL recycles them: run `CHECKPOINT;` and "
+        "`SELECT pg_switch_wal();` (twice) as a superuser, then check that pg_wal/ holds no older segments",
+        "a WAL archive (archive_command) and base backups made before now: delete or re-make them "
+        "(pg_basebackup), or keep them only as long as your retention rules allow",
+        "physical replicas replay the deletes and the VACUUM FULL from the WAL; logical replicas and "
+        "pg_dump files do not: run VACUUM FULL on each replica and re-make the dumps",
+    ],
+}
 
 
 class ErasureReceipt(BaseModel):
@@ -42,6 +59,7 @@ class ErasureReceipt(BaseModel):
     persons_removed: int
     image_sha256: list[str]  # the photos erased, or (for a person) the photos their faces were in
     data_removed: list[str]
+    copies_elsewhere: list[str] = []  # what facefind cannot erase itself, and how to clear it
     audit_seq: int | None = None
 
 
@@ -78,14 +96,13 @@ def erase(
         faces_removed=erased.faces,
         persons_removed=erased.persons,
         image_sha256=erased.image_sha256,
-        data_removed=REMOVED,
+        data_removed=[*REMOVED, FILES_SCRUBBED[catalog.engine.dialect.name]],
+        copies_elsewhere=ELSEWHERE[catalog.engine.dialect.name],
     )
 
 
 def scrub_file(catalog: Catalog) -> None:
-    """Rewrite the SQLite file without free pages and empty its write-ahead log."""
-    if catalog.engine.dialect.name != "sqlite":
-        return  # PostgreSQL: VACUUM FULL is the operator's to schedule (see README)
+    """Leave no deleted face data in the database's files (catalog.erasure.vacuum)."""
     with catalog.engine.connect() as conn:
         store.vacuum(conn)
 

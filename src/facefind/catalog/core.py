@@ -8,6 +8,7 @@ that speaks SQL: feature modules call the query modules beside this one.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,18 +78,30 @@ class Catalog:
                     )
                 path.parent.mkdir(parents=True, exist_ok=True)
             url = f"sqlite:///{path}"
-        self.url = url
+        self.url = url = _with_driver(url)
         try:
-            self.engine: Engine = sa.create_engine(url)
+            self.engine: Engine = sa.create_engine(url, pool_pre_ping=url.startswith("postgresql"))
         except (ImportError, sa.exc.NoSuchModuleError, sa.exc.ArgumentError) as err:
             raise CatalogError(
                 f"cannot use the catalog URL {url!r}: {err}. facefind's catalog is an SQLite file "
-                f"(--db photos.db); PostgreSQL is not supported yet."
+                f"(--db photos.db) or a PostgreSQL database (--db postgresql://USER@HOST/DB, after "
+                f"`pip install 'facefind[server]'`)."
             ) from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             self._migrate()
+        except sa.exc.OperationalError as err:
+            if self.engine.dialect.name != "postgresql":
+                raise CatalogError(
+                    f"cannot open the catalog at {url_or_path}: {err.orig}. "
+                    f"Is it a facefind database? Give another path with --db or FACEFIND_DB."
+                ) from None
+            raise CatalogError(
+                f"cannot reach the PostgreSQL catalog at {redacted(str(url_or_path))}: "
+                f"{' '.join(str(err.orig).split())}. Is the server "
+                f"running and the database created? (`facefind pg start DIR` runs one for trying facefind.)"
+            ) from None
         except sa.exc.DatabaseError as err:
             raise CatalogError(
                 f"cannot open the catalog at {url_or_path}: {err.orig}. "
@@ -441,6 +454,19 @@ def _face_values(image_id: int, index: int, face: Face) -> dict:
         model_id=face.model_id,
         embedding=np.ascontiguousarray(face.embedding, np.float32).tobytes(),
     )
+
+
+def redacted(url: str) -> str:
+    """A catalog URL fit to print or log: any password replaced by ***."""
+    return re.sub(r"^([a-z0-9+]+://[^:/@?]*):[^@/?]+@", r"\1:***@", url)
+
+
+def _with_driver(url: str) -> str:
+    """PostgreSQL through psycopg 3 (the `server` extra), whichever spelling the user gave."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
 
 
 def _chunks(items: Sequence[int], n: int) -> Iterator[Sequence[int]]:

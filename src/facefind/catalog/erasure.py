@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -85,8 +86,24 @@ def _drop_empty_persons(conn: Connection, erased_person: int | None) -> int:
     return int(conn.execute(sa.delete(persons).where(where)).rowcount)
 
 
+# Tables whose deleted rows held face data (embeddings, landmarks, paths, names).
+FACE_TABLES = ("faces", "face_embeddings", "images", "face_persons", "face_rejections", "persons")
+
+
 def vacuum(conn: Connection) -> None:
-    """Rewrite an SQLite file without free pages and empty its write-ahead log."""
+    """Leave no deleted face data in the database's files.
+
+    SQLite: rewrite the file without free pages (deleted content is already zeroed by
+    secure_delete) and empty the write-ahead log. PostgreSQL: VACUUM FULL rewrites the face tables
+    into new files (a plain VACUUM only marks dead rows reusable; their bytes stay) and the old
+    files are unlinked; a checkpoint then lets the WAL that held the rows be recycled.
+    """
     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-    conn.exec_driver_sql("VACUUM")
-    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("VACUUM")
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return
+    conn.exec_driver_sql(f"VACUUM FULL {', '.join(FACE_TABLES)}")
+    # CHECKPOINT needs a superuser or pg_checkpoint; without it the receipt still says what is left.
+    with contextlib.suppress(sa.exc.ProgrammingError):
+        conn.exec_driver_sql("CHECKPOINT")
