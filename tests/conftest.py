@@ -121,19 +121,24 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     embedded.stop(folder)
 
 
-@pytest.fixture
-def pg_url(pg_server: str) -> str:
-    """A new, empty PostgreSQL database for this test."""
+def new_pg_database(server: str) -> str:
+    """The URL of a new, empty database on the PostgreSQL whose URL is `server`."""
     import uuid
 
     import sqlalchemy as sa
 
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_server.replace("postgresql://", "postgresql+psycopg://"))
+    admin = sa.create_engine(server.replace("postgresql://", "postgresql+psycopg://"))
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
     admin.dispose()
-    return pg_server.replace("/facefind?", f"/{name}?")
+    return server.replace("/facefind?", f"/{name}?")
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """A new, empty PostgreSQL database for this test."""
+    return new_pg_database(pg_server)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

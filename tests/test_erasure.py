@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import FR, OBAMA, run_cli, run_json
+from .conftest import FR, OBAMA, new_catalog, run_cli, run_json
 
 
 @pytest.fixture
@@ -110,3 +110,46 @@ def test_embeddings_are_float32_as_the_scan_assumes(catalog: Path) -> None:
     (blob,) = embeddings_of(catalog, "id = 1")
     v = np.frombuffer(blob, np.float32)
     assert v.shape == (128,) and abs(float(np.linalg.norm(v)) - 1) < 1e-3
+
+
+def test_erasure_on_postgresql_leaves_no_embedding_in_the_table_files(pg_url: str) -> None:
+    """The rows go, VACUUM FULL rewrites the face tables, and the old files are gone: read every
+    file of the database (after a checkpoint, so what PostgreSQL holds is on disk) for the bytes."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from facefind.catalog.core import Catalog
+
+    db = new_catalog(pg_url)
+    run_json("index", FR / "Barack_Obama", db=db)
+    run_json("index", FR / "Joe_Biden", db=db)
+    engine = Catalog(db).engine
+    folder = Path(str(make_url(pg_url).query["host"]))  # the socket lives in the data folder
+
+    def database_files() -> list[Path]:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("CHECKPOINT")
+            oid = conn.exec_driver_sql("SELECT oid FROM pg_database WHERE datname = current_database()")
+            return [p for p in (folder / "base" / str(oid.scalar_one())).iterdir() if p.is_file()]
+
+    def embeddings(where: str) -> list[bytes]:
+        query = f"SELECT f.embedding FROM faces f JOIN images i ON i.id = f.image_id WHERE {where}"
+        with engine.connect() as conn:
+            return [bytes(r[0]) for r in conn.execute(sa.text(query))]
+
+    target = FR / "Barack_Obama" / "obama.jpg"
+    erased = embeddings(f"i.path = '{target}'")
+    kept = embeddings(f"i.path <> '{target}'")
+    assert len(erased) == 1 and len(kept) == 13
+    assert occurrences(database_files(), erased) == 1  # the scan sees them before
+
+    receipt = run_json("erase", "image", target, db=db)
+
+    assert receipt["faces_removed"] == 1
+    assert any("VACUUM FULL" in line for line in receipt["data_removed"])
+    assert any("pg_switch_wal" in line for line in receipt["copies_elsewhere"])
+    assert occurrences(database_files(), erased) == 0
+    assert occurrences(database_files(), kept) == len(kept)
+    assert embeddings(f"i.path = '{target}'") == []
+    assert run_json("audit", "verify", db=db)["ok"]
+    engine.dispose()

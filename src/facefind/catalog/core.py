@@ -136,6 +136,20 @@ class Catalog:
         with self.engine.begin() as conn:
             yield conn
 
+    @contextmanager
+    def faces_held(self) -> Iterator[None]:
+        """No other process deletes faces meanwhile (FACES_LOCK): for a read-compute-write over
+        many transactions, as clustering is. A no-op on SQLite, whose writers queue anyway."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": FACES_LOCK})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": FACES_LOCK})
+
     # settings kept with the catalog ------------------------------------------------------
     def get_setting(self, key: str, default: str) -> str:
         with self.engine.connect() as conn:
@@ -222,10 +236,11 @@ class Catalog:
         found: list[Face],
         error: str | None,
     ) -> int:
-        """Insert or replace one image and all its faces (inside the caller's transaction)."""
-        existing = conn.execute(
-            sa.select(images.c.id).where(images.c.collection_id == collection_id, images.c.path == path)
-        ).scalar_one_or_none()
+        """Insert or replace one image and all its faces (inside the caller's transaction).
+
+        Another process may be saving the same photo at the same moment (two indexers on one
+        folder): the insert then yields to its row, which is replaced, so the photo is stored once.
+        """
         values = dict(
             sha256=sha256,
             size=size,
@@ -236,13 +251,20 @@ class Catalog:
             error=error,
             indexed_at=now(),
         )
-        if existing is None:
-            inserted = conn.execute(
-                sa.insert(images).values(collection_id=collection_id, path=path, **values)
-            )
+        insert = _insert_for(conn.dialect.name)(images).values(
+            collection_id=collection_id, path=path, **values
+        )
+        inserted = conn.execute(insert.on_conflict_do_nothing(index_elements=["collection_id", "path"]))
+        if inserted.rowcount == 1:
             image_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
         else:
-            image_id = int(existing)
+            # FOR UPDATE: a concurrent replacement of this photo finishes first, so the delete
+            # below sees (and removes) the faces it stored.
+            image_id = conn.execute(
+                sa.select(images.c.id)
+                .where(images.c.collection_id == collection_id, images.c.path == path)
+                .with_for_update()
+            ).scalar_one()
             delete_faces(conn, faces.c.image_id == image_id)
             conn.execute(sa.update(images).where(images.c.id == image_id).values(**values))
         if found:
@@ -299,10 +321,13 @@ class Catalog:
 
     def face_checksum(self, model_id: str) -> tuple[int, int, int]:
         """(count, sum of ids, sum of hashed ids) of one model's faces, as FaissIndex.checksum()."""
+        # 64-bit arithmetic: PostgreSQL's integer is 32-bit and would overflow on the product.
+        face_id = sa.cast(faces.c.id, sa.BigInteger)
+        multiplier, modulus = sa.literal(2654435761, sa.BigInteger), sa.literal(4294967311, sa.BigInteger)
         query = sa.select(
             sa.func.count(),
-            sa.func.coalesce(sa.func.sum(faces.c.id), 0),
-            sa.func.coalesce(sa.func.sum((faces.c.id * 2654435761) % 4294967311), 0),
+            sa.func.coalesce(sa.func.sum(face_id), 0),
+            sa.func.coalesce(sa.func.sum((face_id * multiplier) % modulus), 0),
         ).where(faces.c.model_id == model_id)
         with self.engine.connect() as conn:
             count, total, hashed = conn.execute(query).one()
@@ -426,8 +451,16 @@ class Catalog:
             return [(c, p, e or "unknown error") for c, p, e in conn.execute(query)]
 
 
+# PostgreSQL advisory lock between processes that delete faces (shared: they may run together)
+# and clustering (exclusive: it reads the faces, computes, then assigns them to persons; a face
+# deleted in between would break the assignment). SQLite serialises its writers by itself.
+FACES_LOCK = 0x66666163
+
+
 def delete_faces(conn: Connection, where: sa.ColumnElement[bool]) -> None:
     """Delete faces, logging each in face_tombstones in the same transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": FACES_LOCK})
     conn.execute(
         sa.insert(face_tombstones).from_select(
             ["face_id", "model_id"], sa.select(faces.c.id, faces.c.model_id).where(where).order_by(faces.c.id)
@@ -454,6 +487,13 @@ def _face_values(image_id: int, index: int, face: Face) -> dict:
         model_id=face.model_id,
         embedding=np.ascontiguousarray(face.embedding, np.float32).tobytes(),
     )
+
+
+def _insert_for(dialect: str) -> Any:
+    """INSERT with the dialect's ON CONFLICT clause (both SQLite and PostgreSQL have one)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def redacted(url: str) -> str:

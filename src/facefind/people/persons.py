@@ -68,6 +68,10 @@ class People:
     # clustering ------------------------------------------------------------------------------
     def update(self) -> ClusterReport:
         """Place the faces indexed since the last update; existing assignments are not revisited."""
+        with self.catalog.faces_held():  # one clustering at a time; no face deleted under it
+            return self._update()
+
+    def _update(self) -> ClusterReport:
         started = time.perf_counter()
         upto = int(self.catalog.get_setting(self._upto_key, "0"))
         snap = self._snapshot()
@@ -90,6 +94,10 @@ class People:
 
     def recluster(self) -> ClusterReport:
         """Group every face again from scratch, keeping user decisions (see module docstring)."""
+        with self.catalog.faces_held():
+            return self._recluster()
+
+    def _recluster(self) -> ClusterReport:
         started = time.perf_counter()
         snap = self._snapshot()
         old = snap.person.copy()

@@ -1,0 +1,107 @@
+"""Server mode on PostgreSQL: several processes writing and searching one catalog at once.
+
+The CLI tests run on both backends (test_cli.py); erasure on PostgreSQL is in test_erasure.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+import facefind
+from facefind.catalog.core import Catalog
+
+from .conftest import FR, GLINT, MULTI, new_catalog, new_pg_database, run_json
+
+
+def facefind_cli(*args: str | Path, db: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "facefind", *map(str, args), "--db", db, "--json"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def faces_per_photo(db: str) -> dict[str, int]:
+    engine = Catalog(db).engine
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT i.path, count(f.id) FROM images i LEFT JOIN faces f ON f.image_id = i.id "
+                "GROUP BY i.path"
+            )
+        ).all()
+        assigned_twice = conn.execute(
+            sa.text("SELECT face_id FROM face_persons GROUP BY face_id HAVING count(*) > 1")
+        ).all()
+    engine.dispose()
+    assert assigned_twice == []
+    return {path: int(n) for path, n in rows}
+
+
+def test_two_indexers_and_two_searchers_at_once_lose_and_duplicate_nothing(
+    pg_url: str, pg_server: str
+) -> None:
+    db = new_catalog(pg_url)
+    people = [GLINT / name for name in ("Tina_Fey", "Hugh_Laurie")]
+    # Both indexers walk the same folders (in opposite orders), so they race on every photo.
+    indexers = [
+        facefind_cli("index", people[0], "--workers", "1", db=db),
+        facefind_cli("index", people[1], "--workers", "1", db=db),
+        facefind_cli("index", people[1], "--workers", "1", db=db),
+        facefind_cli("index", people[0], "--workers", "1", db=db),
+    ]
+    searchers = [
+        facefind_cli("search", MULTI / "obama_and_biden.jpg", "--purpose", f"concurrency {i}", db=db)
+        for i in range(2)
+    ]
+    for proc in indexers + searchers:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+
+    # The same photos indexed by one process, one after the other: what the catalog must hold.
+    alone = new_catalog(new_pg_database(pg_server))
+    for folder in people:
+        run_json("index", folder, "--workers", "1", db=alone)
+    expected = faces_per_photo(alone)
+    assert len(expected) == sum(1 for folder in people for p in folder.iterdir() if p.is_file())
+    assert faces_per_photo(db) == expected  # every photo once, with its faces once: none lost or doubled
+    verified = run_json("audit", "verify", db=db)
+    assert verified["ok"] and verified["entries"] >= 2
+    searches = [e for e in run_json("audit", "show", db=db) if e["action"] == "search"]
+    assert sorted(e["purpose"] for e in searches) == ["concurrency 0", "concurrency 1"]
+
+
+def test_the_library_works_the_same_on_postgresql(pg_url: str) -> None:
+    """People, consent, opt-out, retention and the audit chain: one pass through the library."""
+    db = new_catalog(pg_url)
+    with facefind.open(db, actor="tests") as ff:
+        report = ff.index(FR, workers=1)
+        assert report.indexed == 23 and report.people is not None
+        persons = ff.people.all()
+        obama = next(p for p in persons if "Barack_Obama" in p.faces[0].path)
+        biden = next(p for p in persons if "Joe_Biden" in p.faces[0].path)
+        consent = ff.consent_add(
+            obama.id,
+            given_by="him",
+            scope="search,results,clustering",
+            expires="2099-01-01",
+            evidence="form 1",
+        )
+        assert ff.people.name(obama.id, "Barack Obama").name == "Barack Obama"
+        merged = ff.people.merge([biden.id], obama.id, confirm=True)
+        assert merged.face_count == obama.face_count + biden.face_count
+        split = ff.people.split(obama.id, [f.face_id for f in biden.faces])
+        assert split.face_count == biden.face_count
+        ff.consent_withdraw(consent.id)
+        found = ff.search(FR / "Barack_Obama" / "obama.jpg", purpose="after withdrawal")
+        assert not any("Barack_Obama" in m.path for f in found.faces for m in f.matches)
+        optout = ff.optout_add(FR / "Joe_Biden" / "biden.jpg", note="request")
+        assert optout.faces_suppressed >= 1
+        found = ff.search(FR / "Joe_Biden" / "biden2.jpg", purpose="after opt-out")
+        assert not any("Joe_Biden" in m.path for f in found.faces for m in f.matches)
+        receipt = ff.erase("collection", "default")
+        assert receipt.images_removed == 23
+        assert ff.audit.verify().ok
+        assert ff.stats()["faces"] == 0
