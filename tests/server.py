@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, url: str, keys: dict[Role, str], db: Path) -> None:
+    def __init__(self, url: str, keys: dict[Role, str], db: str | Path) -> None:
         self.url, self.keys, self.db = url, keys, db
 
     def client(self, role: Role | None = None, key: str | None = None) -> httpx.Client:
@@ -40,6 +40,13 @@ def serve_copy(catalog: Path, folder: Path, workers: int = 2) -> Iterator[Server
     """`facefind serve --workers N` on a copy of `catalog` in `folder`, on a free local port."""
     db = folder / "catalog.db"
     db.write_bytes(catalog.read_bytes())
+    with serve(db, folder, workers) as server:
+        yield server
+
+
+@contextmanager
+def serve(db: str | Path, folder: Path, workers: int = 2) -> Iterator[Server]:
+    """`facefind serve --workers N` on the catalog `db` (a file or a URL); its log in `folder`."""
     with facefind.open(db, actor="setup") as ff:
         keys = {role: ff.keys_add(NAMES[role], role.value).key for role in Role}
     port = free_port()

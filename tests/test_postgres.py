@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
 import facefind
 from facefind.catalog.core import Catalog
+from facefind.policy import Role
 
 from .conftest import FR, GLINT, MULTI, new_catalog, new_pg_database, run_json
+from .server import NAMES, serve
 
 
 def facefind_cli(*args: str | Path, db: str) -> subprocess.Popen[str]:
@@ -105,3 +108,32 @@ def test_the_library_works_the_same_on_postgresql(pg_url: str) -> None:
         assert receipt.images_removed == 23
         assert ff.audit.verify().ok
         assert ff.stats()["faces"] == 0
+
+
+def test_the_service_on_postgresql_with_two_workers(pg_url: str, tmp_path: Path) -> None:
+    """An index job in one worker, searches answered by both, a key revoked for both at once."""
+    db = new_catalog(pg_url)
+    with serve(db, tmp_path, workers=2) as server, server.client(Role.operator) as operator:
+        job = operator.post("/v1/index-jobs", json={"path": str(FR), "collection": "default"}).json()
+        while job["state"] == "running":
+            time.sleep(0.5)
+            job = operator.get(f"/v1/index-jobs/{job['id']}").json()
+        assert job["state"] == "done" and job["report"]["indexed"] == 23, job
+        workers, tops = set(), set()
+        for _ in range(40):  # each new connection goes to either worker
+            photo = FR / "Joe_Biden" / "biden.jpg"
+            with server.client(Role.operator) as fresh:
+                found = fresh.post("/v1/search", files={"photo": photo.open("rb")}, data={"purpose": "pg"})
+            assert found.status_code == 200, found.text
+            workers.add(found.headers["x-facefind-worker"])
+            tops.add(Path(found.json()["faces"][0]["matches"][0]["path"]).parent.name)
+            if len(workers) == 2:
+                break
+        assert len(workers) == 2 and tops == {"Joe_Biden"}  # both workers see the job's faces
+        with server.client(Role.admin) as admin:
+            assert admin.delete(f"/v1/keys/{NAMES[Role.operator]}").status_code == 200
+        for _ in range(6):  # new connections, to either worker
+            with server.client(Role.operator) as fresh:
+                assert fresh.get("/v1/collections").status_code == 401
+        with server.client(Role.auditor) as auditor:
+            assert auditor.get("/v1/audit/verify").json()["ok"]
