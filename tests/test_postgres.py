@@ -17,7 +17,7 @@ from facefind.catalog.core import Catalog
 from facefind.policy import Role
 
 from .conftest import FR, GLINT, MULTI, new_catalog, new_pg_database, run_json
-from .server import NAMES, serve
+from .server import NAMES, Server, serve
 
 
 def facefind_cli(*args: str | Path, db: str) -> subprocess.Popen[str]:
@@ -130,6 +130,20 @@ def test_the_service_on_postgresql_with_two_workers(pg_url: str, tmp_path: Path)
             if len(workers) == 2:
                 break
         assert len(workers) == 2 and tops == {"Joe_Biden"}  # both workers see the job's faces
+        with server.client(Role.dpo) as dpo:
+            erased = dpo.post(
+                "/v1/erasures", json={"kind": "person", "target": _person_of(server, "Joe_Biden")}
+            )
+            assert erased.status_code == 200, erased.text
+        seen = set()
+        for _ in range(40):  # the erasure holds in both workers from their next search on
+            with server.client(Role.operator) as fresh:
+                found = fresh.post("/v1/search", files={"photo": photo.open("rb")}, data={"purpose": "pg"})
+            seen.add(found.headers["x-facefind-worker"])
+            assert "Joe_Biden" not in found.text
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2
         with server.client(Role.admin) as admin:
             assert admin.delete(f"/v1/keys/{NAMES[Role.operator]}").status_code == 200
         for _ in range(6):  # new connections, to either worker
@@ -137,3 +151,9 @@ def test_the_service_on_postgresql_with_two_workers(pg_url: str, tmp_path: Path)
                 assert fresh.get("/v1/collections").status_code == 401
         with server.client(Role.auditor) as auditor:
             assert auditor.get("/v1/audit/verify").json()["ok"]
+
+
+def _person_of(server: Server, folder: str) -> str:
+    with server.client(Role.reviewer) as reviewer:
+        people = reviewer.get("/v1/people").json()
+    return str(next(p["id"] for p in people if folder in p["cover"]["path"]))

@@ -3,8 +3,11 @@
 Everywhere means: face rows and their embeddings, person assignments, the vector index (rebuilt
 without them and saved as a new generation; older generations deleted), and the bytes on disk:
 SQLite runs with `secure_delete` (deleted content is overwritten with zeros), and after an erasure
-the database is VACUUMed and its write-ahead log checkpointed and truncated. facefind keeps no
-thumbnails or face crops, so there are none to remove. The receipt says what kind of data went,
+the database is VACUUMed and its write-ahead log checkpointed and truncated; on PostgreSQL the face
+tables are rewritten by VACUUM FULL (their old files unlinked) and a checkpoint is taken. What
+facefind cannot reach (PostgreSQL's WAL until recycled, WAL archives, backups, replicas, copies of
+the catalog file) is listed in the receipt with what to do. facefind keeps no thumbnails or face
+crops (the web UI cuts them on request), so there are none to remove. The receipt says what kind of data went,
 how much, when, on whose order, and the SHA-256 of the photos concerned; it holds no biometric
 data, and is also written to the audit log.
 """
