@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .core import Catalog
+from .core import Catalog, insert_many
 from .schema import (
     calibrations,
     face_embeddings,
@@ -108,9 +108,8 @@ def pending(catalog: Catalog, model_id: str, after: int, limit: int) -> list[sa.
 
 def add_embeddings(catalog: Catalog, rows: list[dict[str, Any]]) -> None:
     """Store embeddings of another model, each {"face_id", "model_id", "embedding"}."""
-    if rows:
-        with catalog.transaction() as conn:
-            conn.execute(sa.insert(face_embeddings), rows)
+    with catalog.transaction() as conn:
+        insert_many(conn, face_embeddings, rows)
 
 
 def count_faces(catalog: Catalog) -> int:
