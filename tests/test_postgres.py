@@ -157,3 +157,30 @@ def _person_of(server: Server, folder: str) -> str:
     with server.client(Role.reviewer) as reviewer:
         people = reviewer.get("/v1/people").json()
     return str(next(p["id"] for p in people if folder in p["cover"]["path"]))
+
+
+def _record_many(db: str, worker: int, count: int) -> None:
+    with facefind.open(db, actor=f"writer-{worker}") as ff:
+        for i in range(count):
+            ff.audit.record(ff.actor, "search", {"n": i}, purpose=f"concurrency {worker}")
+
+
+def test_the_audit_chain_stays_intact_with_concurrent_writers(pg_url: str) -> None:
+    import multiprocessing
+
+    db = new_catalog(pg_url)  # one entry: the collection
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_record_many, args=(db, w, 40)) for w in range(4)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(120)
+        assert w.exitcode == 0
+    with facefind.open(db) as ff:
+        verified = ff.audit.verify()
+        entries = list(ff.audit.entries())
+    assert verified.ok and verified.entries == 1 + 4 * 40
+    assert [e.seq for e in entries] == list(range(1, 162))  # no gap, no fork
+    for w in range(4):  # each writer's entries in the order it wrote them
+        mine = [e.details["n"] for e in entries if e.actor == f"writer-{w}"]
+        assert mine == list(range(40))

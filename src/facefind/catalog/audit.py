@@ -10,12 +10,16 @@ import sqlalchemy as sa
 from .core import Catalog
 from .schema import audit_log
 
+AUDIT_LOCK = 0x66666175  # PostgreSQL advisory lock serialising appends to the chain
+
 
 def append(catalog: Catalog, genesis: str, build: Callable[[int, str], dict[str, Any]]) -> bool:
     """Insert the row `build(seq, previous hash)` right after the head, in one transaction.
     False if another writer appended at the same moment (the caller tries again)."""
     try:
         with catalog.transaction() as conn:
+            if conn.dialect.name == "postgresql":  # appends queue here rather than race and retry
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
             head = conn.execute(
                 sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
             ).one_or_none()
