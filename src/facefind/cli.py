@@ -203,13 +203,30 @@ def index(
     retry_errors: Annotated[
         bool, typer.Option("--retry-errors", help="Try again files that failed before, even if unchanged.")
     ] = False,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="SCHEDULER",
+            help=(
+                "Analyse photos on a Dask cluster: a scheduler address (tcp://host:8786), or 'local' for "
+                "--workers Dask workers on this machine. Every worker must see PHOTOS at the same path "
+                "and have facefind and its models (FACEFIND_MODELS)."
+            ),
+        ),
+    ] = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Detect, align and embed every face under PHOTOS. Re-runs only do what changed."""
     with session(db) as ff, progress_bar("indexing", as_json) as on_progress:
         report = ff.index(
-            photos, collection=collection, workers=workers, on_progress=on_progress, retry_errors=retry_errors
+            photos,
+            collection=collection,
+            workers=workers,
+            on_progress=on_progress,
+            retry_errors=retry_errors,
+            dask=dask,
         )
     if as_json:
         emit_json(report)
@@ -833,6 +850,10 @@ def _erase(kind: str, target: str, actor: str | None, db: str | None, as_json: b
         f"{receipt.persons_removed} person(s); {len(receipt.image_sha256)} photo hash(es) in the receipt "
         f"(audit entry #{receipt.audit_seq}). Removed: {'; '.join(receipt.data_removed)}."
     )
+    if receipt.copies_elsewhere:
+        out.print("Copies facefind cannot reach, for you to clear:")
+        for line in receipt.copies_elsewhere:
+            out.print(f"  - {line}")
 
 
 @erase_app.command("image")

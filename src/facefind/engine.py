@@ -64,8 +64,9 @@ class Runtime:
 
     def __init__(self, db: str | Path | None, settings: Settings | None) -> None:
         # A path, or an SQLAlchemy URL (kept as given) for other databases and SQLite options.
+        given = db or os.environ.get("FACEFIND_DB")
         self.db: str | Path = (
-            str(db) if db and "://" in str(db) else Path(db or default_db_path()).expanduser()
+            str(given) if given and "://" in str(given) else Path(given or default_db_path()).expanduser()
         )
         # Only facefind's own default location is created; a folder the user named must exist.
         self.catalog = Catalog(self.db, create_folders=db is None and not os.environ.get("FACEFIND_DB"))
@@ -159,17 +160,20 @@ class FaceFind:
         workers: int | None = None,
         on_progress: Progress | None = None,
         retry_errors: bool = False,
+        dask: str | None = None,
     ) -> IndexReport:
         """Detect, align and embed every face in the photos under `path`; incremental.
 
         The collection must exist with a lawful basis (`create_collection`). Files that failed
         before and have not changed since are reported again, not retried, unless `retry_errors`.
+        `dask` analyses the photos on a Dask cluster: a scheduler address (tcp://host:8786), or
+        "local" for a cluster of `workers` processes here (see dask_ingest.py for what workers need).
         """
         collections.require_basis(self.catalog, collection)
         backend: Callable[[], FaceBackend] = lambda: self.backend  # noqa: E731
         templates = optouts.Templates(self.catalog, self.backend.model_id)
         refuse = (lambda face: templates.matches(face.embedding)) if len(templates.vectors) else None
-        report = Indexer(self.catalog, self.settings, backend, workers, refuse).run(
+        report = Indexer(self.catalog, self.settings, backend, workers, refuse, dask).run(
             Path(path), collection, on_progress, retry_errors=retry_errors
         )
         # The vector index catches up with what was just catalogued (rebuilding, compacting or

@@ -154,12 +154,14 @@ class Indexer:
         backend: Callable[[], FaceBackend],
         workers: int | None = None,
         refuse: Callable[[Face], bool] | None = None,
+        dask: str | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
         self.refuse = refuse  # faces never to store (opt-outs)
         self.backend = backend  # only used when indexing in this process
         self.workers = WORKERS.check(workers) if workers is not None else min(os.cpu_count() or 1, 8)
+        self.dask = dask  # a Dask scheduler address, or "local": analyse photos there (dask_ingest.py)
 
     def run(
         self,
@@ -248,8 +250,14 @@ class Indexer:
             pending.clear()
             last_flush = time.perf_counter()
 
+        if self.dask:
+            from .dask_ingest import analyse_on_dask
+
+            file_results = analyse_on_dask(tasks, self.settings, self.dask, self.workers)
+        else:
+            file_results = analyse_files(tasks, self.settings, self.workers, self.backend)
         try:
-            for result in analyse_files(tasks, self.settings, self.workers, self.backend):
+            for result in file_results:
                 pending.append(result)
                 times.merge(result.times)
                 done += 1
