@@ -32,6 +32,44 @@ export function table(attrs, ...children) {
   return h("div", { class: "scroll" }, h("table", attrs, ...children));
 }
 
+// A table of records: a caption for screen readers, column headers, and the rows (tr nodes).
+export function dataTable(caption, headers, rows, attrs = {}) {
+  return table(
+    attrs,
+    h("caption", { class: "visually-hidden" }, caption),
+    h("thead", {}, h("tr", {}, headers.map((text) => h("th", { scope: "col" }, text)))),
+    h("tbody", {}, rows),
+  );
+}
+
+// A form in a card that runs `action(form)` when submitted; the line of text (or the node) it
+// returns is shown under the form and announced, and an error is shown in its place.
+export function actionForm({ title, submit, danger = false }, action, ...fields) {
+  const message = h("div");
+  return h(
+    "form",
+    {
+      class: "card",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        message.replaceChildren(h("p", { class: "busy" }, "Working…"));
+        try {
+          const done = await action(event.target);
+          message.replaceChildren(done instanceof Node ? done : h("p", { class: "ok", role: "status" }, done));
+          say(done instanceof Node ? "Done" : done);
+        } catch (err) {
+          message.replaceChildren(problem(err));
+          say(err.message);
+        }
+      },
+    },
+    title,
+    fields,
+    h("button", { type: "submit", class: danger ? "danger" : false }, submit),
+    message,
+  );
+}
+
 const SVG = "http://www.w3.org/2000/svg";
 export function svg(tag, attrs = {}, ...children) {
   const el = document.createElementNS(SVG, tag);

@@ -2,7 +2,7 @@
 // export, and the transparency report with searches per day by actor.
 
 import { get } from "../api.js";
-import { field, fill, h, percent, problem, svg, table, when } from "../dom.js";
+import { dataTable, field, fill, h, percent, problem, svg, table, when } from "../dom.js";
 
 const ACTIONS = ["search", "verify", "index", "export", "erase", "consent", "optout", "person", "authenticate", "key", "collection", "models", "checkpoint"];
 const SHOWN = 500;
@@ -78,10 +78,7 @@ function logTable(entries) {
   const newest = entries.slice(-SHOWN).reverse();
   return h("div", {},
     h("p", { class: "fine" }, entries.length > SHOWN ? `The newest ${SHOWN} of ${entries.length} entries; export for all.` : `${entries.length} entries, newest first.`),
-    table({ class: "log" },
-      h("caption", { class: "visually-hidden" }, "Audit log entries"),
-      h("thead", {}, h("tr", {}, ["#", "When", "Actor", "Action", "Purpose", "Details"].map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", {}, newest.map((e) =>
+    dataTable("Audit log entries", ["#", "When", "Actor", "Action", "Purpose", "Details"], newest.map((e) =>
         h("tr", { "data-action": e.action },
           h("th", { scope: "row" }, String(e.seq)),
           h("td", {}, when(e.at)),
@@ -90,7 +87,7 @@ function logTable(entries) {
           h("td", {}, e.purpose ?? ""),
           h("td", { class: "details" }, summarise(e)),
         ),
-      )),
+      ), { class: "log" },
     ),
   );
 }

@@ -2,7 +2,7 @@
 // them, operators start index jobs and watch them live (polled each second), with failed files.
 
 import { del, get, post } from "../api.js";
-import { field, fill, h, problem, say, table } from "../dom.js";
+import { actionForm, dataTable, field, fill, h, problem } from "../dom.js";
 
 const BASES = {
   own: "The operator's own photos (household or personal use)",
@@ -58,10 +58,7 @@ export function render(main, context) {
 
 function collectionsTable(list) {
   if (!list.length) return h("p", {}, "No collections yet.");
-  return table({},
-    h("caption", { class: "visually-hidden" }, "Collections"),
-    h("thead", {}, h("tr", {}, ["Name", "Owner", "Lawful basis", "Retention", "Photos", "Note"].map((t) => h("th", { scope: "col" }, t)))),
-    h("tbody", {}, list.map((c) =>
+  return dataTable("Collections", ["Name", "Owner", "Lawful basis", "Retention", "Photos", "Note"], list.map((c) =>
       h("tr", {},
         h("th", { scope: "row" }, c.name),
         h("td", {}, c.owner ?? "—"),
@@ -70,7 +67,7 @@ function collectionsTable(list) {
         h("td", { class: "num" }, c.images.toLocaleString("en")),
         h("td", {}, c.note ?? ""),
       ),
-    )),
+    ),
   );
 }
 
@@ -80,67 +77,40 @@ function createForm(done) {
   const basis = h("select", { name: "basis" }, Object.entries(BASES).map(([value, text]) => h("option", { value }, text)));
   const retention = h("input", { type: "text", name: "retention", required: true, value: "5y", pattern: "\\s*\\d+\\s*[dwmyDWMY]\\s*" });
   const note = h("input", { type: "text", name: "note", maxlength: 2000 });
-  const message = h("div");
-  return h(
-    "form",
-    {
-      class: "card",
-      onsubmit: async (event) => {
-        event.preventDefault();
-        try {
-          const c = await post("/v1/collections", { name: name.value, owner: owner.value, basis: basis.value, retention: retention.value, note: note.value || null });
-          message.replaceChildren(h("p", { class: "ok" }, `Collection ${c.name} created.`));
-          say(`Collection ${c.name} created`);
-          event.target.reset();
-          done();
-        } catch (err) {
-          message.replaceChildren(problem(err));
-        }
-      },
-    },
-    h("h2", {}, "New collection"),
+  const create = async (form) => {
+    const c = await post("/v1/collections", { name: name.value, owner: owner.value, basis: basis.value, retention: retention.value, note: note.value || null });
+    form.reset();
+    done();
+    return `Collection ${c.name} created.`;
+  };
+  return actionForm(
+    { title: h("h2", {}, "New collection"), submit: "Create collection" },
+    create,
     h("div", { class: "row" }, field("Name", name), field("Owner", owner)),
     field("Lawful basis", basis),
     h("div", { class: "row" }, field("Retention", retention, "How long faces are kept: 30d, 6w, 18m, 5y."), field("Note", note, "E.g. where the balancing test is filed.")),
-    h("button", { type: "submit" }, "Create collection"),
-    message,
   );
 }
 
 function indexForm(select, started) {
   const path = h("input", { type: "text", name: "path", required: true, autocomplete: "off", spellcheck: "false" });
   const retry = h("input", { type: "checkbox", name: "retry_errors" });
-  const message = h("div");
-  return h(
-    "form",
-    {
-      class: "card",
-      onsubmit: async (event) => {
-        event.preventDefault();
-        try {
-          const job = await post("/v1/index-jobs", { path: path.value, collection: select.value, retry_errors: retry.checked });
-          message.replaceChildren(h("p", { class: "ok" }, `Index job ${job.id} started.`));
-          say(`Index job ${job.id} started`);
-          started();
-        } catch (err) {
-          message.replaceChildren(problem(err));
-        }
-      },
-    },
-    h("h2", {}, "Index photos"),
+  const start = async () => {
+    const job = await post("/v1/index-jobs", { path: path.value, collection: select.value, retry_errors: retry.checked });
+    started();
+    return `Index job ${job.id} started.`;
+  };
+  return actionForm(
+    { title: h("h2", {}, "Index photos"), submit: "Start indexing" },
+    start,
     h("div", { class: "row" }, field("Folder or photo on the server", path, "A path the server can read, e.g. /srv/photos/2024."), field("Into collection", select)),
     field("Try files that failed before again", retry),
-    h("button", { type: "submit" }, "Start indexing"),
-    message,
   );
 }
 
 function jobsTable(list, changed) {
   if (!list.length) return h("p", {}, "No index jobs yet.");
-  return table({},
-    h("caption", { class: "visually-hidden" }, "Index jobs"),
-    h("thead", {}, h("tr", {}, ["Job", "Collection", "Path", "State", "Progress", "Rate", "ETA", ""].map((t) => h("th", { scope: "col" }, t)))),
-    h("tbody", {}, [...list].reverse().map((j) => {
+  return dataTable("Index jobs", ["Job", "Collection", "Path", "State", "Progress", "Rate", "ETA", ""], [...list].reverse().map((j) => {
       const seconds = (Date.parse(j.updated_at) - Date.parse(j.created_at)) / 1000;
       const rate = seconds > 0 ? j.done / seconds : 0;
       const eta = j.state === "running" && rate > 0 && j.total ? Math.round((j.total - j.done) / rate) : null;
@@ -158,16 +128,13 @@ function jobsTable(list, changed) {
           ? h("button", { type: "button", class: "secondary", onclick: async () => { await del(`/v1/index-jobs/${j.id}`).catch(() => {}); changed(); } }, "Cancel")
           : null),
       );
-    })),
+    }),
   );
 }
 
 function errorsTable(list) {
   if (!list.length) return h("p", {}, "No failed files.");
-  return table({},
-    h("caption", { class: "visually-hidden" }, "Files that failed"),
-    h("thead", {}, h("tr", {}, ["File", "Collection", "Reason"].map((t) => h("th", { scope: "col" }, t)))),
-    h("tbody", {}, list.map((e) => h("tr", {}, h("td", { class: "path" }, e.path), h("td", {}, e.collection ?? ""), h("td", {}, e.error)))),
+  return dataTable("Files that failed", ["File", "Collection", "Reason"], list.map((e) => h("tr", {}, h("td", { class: "path" }, e.path), h("td", {}, e.collection ?? ""), h("td", {}, e.error))),
   );
 }
 

@@ -2,7 +2,7 @@
 // erasure with its receipt, shown and downloadable.
 
 import { del, get, post } from "../api.js";
-import { download, field, h, problem, say, table, when } from "../dom.js";
+import { actionForm, dataTable, download, field, h, problem, say, when } from "../dom.js";
 
 export function render(main) {
   const consents = h("div", {}, h("p", { class: "busy" }, "Loading…"));
@@ -38,39 +38,24 @@ function consentForm(done) {
   const scopes = ["search", "results", "clustering"].map((s) => h("input", { type: "checkbox", name: "scope", value: s, checked: true }));
   const expires = h("input", { type: "date", name: "expires", required: true });
   const evidence = h("input", { type: "text", name: "evidence", required: true, maxlength: 2000 });
-  const message = h("div");
-  return h(
-    "form",
-    {
-      class: "card",
-      onsubmit: async (event) => {
-        event.preventDefault();
-        const scope = scopes.filter((s) => s.checked).map((s) => s.value).join(",");
-        try {
-          const c = await post("/v1/consents", { person_id: Number(person.value), given_by: givenBy.value, scope, expires: expires.value, evidence: evidence.value });
-          message.replaceChildren(h("p", { class: "ok" }, `Consent ${c.id} recorded for person ${c.person_id}.`));
-          say(`Consent ${c.id} recorded`);
-          done();
-        } catch (err) {
-          message.replaceChildren(problem(err));
-        }
-      },
-    },
-    h("h3", {}, "Record a consent"),
+  const record = async () => {
+    const scope = scopes.filter((s) => s.checked).map((s) => s.value).join(",");
+    const c = await post("/v1/consents", { person_id: Number(person.value), given_by: givenBy.value, scope, expires: expires.value, evidence: evidence.value });
+    done();
+    return `Consent ${c.id} recorded for person ${c.person_id}.`;
+  };
+  return actionForm(
+    { title: h("h3", {}, "Record a consent"), submit: "Record consent" },
+    record,
     h("div", { class: "row" }, field("Person (id)", person), field("Given by", givenBy, "The person, or who may consent for them.")),
     h("fieldset", {}, h("legend", {}, "Covers"), scopes.map((s) => h("label", { class: "inline" }, s, ` ${s.value}`))),
     h("div", { class: "row" }, field("Expires on", expires), field("Evidence", evidence, "Where the signed form is kept.")),
-    h("button", { type: "submit" }, "Record consent"),
-    message,
   );
 }
 
 function consentTable(list, changed) {
   if (!list.length) return h("p", {}, "No consent records.");
-  return table({},
-    h("caption", { class: "visually-hidden" }, "Consent records"),
-    h("thead", {}, h("tr", {}, ["#", "Person", "Given by", "Covers", "Expires", "State", "Evidence", ""].map((t) => h("th", { scope: "col" }, t)))),
-    h("tbody", {}, list.map((c) =>
+  return dataTable("Consent records", ["#", "Person", "Given by", "Covers", "Expires", "State", "Evidence", ""], list.map((c) =>
       h("tr", {},
         h("th", { scope: "row" }, String(c.id)),
         h("td", {}, h("a", { href: `#/people/${c.person_id}` }, String(c.person_id))),
@@ -83,48 +68,33 @@ function consentTable(list, changed) {
           ? h("button", { type: "button", class: "secondary", onclick: async () => { await post(`/v1/consents/${c.id}/withdraw`); say(`Consent ${c.id} withdrawn`); changed(); }, "aria-label": `Withdraw consent ${c.id}` }, "Withdraw")
           : null),
       ),
-    )),
+    ),
   );
 }
 
 function optoutForm(done) {
   const photo = h("input", { type: "file", name: "photo", accept: "image/*", required: true });
   const note = h("input", { type: "text", name: "note", maxlength: 500 });
-  const message = h("div");
-  return h(
-    "form",
-    {
-      class: "card",
-      onsubmit: async (event) => {
-        event.preventDefault();
-        const body = new FormData();
-        body.append("photo", photo.files[0]);
-        if (note.value) body.append("note", note.value);
-        message.replaceChildren(h("p", { class: "busy" }, "Adding…"));
-        try {
-          const o = await post("/v1/optouts", body);
-          message.replaceChildren(h("p", { class: "ok", role: "status" }, `Opt-out ${o.id} in force: ${o.faces_suppressed} catalogued faces withheld from every search, now and when indexed later. The photo itself is not kept.`));
-          event.target.reset();
-          done();
-        } catch (err) {
-          message.replaceChildren(problem(err));
-        }
-      },
-    },
-    h("h3", {}, "Add an opt-out"),
+  const add = async (form) => {
+    const body = new FormData();
+    body.append("photo", photo.files[0]);
+    if (note.value) body.append("note", note.value);
+    const o = await post("/v1/optouts", body);
+    form.reset();
+    done();
+    return `Opt-out ${o.id} in force: ${o.faces_suppressed} catalogued faces withheld from every search, now and when indexed later. The photo itself is not kept.`;
+  };
+  return actionForm(
+    { title: h("h3", {}, "Add an opt-out"), submit: "Add opt-out" },
+    add,
     h("p", { class: "fine" }, "A photo of the person who asks: only their face template is kept."),
     h("div", { class: "row" }, field("Photo of the person", photo), field("Note", note, "E.g. the request's reference.")),
-    h("button", { type: "submit" }, "Add opt-out"),
-    message,
   );
 }
 
 function optoutTable(list, changed) {
   if (!list.length) return h("p", {}, "No opt-outs in force.");
-  return table({},
-    h("caption", { class: "visually-hidden" }, "Opt-outs in force"),
-    h("thead", {}, h("tr", {}, ["#", "Added", "By", "Note", "Faces withheld", ""].map((t) => h("th", { scope: "col" }, t)))),
-    h("tbody", {}, list.map((o) =>
+  return dataTable("Opt-outs in force", ["#", "Added", "By", "Note", "Faces withheld", ""], list.map((o) =>
       h("tr", {},
         h("th", { scope: "row" }, String(o.id)),
         h("td", {}, when(o.created_at)),
@@ -133,7 +103,7 @@ function optoutTable(list, changed) {
         h("td", { class: "num" }, String(o.faces_suppressed)),
         h("td", {}, h("button", { type: "button", class: "secondary", onclick: async () => { await del(`/v1/optouts/${o.id}`).catch(() => {}); changed(); } , "aria-label": `Lift opt-out ${o.id}` }, "Lift")),
       ),
-    )),
+    ),
   );
 }
 
@@ -145,29 +115,17 @@ function erasureForm() {
     h("option", { value: "optout-matches" }, "Faces matching an opt-out (its id)"));
   const target = h("input", { type: "text", name: "target", required: true, autocomplete: "off", spellcheck: "false" });
   const sure = h("input", { type: "checkbox", name: "sure", required: true });
-  const receipt = h("div", { "aria-live": "polite" });
-  return h(
-    "form",
-    {
-      class: "card",
-      onsubmit: async (event) => {
-        event.preventDefault();
-        try {
-          const r = await post("/v1/erasures", { kind: kind.value, target: target.value });
-          receipt.replaceChildren(showReceipt(r));
-          say("Erased; the receipt is shown");
-          event.target.reset();
-        } catch (err) {
-          receipt.replaceChildren(problem(err));
-        }
-      },
-    },
-    h("h3", {}, "Erase"),
+  const erase = async (form) => {
+    const receipt = await post("/v1/erasures", { kind: kind.value, target: target.value });
+    form.reset();
+    return showReceipt(receipt);
+  };
+  return actionForm(
+    { title: h("h3", {}, "Erase"), submit: "Erase", danger: true },
+    erase,
     h("p", { class: "fine" }, "Removes the rows, the vector index entries and the faces' templates. It cannot be undone."),
     h("div", { class: "row" }, field("What", kind), field("Which", target)),
     h("div", { class: "field" }, h("label", { class: "inline" }, sure, " I understand this cannot be undone")),
-    h("button", { type: "submit", class: "danger" }, "Erase"),
-    receipt,
   );
 }
 
