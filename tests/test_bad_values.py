@@ -115,8 +115,10 @@ def test_a_catalog_in_a_missing_folder_or_an_unsupported_url_is_refused(tmp_path
     refused = run_cli("stats", db=missing)
     assert refused.returncode == 1 and "does not exist" in refused.stderr
     assert not (tmp_path / "no").exists()  # nothing created, not even the folders
-    url = run_cli("stats", "--db", "postgresql://someone@localhost/photos")
-    assert url.returncode == 1 and "not supported yet" in url.stderr and "Traceback" not in url.stderr
+    url = run_cli("stats", "--db", "mysql://someone@localhost/photos")  # SQLite and PostgreSQL only
+    assert url.returncode == 1 and "cannot use the catalog URL" in url.stderr
+    assert "Traceback" not in url.stderr
+    assert "PostgreSQL database (--db postgresql://" in url.stderr
 
 
 def corrupt_middle(photo: Path) -> bytes:
