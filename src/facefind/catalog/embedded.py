@@ -11,6 +11,7 @@ data folder, and the folders above it, readable by that user: use a folder of it
 
 from __future__ import annotations
 
+import atexit
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -45,6 +46,11 @@ def stop(folder: Path) -> bool:
         return False
     user = folder.owner() if folder.owner() != "root" else None
     pgserver.pg_ctl(["-w", "stop"], pgdata=folder, user=user)
+    # pgserver keeps a handle per folder (and its exit hook); a later start in this process must not
+    # reuse a stopped one.
+    handle = pgserver.PostgresServer._instances.pop(folder.resolve(), None)
+    if handle is not None:
+        atexit.unregister(handle._cleanup)
     return True
 
 
