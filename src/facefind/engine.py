@@ -147,9 +147,7 @@ class FaceFind:
         self.runtime.vectors = None
         self.vectors.rebuild()
         self.vectors.save(force=True)
-        for folder in vectors_dir(self.db).glob("*"):  # other models' saved indexes are stale now
-            if folder.is_dir() and folder.name != backend.model_id:
-                shutil.rmtree(folder, ignore_errors=True)
+        self._drop_other_indexes()  # other models' saved indexes are stale now
 
     # indexing ----------------------------------------------------------------------------
     def index(
@@ -310,14 +308,18 @@ class FaceFind:
             checkpoint = entry.seq if entry else None
         return PurgeReport(receipts=receipts, audit_checkpoint_seq=checkpoint)
 
+    def _drop_other_indexes(self) -> None:
+        """Delete the saved vector indexes of models other than the active one (they rebuild on demand)."""
+        for folder in vectors_dir(self.db).glob("*"):
+            if folder.is_dir() and folder.name != self.backend.model_id:
+                shutil.rmtree(folder, ignore_errors=True)
+
     def _scrub(self) -> None:
         # No saved generation of the vector index may keep erased vectors: rebuild, save (which
         # deletes older generations) and drop other models' indexes, which rebuild on demand.
         self.vectors.rebuild()
         self.vectors.save(force=True)
-        for folder in vectors_dir(self.db).glob("*"):
-            if folder.is_dir() and folder.name != self.backend.model_id:
-                shutil.rmtree(folder, ignore_errors=True)
+        self._drop_other_indexes()
         erasure.scrub_file(self.catalog)
 
     def _receipt(self, receipt: erasure.ErasureReceipt) -> erasure.ErasureReceipt:

@@ -112,30 +112,19 @@ function showResult(result, file) {
 }
 
 function showFace(face, result) {
-  const title = h("h2", {}, `Face ${face.face + 1}`);
   const warnings = face.warnings.length
     ? h("ul", { class: "warnings" }, face.warnings.map((w) => h("li", {}, w)))
     : null;
-  if (!face.matches.length) {
-    return h(
-      "section",
-      { class: "face" },
-      title,
-      warnings,
-      h("p", { class: "nomatch" }, h("strong", {}, "No match. "),
+  const answer = face.matches.length
+    ? [
+        h("p", { class: "candidates-label" }, h("strong", {}, "Candidates for human review"),
+          " — not an identification. Compare each with the photo yourself; a wrong match can harm someone."),
+        h("ol", { class: "candidates" }, face.matches.map((m) => candidate(m))),
+      ]
+    : h("p", { class: "nomatch" }, h("strong", {}, "No match. "),
         `No catalogued face is similar enough (threshold ${result.threshold}). `,
-        "The person is probably not in the collections searched; this is an answer, not an error."),
-    );
-  }
-  return h(
-    "section",
-    { class: "face" },
-    title,
-    warnings,
-    h("p", { class: "candidates-label" }, h("strong", {}, "Candidates for human review"),
-      " — not an identification. Compare each with the photo yourself; a wrong match can harm someone."),
-    h("ol", { class: "candidates" }, face.matches.map((m) => candidate(m))),
-  );
+        "The person is probably not in the collections searched; this is an answer, not an error.");
+  return h("section", { class: "face" }, h("h2", {}, `Face ${face.face + 1}`), warnings, answer);
 }
 
 function candidate(m) {
