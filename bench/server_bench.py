@@ -15,8 +15,10 @@ A. The same photos in SQLite and PostgreSQL. (1) `ff.index(glint_dev12, workers=
    worker's RSS/USS after the run.
 B. Vector search for several workers at each of `--sizes` faces: random unit vectors (dim 128) in a
    facefind catalog on PostgreSQL, in two collections (90% / 10% of the images), with 5 planted
-   near-duplicates of each query (cosine 0.40-0.95). Each search is filtered to the 90% collection
-   (and, as a check, to the 10% one). Options, each searched from a separate worker process:
+   near-duplicates of each query (cosine 0.40-0.95); or with `--vectors face-like`, synthetic people
+   shaped like real SFace embeddings of glint_dev12 (face_like_data; reported under "b-face-like").
+   Each search is filtered to the 90% collection (and, as a check, to the 10% one). Options, each
+   searched from a separate worker process:
    (1) pgvector: a table face_vectors (face id, collection id, vector(128); deleted with its face by a
        cascading foreign key) with an HNSW index (vector_cosine_ops, m/ef_construction as given, built
        with maintenance_work_mem 2GB and one parallel worker, stopped after `--max-build-minutes`),
@@ -371,6 +373,105 @@ def make_data(
     return vectors, queries, small, slots
 
 
+def fit_faces(folder: Path, tmp: Path) -> dict:
+    """What real face embeddings look like, from identity-labelled photos (a folder per person)
+    indexed by facefind: their mean, the covariance of faces around their person's mean (within),
+    and the cosines of same-person and different-person pairs (to check the synthetic data)."""
+    with facefind.open(tmp / "fit.db", actor="benchmark") as ff:
+        ff.create_collection("fit", owner="benchmark", basis="own", retention="1y")
+        ff.index(folder, collection="fit")
+        with ff.catalog.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT i.path, f.embedding FROM faces f JOIN images i ON i.id = f.image_id"
+            ).all()
+    people: dict[str, list[np.ndarray]] = {}
+    for path, blob in rows:
+        people.setdefault(Path(path).parent.name, []).append(np.frombuffer(blob, np.float32))
+    groups = [np.array(v) for v in people.values() if len(v) >= 2]
+    deviations = np.vstack([g - g.mean(0) for g in groups])
+    within = deviations.T @ deviations / (len(deviations) - len(groups))  # unbiased, pooled
+    embeddings = np.vstack(groups)
+    labels = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+    return {
+        "faces": len(embeddings),
+        "people": len(groups),
+        "mean": embeddings.mean(0),
+        "within": within,
+        **pair_cosines(embeddings, labels, np.random.default_rng(0)),
+    }
+
+
+def pair_cosines(vectors: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> dict:
+    """Cosines of 20,000 same-person pairs (median) and 20,000 random pairs of different people
+    (median, 99th percentile); `labels` (the person of each vector) must be sorted."""
+    starts, ends = np.searchsorted(labels, labels, "left"), np.searchsorted(labels, labels, "right")
+    a = rng.choice(np.flatnonzero(ends - starts >= 2), 20_000)
+    b = starts[a] + rng.integers(0, ends[a] - starts[a] - 1)
+    b[b >= a] += 1  # another face of the same person
+    same = np.einsum("ij,ij->i", vectors[a], vectors[b])
+    a, b = rng.integers(0, len(vectors), (2, 20_000))
+    different = np.einsum("ij,ij->i", vectors[a], vectors[b])[labels[a] != labels[b]]
+    return {
+        "same_person_cosine_median": round(float(np.median(same)), 3),
+        "different_person_cosine_median": round(float(np.median(different)), 3),
+        "different_person_cosine_p99": round(float(np.quantile(different, 0.99)), 3),
+    }
+
+
+def face_like_data(
+    n: int, n_queries: int, rng: np.random.Generator, fit: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray], dict]:
+    """Vectors shaped like real face embeddings: synthetic people (how many faces each: geometric,
+    mean 5) whose centres lie around the real mean, spread so that different people's faces are
+    as similar as real ones (median cosine fitted), and each face around its person's centre with
+    the real within-person covariance, scaled so that same-person faces are as similar as real
+    ones. A query is a new face of a person in the gallery; its "planted" matches are that
+    person's faces. Returns what make_data does plus the synthetic data's pair cosines."""
+    sizes = rng.geometric(1 / 5, n)
+    sizes = sizes[: np.searchsorted(np.cumsum(sizes), n) + 1]
+    labels = np.repeat(np.arange(len(sizes)), sizes)[:n]
+    z_centres = rng.standard_normal((len(sizes), DIM)).astype(np.float32)
+    root = np.linalg.cholesky(fit["within"] + 1e-6 * np.eye(DIM)).astype(np.float32)
+    z_faces = rng.standard_normal((n, DIM)).astype(np.float32) @ root.T
+    probe = np.sort(rng.choice(n, 20_000, replace=False))
+
+    def faces(spread: float, scale: float, rows: np.ndarray) -> np.ndarray:
+        return unit(fit["mean"] + spread * z_centres[labels[rows]] + scale * z_faces[rows])
+
+    def median(spread: float, scale: float, pairs: str) -> float:
+        cosines = pair_cosines(faces(spread, scale, probe), labels[probe], np.random.default_rng(0))
+        return float(cosines[f"{pairs}_person_cosine_median"])
+
+    spread, scale = 0.1, 1.0
+    for _ in range(6):  # fit the two medians by alternating bisection (each is monotone)
+        different, same = fit["different_person_cosine_median"], fit["same_person_cosine_median"]
+        spread = _bisect(partial(median, scale=scale, pairs="different"), different)
+        scale = _bisect(partial(median, spread, pairs="same"), same)
+    chunks = [np.arange(i, min(i + 100_000, n)) for i in range(0, n, 100_000)]
+    vectors = np.vstack([faces(spread, scale, rows) for rows in chunks])
+    asked = labels[rng.choice(n, n_queries, replace=False)]
+    noise = rng.standard_normal((n_queries, DIM)).astype(np.float32) @ root.T
+    queries = unit(fit["mean"] + spread * z_centres[asked] + scale * noise)
+    starts = np.searchsorted(labels, np.arange(len(sizes) + 1))
+    slots = [np.arange(starts[p], starts[p + 1]) for p in asked]
+    small = (rng.random(-(-n // 4)) < SMALL_SHARE).astype(np.int64)
+    shape = {
+        "centre_spread": round(spread, 4),
+        "within_scale": round(scale, 4),
+        "people": int(labels[-1]) + 1,
+        **pair_cosines(vectors, labels, rng),
+    }
+    return vectors, queries, small, slots, shape
+
+
+def _bisect(f: Callable[[float], float], target: float, lo: float = 0.001, hi: float = 10.0) -> float:
+    """x in [lo, hi] where the decreasing f(x) meets target."""
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if f(mid) > target else (lo, mid)
+    return (lo + hi) / 2
+
+
 def exact_top10(
     vectors: np.ndarray, allowed: np.ndarray, queries: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -548,7 +649,11 @@ def part_b_size(args: argparse.Namespace, server_url: str, tmp: Path, n: int) ->
             ff.create_collection(collection, owner="benchmark", basis="own", retention="1y")
         big, small = ff.catalog.collection_ids(["big", "small"])
         model_id = ff.backend.model_id
-    vectors, queries, image_small, slots = make_data(n, args.queries, rng)
+    shape: dict = {}
+    if args.vectors == "face-like":
+        vectors, queries, image_small, slots, shape = face_like_data(n, args.queries, rng, args.fit)
+    else:
+        vectors, queries, image_small, slots = make_data(n, args.queries, rng)
     t = time.perf_counter()
     first_id = copy_faces(url, model_id, vectors, np.where(image_small == 1, small, big), with_vectors=True)
     out["copy_s"] = round(time.perf_counter() - t, 1)
@@ -559,6 +664,8 @@ def part_b_size(args: argparse.Namespace, server_url: str, tmp: Path, n: int) ->
         name: [set((rows[mask[rows]] + first_id).tolist()) for rows in slots] for name, mask in masks.items()
     }
     out["data"] = {
+        "vectors": args.vectors,
+        **shape,
         "queries": len(queries),
         "small_collection_share": round(float(face_small.mean()), 4),
         "above_threshold_per_query_big": round(float((truth["big"][1] >= THRESHOLD).sum(1).mean()), 2),
@@ -800,11 +907,16 @@ def part_b(args: argparse.Namespace, server_url: str, tmp: Path, result: dict) -
             "shared_buffers": scalar(conn, "SHOW shared_buffers"),
             "pgvector": scalar(conn, PGVECTOR_VERSION),
         }
-    result["b"] = {}
+    key = "b" if args.vectors == "random" else "b-face-like"
+    result[key] = {}
+    if args.vectors == "face-like":
+        fit = args.fit = fit_faces(args.datasets / "glint_dev12", tmp)
+        result["real_faces"] = {k: v for k, v in fit.items() if not isinstance(v, np.ndarray)}
+        log(f"B: real faces {result['real_faces']}")
     for n in args.sizes:
         t = time.perf_counter()
-        result["b"][str(n)] = part_b_size(args, server_url, tmp, n)
-        result["b"][str(n)]["wall_s"] = round(time.perf_counter() - t)
+        result[key][str(n)] = part_b_size(args, server_url, tmp, n)
+        result[key][str(n)]["wall_s"] = round(time.perf_counter() - t)
         save(result)
 
 
@@ -939,7 +1051,7 @@ def save(result: dict) -> dict:
     merged = dict(result)
     with suppress(OSError, ValueError):
         previous = json.loads(RESULTS.read_text())
-        for part in ("a", "b"):
+        for part in ("a", "b", "b-face-like"):
             if part not in merged and part in previous:
                 merged[part] = previous[part]
                 earlier = previous.get("earlier", {}).get(part)
@@ -974,6 +1086,12 @@ def main() -> None:
     parser.add_argument("--a-faces", type=int, default=100_000)
     parser.add_argument("--sizes", default="100000,1000000", help="B: catalog sizes, comma-separated")
     parser.add_argument("--queries", type=int, default=500, help="B: queries per run")
+    parser.add_argument(
+        "--vectors",
+        choices=("random", "face-like"),
+        default="random",
+        help="B: random unit vectors, or synthetic people shaped like glint_dev12's SFace embeddings",
+    )
     parser.add_argument("--ef-search", default="40,100,200,400,800")
     parser.add_argument(
         "--target-recall", type=float, default=0.99, help="B: recall_above wanted of the chosen ef_search"
@@ -999,7 +1117,7 @@ def main() -> None:
     result: dict = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "machine": machine.describe(),
-        "setup": {k: v for k, v in vars(args).items() if k not in ("child", "json", "datasets")},
+        "setup": {k: v for k, v in vars(args).items() if k not in ("child", "json", "datasets", "fit")},
     }
     tmp = Path(tempfile.mkdtemp(prefix="facefind-server-bench-"))
     os.environ["FACEFIND_VECTORS"] = str(tmp / "vectors")
@@ -1036,19 +1154,21 @@ def print_summary(result: dict) -> None:
                     f"p99 {row['p99_ms']['median']} ms, {row['searches_per_s']['median']}/s, "
                     f"worker RSS {row['worker_rss_mib']['median']} MiB"
                 )
-    for n, row in result.get("b", {}).items():
+    rows = [(f"B {n}", row) for n, row in result.get("b", {}).items()]
+    rows += [(f"B face-like {n}", row) for n, row in result.get("b-face-like", {}).items()]
+    for n, row in rows:
         f, p = row["faiss"], row["pgvector"]
         print(
-            f"B {n} faiss {f['kind']}: build {f['build_s']['median']} s, load {f['load_s']['median']} s, "
+            f"{n} faiss {f['kind']}: build {f['build_s']['median']} s, load {f['load_s']['median']} s, "
             f"p50/p99 {f['big_p50_ms']['median']}/{f['big_p99_ms']['median']} ms, "
             f"recall_above {f['big_recall_above']['median']}, RSS {f['rss_mib']['median']} MiB"
         )
         ef = p.get("chosen_ef_search")
         if ef is None:
-            print(f"B {n} pgvector: build {p['build_s']}, finished={p['finished']}")
+            print(f"{n} pgvector: build {p['build_s']}, finished={p['finished']}")
             continue
         print(
-            f"B {n} pgvector ef={ef}: build {p['build_s']['median']} s, index {p['index_mib']} MiB, "
+            f"{n} pgvector ef={ef}: build {p['build_s']['median']} s, index {p['index_mib']} MiB, "
             f"p50/p99 {p[f'big@{ef}_p50_ms']['median']}/{p[f'big@{ef}_p99_ms']['median']} ms, "
             f"recall_above {p[f'big@{ef}_recall_above']['median']}"
         )

@@ -54,7 +54,7 @@ def run_json(*args: str | Path, db: str | Path | None = None, ok_codes: tuple[in
     return json.loads(proc.stdout)  # the whole of stdout must be one JSON document
 
 
-CatalogAt = TypeVar("CatalogAt", str, Path)  # a file, or a database URL
+CatalogAt = TypeVar("CatalogAt", bound=str | Path)  # a file, or a database URL
 
 
 def new_catalog(db: CatalogAt, collection: str = "default") -> CatalogAt:

@@ -153,3 +153,63 @@ def test_erasure_on_postgresql_leaves_no_embedding_in_the_table_files(pg_url: st
     assert embeddings(f"i.path = '{target}'") == []
     assert run_json("audit", "verify", db=db)["ok"]
     engine.dispose()
+
+
+def test_an_erasure_reaches_the_saved_vector_index_of_every_machine(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a server catalog each machine keeps its own vector index files (FACEFIND_VECTORS). A
+    worker running during the erasure replaces its copy at its next search (another process on
+    that machine then takes the new copy rather than rebuilding); a machine that was off does it on
+    starting. Until then the files hold the erased vector, which is why the receipt names them."""
+    import sqlalchemy as sa
+
+    from facefind.catalog.core import Catalog
+    from facefind.settings import vectors_dir
+    from facefind.vectors import VectorStore
+    from facefind.vectors.store import ERASED
+
+    db = new_catalog(pg_url)
+    run_json("index", FR / "Barack_Obama", db=db)
+    run_json("index", FR / "Joe_Biden", db=db)
+    folders = {}
+    for machine in ("eraser", "running", "off"):
+        monkeypatch.setenv("FACEFIND_VECTORS", str(tmp_path / machine))
+        run_json("index-info", db=db)  # each machine builds and saves its own copy
+        folders[machine] = vectors_dir(db)
+    catalog = Catalog(db)
+    target = FR / "Barack_Obama" / "obama.jpg"
+    query = "SELECT f.embedding FROM faces f JOIN images i ON i.id = f.image_id WHERE i.path {} :path"
+    with catalog.engine.connect() as conn:
+        (model_id,) = conn.execute(sa.text("SELECT DISTINCT model_id FROM faces")).scalars()
+        erased = [bytes(b) for b in conn.execute(sa.text(query.format("=")), {"path": str(target)}).scalars()]
+        kept = [bytes(b) for b in conn.execute(sa.text(query.format("<>")), {"path": str(target)}).scalars()]
+    assert len(erased) == 1 and len(kept) == 13
+
+    def held(machine: str, blobs: list[bytes]) -> int:
+        return occurrences([p for p in folders[machine].rglob("*") if p.is_file()], blobs)
+
+    worker, sibling = (VectorStore(catalog, model_id, 128, folders["running"]) for _ in range(2))
+    worker.index(), sibling.index()  # two processes that searched before the erasure
+    assert all(held(machine, erased) == 1 for machine in folders)
+
+    monkeypatch.setenv("FACEFIND_VECTORS", str(tmp_path / "eraser"))
+    receipt = run_json("erase", "image", target, db=db)
+
+    assert receipt["faces_removed"] == 1
+    assert any("FACEFIND_VECTORS" in line for line in receipt["copies_elsewhere"])
+    assert held("eraser", erased) == 0 and held("eraser", kept) == len(kept)
+    assert held("running", erased) == 1  # not yet: nothing there has searched since
+
+    index = worker.index()  # the worker's next search
+    assert worker.rebuilt_because == ERASED and index.dead == 0 and len(index) == len(kept)
+    assert held("running", erased) == 0 and held("running", kept) == len(kept)
+    again = sibling.index()
+    assert sibling.rebuilt_because is None  # it loaded the worker's new copy
+    assert again.dead == 0 and list(again.rows.ids) == list(index.rows.ids)
+
+    assert held("off", erased) == 1
+    monkeypatch.setenv("FACEFIND_VECTORS", str(tmp_path / "off"))
+    assert run_json("index-info", db=db)["rebuilt_because"] == ERASED  # on starting
+    assert held("off", erased) == 0 and held("off", kept) == len(kept)
+    catalog.close()

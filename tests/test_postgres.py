@@ -1,4 +1,5 @@
-"""Server mode on PostgreSQL: several processes writing and searching one catalog at once.
+"""Server mode on PostgreSQL: several processes writing and searching one catalog at once
+(the two indexers and two searchers also on one SQLite file).
 
 The CLI tests run on both backends (test_cli.py); erasure on PostgreSQL is in test_erasure.py.
 """
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 import facefind
@@ -20,12 +22,12 @@ from .conftest import FR, GLINT, MULTI, new_catalog, new_pg_database, run_json
 from .server import NAMES, Server, serve
 
 
-def facefind_cli(*args: str | Path, db: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "facefind", *map(str, args), "--db", db, "--json"]
+def facefind_cli(*args: str | Path, db: str | Path) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "facefind", *map(str, args), "--db", str(db), "--json"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def faces_per_photo(db: str) -> dict[str, int]:
+def faces_per_photo(db: str | Path) -> dict[str, int]:
     engine = Catalog(db).engine
     with engine.connect() as conn:
         rows = conn.execute(
@@ -43,9 +45,9 @@ def faces_per_photo(db: str) -> dict[str, int]:
 
 
 def test_two_indexers_and_two_searchers_at_once_lose_and_duplicate_nothing(
-    pg_url: str, pg_server: str
+    backend_db: str | Path, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    db = new_catalog(pg_url)
+    db = new_catalog(backend_db)
     people = [GLINT / name for name in ("Tina_Fey", "Hugh_Laurie")]
     # Both indexers walk the same folders (in opposite orders), so they race on every photo.
     indexers = [
@@ -64,7 +66,10 @@ def test_two_indexers_and_two_searchers_at_once_lose_and_duplicate_nothing(
         assert "Traceback" not in err
 
     # The same photos indexed by one process, one after the other: what the catalog must hold.
-    alone = new_catalog(new_pg_database(pg_server))
+    alone: str | Path = tmp_path / "alone.db"
+    if not isinstance(db, Path):
+        alone = new_pg_database(request.getfixturevalue("pg_server"))
+    new_catalog(alone)
     for folder in people:
         run_json("index", folder, "--workers", "1", db=alone)
     expected = faces_per_photo(alone)

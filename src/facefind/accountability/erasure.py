@@ -48,6 +48,9 @@ ELSEWHERE = {
         "(pg_basebackup), or keep them only as long as your retention rules allow",
         "physical replicas replay the deletes and the VACUUM FULL from the WAL; logical replicas and "
         "pg_dump files do not: run VACUUM FULL on each replica and re-make the dumps",
+        "the vector index files each machine keeps (FACEFIND_VECTORS, or the user cache's "
+        "facefind/vectors): facefind rewrites a machine's copy at its next search or start; on a "
+        "machine that no longer runs facefind, delete that folder",
     ],
 }
 

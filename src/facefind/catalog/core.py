@@ -7,6 +7,7 @@ that speaks SQL: feature modules call the query modules beside this one.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -135,9 +136,17 @@ class Catalog:
     @contextmanager
     def faces_held(self) -> Iterator[None]:
         """No other process deletes faces meanwhile (FACES_LOCK): for a read-compute-write over
-        many transactions, as clustering is. A no-op on SQLite, whose writers queue anyway."""
+        many transactions, as clustering is. On SQLite only the holders queue (an exclusive lock on
+        `<catalog>.lock`); a face deleted meanwhile is skipped when its assignment is written
+        (persons.save_assignments)."""
         if self.engine.dialect.name != "postgresql":
-            yield
+            database = self.engine.url.database
+            if not database or database == ":memory:":
+                yield
+                return
+            with open(f"{database}.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                yield
             return
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": FACES_LOCK})
@@ -304,6 +313,10 @@ class Catalog:
             return after_seq, np.zeros(0, np.int64)
         return int(rows[-1][0]), np.fromiter((r[1] for r in rows), np.int64, len(rows))
 
+    def erased_through(self) -> int:
+        """The last tombstone of the latest erasure: indexes built before it may hold erased faces."""
+        return int(self.get_setting(ERASED_THROUGH, "0"))
+
     def last_tombstone(self) -> int:
         query = sa.select(sa.func.coalesce(sa.func.max(face_tombstones.c.seq), 0))
         with self.engine.connect() as conn:
@@ -466,6 +479,8 @@ def insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -
 # and clustering (exclusive: it reads the faces, computes, then assigns them to persons; a face
 # deleted in between would break the assignment). SQLite serialises its writers by itself.
 FACES_LOCK = 0x66666163
+# meta key: the last tombstone of the latest erasure (catalog/erasure.py, vectors/store.py).
+ERASED_THROUGH = "erased_through_tombstone"
 
 
 def delete_faces(conn: Connection, where: sa.ColumnElement[bool]) -> None:

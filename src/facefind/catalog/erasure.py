@@ -8,8 +8,17 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .core import delete_faces
-from .schema import collections, face_persons, face_suppressions, faces, images, persons
+from .core import ERASED_THROUGH, delete_faces
+from .schema import (
+    collections,
+    face_persons,
+    face_suppressions,
+    face_tombstones,
+    faces,
+    images,
+    meta,
+    persons,
+)
 
 
 @dataclass(frozen=True)
@@ -69,12 +78,21 @@ def erase(
     hashes = sorted({h for h in conn.execute(sa.select(images.c.sha256).where(concerned)).scalars() if h})
     face_count = conn.execute(sa.select(sa.func.count()).select_from(faces).where(face_where)).scalar_one()
     delete_faces(conn, face_where)
+    _mark_erased(conn)
     for i in range(0, len(image_ids or []), 500):
         conn.execute(sa.delete(images).where(images.c.id.in_((image_ids or [])[i : i + 500])))
     persons_gone = _drop_empty_persons(conn, person_id)
     if collection is not None:
         conn.execute(sa.delete(collections).where(collections.c.name == collection))
     return Erased(hashes, len(image_ids or []), int(face_count), persons_gone)
+
+
+def _mark_erased(conn: Connection) -> None:
+    """Record how far the tombstone log reaches: a vector index built before that point may hold
+    erased vectors, and every machine's copy is rebuilt when it sees this (vectors/store.py)."""
+    last = conn.execute(sa.select(sa.func.coalesce(sa.func.max(face_tombstones.c.seq), 0))).scalar_one()
+    conn.execute(sa.delete(meta).where(meta.c.key == ERASED_THROUGH))
+    conn.execute(sa.insert(meta).values(key=ERASED_THROUGH, value=str(last)))
 
 
 def _drop_empty_persons(conn: Connection, erased_person: int | None) -> int:

@@ -125,7 +125,7 @@ def save_assignments(
         for i in range(0, len(stale), 500):
             conn.execute(sa.delete(face_persons).where(face_persons.c.face_id.in_(stale[i : i + 500])))
         if fresh:
-            conn.execute(sa.insert(face_persons), fresh)
+            conn.execute(_ASSIGN, fresh)
         conn.execute(
             sa.delete(persons).where(
                 persons.c.model_id == model_id,
@@ -133,6 +133,19 @@ def save_assignments(
                 ~sa.exists().where(face_persons.c.person_id == persons.c.id),
             )
         )
+
+
+# Assign a face to a person unless another process deleted either since they were read (SQLite's
+# clustering cannot keep deletions out, see Catalog.faces_held). One statement, so atomic.
+_ASSIGN = sa.text(
+    "INSERT INTO face_persons (face_id, person_id, pinned) SELECT :face_id, :person_id, :pinned "
+    "WHERE EXISTS (SELECT 1 FROM faces WHERE id = :face_id) "
+    "AND EXISTS (SELECT 1 FROM persons WHERE id = :person_id)"
+).bindparams(
+    sa.bindparam("face_id", type_=sa.Integer),
+    sa.bindparam("person_id", type_=sa.Integer),
+    sa.bindparam("pinned", type_=sa.Boolean),
+)
 
 
 def new(catalog: Catalog, model_id: str, count: int) -> list[int]:

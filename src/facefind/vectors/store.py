@@ -6,6 +6,12 @@ On disk each save is a new generation folder, written and fsynced in full before
 CURRENT file is atomically replaced to point at it: a crash at any moment leaves CURRENT on a
 complete generation. On opening, the index is checked against the catalog (count and checksums
 of face ids) and rebuilt from the catalog when they disagree.
+
+Erasure must leave no copy of a face anywhere, and every machine (and process) keeps its own index.
+A deleted face is only tombstoned in an index, so an index built before an erasure still holds the
+erased vectors, in memory and in its saved files. The catalog records the erasure's point in the
+tombstone log; an index built before that point is replaced (by a saved generation built after
+it, or by a rebuild) and saved at once, at its next search or on opening.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ CHUNK = 50_000
 # this many, an exact flat index is used until a later save can switch.
 TRAIN_MIN_FACES = {"flat": 0, "pq": 1_000, "hnsw": 100, "ivf": 1_000}
 RECALL_QUERIES = 200
+ERASED = "an erasure happened after this index was built (it may hold erased faces)"
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class VectorStore:
         self.policy = policy or IndexPolicy()
         self._index: FaissIndex | None = None
         self.tombstone_seq = 0
+        self.built_through = 0  # the tombstone seq at the last rebuild: no face deleted by then is inside
         self.recall_estimate: float | None = None
         self.dirty = False
         self.rebuilt_because: str | None = None
@@ -81,6 +89,8 @@ class VectorStore:
             if reason is not None:
                 self.rebuilt_because = reason
                 self.rebuild(on_progress=on_progress)
+                if reason == ERASED:
+                    self.save(force=True)  # the saved generations hold erased faces: replace them now
         else:
             self.sync()
         assert self._index is not None
@@ -105,7 +115,10 @@ class VectorStore:
             return f"the saved index could not be read ({err})"
         self._index = index
         self.tombstone_seq = int(meta["tombstone_seq"])
+        self.built_through = int(meta.get("built_through", 0))
         self.recall_estimate = meta.get("recall_at_10")
+        if self.built_through < self.catalog.erased_through():
+            return ERASED
         return None
 
     # keeping up with the catalog ---------------------------------------------------------------
@@ -126,7 +139,19 @@ class VectorStore:
             changes += self._index.remove(dead)
         self.tombstone_seq = seq
         self.dirty |= changes > 0
+        if len(dead) and self.built_through < self.catalog.erased_through():
+            self._replace_after_erasure()
         return changes
+
+    def _replace_after_erasure(self) -> None:
+        """Take the saved generation if another process here already rebuilt it after the erasure
+        (0.4 s to load at 1M faces); otherwise rebuild, and save so no generation keeps erased faces."""
+        if self._load() is None:
+            self.sync()
+            return
+        self.rebuilt_because = ERASED
+        self.rebuild()
+        self.save(force=True)
 
     def rebuild(self, kind: str | None = None, on_progress: Progress | None = None) -> FaissIndex:
         """Build a fresh index from the catalog (this is also how deleted rows are compacted)."""
@@ -164,7 +189,7 @@ class VectorStore:
             self.recall_estimate = round(_recall(found, best_ids), 4)
         elif probes is not None:
             self.recall_estimate = 1.0
-        self._index, self.tombstone_seq, self.dirty = index, seq, True
+        self._index, self.tombstone_seq, self.built_through, self.dirty = index, seq, seq, True
         self.sync()  # anything committed while we were reading
         return index
 
@@ -218,6 +243,7 @@ class VectorStore:
             "faces": len(index),
             "dead": index.dead,
             "tombstone_seq": self.tombstone_seq,
+            "built_through": self.built_through,
             "recall_at_10": self.recall_estimate,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
