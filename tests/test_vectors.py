@@ -218,18 +218,25 @@ class StoreMachine(RuleBasedStateMachine):
     def compact(self) -> None:
         self.store.rebuild()
 
-    @rule(k=st.integers(1, 12))
-    def search(self, k: int) -> None:
+    @rule(k=st.integers(1, 12), excluded=st.integers(0, 5))
+    def search(self, k: int, excluded: int) -> None:
         live = sorted(self.vectors)
         query = self.vectors[live[0]] if live else unit(self.rng, 1)[0]
         index = self.store.index()
         event(f"searched a {index.kind} index")
+        # Excluding some faces (and an unknown id) must leave the cached unfiltered selection alone.
+        exclude = np.array([*live[1 : 1 + excluded], 10**9], np.int64)
+        _, ids = index.search(query[None], k, exclude=exclude)
+        found = [i for i in ids[0] if i >= 0]
+        assert not set(found) & set(exclude.tolist()), "an excluded face was returned"
+        assert len(found) == min(k, len(live) - len(exclude) + 1)
         _, ids = index.search(query[None], k)
         found = [i for i in ids[0] if i >= 0]
         assert set(found) <= set(self.vectors), "a deleted face was returned"
         assert len(found) == min(k, len(live))
         if live:
             assert found[0] == live[0]  # a stored face finds itself first
+        assert index.count_allowed(exclude=exclude) == len(live) - len(exclude) + 1
 
     @invariant()
     def never_rebuilt_from_a_bad_save(self) -> None:

@@ -33,6 +33,7 @@ PQ_CANDIDATES = 400
 # A filter that leaves fewer than this share of faces is served by scanning the 8-bit vectors
 # with the filter inside FAISS, because over-fetching PQ candidates would need too many.
 PQ_MIN_SHARE = 0.05
+SELECTIONS_KEPT = 16  # filter masks cached per index (1 bit + 1 byte a face each)
 # Approximate kinds rank by quantised vectors, which mixes up faces of nearly equal similarity;
 # fetching twice k and re-ranking by exact cosine raised recall@10 at 1M faces from 0.975 to 0.982
 # (efSearch 768); fetching 4k gained nothing more (bench/index_bench.py, README).
@@ -82,8 +83,9 @@ class FaissIndex:
         self.scan = (scan or PQScan(dim)) if kind == "pq" else None
         self.rows = rows or Rows()
         self.ef_search: int | None = None  # overrides hnsw_ef_search (benchmarks)
-        # Mask, bitmap and count of the faces an unfiltered search may return, per quality minimums.
-        self._default_selection: tuple[tuple[float, float], np.ndarray, np.ndarray, int] | None = None
+        # Mask, bitmap and count of the faces a search may return, per quality minimums and
+        # collections (a few kept; exclusions are applied on top of them per search).
+        self._selections: dict[tuple, tuple[np.ndarray, np.ndarray, int]] = {}
 
     # size ------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -138,7 +140,7 @@ class FaissIndex:
         if self.scan is not None:
             self.scan.add(vectors)
         self.rows.extend(rows)
-        self._default_selection = None
+        self._selections.clear()
 
     def remove(self, face_ids: np.ndarray) -> int:
         """Tombstone faces by id (unknown ids are ignored); returns how many were alive."""
@@ -148,7 +150,7 @@ class FaissIndex:
         pos = pos[np.isin(self.rows.ids[pos], face_ids)]
         removed = int(self.rows.alive[pos].sum())
         self.rows.alive[pos] = False
-        self._default_selection = None
+        self._selections.clear()
         return removed
 
     # files -----------------------------------------------------------------------------------
@@ -231,15 +233,24 @@ class FaissIndex:
         collections: list[int] | None,
         exclude: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """(mask, FAISS bitmap, count) of the allowed positions; an unfiltered one is kept until a change."""
-        if collections is not None or (exclude is not None and len(exclude)):
-            mask = self.allowed(min_face_px, min_quality, collections, exclude)
-            return mask, _pack(mask), int(mask.sum())
-        key = (min_face_px, min_quality)
-        if self._default_selection is None or self._default_selection[0] != key:
-            mask = self.allowed(min_face_px, min_quality)
-            self._default_selection = (key, mask, _pack(mask), int(mask.sum()))
-        return self._default_selection[1:]
+        """(mask, FAISS bitmap, count) of the allowed positions. The mask for the quality minimums
+        and collections is kept until the index changes (recomputing it took 6 ms a search at 1M
+        faces); excluded faces are cleared from a copy by binary search over the sorted ids."""
+        key = (min_face_px, min_quality, None if collections is None else tuple(sorted(set(collections))))
+        selection = self._selections.get(key)
+        if selection is None:
+            if len(self._selections) >= SELECTIONS_KEPT:
+                self._selections.clear()
+            mask = self.allowed(min_face_px, min_quality, collections)
+            selection = self._selections[key] = (mask, _pack(mask), int(mask.sum()))
+        if exclude is None or not len(exclude):
+            return selection
+        mask = selection[0].copy()
+        exclude = np.asarray(exclude, np.int64)
+        pos = np.searchsorted(self.rows.ids, exclude)
+        pos = pos[pos < len(self.rows.ids)]
+        mask[pos[np.isin(self.rows.ids[pos], exclude)]] = False
+        return mask, _pack(mask), int(mask.sum())
 
     def _search_pq(
         self, queries: np.ndarray, k: int, mask: np.ndarray, allowed: int, selector: faiss.IDSelector
