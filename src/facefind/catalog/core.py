@@ -477,7 +477,7 @@ def insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -
 
 # PostgreSQL advisory lock between processes that delete faces (shared: they may run together)
 # and clustering (exclusive: it reads the faces, computes, then assigns them to persons; a face
-# deleted in between would break the assignment). SQLite serialises its writers by itself.
+# deleted in between would break the assignment). On SQLite see Catalog.faces_held.
 FACES_LOCK = 0x66666163
 # meta key: the last tombstone of the latest erasure (catalog/erasure.py, vectors/store.py).
 ERASED_THROUGH = "erased_through_tombstone"
