@@ -300,6 +300,16 @@ class Catalog:
             np.fromiter((r[4] for r in rows), np.float32, n),
         )
 
+    def face_sample(self, model_id: str, every: int) -> np.ndarray:
+        """Embeddings of the faces of one model whose id is a multiple of `every`: a sample spread
+        over the whole catalog, read without fetching the rest (for training quantisers)."""
+        query = sa.select(faces.c.embedding).where(faces.c.model_id == model_id, faces.c.id % every == 0)
+        with self.engine.connect() as conn:
+            blobs = list(conn.execute(query).scalars())
+        if not blobs:
+            return np.zeros((0, 0), np.float32)
+        return np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), -1)
+
     def tombstones_after(self, model_id: str, after_seq: int) -> tuple[int, np.ndarray]:
         """(last seq, face ids) of faces of one model deleted after tombstone `after_seq`."""
         query = (

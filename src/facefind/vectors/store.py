@@ -163,7 +163,7 @@ class VectorStore:
         index = FaissIndex(self.dim, chosen, expected=total)
         rng = np.random.default_rng(0)
         if index.needs_training:
-            index.train(self._training_sample(total, rng))
+            index.train(self._training_sample(total))
         # Exact top-10 of a few stored faces, kept while adding, gives a recall estimate.
         probes: np.ndarray | None = None
         best = np.full((RECALL_QUERIES, 10), -np.inf, np.float32)
@@ -193,17 +193,10 @@ class VectorStore:
         self.sync()  # anything committed while we were reading
         return index
 
-    def _training_sample(self, total: int, rng: np.random.Generator) -> np.ndarray:
+    def _training_sample(self, total: int) -> np.ndarray:
         want = min(total, max(nlist_for(total) * 40, 50_000))
-        keep = want / max(total, 1)
-        parts, after = [], 0
-        while True:
-            ids, vectors, *_ = self.catalog.faces_after(self.model_id, after, CHUNK)
-            if not len(ids):
-                break
-            parts.append(vectors[rng.random(len(vectors)) < keep])
-            after = int(ids[-1])
-        return np.vstack(parts) if parts else np.zeros((0, self.dim), np.float32)
+        sample = self.catalog.face_sample(self.model_id, every=max(1, total // max(want, 1)))
+        return sample if len(sample) else np.zeros((0, self.dim), np.float32)
 
     # saving ------------------------------------------------------------------------------------
     def save(self, force: bool = False, on_progress: Progress | None = None) -> bool:
@@ -289,9 +282,16 @@ def _far_from_threshold(n: int, policy: IndexPolicy) -> bool:
 def _merge_top10(
     best: np.ndarray, best_ids: np.ndarray, scores: np.ndarray, ids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The best 10 of each row among the kept ones and a chunk's scores. The chunk's own best 10
+    are picked first (a partition): sorting whole chunks was 60% of a rebuild at 1M faces."""
+    if scores.shape[1] > 10:
+        part = np.argpartition(-scores, 10, axis=1)[:, :10]
+        scores, ids = np.take_along_axis(scores, part, 1), ids[part]
+    else:
+        ids = np.broadcast_to(ids, scores.shape)
     all_scores = np.hstack([best, scores])
-    all_ids = np.hstack([best_ids, np.broadcast_to(ids, scores.shape)])
-    top = np.argsort(-all_scores, axis=1)[:, :10]
+    all_ids = np.hstack([best_ids, ids])
+    top = np.argsort(-all_scores, axis=1, kind="stable")[:, :10]
     return np.take_along_axis(all_scores, top, 1), np.take_along_axis(all_ids, top, 1)
 
 
