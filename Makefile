@@ -55,6 +55,10 @@ bench: bench-install
 	$(BIN)/python bench/search_bench.py
 	$(BIN)/python bench/index_bench.py --faces 100000   # README also has 1M and 10M runs (10M HNSW: hours, use --checkpoint)
 	$(BIN)/python bench/people_bench.py
+	$(BIN)/python bench/filter_bench.py
+	$(BIN)/python bench/rebuild_bench.py
+# Longer, run by hand (README, Benchmarks): openset_bench, optout_bench, pipeline_bench, api_bench,
+# server_bench (PostgreSQL; 1M: ~1 h), dask_bench.
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
