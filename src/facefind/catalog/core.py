@@ -163,8 +163,7 @@ class Catalog:
 
     def set_setting(self, key: str, value: str) -> None:
         with self.transaction() as conn:
-            conn.execute(sa.delete(meta).where(meta.c.key == key))
-            conn.execute(sa.insert(meta).values(key=key, value=value))
+            write_setting(conn, key, value)
 
     # collections -------------------------------------------------------------------------
     def collection_ids(self, names: Iterable[str]) -> list[int]:
@@ -491,6 +490,12 @@ def insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -
 FACES_LOCK = 0x66666163
 # meta key: the last tombstone of the latest erasure (catalog/erasure.py, vectors/store.py).
 ERASED_THROUGH = "erased_through_tombstone"
+
+
+def write_setting(conn: Connection, key: str, value: str) -> None:
+    """Set a catalog setting (the meta table) inside the caller's transaction."""
+    conn.execute(sa.delete(meta).where(meta.c.key == key))
+    conn.execute(sa.insert(meta).values(key=key, value=value))
 
 
 def delete_faces(conn: Connection, where: sa.ColumnElement[bool]) -> None:

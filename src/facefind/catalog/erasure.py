@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .core import ERASED_THROUGH, delete_faces
+from .core import ERASED_THROUGH, delete_faces, write_setting
 from .schema import (
     collections,
     face_persons,
@@ -16,7 +16,6 @@ from .schema import (
     face_tombstones,
     faces,
     images,
-    meta,
     persons,
 )
 
@@ -91,8 +90,7 @@ def _mark_erased(conn: Connection) -> None:
     """Record how far the tombstone log reaches: a vector index built before that point may hold
     erased vectors, and every machine's copy is rebuilt when it sees this (vectors/store.py)."""
     last = conn.execute(sa.select(sa.func.coalesce(sa.func.max(face_tombstones.c.seq), 0))).scalar_one()
-    conn.execute(sa.delete(meta).where(meta.c.key == ERASED_THROUGH))
-    conn.execute(sa.insert(meta).values(key=ERASED_THROUGH, value=str(last)))
+    write_setting(conn, ERASED_THROUGH, str(last))
 
 
 def _drop_empty_persons(conn: Connection, erased_person: int | None) -> int:
