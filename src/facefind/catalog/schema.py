@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from ..paths import from_stored, to_stored
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 metadata = sa.MetaData()
 
 
@@ -244,6 +244,50 @@ face_embeddings = sa.Table(
 )
 sa.Index("ix_face_embeddings_model", face_embeddings.c.model_id)
 
+# Security (schema 9) ------------------------------------------------------------------------
+# Folders a collection may be indexed from by the service (`collection create/update --root`):
+# an index job names a path under one of them, or is refused (accountability/collections.py).
+collection_roots = sa.Table(
+    "collection_roots",
+    metadata,
+    sa.Column(
+        "collection_id", sa.Integer, sa.ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("root", FileName, primary_key=True),  # absolute, symlinks resolved
+)
+# Content hashes of erased photos: indexing refuses a file with one of them, so a routine re-index
+# cannot bring an erased photo back (accountability/erasure.py). A hash, never the photo.
+erased_photos = sa.Table(
+    "erased_photos",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("erased_at", sa.String(32), nullable=False),
+    sa.Column("receipt", sa.String(64)),  # the erasure's receipt id or audit reference
+)
+# Consent follows faces: every face that was ever a face of a person with consent records stays
+# bound to that person's consent (the "subject"), wherever the face goes later (split, "not this
+# person", re-clustering, a new photo that matches a withheld person). person_id is the consent
+# subject's id, a plain number like consents.person_id (accountability/consent.py).
+face_subjects = sa.Table(
+    "face_subjects",
+    metadata,
+    sa.Column("face_id", sa.Integer, sa.ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("person_id", sa.Integer, primary_key=True),
+)
+sa.Index("ix_face_subjects_person", face_subjects.c.person_id)
+# Web UI sessions (api/ui.py): a random id handed to the browser; only its hash is kept. Ended by
+# sign-out, expiry or the revocation of the key it was opened with.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id_sha256", sa.String(64), primary_key=True),
+    sa.Column("key_name", sa.String(200), sa.ForeignKey("api_keys.name", ondelete="CASCADE"), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("expires_at", sa.String(32), nullable=False),
+    sa.Column("ended_at", sa.String(32)),
+)
+
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -304,6 +348,11 @@ def _migrate_7_to_8(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE api_keys ADD COLUMN collections TEXT")
 
 
+def _migrate_8_to_9(conn: Connection) -> None:
+    """Security review: collection roots, erased photos' hashes, consent subjects, sessions."""
+    metadata.create_all(conn, tables=[collection_roots, erased_photos, face_subjects, sessions])
+
+
 # MIGRATIONS[n] takes a catalog from schema version n + 1 to n + 2. A new catalog is created
 # directly at SCHEMA_VERSION from `metadata`.
 MIGRATIONS = [
@@ -314,4 +363,5 @@ MIGRATIONS = [
     _migrate_5_to_6,
     _migrate_6_to_7,
     _migrate_7_to_8,
+    _migrate_8_to_9,
 ]
