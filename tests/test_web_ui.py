@@ -39,7 +39,7 @@ Browser, Page, expect = sync_api.Browser, sync_api.Page, sync_api.expect
 
 NAV = {
     Role.admin: ["Collections"],
-    Role.operator: ["Search", "People", "Collections"],
+    Role.operator: ["Search", "Collections"],
     Role.reviewer: ["People"],
     Role.dpo: ["Collections", "Requests"],
     Role.auditor: ["Collections", "Audit"],

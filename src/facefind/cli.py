@@ -666,9 +666,9 @@ def people_list(
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Persons, most faces first, with the photo of every face (--json)."""
+    """Persons, most faces first, with the photo of every face (--json); audited as a view."""
     with session(db) as ff:
-        found = ff.people.all(include_hidden)
+        found = ff.persons(include_hidden)
     if as_json:
         emit_json([_person_summary(p) for p in found])
         return

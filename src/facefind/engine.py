@@ -375,6 +375,7 @@ class FaceFind:
         collections: list[str] | None = None,
         exclude: Iterable[int] | None = None,
         purpose: str | None = None,
+        loosest_fmr: float | None = None,
     ) -> SearchResult:
         """Catalogued faces like each face in `image` (or only face number `face`), best first.
 
@@ -386,6 +387,8 @@ class FaceFind:
         `collections` limits the search to those collections; `exclude` face ids are never returned.
         Both are applied inside the vector search, so up to `top_k` valid matches still come back.
         Every search is recorded in the audit log with its purpose, which is required.
+        `loosest_fmr` refuses a threshold whose false match rate per comparison is above it (the
+        service sets it, policy.LOOSEST_FMR, so no key can list the gallery with a threshold of -1).
         """
         purpose = self._purpose(purpose)
         # Opted-out faces, and faces of persons whose consent does not cover search, are never
@@ -409,6 +412,12 @@ class FaceFind:
         else:
             rule, max_fpir = "fpir", DEFAULT_MAX_FPIR if max_fpir is None else max_fpir
             cut = calibration.threshold_for_fpir(max_fpir, gallery)
+        if loosest_fmr is not None and cut < (floor := calibration.threshold(loosest_fmr)):
+            raise InvalidValue(
+                f"a threshold of {cut:.3f} would match strangers too often (a false match rate above "
+                f"{loosest_fmr:g} per comparison); the service allows {floor:.3f} or higher: use the "
+                f"default, or a smaller --max-fpir or --max-fmr"
+            )
         query_faces = self._query_faces(image, face)
         queries = np.vstack([f.embedding for _, f in query_faces])
         _, ids = index.search(queries, index.candidates(top_k), min_px, min_q, allowed, exclude)
@@ -456,11 +465,20 @@ class FaceFind:
         self.audit.record(self.actor, "search", details, purpose, _sha256(image, self.settings))
         return result
 
+    def persons(self, include_hidden: bool = False) -> list[Person]:
+        """Every person the people view may show (audited as a view: it names people and their
+        photos); `include_hidden` adds persons a reviewer hid, never persons withheld by consent."""
+        found = self.people.all(include_hidden)
+        shown = {"people": [p.id for p in found], "faces": sum(p.face_count for p in found)}
+        self.audit.record(self.actor, "view", shown, self.purpose)
+        return found
+
     def person(self, person_id: int) -> Person:
-        """A person and their faces as the people view may show them: refused while their consent
-        does not cover showing results; opted-out faces are never among them."""
+        """A person and their faces as the people view may show them (audited as a view): refused
+        while their consent does not cover showing results; opted-out faces are never among them."""
         found = self.people.get(person_id)
         policy.require_shown(self.catalog, person_id)
+        self.audit.record(self.actor, "view", {"person": person_id, "faces": found.face_count}, self.purpose)
         return found
 
     def face_crop(self, face_id: int, *, size: int = 160, collections: list[str] | None = None) -> bytes:
@@ -478,7 +496,9 @@ class FaceFind:
             image = load_image(Path(row.path), self.settings)
         except ImageError as err:
             raise NotFound(f"the photo of face {face_id} cannot be read now: {err}") from err
-        return face_thumbnail(image, row.box, size)
+        crop = face_thumbnail(image, row.box, size)
+        self.audit.record(self.actor, "view", {"face": face_id, "collection": row.collection}, self.purpose)
+        return crop
 
     def person_photos(self, person_id: int, *, purpose: str | None = None) -> list[str]:
         """Every photo of a catalogued person (a search by person: audited, purpose required)."""
@@ -616,7 +636,7 @@ class FaceFind:
 
     def errors(self, collection: str | None = None) -> list[FileError]:
         """Every file that could not be indexed, with the reason (all collections by default)."""
-        collection_id = self.catalog.collection_id(collection) if collection else None
+        collection_id = self.catalog.collection_ids([collection])[0] if collection else None
         return [
             FileError(collection=c, path=p, error=e) for c, p, e in self.catalog.failed_images(collection_id)
         ]

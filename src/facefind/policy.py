@@ -12,13 +12,15 @@ opted-out faces are never returned, and a person's faces are used only as their 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import numpy as np
 
 from .accountability import consent, optouts
 from .catalog import Catalog
-from .errors import Refused
+from .catalog import audit as audit_store
+from .errors import NotFound, Refused
 
 
 class Role(StrEnum):
@@ -41,8 +43,12 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "index": frozenset({Role.operator}),
     "search": frozenset({Role.operator}),
     "verify": frozenset({Role.operator}),
-    "faces.read": frozenset({Role.operator, Role.reviewer, Role.dpo}),  # face crops, for review
-    "people.read": frozenset({Role.reviewer, Role.operator}),
+    # Reading people, faces and crops shows who is in which photo: only a reviewer, whose work it
+    # is, may browse them (audited as views); an operator sees crops of its own search results
+    # only (`require_searched`), so that indexing a photo and browsing the people view is never a
+    # way to identify someone without an audited search (docs/security.md).
+    "faces.read": frozenset({Role.operator, Role.reviewer}),
+    "people.read": frozenset({Role.reviewer}),
     "people.write": frozenset({Role.reviewer}),
     "consent.read": frozenset({Role.dpo, Role.reviewer}),
     "consent.write": frozenset({Role.dpo}),
@@ -52,6 +58,13 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "report": frozenset({Role.auditor}),
 }
 
+
+# The loosest decision a service search may use: a threshold whose false match rate per
+# comparison is above this would list strangers, and with a large top-k the gallery itself.
+LOOSEST_FMR = 1e-2
+MAX_SERVICE_TOP_K = 100
+# How long an operator may fetch crops of the faces an audited search returned to it.
+SEARCH_RESULT_HOURS = 24
 
 # A key may be limited to some collections (an operator for one newsroom desk): it may then only
 # search, verify and index there. People, consent, opt-outs and the audit log span the catalog.
@@ -111,3 +124,13 @@ def require_shown(catalog: Catalog, person_id: int) -> None:
             f"person {person_id}'s consent does not (or no longer) cover showing their photos; "
             f"`facefind consent list --person {person_id}` shows it"
         )
+
+
+def require_searched(catalog: Catalog, who: Principal, face_id: int) -> None:
+    """An operator sees a face only as a result of its own audited search (in the last
+    SEARCH_RESULT_HOURS): a face it did not search for is "not found", like a missing one."""
+    if who.role != Role.operator:
+        return
+    since = (datetime.now(UTC) - timedelta(hours=SEARCH_RESULT_HOURS)).isoformat(timespec="seconds")
+    if not audit_store.searched_face(catalog, who.name, face_id, since):
+        raise NotFound(f"no face {face_id} that you may see: an operator sees the faces its searches found")

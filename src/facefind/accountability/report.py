@@ -7,6 +7,7 @@ consents (and those expiring soon), and each collection's declared basis.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -96,13 +97,13 @@ def markdown(report: dict[str, Any]) -> str:
         "| actor | searches | with a match | hit rate |",
         "|---|---|---|---|",
         *(
-            f"| {actor} | {r['searches']} | {r['with_match']} | {r['hit_rate']} |"
+            f"| {_cell(actor)} | {r['searches']} | {r['with_match']} | {r['hit_rate']} |"
             for actor, r in sorted(s["by_actor"].items())
         ),
         "",
         "| purpose | searches |",
         "|---|---|",
-        *(f"| {purpose} | {n} |" for purpose, n in s["by_purpose"].items()),
+        *(f"| {_cell(purpose)} | {n} |" for purpose, n in s["by_purpose"].items()),
         "",
         "## People's requests honoured",
         "",
@@ -124,8 +125,8 @@ def markdown(report: dict[str, Any]) -> str:
         "| collection | owner | basis | retention (days) | photos |",
         "|---|---|---|---|---|",
         *(
-            f"| {c['name']} | {c['owner'] or '-'} | {c['basis'] or 'none'} | {c['retention_days'] or '-'} | "
-            f"{c['images']} |"
+            f"| {_cell(c['name'])} | {_cell(c['owner'] or '-')} | {c['basis'] or 'none'} | "
+            f"{c['retention_days'] or '-'} | {c['images']} |"
             for c in report["collections"]
         ),
         "",
@@ -160,3 +161,13 @@ def chart(report: dict[str, Any], path: Path) -> None:
 
 def _kinds(by_kind: dict[str, int]) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in sorted(by_kind.items())) or "none"
+
+
+_MARKUP = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+
+
+def _cell(text: str) -> str:
+    """Free text (a purpose, an actor, a name) as one inert Markdown table cell: no new rows, no
+    links, images or HTML, whatever the text holds."""
+    flat = " ".join(str(text).split())
+    return _MARKUP.sub(r"\\\1", flat)

@@ -140,7 +140,9 @@ class JobRunner:
                     on_progress=progress,
                     retry_errors=job.retry_errors,
                 )
-            report = result.model_dump(mode="json")
+            # Counts of files and faces only: which persons new faces joined would tell an operator
+            # who is in a photo without an audited search (docs/security.md).
+            report = result.model_dump(mode="json", exclude={"people"})
             state = "cancelled" if result.interrupted else "done"
         except KeyboardInterrupt:
             state = "cancelled"

@@ -15,7 +15,8 @@ from .. import results
 from ..accountability import consent, erasure, keys, optouts
 from ..accountability.audit import AuditEntry, AuditVerification
 from ..accountability.collections import Collection
-from ..policy import Principal
+from ..errors import InvalidValue
+from ..policy import LOOSEST_FMR, MAX_SERVICE_TOP_K, Principal, require_searched
 from .app import allowed, principal, read_upload, service
 from .jobs import Job, jobs
 
@@ -170,7 +171,10 @@ def search(
     collection: Annotated[list[str] | None, Form()] = None,
     include_low_quality: Annotated[bool, Form()] = False,
 ) -> results.SearchResult:
-    """Candidates for human review per face of the photo, with the FPIR each implies."""
+    """Candidates for human review per face of the photo, with the FPIR each implies. At most
+    100 candidates a face, and no threshold looser than a false match rate of 1 in 100."""
+    if top_k > MAX_SERVICE_TOP_K:
+        raise InvalidValue(f"top_k {top_k}: the service returns at most {MAX_SERVICE_TOP_K} a face")
     data = read_upload(request, photo)
     with service(request).acting(who, "search", purpose) as ff:
         return ff.search(
@@ -182,6 +186,7 @@ def search(
             face=face,
             collections=who.within(collection or None),
             include_low_quality=include_low_quality,
+            loosest_fmr=LOOSEST_FMR,
         )
 
 
@@ -213,9 +218,11 @@ def face_crop(
     face_id: int,
     size: Annotated[int, Query(description="Longer side in pixels (16..1024).")] = 160,
 ) -> Response:
-    """One catalogued face, cut from its photo on request (crops are never stored). Opted-out
-    faces, faces withheld by consent and faces outside the key's collections are 404."""
+    """One catalogued face, cut from its photo on request (crops are never stored; each is
+    audited as a view). An operator sees only faces its own searches returned in the last day.
+    Opted-out faces, faces withheld by consent and faces outside the key's collections are 404."""
     with service(request).acting(who, "faces.read") as ff:
+        require_searched(ff.catalog, who, face_id)
         jpeg = ff.face_crop(face_id, size=size, collections=who.within(None))
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
@@ -238,10 +245,16 @@ class Hidden(BaseModel):
     hidden: bool = True
 
 
+class Purpose(BaseModel):
+    purpose: str = Field(description="Why (kept in the audit log); required.")
+
+
 @router.get("/people", tags=["people"])
 def people_list(request: Request, who: CanReadPeople, include_hidden: bool = False) -> list[results.Person]:
+    """Persons the people view may show (audited as a view); `include_hidden` adds persons a
+    reviewer hid, never persons whose consent was withdrawn."""
     with service(request).acting(who, "people.read") as ff:
-        return ff.people.all(include_hidden)
+        return ff.persons(include_hidden)
 
 
 @router.get("/people/{person_id}", tags=["people"])
@@ -250,14 +263,11 @@ def people_show(request: Request, who: CanReadPeople, person_id: int) -> results
         return ff.person(person_id)
 
 
-@router.get("/people/{person_id}/photos", tags=["people"])
-def people_photos(
-    request: Request,
-    who: CanReadPeople,
-    person_id: int,
-    purpose: Annotated[str, Query(description="Why; audited.")],
-) -> list[str]:
-    with service(request).acting(who, "people.read", purpose) as ff:
+@router.post("/people/{person_id}/photos", tags=["people"])
+def people_photos(request: Request, who: CanReadPeople, person_id: int, body: Purpose) -> list[str]:
+    """Every photo of a person: a search by person (audited with its purpose). A POST, so that no
+    link or image on another page can make a browser run it."""
+    with service(request).acting(who, "people.read", body.purpose) as ff:
         return ff.person_photos(person_id)
 
 
@@ -388,21 +398,29 @@ def purge(request: Request, who: CanErase, body: PurgeRequest) -> results.PurgeR
 @router.get("/audit", tags=["audit"])
 def audit_show(
     request: Request,
+    response: Response,
     who: CanAudit,
     since: Since = None,
     until: Until = None,
     actor: Annotated[str | None, Query(description="Only this actor's entries.")] = None,
     action: Annotated[str | None, Query(description="Only this action (search, erase, ...).")] = None,
     purpose: Annotated[str | None, Query(description="Only entries whose purpose contains this.")] = None,
+    before_seq: Annotated[int | None, Query(description="Only entries older than this one (paging).")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000, description="At most this many, the newest.")] = 500,
 ) -> list[AuditEntry]:
+    """The newest `limit` entries that match, oldest first; for older ones pass the first
+    entry's seq as `before_seq`. The answer's `X-Facefind-More: true` says there are more."""
     with service(request).acting(who, "audit") as ff:
-        return [
+        picked = [
             e
             for e in ff.audit.entries(since, until)
             if (actor is None or e.actor == actor)
             and (action is None or e.action == action)
             and (purpose is None or purpose.casefold() in (e.purpose or "").casefold())
+            and (before_seq is None or e.seq < before_seq)
         ]
+    response.headers["X-Facefind-More"] = "true" if len(picked) > limit else "false"
+    return picked[-limit:]
 
 
 @router.get("/audit/verify", tags=["audit"])

@@ -51,3 +51,16 @@ def last_before(catalog: Catalog, before: str) -> sa.Row | None:
 def delete_through(catalog: Catalog, seq: int) -> int:
     with catalog.transaction() as conn:
         return int(conn.execute(sa.delete(audit_log).where(audit_log.c.seq <= seq)).rowcount)
+
+
+def searched_face(catalog: Catalog, actor: str, face_id: int, since: str) -> bool:
+    """Whether a search by `actor` since `since` returned face `face_id` (its details list each
+    match as `[face_id,similarity]` in canonical JSON)."""
+    query = (
+        sa.select(audit_log.c.seq)
+        .where(audit_log.c.actor == actor, audit_log.c.action == "search", audit_log.c.at >= since)
+        .where(audit_log.c.details.contains(f"[{int(face_id)},", autoescape=True))
+        .limit(1)
+    )
+    with catalog.engine.connect() as conn:
+        return conn.execute(query).first() is not None
