@@ -32,7 +32,7 @@ export function render(main) {
     exportLink.href = `/v1/audit/export${Object.keys(range).length ? `?${new URLSearchParams(range)}` : ""}`;
     log.replaceChildren(h("p", { class: "busy" }, "Loading…"));
     try {
-      log.replaceChildren(logTable(await get("/v1/audit", q)));
+      log.replaceChildren(logTable(await get("/v1/audit", { ...q, limit: String(SHOWN) })));
     } catch (err) {
       log.replaceChildren(problem(err));
     }
@@ -77,7 +77,7 @@ function logTable(entries) {
   if (!entries.length) return h("p", {}, "No entries match.");
   const newest = entries.slice(-SHOWN).reverse();
   return h("div", {},
-    h("p", { class: "fine" }, entries.length > SHOWN ? `The newest ${SHOWN} of ${entries.length} entries; export for all.` : `${entries.length} entries, newest first.`),
+    h("p", { class: "fine" }, entries.length >= SHOWN ? `The newest ${SHOWN} entries; export for all.` : `${entries.length} entries, newest first.`),
     dataTable("Audit log entries", ["#", "When", "Actor", "Action", "Purpose", "Details"], newest.map((e) =>
         h("tr", { "data-action": e.action },
           h("th", { scope: "row" }, String(e.seq)),
