@@ -112,18 +112,27 @@ class Principal:
 
 
 def hidden_faces(catalog: Catalog, use: str) -> np.ndarray:
-    """Ids of faces no answer may include for `use` ("search", "results"): opted out, or of a
-    person whose consent does not (or no longer) cover that use."""
+    """Ids of faces no answer may include for `use` ("search", "results"): opted out, or bound to
+    (or now in) a person whose consent does not (or no longer) cover that use; a face stays bound
+    to every consented person it was ever a face of (consent follows the faces)."""
     return np.union1d(optouts.suppressed_faces(catalog), consent.withheld_faces(catalog, use))
 
 
-def require_shown(catalog: Catalog, person_id: int) -> None:
-    """Refuse to show a person whose consent does not (or no longer) cover showing results."""
-    if person_id in consent.withheld_persons(catalog, "results"):
+def require_shown(catalog: Catalog, person_id: int, decision: str | None = None) -> None:
+    """Refuse to show a person whose consent does not (or no longer) cover showing results, or to
+    let a reviewer change them (`decision`: "split", "merged"...): such a person is a DPO's to handle."""
+    if person_id not in consent.withheld_persons(catalog, "results"):
+        return
+    if decision is None:
         raise Refused(
             f"person {person_id}'s consent does not (or no longer) cover showing their photos; "
             f"`facefind consent list --person {person_id}` shows it"
         )
+    raise Refused(
+        f"person {person_id}'s consent does not (or no longer) cover showing their photos, so they "
+        f"cannot be {decision}: a DPO handles them (`facefind erase person {person_id}`, "
+        f"`facefind purge`; `facefind consent list --person {person_id}` shows the consent)"
+    )
 
 
 def require_searched(catalog: Catalog, who: Principal, face_id: int) -> None:

@@ -5,6 +5,11 @@ be used for: `search` (matched by face searches), `results` (shown in the people
 person searches), `clustering` (new faces join them automatically). When the consent expires or is
 withdrawn, the person's faces drop out of search results and the people view at once (through the
 vector index's exclusion filter); `facefind purge` then erases them for good.
+
+Consent follows the faces: every face that was ever a face of a person with consent records stays
+bound to that person's consent (the "subject"), whatever happens to persons later: split, "not
+this person", merge, re-clustering. A new photo that clustering would give to a person whose
+consent does not cover clustering is bound to them too (and left out of the person).
 """
 
 from __future__ import annotations
@@ -115,11 +120,14 @@ def lapsed_persons(catalog: Catalog) -> set[int]:
 
 
 def withheld_faces(catalog: Catalog, use: str) -> np.ndarray:
-    """Face ids of persons whose consent does not (or no longer) cover `use`."""
+    """Face ids bound to (or now in) persons whose consent does not (or no longer) cover `use`.
+
+    A face is bound to every person with consent records it was ever a face of, whatever users or
+    clustering did to persons since (catalog/consents.py), so its consent follows it."""
     withheld = withheld_persons(catalog, use)
     if not withheld:
         return np.zeros(0, np.int64)
-    return person_store.face_ids_of(catalog, withheld)
+    return store.faces_of_subjects(catalog, withheld)
 
 
 def _consent(r: Any) -> Consent:

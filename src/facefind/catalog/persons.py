@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 
+from .consents import bind, bind_current
+from .consents import move as move_consents
 from .core import Catalog
 from .schema import consents, face_persons, face_rejections, face_suppressions, faces, images, now, persons
 
@@ -19,13 +20,6 @@ def exists(catalog: Catalog, person_id: int) -> bool:
 def existing(catalog: Catalog, person_ids: set[int]) -> set[int]:
     with catalog.engine.connect() as conn:
         return set(conn.execute(sa.select(persons.c.id).where(persons.c.id.in_(person_ids))).scalars())
-
-
-def face_ids_of(catalog: Catalog, person_ids: set[int]) -> np.ndarray:
-    query = sa.select(face_persons.c.face_id).where(face_persons.c.person_id.in_(person_ids))
-    with catalog.engine.connect() as conn:
-        found = conn.execute(query).scalars().all()
-    return np.fromiter(found, np.int64, len(found))
 
 
 def rows(catalog: Catalog, model_id: str, *, include_hidden: bool, leave_out: set[int]) -> list[sa.Row]:
@@ -50,11 +44,17 @@ def update(catalog: Catalog, person_id: int, **values: Any) -> None:
         conn.execute(sa.update(persons).where(persons.c.id == person_id).values(**values))
 
 
+# Every write below that moves faces into or out of persons binds them to the consent subjects they
+# belong to before and after the move (catalog/consents.py): consent follows the faces.
+
+
 def merge(catalog: Catalog, sources: list[int], into: int, name: str | None) -> None:
-    """One transaction: the faces, rejections and consent records of `sources` go to `into`."""
+    """One transaction: the faces, rejections and consent records of `sources` go to `into`, and
+    faces bound to the consent of a source are bound to `into`'s."""
     with catalog.transaction() as conn:
+        bind_current(conn)
         conn.execute(sa.update(persons).where(persons.c.id == into).values(name=name))
-        conn.execute(sa.update(consents).where(consents.c.person_id.in_(sources)).values(person_id=into))
+        move_consents(conn, sources, into)
         conn.execute(
             sa.update(face_persons)
             .where(face_persons.c.person_id.in_([*sources, into]))
@@ -67,25 +67,35 @@ def merge(catalog: Catalog, sources: list[int], into: int, name: str | None) -> 
             .values(person_id=into)
         )
         conn.execute(sa.delete(persons).where(persons.c.id.in_(sources)))
+        bind_current(conn)
 
 
 def split(catalog: Catalog, person_id: int, face_ids: list[int], new_person: int) -> None:
     """The faces move to `new_person` and are rejected by `person_id`; both sides are pinned."""
     with catalog.transaction() as conn:
+        bind_current(conn)
         conn.execute(sa.update(face_persons).where(face_persons.c.person_id == person_id).values(pinned=True))
         conn.execute(
             sa.update(face_persons)
             .where(face_persons.c.face_id.in_(face_ids))
             .values(person_id=new_person, pinned=True)
         )
-        conn.execute(sa.insert(face_rejections), [{"face_id": f, "person_id": person_id} for f in face_ids])
+        conn.execute(_REJECT, [{"face_id": f, "person_id": person_id} for f in face_ids])
+        bind_current(conn)
 
 
 def reject(catalog: Catalog, person_id: int, face_ids: list[int]) -> None:
     """The faces leave the person, which clustering may never give them again."""
     with catalog.transaction() as conn:
+        bind_current(conn)
         conn.execute(sa.delete(face_persons).where(face_persons.c.face_id.in_(face_ids)))
-        conn.execute(sa.insert(face_rejections), [{"face_id": f, "person_id": person_id} for f in face_ids])
+        conn.execute(_REJECT, [{"face_id": f, "person_id": person_id} for f in face_ids])
+
+
+# A face a merge brought back into a person that had rejected it may be rejected again: one row.
+_REJECT = sa.text(
+    "INSERT INTO face_rejections (face_id, person_id) VALUES (:face_id, :person_id) ON CONFLICT DO NOTHING"
+).bindparams(sa.bindparam("face_id", type_=sa.Integer), sa.bindparam("person_id", type_=sa.Integer))
 
 
 def assignments(catalog: Catalog, model_id: str) -> tuple[list[sa.Row], set[tuple[int, int]]]:
@@ -102,12 +112,19 @@ def assignments(catalog: Catalog, model_id: str) -> tuple[list[sa.Row], set[tupl
 
 
 def save_assignments(
-    catalog: Catalog, model_id: str, wanted: dict[int, int], considered: set[int], incremental: bool
+    catalog: Catalog,
+    model_id: str,
+    wanted: dict[int, int],
+    considered: set[int],
+    incremental: bool,
+    bound: dict[int, int] | None = None,
 ) -> None:
     """Store `wanted` (face -> person) for the faces `considered`: faces whose person changed are
-    moved (incremental: only faces that lost their person are taken out), and persons left
-    without faces go unless a user named them. One transaction."""
+    moved (incremental: only faces that lost their person are taken out), faces `bound` (face ->
+    consent subject) are bound, and persons left without faces go unless a user named them or
+    they have consent records. One transaction."""
     with catalog.transaction() as conn:
+        bind_current(conn)
         current = dict(
             conn.execute(
                 sa.select(face_persons.c.face_id, face_persons.c.person_id)
@@ -126,11 +143,14 @@ def save_assignments(
             conn.execute(sa.delete(face_persons).where(face_persons.c.face_id.in_(stale[i : i + 500])))
         if fresh:
             conn.execute(_ASSIGN, fresh)
+        bind(conn, bound or {})
+        bind_current(conn)
         conn.execute(
             sa.delete(persons).where(
                 persons.c.model_id == model_id,
                 persons.c.name.is_(None),
                 ~sa.exists().where(face_persons.c.person_id == persons.c.id),
+                ~persons.c.id.in_(sa.select(consents.c.person_id)),
             )
         )
 

@@ -10,6 +10,11 @@ threshold of `Settings.people_max_fmr` (chosen by measurement, bench/people_benc
   of the old person it overlaps most, named persons first), and a face a user said is "not this
   person" never goes back to that person.
 Low-quality faces never seed a person; they join the person their good neighbours vote for.
+
+Consent follows the faces (accountability/consent.py): a face that clustering would give to a
+person whose consent does not cover clustering is bound to that consent instead and stays
+unassigned. A person whose consent does not cover showing results is never listed or returned,
+and no reviewer decision is made on them (a DPO's erasure or purge handles them).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 
+from .. import policy
 from ..accountability import consent
 from ..catalog import Catalog
 from ..catalog import persons as store
@@ -77,20 +83,18 @@ class People:
         snap = self._snapshot()
         new = snap.ids > upto
         unplaced = snap.person < 0
-        placed, created = self._place_new(snap, np.flatnonzero(new & snap.good))
-        attached = self._attach(snap, np.flatnonzero(new & ~snap.good))
-        # Persons whose consent does not cover clustering get no new faces automatically.
-        blocked = np.isin(snap.person, list(consent.withheld_persons(self.catalog, "clustering")))
-        placed -= int((new & blocked & snap.good).sum())
-        attached -= int((new & blocked & ~snap.good).sum())
-        snap.person[new & blocked] = -1
+        _, created = self._place_new(snap, np.flatnonzero(new & snap.good))
+        self._attach(snap, np.flatnonzero(new & ~snap.good))
+        bound = self._withhold_joins(snap, unplaced)
         # Low-quality faces left out before may match the faces placed just now.
         just_placed = unplaced & (snap.person >= 0) & snap.good
-        attached += self._attach(snap, np.flatnonzero(~new & ~snap.good & unplaced), just_placed)
-        self._write(snap, incremental=True)
+        self._attach(snap, np.flatnonzero(~new & ~snap.good & unplaced), just_placed)
+        bound.update(self._withhold_joins(snap, unplaced))
+        self._write(snap, incremental=True, bound=bound)
         if len(snap.ids):
             self.catalog.set_setting(self._upto_key, str(int(snap.ids.max())))
-        return self._report("incremental", int(new.sum()), placed + attached, created, snap, started)
+        assigned = int((unplaced & (snap.person >= 0)).sum())
+        return self._report("incremental", int(new.sum()), assigned, created, snap, started)
 
     def recluster(self) -> ClusterReport:
         """Group every face again from scratch, keeping user decisions (see module docstring)."""
@@ -108,11 +112,21 @@ class People:
         snap.person[~snap.pinned] = -1
         created = self._adopt_groups(snap, nodes, labels, set(fixed[fixed >= 0].tolist()), old)
         self._attach(snap, np.flatnonzero(~snap.good & ~snap.pinned))
-        self._write(snap, incremental=False)
+        bound = self._withhold_joins(snap, snap.person != old)
+        self._write(snap, incremental=False, bound=bound)
         if len(snap.ids):
             self.catalog.set_setting(self._upto_key, str(int(snap.ids.max())))
         assigned = int((snap.person >= 0).sum())
         return self._report("full", len(snap.ids), assigned, created, snap, started)
+
+    def _withhold_joins(self, snap: _Snapshot, moved: np.ndarray) -> dict[int, int]:
+        """Faces (among `moved`) that clustering put into a person whose consent does not cover
+        clustering: they leave it, bound to that person's consent (face id -> person)."""
+        blocked = consent.withheld_persons(self.catalog, "clustering")
+        joined = np.flatnonzero(moved & np.isin(snap.person, list(blocked)))
+        bound = dict(zip(snap.ids[joined].tolist(), snap.person[joined].tolist(), strict=True))
+        snap.person[joined] = -1
+        return bound
 
     def _place_new(self, snap: _Snapshot, new: np.ndarray) -> tuple[int, int]:
         """Cluster new good faces together with their neighbours, fixing already-placed ones."""
@@ -193,15 +207,17 @@ class People:
 
     # reading ---------------------------------------------------------------------------------
     def all(self, include_hidden: bool = False) -> list[Person]:
-        """Persons with at least one face (or a name), most faces first. Persons whose consent does
-        not (or no longer) cover being shown are left out, as hidden ones are, unless asked for."""
-        withheld = set() if include_hidden else consent.withheld_persons(self.catalog, "results")
+        """Persons with at least one face that may be shown, most faces first; hidden ones only
+        if asked for. Persons whose consent does not (or no longer) cover being shown are never
+        listed, nor are persons all of whose faces are opted out or withheld, named or not."""
+        withheld = consent.withheld_persons(self.catalog, "results")
         rows = store.rows(self.catalog, self.model_id, include_hidden=include_hidden, leave_out=withheld)
         members = self._faces_of([r.id for r in rows])
-        out = [_person(r, members.get(r.id, [])) for r in rows if members.get(r.id) or r.name]
+        out = [_person(r, members[r.id]) for r in rows if members.get(r.id)]
         return sorted(out, key=lambda p: (-p.face_count, p.id))
 
     def get(self, person_id: int) -> Person:
+        """A person with the faces that may be shown (callers showing it check `require_shown`)."""
         row = self._row(person_id)
         return _person(row, self._faces_of([person_id]).get(person_id, []))
 
@@ -214,7 +230,7 @@ class People:
         name = name.strip()
         if not name:
             raise FacefindError("a person's name cannot be empty; to remove a name use --clear")
-        self._row(person_id)
+        self._decidable(person_id, "named")
         if not any(c.active for c in consent.all_(self.catalog, person_id)):
             raise FacefindError(
                 f"naming person {person_id} needs their consent on record first: facefind consent add "
@@ -225,13 +241,13 @@ class People:
         return self.get(person_id)
 
     def unname(self, person_id: int) -> Person:
-        self._row(person_id)
+        self._decidable(person_id, "have their name cleared")
         store.update(self.catalog, person_id, name=None)
         self._log("unname", {"person": person_id})
         return self.get(person_id)
 
     def hide(self, person_id: int, hidden: bool = True) -> Person:
-        self._row(person_id)
+        self._decidable(person_id, "hidden or shown")
         store.update(self.catalog, person_id, hidden=hidden)
         self._log("hide" if hidden else "unhide", {"person": person_id})
         return self.get(person_id)
@@ -249,6 +265,8 @@ class People:
         if into in sources:
             raise FacefindError(f"cannot merge person {into} into itself; name other persons to merge in")
         rows = {person_id: self._row(person_id) for person_id in [*sources, into]}
+        for person_id in rows:
+            self._decidable(person_id, "merged")
         names = {p: r.name for p, r in rows.items() if r.name}
         if len(set(names.values())) > 1:
             listed = ", ".join(f"{p} ({n})" for p, n in names.items())
@@ -272,7 +290,7 @@ class People:
     def split(self, person_id: int, face_ids: Iterable[int]) -> Person:
         """Move some faces of a person into a new person; both sides are pinned."""
         wanted = sorted({int(f) for f in face_ids})
-        current = {f.face_id for f in self.get(person_id).faces}
+        current = {f.face_id for f in self._decidable(person_id, "split").faces}
         self._check_faces(person_id, wanted, current)
         if set(wanted) == current:
             raise FacefindError(
@@ -287,7 +305,8 @@ class People:
     def remove(self, person_id: int, face_ids: Iterable[int]) -> Person:
         """ "Not this person": the faces leave the person and clustering never puts them back."""
         wanted = sorted({int(f) for f in face_ids})
-        self._check_faces(person_id, wanted, {f.face_id for f in self.get(person_id).faces})
+        current = {f.face_id for f in self._decidable(person_id, "have faces removed").faces}
+        self._check_faces(person_id, wanted, current)
         store.reject(self.catalog, person_id, wanted)
         self._log("remove", {"person": person_id, "faces": wanted})
         return self.get(person_id)
@@ -308,11 +327,13 @@ class People:
         good = (size_px >= self.settings.min_face_px) & (quality >= self.settings.min_quality)
         return _Snapshot(ids, embeddings, good, person, pinned, rejected)
 
-    def _write(self, snap: _Snapshot, incremental: bool) -> None:
-        """Store the assignment of every unpinned face (incremental: only faces newly placed)."""
+    def _write(self, snap: _Snapshot, incremental: bool, bound: dict[int, int]) -> None:
+        """Store the assignment of every unpinned face (incremental: only faces newly placed), and
+        bind the faces `bound` to their consent subject."""
         placed = snap.person >= 0
         wanted = dict(zip(snap.ids[placed].tolist(), snap.person[placed].tolist(), strict=True))
-        store.save_assignments(self.catalog, self.model_id, wanted, set(snap.ids.tolist()), incremental)
+        considered = set(snap.ids.tolist())
+        store.save_assignments(self.catalog, self.model_id, wanted, considered, incremental, bound)
 
     def _new_person(self) -> int:
         return self._new_persons(1)[0]
@@ -329,6 +350,13 @@ class People:
             raise PersonNotFound(f"no person with id {person_id}; `facefind people list` shows them")
         return row
 
+    def _decidable(self, person_id: int, decision: str) -> Person:
+        """The person, if a reviewer may decide on them: not while their consent does not cover
+        showing them (policy.require_shown), which would show or undo what it withholds."""
+        self._row(person_id)
+        policy.require_shown(self.catalog, person_id, decision)
+        return self.get(person_id)
+
     def _check_faces(self, person_id: int, wanted: list[int], current: set[int]) -> None:
         if not wanted:
             raise FacefindError("name at least one face (--face ID); `facefind people show` lists them")
@@ -340,8 +368,12 @@ class People:
             )
 
     def _faces_of(self, person_ids: list[int]) -> dict[int, list[PersonFace]]:
+        """The faces of persons that may be shown: none opted out or withheld by a consent."""
         out: dict[int, list[PersonFace]] = {}
+        hidden = set(policy.hidden_faces(self.catalog, "results").tolist())
         for r in store.faces_of(self.catalog, person_ids):
+            if r.id in hidden:
+                continue
             box = Box(x=round(r.x, 1), y=round(r.y, 1), w=round(r.w, 1), h=round(r.h, 1))
             face = PersonFace(
                 face_id=r.id, image_id=r.image_id, path=r.path, box=box, quality=r.quality, pinned=r.pinned
