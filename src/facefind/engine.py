@@ -478,6 +478,8 @@ class FaceFind:
         while their consent does not cover showing results; opted-out faces are never among them."""
         found = self.people.get(person_id)
         policy.require_shown(self.catalog, person_id)
+        if not found.faces:  # every face opted out or erased: nothing of them may be shown
+            raise NotFound(f"no person with id {person_id}; `facefind people list` shows them")
         self.audit.record(self.actor, "view", {"person": person_id, "faces": found.face_count}, self.purpose)
         return found
 
