@@ -158,6 +158,8 @@ def test_postgresql_does_not_vacuum_under_an_older_snapshot_and_finishes_later(p
     done = [e for e in audit(db) if e["action"] == "erase.scrub"]
     assert len(done) == 1 and done[0]["details"]["receipts"] == [receipt["receipt"]]
     assert "VACUUM FULL" in done[0]["details"]["data_removed"][0]
+    report = run_json("index", FR / "Barack_Obama", db=db, ok_codes=INDEX_OK)
+    assert [e["path"] for e in report["error_files"] if "was erased on" in e["error"]] == [str(OBAMA)]
     engine.dispose()
 
 
@@ -226,6 +228,27 @@ def test_erasing_a_collection_refuses_its_photos_too(photos: Path, tmp_path: Pat
     report = run_json("index", photos, db=db, ok_codes=INDEX_OK)
     assert report["indexed"] == 0 and len(report["error_files"]) == 4
     assert run_json("stats", db=db)["faces"] == 0
+
+
+def test_a_retention_purge_refuses_its_photos_a_person_erasure_erases_faces_not_photos(
+    photos: Path, tmp_path: Path
+) -> None:
+    db = new_catalog(tmp_path / "catalog.db")
+    run_json("index", photos, db=db)
+    with sqlite3.connect(db) as con:  # Biden's photos were indexed two years ago (retention: 1y)
+        con.execute("update images set indexed_at = '2024-01-01T00:00:00+00:00' where path like '%biden%'")
+    con.close()
+    (receipt,) = run_json("purge", db=db)["receipts"]
+    assert receipt["kind"] == "retention" and receipt["images_removed"] == 2
+    report = run_json("index", photos, db=db, ok_codes=INDEX_OK)
+    assert {Path(e["path"]).name for e in report["error_files"]} == {"biden.jpg", "biden again.jpg"}
+
+    # A person's faces are erased, not the photos: unchanged photos are not analysed again.
+    (obama,) = run_json("people", "list", db=db)
+    run_json("erase", "person", str(obama["id"]), db=db)
+    assert run_json("stats", db=db)["faces"] == 0
+    report = run_json("index", photos, db=db, ok_codes=INDEX_OK)
+    assert report["indexed"] == 0 and run_json("stats", db=db)["faces"] == 0
 
 
 def test_a_folder_or_a_collection_is_erased_only_when_confirmed(photos: Path, tmp_path: Path) -> None:

@@ -235,8 +235,8 @@ def allow(catalog: Catalog, target: str, actor: str) -> AllowedAgain:
         found = store.allow_again(conn, sha256)
     if found is None:
         raise NotFound(
-            f"no erased photo with SHA-256 {sha256}; an erasure's receipt (`facefind audit show --action "
-            f"erase`) lists the hashes of the photos it erased"
+            f"no erased photo with SHA-256 {sha256}; an erasure's receipt (its `erase` entry in `facefind "
+            f"audit show`) lists the hashes of the photos it erased"
         )
     return AllowedAgain(sha256=sha256, erased_at=found.erased_at, receipt=found.receipt, by=actor, at=now())
 

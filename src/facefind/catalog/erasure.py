@@ -229,8 +229,10 @@ def _scrub_sqlite(conn: Connection, wait: float, vacuumed: bool) -> Scrub:
 # Sessions whose snapshot may predate `since`: VACUUM FULL keeps every row they may still see. A
 # session of another role shows no snapshot unless we may read its statistics (pg_read_all_stats):
 # it counts as one, since we cannot tell.
+HIDDEN = "<insufficient privilege>"
 OLDER_SNAPSHOTS = sa.text(
-    "SELECT pid, coalesce(application_name, '') FROM pg_stat_activity "
+    "SELECT pid, CASE WHEN query = '<insufficient privilege>' THEN :hidden "
+    "ELSE coalesce(application_name, '') END FROM pg_stat_activity "
     "WHERE datname = current_database() AND pid <> pg_backend_pid() "
     "AND coalesce(backend_type, 'client backend') <> 'autovacuum worker' "
     "AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL OR query = '<insufficient privilege>') "
@@ -242,10 +244,10 @@ OLDER_SNAPSHOTS = sa.text(
 
 def _scrub_postgresql(conn: Connection, wait: float, since: str) -> Scrub:
     pauses = _backoff(wait)
-    while older := conn.execute(OLDER_SNAPSHOTS, {"since": since}).all():
+    while older := conn.execute(OLDER_SNAPSHOTS, {"since": since, "hidden": HIDDEN}).all():
         pause = next(pauses, None)
         if pause is None:
-            shown = ", ".join(f"pid {pid} {name!r}" if pid else name for pid, name in older[:5])
+            shown = ", ".join(_session(pid, name) for pid, name in older[:5])
             return Scrub(
                 False,
                 [],
@@ -280,6 +282,14 @@ def _scrub_postgresql(conn: Connection, wait: float, since: str) -> Scrub:
     return Scrub(True, steps, vacuumed=True, since=since)
 
 
+def _session(pid: int | None, name: str) -> str:
+    if name == HIDDEN:
+        return (
+            f"pid {pid}, another role's session whose snapshot facefind may not see (grant pg_read_all_stats)"
+        )
+    return f"pid {pid} {name!r}" if pid else name
+
+
 # meta keys of erasures whose file scrub is still to do: PENDING + receipt id -> JSON
 # {"since": when the rows were deleted, "vacuumed": whether SQLite's VACUUM already ran}.
 PENDING = "erasure_scrub_pending:"
@@ -291,7 +301,9 @@ def record_pending(conn: Connection, receipt: str, since: str, vacuumed: bool) -
 
 def pending(conn: Connection) -> dict[str, dict]:
     """Receipt id -> {"since", "vacuumed"} of every erasure whose file scrub is still to do."""
-    rows = conn.execute(sa.select(meta.c.key, meta.c.value).where(meta.c.key.startswith(PENDING)))
+    rows = conn.execute(
+        sa.select(meta.c.key, meta.c.value).where(meta.c.key.startswith(PENDING, autoescape=True))
+    )
     return {key.removeprefix(PENDING): json.loads(value) for key, value in rows}
 
 
