@@ -83,7 +83,7 @@ def test_erasing_an_image_and_a_collection(catalog: Path) -> None:
     assert after["images"] == before["images"] - 1 and after["faces"] == before["faces"] - 1
     assert biden.exists()  # the user's own file is not touched
 
-    whole = run_json("erase", "collection", "default", db=catalog)
+    whole = run_json("erase", "collection", "default", "--confirm", db=catalog)
     assert whole["images_removed"] == before["images"] - 1
     stats = run_json("stats", db=catalog)
     assert stats["images"] == 0 and stats["faces"] == 0 and stats["collections"] == {}

@@ -109,7 +109,7 @@ def test_the_library_works_the_same_on_postgresql(pg_url: str) -> None:
         assert optout.faces_suppressed >= 1
         found = ff.search(FR / "Joe_Biden" / "biden2.jpg", purpose="after opt-out")
         assert not any("Joe_Biden" in m.path for f in found.faces for m in f.matches)
-        receipt = ff.erase("collection", "default")
+        receipt = ff.erase("collection", "default", confirm=True)
         assert receipt.images_removed == 23
         assert ff.audit.verify().ok
         assert ff.stats()["faces"] == 0

@@ -839,17 +839,27 @@ erase_app = typer.Typer(help="Erase faces everywhere they are stored, with a rec
 app.add_typer(erase_app, name="erase")
 
 
-def _erase(kind: str, target: str, actor: str | None, db: str | None, as_json: bool) -> None:
+Confirm = Annotated[
+    bool,
+    typer.Option("--confirm", help="Erase them: needed for a folder (or several photos) or a collection."),
+]
+
+
+def _erase(
+    kind: str, target: str, actor: str | None, db: str | None, as_json: bool, confirm: bool = False
+) -> None:
     with session(db, actor) as ff:
-        receipt = ff.erase(kind, target)
+        receipt = ff.erase(kind, target, confirm=confirm)
     if as_json:
         emit_json(receipt)
         return
     out.print(
-        f"erased {kind} {target}: {receipt.images_removed} photo(s), {receipt.faces_removed} face(s), "
+        f"erased {kind} {safe(target)}: {receipt.images_removed} photo(s), {receipt.faces_removed} face(s), "
         f"{receipt.persons_removed} person(s); {len(receipt.image_sha256)} photo hash(es) in the receipt "
-        f"(audit entry #{receipt.audit_seq}). Removed: {'; '.join(receipt.data_removed)}."
+        f"{receipt.receipt} (audit entry #{receipt.audit_seq}). Removed: {'; '.join(receipt.data_removed)}."
     )
+    for line in receipt.pending:
+        out.print(f"[bold yellow]{safe(line)}[/]")
     if receipt.copies_elsewhere:
         out.print("Copies facefind cannot reach, for you to clear:")
         for line in receipt.copies_elsewhere:
@@ -859,12 +869,14 @@ def _erase(kind: str, target: str, actor: str | None, db: str | None, as_json: b
 @erase_app.command("image")
 def erase_image(
     path: Annotated[str, typer.Argument(help="A catalogued photo, or a folder: every photo under it.")],
+    confirm: Confirm = False,
     actor: Actor = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Erase a photo's record and faces (the photo file itself is yours and is not touched)."""
-    _erase("image", path, actor, db, as_json)
+    """Erase a photo's record and faces, and every catalogued copy of it (the photo file itself is
+    yours and is not touched). Indexing refuses the photo from now on, under any name."""
+    _erase("image", path, actor, db, as_json, confirm)
 
 
 @erase_app.command("person")
@@ -876,12 +888,13 @@ def erase_person(person: PersonId, actor: Actor = None, db: Db = None, as_json: 
 @erase_app.command("collection")
 def erase_collection(
     name: Annotated[str, typer.Argument(help="Collection name.")],
+    confirm: Confirm = False,
     actor: Actor = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Erase a whole collection: its photos' records, faces and the collection."""
-    _erase("collection", name, actor, db, as_json)
+    """Erase a whole collection: its photos' records, faces and the collection (needs --confirm)."""
+    _erase("collection", name, actor, db, as_json, confirm)
 
 
 @erase_app.command("optout-matches")
@@ -893,6 +906,24 @@ def erase_optout_matches(
 ) -> None:
     """Erase for good the faces an opt-out suppresses (the opt-out itself stays in force)."""
     _erase("optout-matches", str(optout), actor, db, as_json)
+
+
+@erase_app.command("allow")
+def erase_allow(
+    photo: Annotated[str, typer.Argument(help="The photo's file, or its SHA-256 from the erasure receipt.")],
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Let indexing take an erased photo again (a DPO's decision; audited as erase.allow)."""
+    with session(db, actor) as ff:
+        allowed = ff.erase_allow(photo)
+    reply(
+        allowed,
+        as_json,
+        f"photo {allowed.sha256} (erased {allowed.erased_at[:10]}, receipt {allowed.receipt}) may be "
+        f"indexed again (audit entry #{allowed.audit_seq}); index its folder to add it.",
+    )
 
 
 # opt-outs ---------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ class FaceFind:
         self.runtime = Runtime(db, settings)
         self.actor = require_text(actor or default_actor(), "the actor")
         self.purpose = purpose
+        self._finish_pending_scrub()  # an erasure's file scrub that a reader held up
 
     def acting_as(self, actor: str, purpose: str | None = None) -> FaceFind:
         """The same runtime, acting (and audited) as `actor`: how the service serves each request."""
@@ -273,12 +274,21 @@ class FaceFind:
         return collections.all_(self.catalog)
 
     # erasure -----------------------------------------------------------------------------
-    def erase(self, kind: str, target: str) -> erasure.ErasureReceipt:
+    def erase(self, kind: str, target: str, *, confirm: bool = False) -> erasure.ErasureReceipt:
         """Erase a photo (path; a folder erases every photo under it), a person (id) or a collection
-        (name) everywhere it is stored, and return the receipt (also kept in the audit log)."""
-        receipt = erasure.erase(self.catalog, kind, target, self.actor)
-        self._scrub()
+        (name) everywhere it is stored, and return the receipt (also kept in the audit log). A
+        folder or a collection needs `confirm` (without it nothing is erased). Erased photos are
+        refused by indexing from now on (`erase_allow` lets one back)."""
+        receipt = erasure.erase(self.catalog, kind, target, self.actor, confirm=confirm)
+        self._scrub([receipt])
         return self._receipt(receipt)
+
+    def erase_allow(self, target: str) -> erasure.AllowedAgain:
+        """Let indexing take an erased photo again (a DPO's decision): its file or its SHA-256."""
+        allowed = erasure.allow(self.catalog, target, self.actor)
+        details = allowed.model_dump(exclude={"audit_seq", "by", "at"})
+        allowed.audit_seq = self.audit.record(self.actor, "erase.allow", details).seq
+        return allowed
 
     def purge(self, *, audit_older_than: str | None = None) -> PurgeReport:
         """Retention: erase photos older than their collection's retention period and the faces of
@@ -296,8 +306,7 @@ class FaceFind:
                 receipts.append(erasure.erase(self.catalog, "retention", target, self.actor, expired))
         for person_id in sorted(consent.lapsed_persons(self.catalog)):
             receipts.append(erasure.erase(self.catalog, "person", str(person_id), self.actor))
-        if receipts:
-            self._scrub()
+        self._scrub(receipts)
         receipts = [self._receipt(r) for r in receipts]
         checkpoint = None
         if audit_older_than:
@@ -314,13 +323,26 @@ class FaceFind:
             if folder.is_dir() and folder.name != self.backend.model_id:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    def _scrub(self) -> None:
-        # No saved generation of the vector index may keep erased vectors: rebuild, save (which
-        # deletes older generations) and drop other models' indexes, which rebuild on demand.
-        self.vectors.rebuild()
-        self.vectors.save(force=True)
-        self._drop_other_indexes()
-        erasure.scrub_file(self.catalog)
+    def _scrub(self, receipts: list[erasure.ErasureReceipt]) -> None:
+        """Scrub what `receipts` erased from every file (the receipts then say what was done or is
+        pending), and finish earlier erasures' pending file scrubs if nothing blocks them now."""
+        scrub = None
+        if receipts:
+            # No saved generation of the vector index may keep erased vectors: rebuild, save (which
+            # deletes older generations) and drop other models' indexes, which rebuild on demand.
+            self.vectors.rebuild()
+            self.vectors.save(force=True)
+            self._drop_other_indexes()
+            scrub = erasure.scrub_file(self.catalog)
+            erasure.settle(self.catalog, receipts, scrub)
+        if scrub is None or scrub.done:
+            self._finish_pending_scrub(scrub)
+
+    def _finish_pending_scrub(self, scrub: erasure.Scrub | None = None) -> None:
+        """Earlier erasures whose file scrub was pending: finish it if nothing blocks it now."""
+        finished = erasure.finish_pending(self.catalog, scrub)
+        if finished:
+            self.audit.record(self.actor, "erase.scrub", finished)
 
     def _receipt(self, receipt: erasure.ErasureReceipt) -> erasure.ErasureReceipt:
         entry = self.audit.record(self.actor, "erase", receipt.model_dump(exclude={"audit_seq"}))

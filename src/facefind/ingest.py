@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
+from .accountability.erasure import refusal
 from .catalog import Catalog
 from .errors import FacefindError, ImageError
 from .faces import Face, FaceBackend, analyze, load_backend, prepare_backend
@@ -293,6 +294,10 @@ class Indexer:
             self.catalog.touch_image(conn, t.known_id, t.size, t.mtime_ns)
             report.unchanged += 1
             return
+        # An erased photo (any name, any collection) stays erased: checked in this transaction.
+        erased = refusal(conn, r.sha256) if r.sha256 else None
+        if erased:
+            r.error, r.faces, r.shape, r.damage = erased, [], None, []
         kept = [f for f in r.faces if not (self.refuse and self.refuse(f))]
         report.faces_refused += len(r.faces) - len(kept)
         self.catalog.save_image(

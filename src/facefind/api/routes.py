@@ -375,13 +375,18 @@ class EraseRequest(BaseModel):
         description="image (a path), person (an id), collection (a name) or optout-matches (an id)"
     )
     target: str
+    confirm: bool = Field(
+        False,
+        description="Erase them: needed for a folder (several photos) or a collection; without it, "
+        "nothing is erased",
+    )
 
 
 @router.post("/erasures", tags=["requests"])
 def erase(request: Request, who: CanErase, body: EraseRequest) -> erasure.ErasureReceipt:
     """Erase everywhere it is stored; the receipt is also kept in the audit log."""
     with service(request).acting(who, "erase") as ff:
-        return ff.erase(body.kind, body.target)
+        return ff.erase(body.kind, body.target, confirm=body.confirm)
 
 
 class PurgeRequest(BaseModel):
