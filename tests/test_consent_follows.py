@@ -102,6 +102,12 @@ def test_no_decision_after_a_withdrawal_brings_the_faces_back(fr_copy: Path, tmp
         assert not (his | new) & listed_faces(ff)
         assert obama not in {p.id for p in ff.people.all(include_hidden=True)}
         assert searchable(ff, FR / "Joe_Biden" / "biden.jpg")  # others are still found
+        # Erasing him erases every face bound to his consent, wherever it went, and nothing else.
+        before = ff.catalog.stats(0, 0)["faces"]
+        receipt = ff.erase("person", str(obama))
+        assert receipt.faces_removed == len(his | new)
+        assert ff.catalog.stats(0, 0)["faces"] == before - len(his | new)
+        assert not ff.catalog.face_rows(his | new)
 
 
 def test_consents_recorded_before_this_release_bind_their_faces_too(fr_copy: Path) -> None:

@@ -16,6 +16,7 @@ from .schema import (
     collections,
     erased_photos,
     face_persons,
+    face_subjects,
     face_suppressions,
     face_tombstones,
     faces,
@@ -75,8 +76,11 @@ def erase(
     if image_ids is not None:
         face_where = faces.c.image_id.in_(image_ids)
     elif person_id is not None:
-        face_where = faces.c.id.in_(
-            sa.select(face_persons.c.face_id).where(face_persons.c.person_id == person_id)
+        # Their faces now, and every face bound to their consent (moved out by a split, "not this
+        # person" or re-clustering, or a new photo withheld as theirs): consent follows the faces.
+        face_where = sa.or_(
+            faces.c.id.in_(sa.select(face_persons.c.face_id).where(face_persons.c.person_id == person_id)),
+            faces.c.id.in_(sa.select(face_subjects.c.face_id).where(face_subjects.c.person_id == person_id)),
         )
     else:
         face_where = faces.c.id.in_(
