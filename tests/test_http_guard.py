@@ -408,3 +408,22 @@ def test_sessions_end_at_sign_out_expiry_and_revocation_on_both_backends(backend
         assert sessions.find(ff.catalog, third.id) is None
         with ff.catalog.engine.connect() as conn:
             assert conn.execute(sa.select(table.c.ended_at)).scalar() is not None
+
+
+def test_the_api_docs_render_under_their_strict_csp_in_chromium(guarded: Guarded) -> None:
+    chromium = Path(os.environ.get("FACEFIND_CHROMIUM", "/usr/bin/chromium"))
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in .[dev])")
+    if not chromium.exists():
+        pytest.skip(f"no Chromium at {chromium}")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page()
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(f"{guarded.server.url}/docs")
+        sync_api.expect(page.locator(".opblock-summary-path", has_text="/v1/search")).to_be_visible()
+        browser.close()
+    assert not problems, problems  # a script or style the CSP refused would be reported here

@@ -1186,7 +1186,7 @@ def serve(
         ws="none",
         proxy_headers=False,  # the client is the socket's peer, never X-Forwarded-For
         timeout_keep_alive=5,  # an idle connection between requests
-        h11_max_incomplete_event_size=16 * 1024,  # a request line and headers: 431 beyond
+        h11_max_incomplete_event_size=16 * 1024,  # a request line and headers: 400 beyond
         limit_concurrency=512,  # connections and requests a worker holds at once; 503 beyond
     )
 

@@ -256,13 +256,18 @@ DOCS_PAGE = """<!doctype html>
 </body>
 </html>
 """
-DOCS_INIT = """window.ui = SwaggerUIBundle({
-  url: "/openapi.json",
-  dom_id: "#swagger-ui",
-  layout: "BaseLayout",
-  deepLinking: true,
-  showExtensions: true,
-  showCommonExtensions: true,
-  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
-});
+DOCS_INIT = """// The bundled Swagger UI (4.x) reads OpenAPI 3.0 only; FastAPI writes 3.1, which it shows well
+fetch("/openapi.json")
+  .then((answer) => answer.json())
+  .then((spec) => {
+    window.ui = SwaggerUIBundle({
+      spec: { ...spec, openapi: "3.0.3" },
+      dom_id: "#swagger-ui",
+      layout: "BaseLayout",
+      deepLinking: true,
+      showExtensions: true,
+      showCommonExtensions: true,
+      presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+    });
+  });
 """
