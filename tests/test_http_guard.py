@@ -283,6 +283,11 @@ def test_the_session_cookie_is_a_server_side_session_not_the_key(guarded: Guarde
         assert session != server.keys[Role.reviewer] and server.keys[Role.reviewer][3:] not in session
         assert name == f"facefind_session_{guarded.port}"  # two servers on one host keep their own
         assert browser.get("/v1/whoami").json()["name"] == NAMES[Role.reviewer]
+        # A page on another port of this host is the same site: the browser sends the cookie.
+        elsewhere = {"Sec-Fetch-Site": "same-site"}
+        assert browser.get("/v1/whoami", headers=elsewhere).status_code == 403
+        assert browser.post("/ui/session", json={"key": "x"}, headers=elsewhere).status_code == 403
+        assert browser.get("/v1/whoami", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
         ended = browser.delete("/ui/session", headers=token)
         assert ended.status_code == 200, ended.text
     finally:

@@ -6,7 +6,9 @@
 2. authenticates every route but the public ones (health, docs, the web UI's files, sign-in):
    `Authorization: Bearer KEY`, or the web UI's session cookie with its CSRF token for anything
    but a read; failures are throttled per client address and audited in aggregate (throttle.py);
-   the principal goes into `scope["state"]` for the routes' dependencies (app.principal);
+   the principal goes into `scope["state"]` for the routes' dependencies (app.principal); the
+   cookie and the sign-in only from facefind's own pages (Sec-Fetch-Site: another port of the
+   host is the same *site*, so SameSite=Strict alone lets its pages use the cookie);
 3. caps the bytes actually received for the route (413 once over, whatever Content-Length says,
    chunked or not): 64 KiB for JSON and sign-in, the photos plus 64 KiB for photo uploads;
 4. cuts off a body that stalls (no byte for `STALL_SECONDS`: 408).
@@ -51,6 +53,7 @@ CSP = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+CROSS_ORIGIN = "only facefind's own pages may use its session cookie; open them at this address"
 NO_KEY = "send 'Authorization: Bearer KEY' (`facefind keys add NAME --role ROLE` makes one)"
 
 
@@ -101,9 +104,13 @@ class Guard:
         if not _public(method, path):
             if not await self._authenticate(scope, headers, door):
                 return
-        elif (method, path) == ("POST", SESSION) and (wait := self.failures.retry_after(_client(scope))):
-            await door.too_many(wait)
-            return
+        elif (method, path) == ("POST", SESSION):
+            if _cross_origin(headers):  # a page elsewhere signing this browser in to its own key
+                await door.refuse(403, "Refused", CROSS_ORIGIN)
+                return
+            if wait := self.failures.retry_after(_client(scope)):
+                await door.too_many(wait)
+                return
         limit = _body_limit(scope, method, path)
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
@@ -135,6 +142,9 @@ class Guard:
             reason = "unknown or revoked key"
         else:
             assert cookie is not None
+            if _cross_origin(headers):  # e.g. <img src> on a page of another port of this host
+                await door.refuse(403, "Refused", CROSS_ORIGIN)
+                return False
             session = await anyio.to_thread.run_sync(sessions.find, catalog, cookie)
             reason = "unknown, ended or expired session"
             if session is not None:
@@ -291,6 +301,12 @@ def _body_limit(scope: Scope, method: str, path: str) -> int:
 def _too_large(limit: int) -> str:
     size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
     return f"the request is over {size}, the most this route takes; send less (smaller photos)"
+
+
+def _cross_origin(headers: Headers) -> bool:
+    """A browser's request made by a page of another origin. Cookies ignore ports and SameSite
+    counts every port of a host as the same site, so the cookie alone does not tell."""
+    return headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
 
 
 def _has_body(headers: Headers) -> bool:
