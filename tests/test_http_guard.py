@@ -432,3 +432,18 @@ def test_the_api_docs_render_under_their_strict_csp_in_chromium(guarded: Guarded
         sync_api.expect(page.locator(".opblock-summary-path", has_text="/v1/search")).to_be_visible()
         browser.close()
     assert not problems, problems  # a script or style the CSP refused would be reported here
+
+
+def test_the_allowed_hosts_and_the_throttles_addresses() -> None:
+    from facefind.api.guard import allowed_hosts
+    from facefind.api.throttle import Failures
+
+    hosts = allowed_hosts(["0.0.0.0", "Photos.Example.", "[::1]:8000"])
+    assert hosts == {"127.0.0.1", "localhost", "::1", "photos.example"}
+    failures = Failures(limit=3)
+    for host in ("2001:db8::1", "2001:db8::2", "2001:db8::ffff"):  # one /64: one IPv6 host
+        failures.failed(host, "/v1/stats", "unknown or revoked key")
+    assert failures.retry_after("2001:db8::42") is not None
+    assert failures.retry_after("2001:db8:0:1::1") is None and failures.retry_after("127.0.0.9") is None
+    failures.failed("127.0.0.9", "/v1/stats", "no key", guess=False)  # no key: not a guess
+    assert failures.retry_after("127.0.0.9") is None
