@@ -171,12 +171,14 @@ def _bomb_png(side: int) -> bytes:
 def test_the_web_ui_signs_in_with_a_key_into_a_strict_httponly_cookie_and_needs_csrf(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=60) as browser:
         wrong = browser.post("/ui/session", json={"key": "ff_wrong"})
-        assert wrong.status_code == 401 and "facefind_session" not in browser.cookies
+        assert wrong.status_code == 401 and not browser.cookies
         signed = browser.post("/ui/session", json={"key": server.keys[Role.reviewer]})
         assert signed.status_code == 200, signed.text
         assert signed.json()["name"] == NAMES[Role.reviewer] and signed.json()["role"] == "reviewer"
         cookie = signed.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+        (session,) = browser.cookies.values()  # a server-side session's id, never the key
+        assert session != server.keys[Role.reviewer] and server.keys[Role.reviewer] not in cookie
         people = browser.get("/v1/people")  # the cookie alone is enough to read
         assert people.status_code == 200, people.text
         person = people.json()[0]["id"]
@@ -186,8 +188,12 @@ def test_the_web_ui_signs_in_with_a_key_into_a_strict_httponly_cookie_and_needs_
         changed = browser.put(f"/v1/people/{person}/hidden", json={"hidden": False}, headers=token)
         assert changed.status_code == 200, changed.text
         assert browser.get("/v1/audit").status_code == 403  # the role still decides
-        assert browser.delete("/ui/session").status_code == 200
+        assert browser.delete("/ui/session").status_code == 403  # signing out is a change too
+        assert browser.delete("/ui/session", headers=token).status_code == 200
         assert browser.get("/v1/people").status_code == 401
+        name = next(iter(signed.cookies))
+    with httpx.Client(base_url=server.url, cookies={name: session}) as replay:  # ended on the server
+        assert replay.get("/v1/people").status_code == 401
 
 
 def test_oversize_and_malformed_uploads_get_a_4xx_with_a_json_reason(server: Server) -> None:

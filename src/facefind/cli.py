@@ -1173,6 +1173,15 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback unless you say otherwise).")] = (
         "127.0.0.1"
     ),
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            envvar="FACEFIND_ALLOWED_HOSTS",
+            help="Another name clients reach the server by (repeat for several); any other Host is "
+            "refused. 127.0.0.1, localhost, ::1 and --host are always allowed.",
+        ),
+    ] = None,
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes (each loads the model and index).")] = 1,
     rate_limit: Annotated[
@@ -1191,7 +1200,26 @@ def serve(
             err.print("[yellow]note:[/] no keys yet: `facefind keys add NAME --role ROLE` makes one")
         os.environ["FACEFIND_DB"] = str(ff.db)
     err.print(f"facefind serving {safe(ff.db)} at http://{host}:{port} (API docs: /docs)")
-    uvicorn.run("facefind.api:create_app", factory=True, host=host, port=port, workers=workers)
+    # The guard (api/guard.py) refuses any other Host header: DNS rebinding.
+    os.environ["FACEFIND_ALLOWED_HOSTS"] = " ".join([host, *(allowed_host or [])])
+    if host in ("0.0.0.0", "::") and not allowed_host:
+        err.print(
+            "[yellow]note:[/] clients must reach it as 127.0.0.1 or localhost, or by a name you give "
+            "with --allowed-host"
+        )
+    uvicorn.run(
+        "facefind.api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http="facefind.api.guard:TimedH11Protocol",  # a deadline for each request's head
+        ws="none",
+        proxy_headers=False,  # the client is the socket's peer, never X-Forwarded-For
+        timeout_keep_alive=5,  # an idle connection between requests
+        h11_max_incomplete_event_size=16 * 1024,  # a request line and headers: 400 beyond
+        limit_concurrency=512,  # connections and requests a worker holds at once; 503 beyond
+    )
 
 
 pg_app = typer.Typer(

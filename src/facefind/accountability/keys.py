@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import unicodedata
 
 from pydantic import BaseModel, field_validator
 
@@ -19,6 +20,11 @@ from ..errors import Conflict, InvalidValue, NotFound
 from ..policy import SCOPED_ROLES, Principal, Role
 
 PREFIX = "ff_"
+# Names the audit log already uses for someone else (failed sign-ins are "anonymous", the server
+# is "facefind-serve", an unnamed OS user "unknown"), or that pass for the system: a key named so
+# would make its entries look like theirs. Compared case-insensitively, after NFKC.
+RESERVED = frozenset({"anonymous", "unknown", "nobody", "root", "system"})
+RESERVED_PREFIX = "facefind"
 
 
 class ApiKey(BaseModel):
@@ -43,6 +49,11 @@ def add(catalog: Catalog, name: str, role: str, actor: str, collections: list[st
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidValue("a key needs a name (who or what uses it, at most 200 characters)")
+    if reserved(name):
+        raise InvalidValue(
+            f"the key name {name!r} is reserved (it would pass for the server, the system or an "
+            "anonymous client in the audit log); name the person or program that uses the key"
+        )
     if role not in Role.__members__:
         raise InvalidValue(f"--role must be one of {', '.join(Role)}, got {role!r}")
     if collections is not None:
@@ -79,10 +90,18 @@ def authenticate(catalog: Catalog, key: str) -> Principal | None:
     if not key.startswith(PREFIX) or len(key) > 100:
         return None
     row = store.active(catalog, _hash(key))
-    if row is None:
-        return None
-    limited = frozenset(json.loads(row.collections)) if row.collections else None
-    return Principal(row.name, Role(row.role), limited)
+    return None if row is None else principal(row.name, row.role, row.collections)
+
+
+def principal(name: str, role: str, collections: str | None) -> Principal:
+    """The principal of a key's row (name, role, its collections as stored)."""
+    limited = frozenset(json.loads(collections)) if collections else None
+    return Principal(name, Role(role), limited)
+
+
+def reserved(name: str) -> bool:
+    folded = unicodedata.normalize("NFKC", name).strip().casefold()
+    return folded in RESERVED or folded.startswith(RESERVED_PREFIX)
 
 
 def _hash(key: str) -> str:

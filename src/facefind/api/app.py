@@ -1,4 +1,5 @@
-"""The HTTP service: authentication, error mapping and the per-process runtime.
+"""The HTTP service: the guard in front (guard.py: Host, authentication, body caps), error
+mapping and the per-process runtime.
 
 Each server process opens the catalog once (one FaceFind: recognizer, vector index, calibration
 loaded) and serves every request as `ff.acting_as(principal.name)`, one at a time: the recognizer
@@ -8,8 +9,8 @@ jobs run beside it with their own runtime (jobs.py), so a long index never block
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -21,14 +22,12 @@ from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, FastAPI, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
 from .. import engine
-from ..accountability import keys
 from ..errors import (
     Conflict,
     FacefindError,
@@ -44,11 +43,11 @@ from ..errors import (
 from ..images import Upload
 from ..policy import Principal
 from ..settings import Settings
+from .guard import NO_KEY, Guard, hosts_from_env
 from .jobs import JobRunner
+from .throttle import ACTOR, Failures, keep_audited, record_failure
 
-SESSION_COOKIE = "facefind_session"
-SESSION_SECONDS = 8 * 3600
-MAX_UPLOAD_BYTES = 32 * 2**20  # a photo upload; larger requests get 413 before being read
+MAX_UPLOAD_BYTES = 32 * 2**20  # a photo upload; the guard stops reading a request past its photos
 # Per key and server process; `facefind serve --rate-limit N` (0: none) sets it for a server.
 REQUESTS_PER_MINUTE = 600
 
@@ -106,7 +105,14 @@ def create_app(db: str | Path | None = None, settings: Settings | None = None, *
             options["requests_per_minute"] = int(limit)
         app.state.service = Service(ff, **options)
         app.state.jobs = JobRunner(ff.catalog, ff.db)
+        record = _audit_failures(ff)
+        auditing = asyncio.create_task(keep_audited(failures, record))
         yield
+        auditing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await auditing
+        for details in failures.ended(everything=True):
+            record(details)
         app.state.jobs.close()
         ff.close()
 
@@ -119,28 +125,18 @@ def create_app(db: str | Path | None = None, settings: Settings | None = None, *
         redoc_url=None,
     )
     _install_error_handlers(app)
+    # Before anything else, for every request: Host check, authentication, body caps (guard.py).
+    failures = app.state.failures = Failures()
+    app.add_middleware(Guard, hosts=hosts_from_env(), failures=failures)
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="facefind API",
-            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs-assets/swagger-ui.css",
-            swagger_favicon_url="/docs-assets/favicon-32x32.png",
-        )
+        return HTMLResponse(DOCS_PAGE)  # no inline script: the guard's CSP allows none
 
-    @app.middleware("http")
-    async def limit_size(request: Request, call_next: Any) -> Any:
-        size = request.headers.get("content-length")
-        limit = request.app.state.service.max_upload_bytes * 2 + 65536  # two photos and form fields
-        if size is not None and (not size.isdigit() or int(size) > limit):
-            return _error(413, "TooLarge", f"the request is over {limit // 2**20} MiB; send smaller photos")
-        response = await call_next(request)
-        response.headers["X-Facefind-Worker"] = str(os.getpid())  # which process answered
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
+    @app.get("/docs-init.js", include_in_schema=False)
+    def docs_init() -> Response:
+        return Response(DOCS_INIT, media_type="text/javascript")
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, str]:
@@ -160,42 +156,28 @@ def service(request: Request) -> Service:
 
 
 def principal(request: Request) -> Principal:
-    """The principal of the request's key: `Authorization: Bearer KEY`, or the web UI's session
-    cookie (which then needs the CSRF token for anything but a read). A missing, unknown or
-    revoked key is refused (and audited)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if not header and SESSION_COOKIE in request.cookies:
-        key, scheme = request.cookies[SESSION_COOKIE], "bearer"
-        if request.method not in ("GET", "HEAD") and not hmac.compare_digest(
-            request.headers.get("x-csrf-token", ""), csrf_token(key)
-        ):
-            raise Refused("this form lacks its CSRF token; reload the page and try again")
-    svc = service(request)
-    found = keys.authenticate(svc.ff.catalog, key.strip()) if scheme.lower() == "bearer" else None
-    if found is None:
-        reason = "no key" if not header and not key else "unknown or revoked key"
-        refuse(request, reason)
-    return found
+    """The principal the guard authenticated before the body was read (guard.py): by its key
+    (`Authorization: Bearer KEY`) or the web UI's session (with its CSRF token for a change)."""
+    who = getattr(request.state, "principal", None)
+    if not isinstance(who, Principal):  # a public route of the guard's that asks for a key
+        raise HTTPException(401, f"no key: {NO_KEY}")
+    return who
 
 
 def refuse(request: Request, reason: str) -> NoReturn:
-    """Audit a failed authentication and answer 401."""
-    svc = service(request)
-    with svc.lock:
-        client = request.client.host if request.client else "?"
-        details = {"failed": reason, "route": request.url.path, "client": client}
-        svc.ff.audit.record("anonymous", "authenticate", details)
-    raise HTTPException(
-        401,
-        f"{reason}: send 'Authorization: Bearer KEY' (`facefind keys add NAME --role ROLE` makes one)",
-    )
+    """A failed sign-in (the web UI's, whose key is in the body): counted by the guard's throttle,
+    audited in aggregate without the service lock, answered 401."""
+    client = request.client.host if request.client else "?"  # the socket's peer (no proxy headers)
+    failures: Failures = request.app.state.failures
+    record_failure(failures, _audit_failures(service(request).ff), client, request.url.path, reason, True)
+    raise HTTPException(401, f"{reason}: {NO_KEY}")
 
 
-def csrf_token(key: str) -> str:
-    """The token the web UI sends with every change: derived from the session's key, so the
-    server keeps no session state, and unknown to a page on another site."""
-    return hashlib.sha256(f"facefind-csrf:{key}".encode()).hexdigest()[:32]
+def _audit_failures(ff: engine.FaceFind) -> Any:
+    def record(details: dict[str, Any]) -> None:
+        ff.audit.record(ACTOR, "authenticate", details)
+
+    return record
 
 
 def allowed(action: str) -> Any:
@@ -231,7 +213,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        kind = {401: "Unauthenticated", 404: "NotFound", 405: "MethodNotAllowed"}.get(err.status_code, "HTTP")
+        kinds = {
+            401: "Unauthenticated",
+            404: "NotFound",
+            405: "MethodNotAllowed",
+            408: "Timeout",
+            413: "TooLarge",
+        }
+        kind = kinds.get(err.status_code, "HTTP")
         response = _error(err.status_code, kind, str(err.detail))
         if err.status_code == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -248,3 +237,37 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def internal(request: Request, err: Exception) -> JSONResponse:
         # Logged by the server with its traceback; the client gets no internals.
         return _error(500, "Internal", "internal error; the server log has the details")
+
+
+# Swagger UI from local files, started by a script file rather than inline: the page's
+# Content-Security-Policy (the guard's) allows scripts from this server only.
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>facefind API</title>
+<link rel="stylesheet" href="/docs-assets/swagger-ui.css">
+<link rel="icon" href="/docs-assets/favicon-32x32.png">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/docs-assets/swagger-ui-bundle.js"></script>
+<script src="/docs-init.js"></script>
+</body>
+</html>
+"""
+DOCS_INIT = """// The bundled Swagger UI (4.x) reads OpenAPI 3.0 only; FastAPI writes 3.1, which it shows well
+fetch("/openapi.json")
+  .then((answer) => answer.json())
+  .then((spec) => {
+    window.ui = SwaggerUIBundle({
+      spec: { ...spec, openapi: "3.0.3" },
+      dom_id: "#swagger-ui",
+      layout: "BaseLayout",
+      deepLinking: true,
+      showExtensions: true,
+      showCommonExtensions: true,
+      presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+    });
+  });
+"""

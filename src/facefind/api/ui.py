@@ -1,12 +1,13 @@
 """The web UI: static pages over the /v1 API, and its sign-in.
 
 The pages are plain files in `web/` (ES modules, no build step), served by this process with a
-strict Content-Security-Policy: everything from facefind itself, nothing inline, no CDN.
+strict Content-Security-Policy (guard.CSP): everything from facefind itself, nothing inline, no CDN.
 
-Sign-in turns an API key into an HttpOnly, SameSite=Strict session cookie. The cookie holds the
-key itself, so revoking the key ends the session at once and the server keeps no session state;
-JavaScript cannot read it, and every change must also carry the CSRF token returned here (a header
-a page on another site cannot set).
+Sign-in turns an API key into a server-side session (accountability/sessions.py): the HttpOnly,
+SameSite=Strict cookie holds the session's random id, never the key; the server ends it at
+sign-out, after 8 hours, or when the key is revoked. JavaScript cannot read the cookie, and every
+change must also carry the session's CSRF token returned here (a header another site cannot set).
+The guard (guard.py) authenticates the cookie before any route runs.
 """
 
 from __future__ import annotations
@@ -18,15 +19,12 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from ..accountability import keys
+from ..accountability import keys, sessions
 from ..policy import ACTIONS, Principal
-from .app import SESSION_COOKIE, SESSION_SECONDS, csrf_token, principal, refuse, service
+from .app import principal, refuse, service
+from .guard import CSP, cookie_name
 
 WEB = Path(__file__).with_name("web")
-CSP = (
-    "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
 router = APIRouter(prefix="/ui", tags=["web UI"])
 
 
@@ -57,30 +55,33 @@ class Session(BaseModel):
     csrf_token: str
 
 
-def _session(who: Principal, key: str) -> Session:
+def _session(who: Principal, csrf: str) -> Session:
     collections = sorted(who.collections) if who.collections is not None else None
     actions = [action for action in ACTIONS if who.may(action)]
-    return Session(
-        name=who.name, role=who.role, collections=collections, actions=actions, csrf_token=csrf_token(key)
-    )
+    return Session(name=who.name, role=who.role, collections=collections, actions=actions, csrf_token=csrf)
 
 
 @router.post("/session")
 def sign_in(request: Request, response: Response, body: SignIn) -> Session:
-    key = body.key.strip()
-    who = keys.authenticate(service(request).ff.catalog, key)
+    """Open a session with a key (the guard throttles failed ones per client address)."""
+    catalog = service(request).ff.catalog
+    who = keys.authenticate(catalog, body.key.strip())
     if who is None:
         refuse(request, "unknown or revoked key")
+    name = cookie_name(request.scope)
+    if previous := request.cookies.get(name):  # signing in again ends the session it replaces
+        sessions.end(catalog, previous)
+    opened = sessions.open_(catalog, who)
     response.set_cookie(
-        SESSION_COOKIE,
-        key,
-        max_age=SESSION_SECONDS,
+        name,
+        opened.id,
+        max_age=sessions.SECONDS,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
         path="/",
     )
-    return _session(who, key)
+    return _session(who, opened.csrf)
 
 
 @router.get("/session")
@@ -88,13 +89,20 @@ def current_session(request: Request) -> Session:
     """The signed-in session (after a reload the page needs its CSRF token again); 401 if none.
     Only a page of this origin can read the answer: the API sends no CORS headers. Opening the
     page signed out is not a failed authentication (not audited); a bad cookie is."""
-    if SESSION_COOKIE not in request.cookies:
-        raise HTTPException(401, "not signed in")
     who = principal(request)
-    return _session(who, request.cookies.get(SESSION_COOKIE, "").strip())
+    csrf = getattr(request.state, "csrf", None)
+    if csrf is None:  # a key, not a session
+        raise HTTPException(401, "not signed in")
+    return _session(who, csrf)
 
 
 @router.delete("/session")
-def sign_out(response: Response) -> dict[str, str]:
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+def sign_out(request: Request, response: Response) -> dict[str, str]:
+    """End the session on the server (its cookie stops working everywhere) and drop the cookie."""
+    principal(request)
+    session = getattr(request.state, "session", None)
+    if session is None:
+        raise HTTPException(401, "not signed in")
+    sessions.end(service(request).ff.catalog, session)
+    response.delete_cookie(cookie_name(request.scope), path="/", httponly=True, samesite="strict")
     return {"signed_out": "yes"}

@@ -6,6 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from . import sessions
 from .core import Catalog
 from .schema import api_keys, now
 
@@ -25,13 +26,15 @@ def all_(catalog: Catalog) -> list[sa.Row]:
 
 
 def revoke(catalog: Catalog, name: str) -> bool:
-    """False if there is no active key of that name."""
+    """False if there is no active key of that name. Its web sessions end in the same transaction."""
+    at = now()
     with catalog.transaction() as conn:
         done = conn.execute(
             sa.update(api_keys)
             .where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
-            .values(revoked_at=now())
+            .values(revoked_at=at)
         )
+        sessions.end_all(conn, name, at)
     return bool(done.rowcount)
 
 
