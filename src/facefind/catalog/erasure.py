@@ -73,6 +73,7 @@ def erase(
     persons left empty and unnamed (and the erased person, named or not), and the collection.
     Erased images' hashes are recorded (with `receipt`) so that indexing refuses them from now
     on; a person's or an opt-out's faces are erased, not the photos they were in."""
+    face_where: sa.ColumnElement[bool]
     if image_ids is not None:
         face_where = faces.c.image_id.in_(image_ids)
     elif person_id is not None:
