@@ -115,8 +115,9 @@ function erasureForm() {
     h("option", { value: "optout-matches" }, "Faces matching an opt-out (its id)"));
   const target = h("input", { type: "text", name: "target", required: true, autocomplete: "off", spellcheck: "false" });
   const sure = h("input", { type: "checkbox", name: "sure", required: true });
+  const many = h("input", { type: "checkbox", name: "many" });
   const erase = async (form) => {
-    const receipt = await post("/v1/erasures", { kind: kind.value, target: target.value });
+    const receipt = await post("/v1/erasures", { kind: kind.value, target: target.value, confirm: many.checked });
     form.reset();
     return showReceipt(receipt);
   };
@@ -126,6 +127,7 @@ function erasureForm() {
     h("p", { class: "fine" }, "Removes the rows, the vector index entries and the faces' templates. It cannot be undone."),
     h("div", { class: "row" }, field("What", kind), field("Which", target)),
     h("div", { class: "field" }, h("label", { class: "inline" }, sure, " I understand this cannot be undone")),
+    h("div", { class: "field" }, h("label", { class: "inline" }, many, " It is a folder or a collection: erase every photo in it")),
   );
 }
 
@@ -139,7 +141,8 @@ function showReceipt(r) {
       h("dt", {}, "Erased"), h("dd", {}, `${r.kind} ${r.target}`),
       h("dt", {}, "When, by"), h("dd", {}, `${when(r.at)}, ${r.by}`),
       h("dt", {}, "Removed"), h("dd", {}, `${r.images_removed} photos, ${r.faces_removed} faces, ${r.persons_removed} persons`),
-      h("dt", {}, "Audit entry"), h("dd", {}, r.audit_seq === null ? "—" : `#${r.audit_seq}`)),
+      h("dt", {}, "Audit entry"), h("dd", {}, r.audit_seq === null ? "—" : `#${r.audit_seq}`),
+      h("dt", {}, "Database files"), h("dd", {}, r.file_scrub === "done" ? "scrubbed" : `pending: ${(r.pending ?? []).join(" ")}`)),
     h("details", {}, h("summary", {}, "Full receipt"), h("pre", {}, text)),
     download(`erasure-receipt-${r.audit_seq ?? "new"}.json`, text),
   );
