@@ -51,3 +51,10 @@ def last_before(catalog: Catalog, before: str) -> sa.Row | None:
 def delete_through(catalog: Catalog, seq: int) -> int:
     with catalog.transaction() as conn:
         return int(conn.execute(sa.delete(audit_log).where(audit_log.c.seq <= seq)).rowcount)
+
+
+def newest(catalog: Catalog) -> sa.Row | None:
+    """The head of the chain: the entry with the highest seq."""
+    query = sa.select(audit_log.c.seq, audit_log.c.hash, audit_log.c.at).order_by(audit_log.c.seq.desc())
+    with catalog.engine.connect() as conn:
+        return conn.execute(query.limit(1)).one_or_none()
