@@ -293,7 +293,12 @@ class AuditLog:
         return public
 
     def _witnessed(self, public: str | None, problems: list[AuditProblem]) -> SignedHead | None:
-        if self.witness is None or public is None:
+        if self.witness is None:
+            return None
+        if public is None:
+            if self.witness.head_file.exists():
+                problem = "a signed head is kept, but the key file that signed it is missing: restore it"
+                problems.append(AuditProblem(seq=0, problem=problem))
             return None
         try:
             witness = self.witness.read(self.location)
