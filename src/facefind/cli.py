@@ -1050,7 +1050,10 @@ def consent_list(
 def purge(
     audit_older_than: Annotated[
         str | None,
-        typer.Option("--audit-older-than", help="Also delete audit entries older than this (2y, 18m)."),
+        typer.Option(
+            "--audit-older-than",
+            help="Also delete audit entries older than this (2y, 18m; at least 183d: EU AI Act Art. 26(6)).",
+        ),
     ] = None,
     actor: Actor = None,
     db: Db = None,
@@ -1104,25 +1107,52 @@ app.add_typer(audit_app, name="audit")
 
 
 @audit_app.command("verify")
-def audit_verify(db: Db = None, as_json: Json = False) -> None:
-    """Recompute the hash chain; name every edited, deleted or reordered entry. Exit 1 if broken."""
+def audit_verify(
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            "--expect-head",
+            help="SEQ:HASH of a head exported earlier (`facefind audit head`): the log must still hold it.",
+        ),
+    ] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Recompute the hash chain; name every edited, deleted or reordered entry, and check the newest
+    against the head signed with the key file and --expect-head. Exit 1 if broken."""
     with session(db) as ff:
-        result = ff.audit.verify()
+        result = ff.audit.verify(expect_head)
     if as_json:
         emit_json(result)
     elif result.ok:
         out.print(
             f"audit log intact: {result.entries} entries (#{result.first_seq}..#{result.last_seq}), "
-            f"head {result.head_hash}"
+            f"head {result.head_hash}",
+            markup=False,
         )
+        out.print(f"checked: {result.scope}", markup=False)
     else:
         out.print(
             f"[bold red]audit log BROKEN[/]: {len(result.problems)} problem(s) in {result.entries} entries"
         )
         for p in result.problems:
-            out.print(f"  entry #{p.seq}: {p.problem}")
+            out.print(f"  {f'entry #{p.seq}' if p.seq else 'the log'}: {p.problem}", markup=False)
     if not result.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("head")
+def audit_head(db: Db = None, as_json: Json = False) -> None:
+    """The newest entry signed with the audit key: export it (to the DPO, an authority); later
+    `facefind audit verify --expect-head SEQ:HASH` shows the log still holds it unchanged."""
+    with session(db) as ff:
+        head = ff.audit.head()
+    if as_json:
+        emit_json(head)
+        return
+    out.print(f"head #{head.seq} {head.hash} at {head.at}", markup=False)
+    out.print(f"signature {head.signature} (Ed25519, public key {head.public_key})", markup=False)
+    out.print(f"later: facefind audit verify --expect-head {head.seq}:{head.hash}", markup=False)
 
 
 @audit_app.command("show")

@@ -15,8 +15,9 @@ import numpy as np
 from . import limits, policy, recognizers
 from .accountability import collections, consent, erasure, optouts, report
 from .accountability import keys as service_keys
-from .accountability.audit import AuditLog, default_actor
+from .accountability.audit import AuditLog, check_retention, default_actor
 from .accountability.optouts import OptOut
+from .accountability.witness import default_key_file
 from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration, default_calibration
 from .catalog import Catalog, FaceRow
 from .catalog.core import redacted
@@ -73,12 +74,9 @@ class Runtime:
         # The catalog's active recognizer (`facefind models use`); the built-in SFace by default.
         self.settings = recognizers.with_active(self.catalog, settings or Settings())
         # Keep the signing key away from the catalog (FACEFIND_AUDIT_KEY) so whoever can edit the
-        # catalog cannot also sign a forged checkpoint; by default it sits beside the catalog.
-        env_key = os.environ.get("FACEFIND_AUDIT_KEY")
-        key_file = (
-            Path(env_key) if env_key else Path(f"{self.db}.audit-key") if isinstance(self.db, Path) else None
-        )
-        self.audit = AuditLog(self.catalog, key_file)
+        # catalog cannot also sign a forged head or checkpoint; by default it sits beside an SQLite
+        # file, and for a database server in the user data dir (accountability/witness.py).
+        self.audit = AuditLog(self.catalog, default_key_file(self.catalog.engine.url))
         self.backend: FaceBackend | None = None
         self.vectors: VectorStore | None = None
         self.calibration: Calibration | None = None
@@ -292,7 +290,12 @@ class FaceFind:
 
     def purge(self, *, audit_older_than: str | None = None) -> PurgeReport:
         """Retention: erase photos older than their collection's retention period and the faces of
-        persons whose consent lapsed; delete audit entries older than `audit_older_than` ('2y')."""
+        persons whose consent lapsed; delete audit entries older than `audit_older_than` ('2y'; at
+        least 183 days, refused before anything is erased)."""
+        audit_days = None
+        if audit_older_than:
+            audit_days = collections.parse_retention(audit_older_than, "--audit-older-than")
+            check_retention(audit_days)
         today = datetime.now(UTC)
         receipts = []
         for c in collections.all_(self.catalog):
@@ -309,11 +312,8 @@ class FaceFind:
         self._scrub(receipts)
         receipts = [self._receipt(r) for r in receipts]
         checkpoint = None
-        if audit_older_than:
-            cutoff = (
-                today - timedelta(days=collections.parse_retention(audit_older_than, "--audit-older-than"))
-            ).isoformat()
-            entry = self.audit.purge(cutoff, self.actor)
+        if audit_days:
+            entry = self.audit.purge(audit_days, self.actor)
             checkpoint = entry.seq if entry else None
         return PurgeReport(receipts=receipts, audit_checkpoint_seq=checkpoint)
 

@@ -15,7 +15,7 @@ from .. import results
 from ..accountability import consent, erasure, keys, optouts
 from ..accountability.audit import AuditEntry, AuditVerification
 from ..accountability.collections import Collection
-from ..errors import InvalidValue
+from ..errors import InvalidValue, Refused
 from ..policy import LOOSEST_FMR, MAX_SERVICE_TOP_K, Principal, require_searched
 from .app import allowed, principal, read_upload, service
 from .jobs import Job, jobs
@@ -390,13 +390,23 @@ def erase(request: Request, who: CanErase, body: EraseRequest) -> erasure.Erasur
 
 
 class PurgeRequest(BaseModel):
-    audit_older_than: str | None = None
+    audit_older_than: str | None = Field(
+        None,
+        description="Not accepted: audit retention is the machine administrator's CLI action "
+        "(`facefind purge --audit-older-than`, at least 183 days).",
+    )
 
 
 @router.post("/purge", tags=["requests"])
 def purge(request: Request, who: CanErase, body: PurgeRequest) -> results.PurgeReport:
+    """Retention of photos and lapsed consents. The audit log is never purged through the API."""
+    if body.audit_older_than is not None:
+        raise Refused(
+            "audit retention is not an API action: the machine's administrator purges old audit "
+            "entries with `facefind purge --audit-older-than` (at least 183 days)"
+        )
     with service(request).acting(who, "erase") as ff:
-        return ff.purge(audit_older_than=body.audit_older_than)
+        return ff.purge()
 
 
 # audit and report ---------------------------------------------------------------------------

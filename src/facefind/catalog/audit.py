@@ -64,3 +64,10 @@ def searched_face(catalog: Catalog, actor: str, face_id: int, since: str) -> boo
     )
     with catalog.engine.connect() as conn:
         return conn.execute(query).first() is not None
+
+
+def newest(catalog: Catalog) -> sa.Row | None:
+    """The head of the chain: the entry with the highest seq."""
+    query = sa.select(audit_log.c.seq, audit_log.c.hash, audit_log.c.at).order_by(audit_log.c.seq.desc())
+    with catalog.engine.connect() as conn:
+        return conn.execute(query.limit(1)).one_or_none()
