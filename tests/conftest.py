@@ -28,6 +28,8 @@ if not (MODELS / "face_recognition_sface_2021dec.onnx").exists():
 os.environ["FACEFIND_MODELS"] = str(MODELS)
 # Vector indexes of PostgreSQL catalogs go to a cache folder: the session's own, not the user's.
 os.environ.setdefault("FACEFIND_VECTORS", tempfile.mkdtemp(prefix="facefind-vectors-"))
+# Audit keys of PostgreSQL catalogs go to the user data folder: the session's own, not the user's.
+os.environ.setdefault("XDG_DATA_HOME", tempfile.mkdtemp(prefix="facefind-data-"))
 
 FR = DATASETS / "face_recognition"
 GLINT = DATASETS / "glint_dev12"

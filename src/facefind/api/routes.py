@@ -439,9 +439,17 @@ def audit_show(
 
 
 @router.get("/audit/verify", tags=["audit"])
-def audit_verify(request: Request, who: CanAudit) -> AuditVerification:
+def audit_verify(
+    request: Request,
+    who: CanAudit,
+    expect_head: Annotated[
+        str | None, Query(description="SEQ:HASH of a head exported earlier (`facefind audit head`).")
+    ] = None,
+) -> AuditVerification:
+    """Recompute the chain, and check it against the signed head kept outside the catalog and
+    against `expect_head`; `scope` says what the answer can vouch for."""
     with service(request).acting(who, "audit") as ff:
-        return ff.audit.verify()
+        return ff.audit.verify(expect_head)
 
 
 @router.get("/audit/export", tags=["audit"])
