@@ -513,10 +513,10 @@ class FaceFind:
         if row is None or outside or face_id in policy.hidden_faces(self.catalog, "results"):
             raise NotFound(f"no face {face_id} that you may see")
         # Cut only from the photo that was indexed: no link followed, the same content hash.
-        collection_id = self.catalog.collection_ids([row.collection])[0]
-        indexed = self.catalog.known_images(collection_id, Path(row.path)).get(row.path)
+        from .catalog import photos
+
         try:
-            data = read_catalogued(Path(row.path), indexed.sha256 if indexed else None, self.settings)
+            data = read_catalogued(Path(row.path), photos.sha256(self.catalog, row.image_id), self.settings)
             image = decode_image(data, self.settings, name=row.path)
         except PhotoChanged:
             raise NotFound(f"the photo of face {face_id} changed since it was indexed; re-index it") from None
