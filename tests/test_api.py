@@ -35,6 +35,7 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("DELETE", "/v1/keys/{name}"): "keys",
     ("GET", "/v1/collections"): "collections.read",
     ("POST", "/v1/collections"): "collections.write",
+    ("PUT", "/v1/collections/{name}/roots"): "collections.write",
     ("POST", "/v1/index-jobs"): "index",
     ("GET", "/v1/index-jobs"): "index",
     ("GET", "/v1/index-jobs/{job_id}"): "index",
@@ -295,14 +296,25 @@ def test_an_opt_out_and_an_erasure_through_the_api(server: Server) -> None:
         assert again.status_code == 404 and "no catalogued photo" in again.json()["error"]["message"]
 
 
+def _add_root(server: Server, collection: str, folder: Path) -> None:
+    """Index jobs read only under their collection's roots: an admin adds `folder`."""
+    with server.client(Role.admin) as admin:
+        (found,) = [c for c in admin.get("/v1/collections").json() if c["name"] == collection]
+        changed = admin.put(
+            f"/v1/collections/{collection}/roots", json={"roots": [*found["roots"], str(folder)]}
+        )
+        assert changed.status_code == 200, changed.text
+
+
 def test_two_workers_see_each_others_writes(server: Server) -> None:
     """An index job runs in one worker; searches answered by either worker find what it added."""
+    _add_root(server, "default", MULTI)
     with server.client(Role.operator) as operator:
         started = operator.post("/v1/index-jobs", json={"path": str(MULTI), "collection": "default"})
         assert started.status_code == 202, started.text
         job = started.json()
         deadline = time.monotonic() + 300
-        while job["state"] == "running" and time.monotonic() < deadline:
+        while job["state"] in ("queued", "running") and time.monotonic() < deadline:
             time.sleep(0.5)
             job = operator.get(f"/v1/index-jobs/{job['id']}").json()
         assert job["state"] == "done" and job["report"]["indexed"] >= 1, job
@@ -326,11 +338,12 @@ def test_two_workers_see_each_others_writes(server: Server) -> None:
 def test_a_key_limited_to_a_collection_searches_and_indexes_only_there(server: Server) -> None:
     with server.client(Role.admin) as admin, server.client(Role.operator) as operator:
         made = admin.post(
-            "/v1/collections", json={"name": "desk", "owner": "news", "basis": "own", "retention": "1y"}
+            "/v1/collections",
+            json={"name": "desk", "owner": "news", "basis": "own", "retention": "1y", "roots": [str(MULTI)]},
         )
         assert made.status_code == 201, made.text
         job = operator.post("/v1/index-jobs", json={"path": str(MULTI), "collection": "desk"}).json()
-        while job["state"] == "running":
+        while job["state"] in ("queued", "running"):
             time.sleep(0.5)
             job = operator.get(f"/v1/index-jobs/{job['id']}").json()
         assert job["state"] == "done", job
@@ -360,13 +373,14 @@ def test_a_key_limited_to_a_collection_searches_and_indexes_only_there(server: S
         assert desk.get("/v1/stats").status_code == 403
 
 
-def _job_under_way(operator: httpx.Client, photos: Path, done: int) -> dict:
+def _job_under_way(server: Server, operator: httpx.Client, photos: Path, done: int) -> dict:
     """An index job over 216 copies of real photos, once it has done `done` of them."""
     photos.mkdir()
     for n, photo in enumerate(sorted(FR.glob("*/*.jpg")) * 12):
         (photos / f"{n:03}.jpg").write_bytes(photo.read_bytes())
+    _add_root(server, "default", photos)
     job = operator.post("/v1/index-jobs", json={"path": str(photos), "collection": "default"}).json()
-    while job["done"] < done and job["state"] == "running":
+    while job["done"] < done and job["state"] in ("queued", "running"):
         time.sleep(0.3)
         job = operator.get(f"/v1/index-jobs/{job['id']}").json()
     return dict(job)
@@ -375,7 +389,7 @@ def _job_under_way(operator: httpx.Client, photos: Path, done: int) -> dict:
 def test_an_index_job_reports_progress_and_can_be_cancelled(server: Server, tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     with server.client(Role.operator) as operator:
-        job = _job_under_way(operator, photos, 10)
+        job = _job_under_way(server, operator, photos, 10)
         count = len(list(photos.iterdir()))
         assert job["state"] == "running" and 0 < job["done"] < job["total"] == count, job
         cancelled = operator.delete(f"/v1/index-jobs/{job['id']}").json()
@@ -389,7 +403,7 @@ def test_an_index_job_survives_the_death_of_its_worker(server: Server, tmp_path:
     """kill -9 of the worker running a job: another process takes the job over and finishes it."""
     photos = tmp_path / "photos"
     with server.client(Role.operator) as operator:
-        job = _job_under_way(operator, photos, 20)
+        job = _job_under_way(server, operator, photos, 20)
         assert job["state"] == "running", job
         os.kill(_owner(server, job["id"]), signal.SIGKILL)
         deadline = time.monotonic() + 180  # a job is stale after 30 s without a heartbeat

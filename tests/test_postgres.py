@@ -118,9 +118,11 @@ def test_the_library_works_the_same_on_postgresql(pg_url: str) -> None:
 def test_the_service_on_postgresql_with_two_workers(pg_url: str, tmp_path: Path) -> None:
     """An index job in one worker, searches answered by both, a key revoked for both at once."""
     db = new_catalog(pg_url)
+    with facefind.open(db) as ff:  # index jobs read only under their collection's roots
+        ff.update_collection("default", add_roots=[str(FR)])
     with serve(db, tmp_path, workers=2) as server, server.client(Role.operator) as operator:
         job = operator.post("/v1/index-jobs", json={"path": str(FR), "collection": "default"}).json()
-        while job["state"] == "running":
+        while job["state"] in ("queued", "running"):
             time.sleep(0.5)
             job = operator.get(f"/v1/index-jobs/{job['id']}").json()
         assert job["state"] == "done" and job["report"]["indexed"] == 23, job

@@ -317,6 +317,8 @@ def test_collections_and_an_index_job_with_live_progress(pages: Pages, tmp_path:
     admin.get_by_role("button", name="Create collection").click()
     expect(admin.locator("main").get_by_text("Collection club created")).to_be_visible()
     expect(collection_row(admin, "club")).to_contain_text("consent")
+    with pages.server.client(Role.admin) as api:  # index jobs read only under the collection's roots
+        assert api.put("/v1/collections/club/roots", json={"roots": [str(photos)]}).status_code == 200
 
     operator = pages.open(Role.operator)
     operator.get_by_role("link", name="Collections").click()

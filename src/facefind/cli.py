@@ -791,6 +791,13 @@ def people_cluster(
 # collections ------------------------------------------------------------------------------
 collection_app = typer.Typer(help="Collections of photos, each with an owner, a lawful basis and retention.")
 app.add_typer(collection_app, name="collection")
+Root = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--root",
+        help="A folder the service may index this collection from (repeatable); the CLI indexes any path.",
+    ),
+]
 
 
 @collection_app.command("create")
@@ -802,19 +809,45 @@ def collection_create(
     note: Annotated[
         str | None, typer.Option("--note", help="Details; required for legitimate-interest.")
     ] = None,
+    root: Root = None,
     actor: Actor = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Create a collection with its lawful basis; photos can then be indexed into it."""
     with session(db, actor) as ff:
-        created = ff.create_collection(name, owner=owner, basis=basis, retention=retention, note=note)
+        created = ff.create_collection(
+            name, owner=owner, basis=basis, retention=retention, note=note, roots=root or []
+        )
     reply(
         created,
         as_json,
         f"collection {safe(created.name)}: owner {safe(created.owner)}, basis {created.basis}, "
-        f"retention {created.retention_days} days",
+        f"retention {created.retention_days} days, {_roots(created.roots)}",
     )
+
+
+@collection_app.command("update")
+def collection_update(
+    name: Annotated[str, typer.Argument(help="The collection.")],
+    root: Root = None,
+    remove_root: Annotated[
+        list[str] | None, typer.Option("--remove-root", help="A folder that is no longer an index root.")
+    ] = None,
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Add or remove index roots: the folders the service (`facefind serve`) may index it from."""
+    with session(db, actor) as ff:
+        updated = ff.update_collection(name, add_roots=root or [], remove_roots=remove_root or [])
+    reply(updated, as_json, f"collection {safe(updated.name)}: {_roots(updated.roots)}")
+
+
+def _roots(roots: list[str]) -> str:
+    if not roots:
+        return "no index roots (the service may not index it)"
+    return "index roots " + ", ".join(safe(r) for r in roots)
 
 
 @collection_app.command("list")
@@ -828,7 +861,8 @@ def collection_list(db: Db = None, as_json: Json = False) -> None:
         (
             f"{safe(c.name)}: owner {safe(c.owner or '-')}, "
             f"basis {c.basis or '[red]none (indexing refused)[/]'}, "
-            f"retention {f'{c.retention_days} days' if c.retention_days else '-'}, {c.images} images"
+            f"retention {f'{c.retention_days} days' if c.retention_days else '-'}, {c.images} images, "
+            f"{_roots(c.roots)}"
             for c in found
         ),
     )
@@ -1217,6 +1251,25 @@ def serve(
     rate_limit: Annotated[
         int, typer.Option("--rate-limit", help="Requests a minute per key and worker (0: no limit).")
     ] = 600,
+    max_jobs: Annotated[
+        int, typer.Option("--max-jobs", envvar="FACEFIND_MAX_JOBS", help="Index jobs running at once.")
+    ] = 1,
+    max_jobs_per_key: Annotated[
+        int,
+        typer.Option(
+            "--max-jobs-per-key",
+            envvar="FACEFIND_MAX_JOBS_PER_KEY",
+            help="Index jobs running at once per key.",
+        ),
+    ] = 1,
+    max_queued_per_key: Annotated[
+        int,
+        typer.Option(
+            "--max-queued-per-key",
+            envvar="FACEFIND_MAX_QUEUED_PER_KEY",
+            help="Index jobs a key may have waiting; more get 429.",
+        ),
+    ] = 10,
     db: Db = None,
 ) -> None:
     """The REST API (FastAPI): every request needs a key (`facefind keys add`); docs at /docs."""
@@ -1226,6 +1279,10 @@ def serve(
         limits.WORKERS.check(workers)
         limits.RATE_LIMIT.check(rate_limit)
         os.environ["FACEFIND_RATE_LIMIT"] = str(rate_limit)
+        # Index jobs queue beyond these (api/jobs.py); every server process reads them.
+        os.environ["FACEFIND_MAX_JOBS"] = str(limits.MAX_JOBS.check(max_jobs))
+        os.environ["FACEFIND_MAX_JOBS_PER_KEY"] = str(limits.MAX_JOBS_PER_KEY.check(max_jobs_per_key))
+        os.environ["FACEFIND_MAX_QUEUED_PER_KEY"] = str(limits.MAX_QUEUED_PER_KEY.check(max_queued_per_key))
         if not ff.keys():
             err.print("[yellow]note:[/] no keys yet: `facefind keys add NAME --role ROLE` makes one")
         os.environ["FACEFIND_DB"] = str(ff.db)

@@ -6,7 +6,7 @@ import copy
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +24,16 @@ from .catalog.core import redacted
 from .errors import FacefindError, ImageError, InvalidValue, NoFaceError, NotFound
 from .faces import Face, FaceBackend, analyze, load_backend
 from .faces.quality import warnings as quality_warnings
-from .images import ImageSource, Upload, face_thumbnail, load_image, read_photo
+from .images import (
+    ImageSource,
+    PhotoChanged,
+    Upload,
+    decode_image,
+    face_thumbnail,
+    load_image,
+    read_catalogued,
+    read_photo,
+)
 from .ingest import Indexer, Progress
 from .paths import require_text
 from .people import People
@@ -158,6 +167,7 @@ class FaceFind:
         on_progress: Progress | None = None,
         retry_errors: bool = False,
         dask: str | None = None,
+        confine: bool = False,
     ) -> IndexReport:
         """Detect, align and embed every face in the photos under `path`; incremental.
 
@@ -165,13 +175,18 @@ class FaceFind:
         before and have not changed since are reported again, not retried, unless `retry_errors`.
         `dask` analyses the photos on a Dask cluster: a scheduler address (tcp://host:8786), or
         "local" for a cluster of `workers` processes here (see dask_ingest.py for what workers need).
+        `confine` (the service): `path` must lie under one of the collection's index roots, and
+        files or folders in it that are links leading out of that root are skipped and reported.
         """
         collections.require_basis(self.catalog, collection)
+        within = None
+        if confine:
+            path, within = collections.index_root(self.catalog, collection, str(path))
         backend: Callable[[], FaceBackend] = lambda: self.backend  # noqa: E731
         templates = optouts.Templates(self.catalog, self.backend.model_id)
         refuse = (lambda face: templates.matches(face.embedding)) if len(templates.vectors) else None
         report = Indexer(self.catalog, self.settings, backend, workers, refuse, dask).run(
-            Path(path), collection, on_progress, retry_errors=retry_errors
+            Path(path), collection, on_progress, retry_errors=retry_errors, within=within
         )
         # The vector index catches up with what was just catalogued (rebuilding, compacting or
         # switching kind if due, with progress) and is saved.
@@ -260,13 +275,36 @@ class FaceFind:
 
     # collections -------------------------------------------------------------------------
     def create_collection(
-        self, name: str, *, owner: str, basis: str, retention: str, note: str | None = None
+        self,
+        name: str,
+        *,
+        owner: str,
+        basis: str,
+        retention: str,
+        note: str | None = None,
+        roots: Sequence[str] = (),
     ) -> collections.Collection:
         """A collection with its lawful basis (own, consent, contract, legitimate-interest) and
-        retention period ('5y', '18m', '30d'); indexing needs one."""
-        created = collections.create(self.catalog, name, owner, basis, retention, note)
+        retention period ('5y', '18m', '30d'); indexing needs one. `roots`: the folders the service
+        may index it from (none: the service may not index it; the CLI indexes any path)."""
+        created = collections.create(self.catalog, name, owner, basis, retention, note, roots)
         self.audit.record(self.actor, "collection", created.model_dump(exclude={"images"}))
         return created
+
+    def update_collection(
+        self,
+        name: str,
+        *,
+        roots: Sequence[str] | None = None,
+        add_roots: Sequence[str] = (),
+        remove_roots: Sequence[str] = (),
+    ) -> collections.Collection:
+        """Change a collection's index roots: replace them all (`roots`), or add and remove some."""
+        before = collections.get(self.catalog, name).roots
+        updated = collections.set_roots(self.catalog, name, roots, add_roots, remove_roots)
+        details = {"updated": name, "roots_before": before, "roots": updated.roots}
+        self.audit.record(self.actor, "collection", details)
+        return updated
 
     def collections(self) -> list[collections.Collection]:
         return collections.all_(self.catalog)
@@ -516,8 +554,14 @@ class FaceFind:
         outside = row is not None and collections is not None and row.collection not in collections
         if row is None or outside or face_id in policy.hidden_faces(self.catalog, "results"):
             raise NotFound(f"no face {face_id} that you may see")
+        # Cut only from the photo that was indexed: no link followed, the same content hash.
+        from .catalog import photos
+
         try:
-            image = load_image(Path(row.path), self.settings)
+            data = read_catalogued(Path(row.path), photos.sha256(self.catalog, row.image_id), self.settings)
+            image = decode_image(data, self.settings, name=row.path)
+        except PhotoChanged:
+            raise NotFound(f"the photo of face {face_id} changed since it was indexed; re-index it") from None
         except ImageError as err:
             raise NotFound(f"the photo of face {face_id} cannot be read now: {err}") from err
         crop = face_thumbnail(image, row.box, size)

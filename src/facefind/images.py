@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import os
 import stat
@@ -11,13 +13,15 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, TooLarge
+from .errors import ImageError, InvalidValue, TooLarge
+from .limits import MAX_UPLOAD_PIXELS
 from .settings import Settings
 
 try:  # HEIC/HEIF support is optional: only if pillow-heif installed cleanly.
@@ -34,6 +38,7 @@ EXTENSIONS = frozenset(
 )
 
 ImageSource = str | Path | bytes | np.ndarray
+DEFAULT_UPLOAD_PIXELS = 50_000_000
 
 
 class Upload(bytes):
@@ -64,6 +69,10 @@ def load_image(source: ImageSource, settings: Settings | None = None) -> np.ndar
     if isinstance(source, str | Path):
         path = Path(source)
         return decode_image(read_photo(path, settings), settings, name=str(path))
+    if isinstance(source, Upload):  # sent to the service: a lower pixel limit (upload_max_pixels)
+        limited = replace(settings, max_image_pixels=upload_max_pixels(settings))
+        name = f"the upload {source.name!r}" if source.name else "the upload"
+        return decode_image(bytes(source), limited, name=name, upload=True)
     if isinstance(source, bytes | bytearray | memoryview):
         return decode_image(bytes(source), settings)
     raise ImageError(f"cannot use a {type(source).__name__} as a photo: give a path, bytes or an array")
@@ -77,17 +86,20 @@ _KINDS = {
 }
 
 
-def read_photo(path: Path, settings: Settings) -> bytes:
-    """The bytes of a photo file: regular files only (links followed), at most max_file_bytes.
+def read_photo(path: Path, settings: Settings, follow_links: bool = True) -> bytes:
+    """The bytes of a photo file: regular files only, at most max_file_bytes. A link as the last
+    part of `path` is followed, unless `follow_links` is false (then it is PhotoChanged).
 
     A FIFO would block a read forever and a link to /dev/zero never ends: the file is opened
     without blocking and checked before anything is read.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if follow_links else os.O_NOFOLLOW))
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except OSError as err:
+        if err.errno == errno.ELOOP and not follow_links:
+            raise PhotoChanged(f"{path}: {PhotoChanged.reason}") from None
         kind = _special_kind(path)
         if kind:
             raise ImageError(f"{path}: {kind}, not a photo file; only regular files are read") from None
@@ -121,6 +133,22 @@ def read_photo(path: Path, settings: Settings) -> bytes:
         os.close(fd)
 
 
+class PhotoChanged(ImageError):
+    """The file at a catalogued path is no longer the photo that was indexed there."""
+
+    reason = "the photo changed since it was indexed; re-index it"
+
+
+def read_catalogued(path: Path, sha256: str | None, settings: Settings) -> bytes:
+    """The bytes at `path` if they still are the catalogued photo whose content hash is `sha256`:
+    a link now at `path` is not followed, and other content (a swapped file) is PhotoChanged.
+    Whoever can swap the file cannot make facefind serve a piece of another image."""
+    data = read_photo(path, settings, follow_links=False)
+    if sha256 is None or hashlib.sha256(data).hexdigest() != sha256:
+        raise PhotoChanged(f"{path}: {PhotoChanged.reason}")
+    return data
+
+
 def _special_kind(path: Path) -> str | None:
     try:
         return _KINDS.get(stat.S_IFMT(os.stat(path).st_mode))
@@ -128,10 +156,23 @@ def _special_kind(path: Path) -> str | None:
         return None
 
 
+def upload_max_pixels(settings: Settings) -> int:
+    """The pixel limit of photos sent to the service: FACEFIND_MAX_UPLOAD_PIXELS (default 50 MP),
+    never above the limit for indexing. A query needs faces, not a poster; 50 MP takes ~1 GB to
+    decode in the worst case (an image with alpha), under the service's one-request-at-a-time lock."""
+    text = os.environ.get(MAX_UPLOAD_PIXELS.option, "").strip()
+    try:
+        wanted = MAX_UPLOAD_PIXELS.check(int(text.replace("_", ""))) if text else DEFAULT_UPLOAD_PIXELS
+    except ValueError:
+        raise InvalidValue(f"{MAX_UPLOAD_PIXELS.option}={text!r}: {MAX_UPLOAD_PIXELS.wanted()}") from None
+    return min(wanted, settings.max_image_pixels)
+
+
 def decode_image(
-    data: bytes, settings: Settings, name: str = "image", notes: list[str] | None = None
+    data: bytes, settings: Settings, name: str = "image", notes: list[str] | None = None, upload: bool = False
 ) -> np.ndarray:
-    """`notes`, if given, receives what the decoders said about damage they worked around."""
+    """`notes`, if given, receives what the decoders said about damage they worked around;
+    `upload`: the pixel limit is the service's upload limit (the message names it)."""
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
     said: list[str] = [] if notes is None else notes
@@ -141,26 +182,27 @@ def decode_image(
         # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse both.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            return _decode(data, settings, name)
+            return _decode(data, settings, name, upload)
         finally:
             said.extend(dict.fromkeys(str(w.message) for w in caught))
 
 
-def _decode(data: bytes, settings: Settings, name: str) -> np.ndarray:
+def _decode(data: bytes, settings: Settings, name: str, upload: bool = False) -> np.ndarray:
     # Our limit, checked on the header below, replaces Pillow's (which cannot say the size).
     pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(io.BytesIO(data)) as opened:  # reads the header only
-            _check_dimensions(opened.size, settings, name)
+            _check_dimensions(opened.size, settings, name, upload)
             if _opencv_can_decode(opened, data):
                 bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                 if bgr is not None:
                     return bgr
-            rgb = np.asarray(_to_rgb(ImageOps.exif_transpose(opened)))
+            ImageOps.exif_transpose(opened, in_place=True)
+            return _to_bgr(opened)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise TooLarge(f"{name}: {_too_many_pixels(None, settings)}") from None
+        raise TooLarge(f"{name}: {_too_many_pixels(None, settings, upload)}") from None
     except UnidentifiedImageError:
         raise ImageError(
             f"{name}: not a supported image (JPEG, PNG, WebP, BMP, TIFF{', HEIC' if HEIF else ''})"
@@ -169,7 +211,6 @@ def _decode(data: bytes, settings: Settings, name: str) -> np.ndarray:
         raise ImageError(f"{name}: damaged or truncated image ({err})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = pillow_limit
-    return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
 _STDERR = threading.Lock()
@@ -209,34 +250,63 @@ def _opencv_can_decode(img: Image.Image, data: bytes) -> bool:
     return img.format != "JPEG" or b"\xff\xd9" in data[-4096:]  # ends with End Of Image
 
 
-def _check_dimensions(size: tuple[int, int], settings: Settings, name: str) -> None:
+def _check_dimensions(size: tuple[int, int], settings: Settings, name: str, upload: bool) -> None:
     w, h = size
     if w < 1 or h < 1:
         raise ImageError(f"{name}: image has no pixels ({w}x{h})")
     if w * h > settings.max_image_pixels:
-        raise TooLarge(f"{name}: {_too_many_pixels((w, h), settings)}")
+        raise TooLarge(f"{name}: {_too_many_pixels((w, h), settings, upload)}")
     if max(w, h) > settings.max_image_side or max(w, h) / min(w, h) > settings.max_aspect_ratio:
         raise ImageError(f"{name}: absurd dimensions {w}x{h}; not a photo")
 
 
-def _too_many_pixels(size: tuple[int, int] | None, settings: Settings) -> str:
+def _too_many_pixels(size: tuple[int, int] | None, settings: Settings, upload: bool = False) -> str:
     what = f"{size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} MP" if size else "too many pixels"
+    if upload:
+        return (
+            f"{what}, over the limit of {settings.max_image_pixels / 1e6:.0f} MP for photos sent to the "
+            f"service; send a smaller photo (the operator sets the limit with {MAX_UPLOAD_PIXELS.option})"
+        )
     return (
         f"{what}, over the limit of {settings.max_image_pixels / 1e6:.0f} MP that guards against "
         f"decompression bombs; if it is a real photo, raise the limit, e.g. FACEFIND_MAX_PIXELS=200000000 "
-        f"(needs about 3 bytes of memory a pixel)"
+        f"(needs 3 to 8 bytes of memory a pixel)"
     )
+
+
+def _to_bgr(img: Image.Image) -> np.ndarray:
+    """The decoded image as BGR. Peak memory is the Pillow image plus the result (7 bytes a pixel
+    for RGBA): the pixels are copied out a band of rows at a time, and each Pillow image is closed
+    (its memory freed) once done. Pillow's own way (a white background, a composite, conversions
+    and `tobytes`) held 24 bytes a pixel: 2.1 GiB for a 355 KB one-colour 88 MP PNG."""
+    alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    # Composite on white rather than dropping alpha: transparent pixels are often black.
+    converted = (img if img.mode == "RGBA" else img.convert("RGBA")) if alpha else _to_rgb(img)
+    converted.load()
+    if converted is not img:
+        img.close()
+    width, height = converted.size
+    out = np.empty((height, width, 3), np.uint8)
+    for top in range(0, height, _BAND):
+        band = np.asarray(converted.crop((0, top, width, min(height, top + _BAND))))
+        out[top : top + _BAND] = _on_white(band) if alpha else band[:, :, ::-1]
+    converted.close()
+    return out
+
+
+_BAND = 256
+
+
+def _on_white(rgba: np.ndarray) -> np.ndarray:
+    """RGBA pixels composited on white, as BGR."""
+    wide = rgba.astype(np.uint16)
+    alpha = wide[:, :, 3:]
+    return ((wide[:, :, 2::-1] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
-        img.load()
         return img
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        # Composite on white rather than dropping alpha: transparent pixels are often black.
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         arr = (255 * (arr - arr.min()) / max(arr.max() - arr.min(), 1)).astype(np.uint8)

@@ -60,10 +60,21 @@ class FileResult:
     times: StageTimes = field(default_factory=StageTimes)
 
 
-def scan(root: Path) -> Iterator[FileTask | FileError]:
-    """Photos under `root` (or `root` itself) by extension, skipping hidden folders."""
-    for path in [root] if root.is_file() else _walk(root):
+OUTSIDE = "a link leading outside the collection's index root; skipped"
+
+
+def scan(root: Path, within: Path | None = None) -> Iterator[FileTask | FileError]:
+    """Photos under `root` (or `root` itself) by extension, skipping hidden folders. Links to
+    folders are not followed. `within` (the service's index root): files and folders in `root`
+    that are links leading outside it are skipped, each reported without its target."""
+    for path in [root] if root.is_file() else _walk(root, within):
+        if isinstance(path, FileError):
+            yield path
+            continue
         if not is_image_path(path):
+            continue
+        if within is not None and not _inside(path, within):
+            yield FileError(path=str(path), error=OUTSIDE)
             continue
         try:
             st = path.stat()
@@ -73,11 +84,23 @@ def scan(root: Path) -> Iterator[FileTask | FileError]:
         yield FileTask(str(path), st.st_size, st.st_mtime_ns)
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path, within: Path | None) -> Iterator[Path | FileError]:
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if within is not None:  # os.walk does not enter linked folders; say which lead out
+            for name in dirs:
+                if os.path.islink(Path(folder) / name) and not _inside(Path(folder) / name, within):
+                    yield FileError(path=str(Path(folder) / name), error=OUTSIDE)
         for name in sorted(names):
             yield Path(folder) / name
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether `path`, every link resolved, lies under `root` (a broken link lies nowhere)."""
+    try:
+        return Path(os.path.realpath(path, strict=True)).is_relative_to(root)
+    except (OSError, ValueError):
+        return False
 
 
 def process_file(task: FileTask, backend: FaceBackend, settings: Settings) -> FileResult:
@@ -171,6 +194,7 @@ class Indexer:
         on_progress: Progress | None = None,
         *,
         retry_errors: bool = False,
+        within: Path | None = None,
     ) -> IndexReport:
         root = root.expanduser().resolve()
         if not root.exists():
@@ -188,7 +212,7 @@ class Indexer:
         unreadable: list[FileError] = []
         failed_before: list[FileError] = []
         seen: set[str] = set()
-        for item in scan(root):
+        for item in scan(root, within):
             if isinstance(item, FileError):
                 unreadable.append(item)
                 seen.add(item.path)

@@ -67,7 +67,13 @@ MODEL_MEAN = Limit("--mean", -1e6, 1e6, example="127.5")
 MODEL_STD = Limit("--std", 0, 1e6, above_low=True, example="127.5")
 CROP_PX = Limit("size", 16, 1024, example="160 pixels")
 RATE_LIMIT = Limit("--rate-limit", 0, 1_000_000, example="600 requests a minute; 0 for none")
+MAX_JOBS = Limit("--max-jobs", 1, 64, example="1: index jobs run one at a time")
+MAX_JOBS_PER_KEY = Limit("--max-jobs-per-key", 1, 64, example="1")
+MAX_QUEUED_PER_KEY = Limit("--max-queued-per-key", 1, 1_000, example="10")
 MAX_PIXELS = Limit("FACEFIND_MAX_PIXELS", 1_000_000, 4_000_000_000, example="200000000 for 200 MP photos")
+MAX_UPLOAD_PIXELS = Limit(
+    "FACEFIND_MAX_UPLOAD_PIXELS", 1_000_000, 4_000_000_000, example="50000000 for 50 MP query photos"
+)
 MAX_FILE_BYTES = Limit("FACEFIND_MAX_FILE_BYTES", 2**20, 2**36, example="1073741824 for 1 GiB")
 
 

@@ -7,14 +7,18 @@ with the collection and shown in reports; facefind does not judge it.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import BaseModel
 
 from ..catalog import Catalog
 from ..catalog import collections as store
-from ..errors import Conflict, FacefindError, InvalidValue, NotFound
+from ..errors import Conflict, FacefindError, InvalidValue, NotFound, Refused
 from ..limits import RETENTION_DAYS
+from ..paths import shown
 
 BASES = {
     "own": "the operator's own photos (household or personal use)",
@@ -33,6 +37,7 @@ class Collection(BaseModel):
     retention_days: int | None
     created_at: str
     images: int
+    roots: list[str] = []  # folders the service may index from (absolute, links resolved)
 
 
 def parse_retention(text: str, option: str = "--retention") -> int:
@@ -52,9 +57,16 @@ def parse_retention(text: str, option: str = "--retention") -> int:
 
 
 def create(
-    catalog: Catalog, name: str, owner: str, basis: str, retention: str, note: str | None
+    catalog: Catalog,
+    name: str,
+    owner: str,
+    basis: str,
+    retention: str,
+    note: str | None,
+    roots: Sequence[str] = (),
 ) -> Collection:
-    """Create a collection with its basis (or give one to a collection made before schema 4)."""
+    """Create a collection with its basis and index roots (or give a basis to a collection made
+    before schema 4)."""
     name, owner, note = name.strip(), owner.strip(), (note or "").strip() or None
     if not name:
         raise FacefindError("a collection needs a name")
@@ -68,8 +80,9 @@ def create(
             "--basis legitimate-interest needs --note: where the balancing test is documented"
         )
     days = parse_retention(retention)
+    resolved = [resolve_root(r) for r in roots]
     values = dict(owner=owner, basis=basis, basis_note=note, retention_days=days)
-    existing_basis = store.save(catalog, name, **values)
+    existing_basis = store.save(catalog, name, resolved, **values)
     if existing_basis is not None:
         raise Conflict(f"collection {name!r} already exists (basis: {existing_basis})")
     return get(catalog, name)
@@ -83,6 +96,7 @@ def get(catalog: Catalog, name: str) -> Collection:
 
 
 def all_(catalog: Catalog) -> list[Collection]:
+    roots = store.roots(catalog)
     return [
         Collection(
             name=r.name,
@@ -92,9 +106,78 @@ def all_(catalog: Catalog) -> list[Collection]:
             retention_days=r.retention_days,
             created_at=r.created_at,
             images=r.n,
+            roots=roots.get(r.id, []),
         )
         for r in store.all_(catalog)
     ]
+
+
+# Index roots ---------------------------------------------------------------------------------
+# The service indexes only under a collection's roots, set by an admin: an operator's key names
+# a path, and the server must not read whatever it can (another collection's folder, /etc, a
+# share it mounts). The CLI, run by the machine's own user, indexes any path that user can read.
+
+
+def resolve_root(folder: str | Path) -> str:
+    """A root as stored: absolute, every link resolved; it must be an existing folder."""
+    try:
+        real = os.path.realpath(Path(folder).expanduser(), strict=True)
+    except (OSError, ValueError):
+        raise InvalidValue(f"--root {shown(str(folder))}: no such folder on this machine") from None
+    if not os.path.isdir(real):
+        raise InvalidValue(f"--root {shown(str(folder))} is not a folder; give the folder photos are in")
+    return real
+
+
+def set_roots(
+    catalog: Catalog,
+    name: str,
+    roots: Sequence[str] | None = None,
+    add: Sequence[str] = (),
+    remove: Sequence[str] = (),
+) -> Collection:
+    """Replace the roots of a collection (`roots`), or add and remove some."""
+    if roots is None and not add and not remove:
+        raise InvalidValue("give the roots to add (--root DIR) or remove (--remove-root DIR)")
+    current = get(catalog, name).roots
+    wanted = [resolve_root(r) for r in roots] if roots is not None else list(current)
+    for folder in remove:
+        given = str(Path(folder).expanduser())
+        candidates = {given, os.path.abspath(given), os.path.realpath(given)}
+        match = [r for r in wanted if r in candidates]
+        if not match:
+            listed = ", ".join(shown(r) for r in current) or "none"
+            raise NotFound(f"collection {name!r} has no index root {shown(given)} (its roots: {listed})")
+        wanted = [r for r in wanted if r not in match]
+    wanted += [resolve_root(r) for r in add]
+    if not store.set_roots(catalog, name, wanted):
+        raise NotFound(f"no collection named {name!r}; `facefind collection list` shows them")
+    return get(catalog, name)
+
+
+def index_root(catalog: Catalog, name: str, path: str) -> tuple[Path, Path]:
+    """Where the service may index `path` into collection `name`: the path with every link and
+    `..` resolved, and the root it lies under. Anything else, including a path that does not
+    exist, is refused with the same message, which names nothing outside the roots."""
+    roots = get(catalog, name).roots
+    if not roots:
+        raise Refused(
+            f"collection {name!r} has no index roots, so the service may not index into it; an admin "
+            f"sets them with `facefind collection update {name} --root DIR`"
+        )
+    try:
+        real: Path | None = Path(os.path.realpath(path, strict=True))
+    except (OSError, ValueError):
+        real = None
+    for root in roots:
+        if real is not None and real.is_relative_to(root):
+            return real, Path(root)
+    listed = ", ".join(shown(r) for r in roots)
+    raise Refused(
+        f"{path!r} is not a folder or photo under an index root of collection {name!r} ({listed}); "
+        f"the service indexes only there. Give a path under a root, or ask an admin to add one "
+        f"(`facefind collection update {name} --root DIR`)."
+    )
 
 
 def require_basis(catalog: Catalog, name: str) -> None:

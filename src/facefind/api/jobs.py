@@ -1,7 +1,12 @@
-"""Index jobs of the service: started by a request, run in a thread, tracked in the catalog.
+"""Index jobs of the service: started by a request, queued, run in a thread, tracked in the catalog.
 
-A job runs on its own runtime (its own catalog connection, recognizer and worker processes), so
-searches go on meanwhile; it writes its progress and a heartbeat to the `index_jobs` table.
+A job indexes only under an index root of its collection (accountability/collections.py), checked
+when it is asked for and again when it starts. Jobs queue: at most `max_jobs` run at once in all
+the server's processes and `max_jobs_per_key` per key (`facefind serve --max-jobs N
+--max-jobs-per-key M`), counted in the `index_jobs` table; a key may have `max_queued_per_key`
+waiting. Whichever process has a free slot starts the oldest queued job (when a job ends, and in
+its sweep). A job runs on its own runtime (its own catalog connection, recognizer and worker
+processes), so searches go on meanwhile; it writes its progress and a heartbeat to the table.
 Any server process that finds a running job whose heartbeat stopped (its process died) takes it
 over and runs it again: indexing is resumable, so nothing is redone but the batch in flight.
 """
@@ -9,6 +14,7 @@ over and runs it again: indexing is resumable, so nothing is redone but the batc
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -26,19 +32,28 @@ from .. import engine
 from ..accountability import collections
 from ..catalog import Catalog, now
 from ..catalog import jobs as store
-from ..errors import Conflict, NotFound
-from ..limits import is_id
+from ..errors import Conflict, FacefindError, NotFound, TooManyRequests
+from ..limits import MAX_JOBS, MAX_JOBS_PER_KEY, MAX_QUEUED_PER_KEY, Limit, is_id
 
 HEARTBEAT_SECONDS = 2.0
 STALE_SECONDS = 15.0  # a running job without a heartbeat this long lost its process
 SWEEP_SECONDS = 5.0
+# `facefind serve --max-jobs N --max-jobs-per-key M --max-queued-per-key Q` sets these (through
+# the environment, for every server process); the defaults run one index job at a time.
+DEFAULT_LIMITS = {MAX_JOBS: 1, MAX_JOBS_PER_KEY: 1, MAX_QUEUED_PER_KEY: 10}
+ENVIRONMENT = {
+    MAX_JOBS: "FACEFIND_MAX_JOBS",
+    MAX_JOBS_PER_KEY: "FACEFIND_MAX_JOBS_PER_KEY",
+    MAX_QUEUED_PER_KEY: "FACEFIND_MAX_QUEUED_PER_KEY",
+}
+log = logging.getLogger("facefind")
 
 
 class Job(BaseModel):
     id: int
     path: str
     collection: str
-    state: str  # running, done, failed, cancelled
+    state: str  # queued, running, done, failed, cancelled
     started_by: str
     created_at: str
     updated_at: str
@@ -60,12 +75,23 @@ class JobRunner:
     def __init__(self, catalog: Catalog, db: str | Path) -> None:
         self.catalog, self.db = catalog, db
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.max_jobs, self.max_per_key, self.max_queued = (
+            job_limit(limit) for limit in (MAX_JOBS, MAX_JOBS_PER_KEY, MAX_QUEUED_PER_KEY)
+        )
         self.stopping = threading.Event()
         self.sweeper = threading.Thread(target=self._sweep, name="facefind-job-sweep", daemon=True)
         self.sweeper.start()
 
     def start(self, ff: engine.FaceFind, path: str, collection: str, retry_errors: bool) -> Job:
-        collections.require_basis(ff.catalog, collection)  # fail now, in the request
+        # Fail now, in the request: no basis, no roots, or a path outside them.
+        collections.require_basis(ff.catalog, collection)
+        collections.index_root(ff.catalog, collection, path)
+        waiting = store.queued(self.catalog, ff.actor)
+        if waiting >= self.max_queued:
+            raise TooManyRequests(
+                f"{ff.actor} has {waiting} index jobs queued already (the limit is {self.max_queued}); "
+                f"wait for one to start, or cancel one (DELETE /v1/index-jobs/ID)"
+            )
         job_id = store.insert(
             self.catalog,
             self.owner,
@@ -75,7 +101,7 @@ class JobRunner:
             started_by=ff.actor,
         )
         ff.audit.record(ff.actor, "index", {"job": job_id, "path": path, "collection": collection})
-        self._run(job_id)
+        self._start_queued()
         return self.get(job_id)
 
     def get(self, job_id: int) -> Job:
@@ -88,9 +114,12 @@ class JobRunner:
         return [_job(r) for r in store.recent(self.catalog)]
 
     def cancel(self, job_id: int) -> Job:
+        """Stop a running job (what it indexed stays) or take a queued one out of the queue."""
+        if self.get(job_id).state == "queued" and store.cancel_queued(self.catalog, job_id):
+            return self.get(job_id)
         job = self.get(job_id)
         if job.state != "running":
-            raise Conflict(f"index job {job_id} is {job.state}, not running")
+            raise Conflict(f"index job {job_id} is {job.state}, not running or queued")
         store.update(self.catalog, job_id, cancel=True)
         deadline = time.monotonic() + 30
         while self.get(job_id).state == "running" and time.monotonic() < deadline:
@@ -101,6 +130,17 @@ class JobRunner:
         self.stopping.set()
 
     # running ----------------------------------------------------------------------------------
+    def _start_queued(self) -> None:
+        """Start queued jobs here while the limits allow."""
+        while not self.stopping.is_set():
+            try:
+                job_id = store.start_queued(self.catalog, self.owner, self.max_jobs, self.max_per_key)
+            except OperationalError:  # a briefly locked catalog: the sweep tries again
+                return
+            if job_id is None:
+                return
+            self._run(job_id)
+
     def _run(self, job_id: int) -> None:
         threading.Thread(
             target=self._index, args=(job_id,), name=f"facefind-index-{job_id}", daemon=True
@@ -129,6 +169,7 @@ class JobRunner:
             self._run_index(job_id, job, progress)
         finally:
             finished.set()
+            self._start_queued()  # this job's slot is free
 
     def _run_index(self, job_id: int, job: Job, progress: Callable[[int, int], None]) -> None:
         state, error, report = "done", None, None
@@ -139,6 +180,7 @@ class JobRunner:
                     collection=job.collection,
                     on_progress=progress,
                     retry_errors=job.retry_errors,
+                    confine=True,  # checked again: the path may have changed while queued
                 )
             # Counts of files and faces only: which persons new faces joined would tell an operator
             # who is in a photo without an audited search (docs/security.md).
@@ -146,8 +188,11 @@ class JobRunner:
             state = "cancelled" if result.interrupted else "done"
         except KeyboardInterrupt:
             state = "cancelled"
-        except Exception as err:  # reported on the job; the server goes on
+        except FacefindError as err:  # reported on the job; the server goes on
             state, error = "failed", str(err)
+        except Exception:  # logged, never shown: it could name anything the server touched
+            log.exception("index job %s failed", job_id)
+            state, error = "failed", "internal error; the server log has the details"
         store.update(
             self.catalog,
             job_id,
@@ -166,9 +211,11 @@ class JobRunner:
                 continue
 
     def _sweep(self) -> None:
-        """Adopt running jobs whose heartbeat stopped: their process died with them."""
+        """Adopt running jobs whose heartbeat stopped (their process died with them), and start
+        queued jobs whose turn came (a slot freed in a process that died or was busy)."""
         while True:
             self._adopt_stale()
+            self._start_queued()
             if self.stopping.wait(SWEEP_SECONDS):
                 return
 
@@ -179,6 +226,12 @@ class JobRunner:
                 self._run(job_id)
         except OperationalError:  # a briefly locked catalog: the next sweep tries again
             return
+
+
+def job_limit(limit: Limit) -> int:
+    """A job limit of the service from its environment variable (set by `facefind serve`)."""
+    text = os.environ.get(ENVIRONMENT[limit], "").strip()
+    return limit.check(int(text)) if text.isdigit() else DEFAULT_LIMITS[limit]
 
 
 def _job(row: Any) -> Job:

@@ -95,6 +95,11 @@ class CollectionRequest(BaseModel):
     basis: str
     retention: str = Field(examples=["5y"])
     note: str | None = None
+    roots: list[str] = Field([], description="Folders on the server index jobs may read it from.")
+
+
+class Roots(BaseModel):
+    roots: list[str] = Field(description="Every index root of the collection (replacing the old ones).")
 
 
 @router.get("/collections", tags=["collections"])
@@ -108,20 +113,34 @@ def collections_list(request: Request, who: CanReadCollections) -> list[Collecti
 def collections_create(request: Request, who: CanWriteCollections, body: CollectionRequest) -> Collection:
     with service(request).acting(who, "collections.write") as ff:
         return ff.create_collection(
-            body.name, owner=body.owner, basis=body.basis, retention=body.retention, note=body.note
+            body.name,
+            owner=body.owner,
+            basis=body.basis,
+            retention=body.retention,
+            note=body.note,
+            roots=body.roots,
         )
+
+
+@router.put("/collections/{name}/roots", tags=["collections"])
+def collections_roots(request: Request, who: CanWriteCollections, name: str, body: Roots) -> Collection:
+    """The folders index jobs may read this collection from; without any, it cannot be indexed
+    through the service."""
+    with service(request).acting(who, "collections.write") as ff:
+        return ff.update_collection(name, roots=body.roots)
 
 
 # index jobs ---------------------------------------------------------------------------------
 class IndexRequest(BaseModel):
-    path: str = Field(description="A folder or photo on the server (or a share it mounts).")
+    path: str = Field(description="A folder or photo under an index root of the collection.")
     collection: str = "default"
     retry_errors: bool = False
 
 
 @router.post("/index-jobs", tags=["index"], status_code=202)
 def index_start(request: Request, who: CanIndex, body: IndexRequest) -> Job:
-    """Start indexing; poll GET /v1/index-jobs/{id} for progress."""
+    """Start indexing (or queue the job, if the server's or the key's jobs are at their limit);
+    poll GET /v1/index-jobs/{id} for progress."""
     who.within([body.collection])
     with service(request).acting(who, "index") as ff:
         return jobs(request).start(ff, body.path, body.collection, body.retry_errors)
@@ -142,7 +161,7 @@ def index_progress(request: Request, who: CanIndex, job_id: int) -> Job:
 
 @router.delete("/index-jobs/{job_id}", tags=["index"])
 def index_cancel(request: Request, who: CanIndex, job_id: int) -> Job:
-    """Stop a job; what it indexed so far stays."""
+    """Stop a job (what it indexed so far stays), or take a queued one out of the queue."""
     who.within([jobs(request).get(job_id).collection])
     return jobs(request).cancel(job_id)
 

@@ -5,23 +5,53 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from .core import Catalog
-from .schema import collections, images, now
+from .schema import collection_roots, collections, images, now
 
 
-def save(catalog: Catalog, name: str, **values: Any) -> str | None:
-    """Create the collection, or give a basis to one made without (before schema 4). Returns the
-    basis of a collection that already had one, which is left unchanged."""
+def save(catalog: Catalog, name: str, roots: list[str], **values: Any) -> str | None:
+    """Create the collection (with its index roots), or give a basis to one made without (before
+    schema 4). Returns the basis of a collection that already had one, which is left unchanged."""
     with catalog.transaction() as conn:
         existing = conn.execute(sa.select(collections).where(collections.c.name == name)).one_or_none()
         if existing is not None and existing.basis is not None:
             return str(existing.basis)
         if existing is None:
-            conn.execute(sa.insert(collections).values(name=name, created_at=now(), **values))
+            inserted = conn.execute(sa.insert(collections).values(name=name, created_at=now(), **values))
+            collection_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
         else:
             conn.execute(sa.update(collections).where(collections.c.id == existing.id).values(**values))
+            collection_id = int(existing.id)
+        _add_roots(conn, collection_id, roots)
     return None
+
+
+def set_roots(catalog: Catalog, name: str, roots: list[str]) -> bool:
+    """Replace the index roots of a collection; False if there is no such collection."""
+    with catalog.transaction() as conn:
+        found = conn.execute(sa.select(collections.c.id).where(collections.c.name == name)).scalar()
+        if found is None:
+            return False
+        conn.execute(sa.delete(collection_roots).where(collection_roots.c.collection_id == found))
+        _add_roots(conn, int(found), roots)
+    return True
+
+
+def roots(catalog: Catalog) -> dict[int, list[str]]:
+    """The index roots of every collection that has some, by collection id, each list sorted."""
+    query = sa.select(collection_roots).order_by(collection_roots.c.collection_id, collection_roots.c.root)
+    out: dict[int, list[str]] = {}
+    with catalog.engine.connect() as conn:
+        for r in conn.execute(query):
+            out.setdefault(int(r.collection_id), []).append(r.root)
+    return out
+
+
+def _add_roots(conn: Connection, collection_id: int, roots: list[str]) -> None:
+    for root in dict.fromkeys(roots):
+        conn.execute(sa.insert(collection_roots).values(collection_id=collection_id, root=root))
 
 
 def all_(catalog: Catalog) -> list[sa.Row]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .. import filemodes
 from ..errors import CatalogError, NotFound
 from ..faces import Face
 from .schema import (
@@ -77,7 +79,11 @@ class Catalog:
                         f"the folder of the catalog {path} does not exist ({path.parent}); create it "
                         f"first, or give another --db (or FACEFIND_DB)"
                     )
-                path.parent.mkdir(parents=True, exist_ok=True)
+                filemodes.make_folder(path.parent)
+            # Private from its first byte (SQLite gives its -wal and -shm files the same mode).
+            for part in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                filemodes.warn_if_shared(part, "the catalog file")
+            filemodes.create_file(path)
             url = f"sqlite:///{path}"
         self.url = url = _with_driver(url)
         try:
@@ -144,7 +150,7 @@ class Catalog:
             if not database or database == ":memory:":
                 yield
                 return
-            with open(f"{database}.lock", "a") as lock:
+            with os.fdopen(filemodes.open_file(f"{database}.lock"), "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 yield
             return

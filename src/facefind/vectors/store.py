@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import filemodes
 from ..catalog import Catalog
 from .faiss_index import KINDS, FaissIndex, Rows, nlist_for
 
@@ -100,6 +101,8 @@ class VectorStore:
         """Load the current saved generation; returns why not, or None on success."""
         if self.folder is None:
             return "no saved index (catalog is not a file)"
+        for folder in (self.folder.parent, self.folder):
+            filemodes.warn_if_shared(folder, "the vector index folder")
         current = self.folder / "CURRENT"
         if not current.exists():
             return "no saved index yet"
@@ -210,10 +213,10 @@ class VectorStore:
             switch and (self.policy.kind != "auto" or _far_from_threshold(len(index), self.policy))
         ):
             index = self.rebuild(on_progress=on_progress)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        filemodes.make_folder(self.folder)
         # Several processes may share the folder (CLI runs, the service's workers and jobs): one
         # save at a time, or one's cleanup would delete another's generation while it is written.
-        with (self.folder / ".lock").open("a") as lock:
+        with os.fdopen(filemodes.open_file(self.folder / ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._write_generation(index)
         self.dirty = False
@@ -223,7 +226,8 @@ class VectorStore:
         assert self.folder is not None
         name = f"gen-{time.time_ns()}"
         tmp = self.folder / f".tmp-{name}"
-        tmp.mkdir()
+        tmp.mkdir(filemodes.FOLDER_MODE)
+        os.chmod(tmp, filemodes.FOLDER_MODE)
         index.write(tmp)
         with (tmp / "rows.npz").open("wb") as f:
             np.savez(
@@ -243,12 +247,15 @@ class VectorStore:
         (tmp / "meta.json").write_text(json.dumps(meta))
         _failpoint("save:written")
         for path in tmp.iterdir():
+            filemodes.make_private(path)  # FAISS and numpy create files by the umask
             _fsync(path)
         os.rename(tmp, self.folder / name)
         _fsync(self.folder)
         _failpoint("save:renamed")
         pointer = self.folder / ".CURRENT.tmp"
-        pointer.write_text(name)
+        pointer.unlink(missing_ok=True)
+        with os.fdopen(os.open(pointer, os.O_WRONLY | os.O_CREAT | os.O_EXCL, filemodes.FILE_MODE), "w") as f:
+            f.write(name)
         _fsync(pointer)
         _failpoint("save:pointer-written")
         os.replace(pointer, self.folder / "CURRENT")

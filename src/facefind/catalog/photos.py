@@ -1,0 +1,16 @@
+"""Queries of one catalogued photo's content: what a file must still be to stand for it."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .core import Catalog
+from .schema import images
+
+
+def sha256(catalog: Catalog, image_id: int) -> str | None:
+    """The content hash the photo had when it was indexed (None: unknown, or it failed)."""
+    query = sa.select(images.c.sha256).where(images.c.id == image_id, images.c.status == "indexed")
+    with catalog.engine.connect() as conn:
+        found = conn.execute(query).scalar_one_or_none()
+    return None if found is None else str(found)
