@@ -41,7 +41,7 @@ export function render(main, context) {
     try {
       const list = await get("/v1/index-jobs");
       jobs.replaceChildren(jobsTable(list, pollJobs));
-      const running = list.some((j) => j.state === "running");
+      const running = list.some((j) => j.state === "running" || j.state === "queued");
       if (running) timer = setTimeout(pollJobs, 1000);
       else {
         errors.replaceChildren(errorsTable(await get("/v1/errors")));
@@ -124,7 +124,7 @@ function jobsTable(list, changed) {
         h("td", {}, h("progress", { max: Math.max(j.total, 1), value: j.done, "aria-label": `Job ${j.id} progress` }), ` ${j.done} / ${j.total}`),
         h("td", { class: "num" }, rate ? `${rate.toFixed(1)}/s` : "—"),
         h("td", { class: "num" }, eta === null ? "—" : `${eta} s`),
-        h("td", {}, j.state === "running"
+        h("td", {}, j.state === "running" || j.state === "queued"
           ? h("button", { type: "button", class: "secondary", onclick: async () => { await del(`/v1/index-jobs/${j.id}`).catch(() => {}); changed(); } }, "Cancel")
           : null),
       );
