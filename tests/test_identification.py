@@ -16,7 +16,7 @@ import pytest
 
 from facefind.policy import Role
 
-from .conftest import FR, run_cli
+from .conftest import FR, GLINT, run_cli
 from .server import NAMES, Server, serve_copy
 
 OBAMA2 = FR / "Barack_Obama" / "obama2.jpg"
@@ -148,3 +148,56 @@ def test_a_purpose_cannot_inject_rows_into_the_transparency_report(fr_copy: Path
     assert len(rows) == 1, report  # one cell of one row, not a row of its own
     assert "| forged purpose |" not in report and "](http" not in report
     assert re.search(r"(?<!\\)<img", report) is None  # HTML is escaped, shown as text
+
+
+def test_a_file_name_cannot_unlock_crops(server: Server) -> None:
+    """A crop is an operator's only for faces its search returned, not for ids its upload's file
+    name happened to contain (the audit entry names the upload)."""
+    with server.client(Role.reviewer) as reviewer:
+        people = reviewer.get("/v1/people").json()  # faces no search of the operator returned
+        faces = [f["face_id"] for p in people if "Alex_Lacamoire" in p["cover"]["path"] for f in p["faces"]]
+    stranger = GLINT / "Keanu_Reeves" / "5458.png"
+    with server.client(Role.operator) as operator:
+        name = "".join(f"[{face}," for face in faces) + ".png"
+        upload = {"photo": (name, stranger.read_bytes(), "image/png")}
+        found = operator.post("/v1/search", files=upload, data={"purpose": "nobody"})
+        assert found.status_code == 200 and not any(f["matches"] for f in found.json()["faces"])
+        assert len(faces) == 3
+        assert [operator.get(f"/v1/faces/{face}/crop").status_code for face in faces] == [404] * 3
+
+
+def test_a_key_limited_to_a_collection_learns_no_names_given_elsewhere(
+    server: Server, tmp_path: Path
+) -> None:
+    """Persons and their names span the catalog: a desk key that indexes a photo of someone
+    named from another collection's photos does not learn the name by searching its desk."""
+    kit = FR / "Kit_Harington" / "john1.jpeg"
+    desk = tmp_path / "desk"
+    desk.mkdir()
+    shutil.copy(kit, desk / "unknown.jpg")
+    with server.client(Role.reviewer) as reviewer, server.client(Role.dpo) as dpo:
+        person = next(p for p in reviewer.get("/v1/people").json() if "Kit_Harington" in p["cover"]["path"])
+        given = {"person_id": person["id"], "given_by": "Kit", "expires": "2099-01-01", "evidence": "form"}
+        assert dpo.post("/v1/consents", json=given).status_code == 201
+        assert reviewer.put(f"/v1/people/{person['id']}/name", json={"name": "Kit H."}).status_code == 200
+    with server.client(Role.admin) as admin:
+        made = admin.post(
+            "/v1/collections",
+            json={"name": "desk2", "owner": "news", "basis": "own", "retention": "1y", "roots": [str(desk)]},
+        )
+        assert made.status_code == 201, made.text
+        key = admin.post("/v1/keys", json={"name": "desk2-op", "role": "operator", "collections": ["desk2"]})
+    with server.client(key=key.json()["key"]) as scoped:
+        job = scoped.post("/v1/index-jobs", json={"path": str(desk), "collection": "desk2"}).json()
+        deadline = time.monotonic() + 300
+        while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = scoped.get(f"/v1/index-jobs/{job['id']}").json()
+        assert job["state"] == "done", job
+        found = _search(scoped, kit, "desk story")
+        matches = [m for f in found.json()["faces"] for m in f["matches"]]
+        assert matches and all(m["collection"] == "desk2" for m in matches), found.text
+        assert all(m["person"] is None and m["person_id"] is None for m in matches)
+    with server.client(Role.operator) as everywhere:  # a key over the whole catalog sees the name
+        found = _search(everywhere, kit, "case 12").json()
+        assert "Kit H." in [m["person"] for f in found["faces"] for m in f["matches"]]

@@ -482,13 +482,15 @@ class FaceFind:
         queries = np.vstack([f.embedding for _, f in query_faces])
         _, ids = index.search(queries, index.candidates(top_k), min_px, min_q, allowed, exclude)
         rows = self.catalog.face_rows(int(i) for i in ids.ravel() if i >= 0)
+        guards = self._guards(policy.withheld_faces(self.catalog, "search"))
+        guard_cut = max(cut, calibration.threshold(policy.LOOSEST_FMR))  # -1 would guard everything
         out = []
         for (number, qf), row_ids in zip(query_faces, ids, strict=True):
             # Approximate indexes hold quantised vectors: rank and report exact cosines instead.
             found = [rows[int(fid)] for fid in row_ids if fid >= 0 and int(fid) in rows]
             scored = sorted(((float(r.embedding @ qf.embedding), r) for r in found), key=lambda x: -x[0])
-            exact = scored[:top_k]
-            matches = [_match(r, s, calibration, gallery) for s, r in exact if s >= cut]
+            exact = [(s, r) for s, r in scored if s >= cut and not _guarded(r.embedding, guards, guard_cut)]
+            matches = [_match(r, s, calibration, gallery) for s, r in exact[:top_k]]
             out.append(
                 QueryFace(
                     face=number,
@@ -532,6 +534,17 @@ class FaceFind:
         shown = {"people": [p.id for p in found], "faces": sum(p.face_count for p in found)}
         self.audit.record(self.actor, "view", shown, self.purpose)
         return found
+
+    def _guards(self, withheld: np.ndarray) -> np.ndarray:
+        """The faces no search may find, as vectors: opt-out templates and the stored faces of
+        opted-out and withheld persons. A match as like one of them as the search's threshold
+        asks could be that person's photo that clustering missed (a new photo, a poor one): it
+        is left out too, so a looser threshold never reaches around an opt-out or a withdrawal
+        (down to a false match rate of policy.LOOSEST_FMR, the loosest the service allows)."""
+        templates = optouts.Templates(self.catalog, self.backend.model_id).vectors
+        stored = [r.embedding for r in self.catalog.face_rows(int(i) for i in withheld).values()]
+        vectors = [templates.reshape(-1, self.backend.dim), *(v.reshape(1, -1) for v in stored)]
+        return np.vstack(vectors).astype(np.float32) if stored or len(templates) else np.zeros((0, 0))
 
     def person(self, person_id: int) -> Person:
         """A person and their faces as the people view may show them (audited as a view): refused
@@ -732,6 +745,12 @@ def _match(row: FaceRow, similarity: float, calibration: Calibration, gallery: i
         extrapolated=fmr.extrapolated,
         quality=row.quality,
     )
+
+
+def _guarded(embedding: np.ndarray, guards: np.ndarray, cut: float) -> bool:
+    """Whether a match is at least as like a withheld face (or an opt-out template) as the
+    search's threshold, so that it may be that person (see FaceFind._guards)."""
+    return bool(len(guards)) and float(np.max(guards @ embedding)) >= cut
 
 
 def _box(box: tuple[float, float, float, float]) -> Box:

@@ -20,7 +20,9 @@ import numpy as np
 from .accountability import consent, optouts
 from .catalog import Catalog
 from .catalog import audit as audit_store
+from .catalog import persons as person_store
 from .errors import NotFound, Refused
+from .results import SearchResult
 
 
 class Role(StrEnum):
@@ -114,7 +116,14 @@ class Principal:
 def hidden_faces(catalog: Catalog, use: str) -> np.ndarray:
     """Ids of faces no answer may include for `use` ("search", "results"): opted out, or bound to
     (or now in) a person whose consent does not (or no longer) cover that use; a face stays bound
-    to every consented person it was ever a face of (consent follows the faces)."""
+    to every consented person it was ever a face of (consent follows the faces). Faces indexed
+    but not yet clustered are hidden too: clustering is what binds a withheld person's new photo
+    to their consent, so until it ran (at the end of the index job) the face is not shown."""
+    return np.union1d(withheld_faces(catalog, use), person_store.unsettled_faces(catalog))
+
+
+def withheld_faces(catalog: Catalog, use: str) -> np.ndarray:
+    """Ids of the faces of people who opted out or whose consent does not cover `use`."""
     return np.union1d(optouts.suppressed_faces(catalog), consent.withheld_faces(catalog, use))
 
 
@@ -143,3 +152,15 @@ def require_searched(catalog: Catalog, who: Principal, face_id: int) -> None:
     since = (datetime.now(UTC) - timedelta(hours=SEARCH_RESULT_HOURS)).isoformat(timespec="seconds")
     if not audit_store.searched_face(catalog, who.name, face_id, since):
         raise NotFound(f"no face {face_id} that you may see: an operator sees the faces its searches found")
+
+
+def as_seen_by(who: Principal, result: SearchResult) -> SearchResult:
+    """A search result as `who` may see it: a key limited to some collections gets no person ids
+    or names, since persons (and the names reviewers gave them) span the whole catalog: a name
+    learnt from photos in another collection would cross the key's limit."""
+    if who.collections is None:
+        return result
+    for face in result.faces:
+        for match in face.matches:
+            match.person_id, match.person = None, None
+    return result

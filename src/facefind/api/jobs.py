@@ -183,8 +183,9 @@ class JobRunner:
                     confine=True,  # checked again: the path may have changed while queued
                 )
             # Counts of files and faces only: which persons new faces joined would tell an operator
-            # who is in a photo without an audited search (docs/security.md).
-            report = result.model_dump(mode="json", exclude={"people"})
+            # who is in a photo without an audited search, and faces refused by an opt-out that
+            # someone opted out (docs/security.md).
+            report = result.model_dump(mode="json", exclude={"people", "faces_refused"})
             state = "cancelled" if result.interrupted else "done"
         except KeyboardInterrupt:
             state = "cancelled"

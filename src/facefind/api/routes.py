@@ -16,7 +16,7 @@ from ..accountability import consent, erasure, keys, optouts
 from ..accountability.audit import AuditEntry, AuditVerification
 from ..accountability.collections import Collection
 from ..errors import InvalidValue, Refused
-from ..policy import LOOSEST_FMR, MAX_SERVICE_TOP_K, Principal, require_searched
+from ..policy import LOOSEST_FMR, MAX_SERVICE_TOP_K, Principal, as_seen_by, require_searched
 from .app import allowed, principal, read_upload, service
 from .jobs import Job, jobs
 
@@ -196,7 +196,7 @@ def search(
         raise InvalidValue(f"top_k {top_k}: the service returns at most {MAX_SERVICE_TOP_K} a face")
     data = read_upload(request, photo)
     with service(request).acting(who, "search", purpose) as ff:
-        return ff.search(
+        found = ff.search(
             data,
             top_k=top_k,
             max_fpir=max_fpir,
@@ -207,6 +207,7 @@ def search(
             include_low_quality=include_low_quality,
             loosest_fmr=LOOSEST_FMR,
         )
+    return as_seen_by(who, found)
 
 
 @router.post("/verify", tags=["search"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -54,16 +55,23 @@ def delete_through(catalog: Catalog, seq: int) -> int:
 
 
 def searched_face(catalog: Catalog, actor: str, face_id: int, since: str) -> bool:
-    """Whether a search by `actor` since `since` returned face `face_id` (its details list each
-    match as `[face_id,similarity]` in canonical JSON)."""
+    """Whether a search by `actor` since `since` returned face `face_id` as a match. Only the
+    matches the search recorded count (`details.faces[].matches`, each `[face_id, similarity]`),
+    never text elsewhere in the entry, such as a query's file name, which the caller chose."""
     query = (
-        sa.select(audit_log.c.seq)
+        sa.select(audit_log.c.details)
         .where(audit_log.c.actor == actor, audit_log.c.action == "search", audit_log.c.at >= since)
-        .where(audit_log.c.details.contains(f"[{int(face_id)},", autoescape=True))
-        .limit(1)
+        .where(audit_log.c.details.contains(f"[{int(face_id)},", autoescape=True))  # a cheap prefilter
     )
     with catalog.engine.connect() as conn:
-        return conn.execute(query).first() is not None
+        for (details,) in conn.execute(query):
+            try:
+                faces = json.loads(details).get("faces") or []
+                if any(m[0] == face_id for f in faces for m in f.get("matches") or []):
+                    return True
+            except (ValueError, TypeError, AttributeError, IndexError, KeyError):
+                continue
+    return False
 
 
 def newest(catalog: Catalog) -> sa.Row | None:

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from .consents import bind, bind_current
 from .consents import move as move_consents
 from .core import Catalog
-from .schema import consents, face_persons, face_rejections, face_suppressions, faces, images, now, persons
+from .schema import (
+    consents,
+    face_persons,
+    face_rejections,
+    face_suppressions,
+    faces,
+    images,
+    meta,
+    now,
+    persons,
+)
 
 
 def exists(catalog: Catalog, person_id: int) -> bool:
@@ -208,3 +219,17 @@ def faces_of(catalog: Catalog, person_ids: list[int]) -> list[sa.Row]:
     )
     with catalog.engine.connect() as conn:
         return list(conn.execute(query).all())
+
+
+def unsettled_faces(catalog: Catalog) -> np.ndarray:
+    """Ids of faces stored but not yet clustered (above their model's `people_upto` mark): until
+    clustering has checked them against withheld consents, they may be a withheld person's new
+    photo, so no answer may include them. A model never clustered has no mark: none unsettled."""
+    mark = sa.cast(meta.c.value, sa.BigInteger)
+    query = (
+        sa.select(faces.c.id)
+        .join(meta, meta.c.key == sa.literal("people_upto:") + faces.c.model_id)
+        .where(faces.c.id > mark)
+    )
+    with catalog.engine.connect() as conn:
+        return np.fromiter((int(i) for i in conn.execute(query).scalars()), np.int64)
