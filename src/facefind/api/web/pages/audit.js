@@ -89,7 +89,7 @@ function logTable(query, { rows, more }) {
   const count = h("p", { class: "fine" });
   let shown = rows.length;
   let oldest = rows[0].seq;
-  const counted = (following) => (count.textContent = following ? `The newest ${shown} entries, newest first; export for all.` : `${shown} entries, newest first.`);
+  const counted = (following) => (count.textContent = following ? `The newest ${shown} entries, newest first; export for all.` : `${shown} ${shown === 1 ? "entry" : "entries, newest first"}.`);
   counted(more);
   const older = async () => {
     const page = await getPage("/v1/audit", { ...query, limit: SHOWN, before_seq: oldest });
