@@ -3,6 +3,8 @@
 Each test signs in with a role's key as a person would (typing it into the form) and checks what
 the page shows: real photos, real searches, real changes through the API. With
 FACEFIND_SCREENSHOTS=DIR (`make screenshots`) the pages are also saved there for the README.
+A page fails its test on a JavaScript error, and on an error in the browser's console (a failed
+request shows there) unless the test expects that answer (`Pages.expect_console`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -38,7 +40,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwr
 Browser, Page, expect = sync_api.Browser, sync_api.Page, sync_api.expect
 
 NAV = {
-    Role.admin: ["Collections"],
+    Role.admin: ["Collections", "Keys"],
     Role.operator: ["Search", "Collections"],
     Role.reviewer: ["People"],
     Role.dpo: ["Collections", "Requests"],
@@ -63,16 +65,35 @@ def browser() -> Iterator[Browser]:
 
 
 class Pages:
-    """Browser pages signed in as a role; every page fails the test on a JavaScript error."""
+    """Browser pages signed in as a role; every page fails the test on a JavaScript error or an
+    unexpected error in the console."""
 
     def __init__(self, browser: Browser, server: Server) -> None:
-        self.browser, self.server, self.contexts, self.errors = browser, server, [], []
+        self.browser, self.server, self.contexts = browser, server, []
+        self.errors: list[str] = []
+        self.console: list[str] = []
+        self.expected: list[tuple[int, str]] = []
+
+    def expect_console(self, status: int, path: str) -> None:
+        """A test's request the server rightly refuses: Chromium logs it as a console error."""
+        self.expected.append((status, path))
+
+    def _console(self, message: sync_api.ConsoleMessage) -> None:
+        if message.type == "error":
+            self.console.append(f"{message.text} at {message.location.get('url', '?')}")
+
+    def _unexpected(self) -> list[str]:
+        def expected(line: str) -> bool:
+            return any(f"status of {status}" in line and path in line for status, path in self.expected)
+
+        return [line for line in self.console if not expected(line)]
 
     def open(self, role: Role | None, width: int = 1200, height: int = 900) -> Page:
         context = self.browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
         self.contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda err: self.errors.append(str(err)))
+        page.on("console", self._console)
         page.goto(f"{self.server.url}/")
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         if role is not None:
@@ -85,6 +106,7 @@ class Pages:
         for context in self.contexts:
             context.close()
         assert not self.errors, self.errors
+        assert not self._unexpected(), self._unexpected()
 
 
 @pytest.fixture
@@ -94,16 +116,26 @@ def pages(browser: Browser, server: Server) -> Iterator[Pages]:
     opened.close()
 
 
+PICTURES = "[...document.querySelectorAll('main img')]"
+# Through the CSSOM, as the page's Content-Security-Policy refuses injected style sheets; the blur
+# grows with the picture's size on screen, so that a large photo is as blurred as a crop.
+BLUR = f"(on) => {PICTURES}.forEach(i => i.style.filter = on ? `blur(${{Math.max(5, i.width / 16)}}px)` : '')"
+
+
 def screenshot(page: Page, name: str) -> None:
     """Saved where `make screenshots` asks (the README's images); taken in every run regardless,
-    so a page that cannot render fails here too. Photos and face crops are masked: the shared test
-    photos are not ours to publish, and the README needs the page, not the faces."""
-    # Move each picture out of its frame, leaving the grey placeholder; through the CSSOM, as the
-    # page's Content-Security-Policy refuses injected style sheets.
-    hide = "(at) => document.querySelectorAll('main img').forEach(i => i.style.objectPosition = at)"
-    page.evaluate(hide, "-10000px -10000px")
+    so a page that cannot render fails here too. Every picture on the page is loaded first (lazy
+    ones too: a full-page shot shows those below the fold), then blurred: the shared test photos
+    are not ours to publish, so the README shows faces as faces, not who they are."""
+    page.evaluate(f"() => {PICTURES}.forEach(i => i.loading = 'eager')")
+    page.wait_for_function(f"() => {PICTURES}.every(i => i.complete)")
+    grey = page.evaluate(
+        f"() => {PICTURES}.filter(i => !i.naturalWidth && !i.matches('.missing')).map(i => i.src)"
+    )
+    assert grey == [], f"pictures that did not load: {grey}"
+    page.evaluate(BLUR, True)
     image = page.screenshot(full_page=True)
-    page.evaluate(hide, "")
+    page.evaluate(BLUR, False)
     folder = os.environ.get("FACEFIND_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -135,6 +167,7 @@ def search(page: Page, photo: Path, purpose: str) -> None:
 def test_sign_in_is_an_httponly_cookie_and_the_pages_follow_the_role(pages: Pages) -> None:
     page = pages.open(None)
     every_control_is_labelled(page)
+    pages.expect_console(401, "/ui/session")  # the wrong key's sign-in
     page.get_by_label("API key").fill("ff_not-a-key")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_contain_text("unknown or revoked")
@@ -219,6 +252,7 @@ def test_a_reviewer_merges_two_persons(pages: Pages) -> None:
     merged.get_by_role("link").click()
     expect(page.locator("li.face-card")).to_have_count(counts[a] + counts[b])
     expect(page.locator(".consent")).to_contain_text("No active consent")
+    pages.expect_console(400, "/name")  # refused below: no consent on record
     page.get_by_label("Name", exact=True).fill("Someone")
     page.get_by_role("button", name="Save name").click()
     expect(page.get_by_role("alert")).to_contain_text("consent")  # naming needs a consent on record
@@ -248,7 +282,7 @@ def test_an_opt_out_removes_the_person_from_search_and_an_erasure_shows_its_rece
 
     target = str(FR / "Kit_Harington" / "john2.jpeg")
     dpo.get_by_label("What").select_option("image")
-    dpo.get_by_label("Which").fill(target)
+    dpo.get_by_label("Path of the photo or folder").fill(target)
     dpo.get_by_label("I understand this cannot be undone").check()
     dpo.get_by_role("button", name="Erase").click()
     receipt = dpo.get_by_role("region", name="Erasure receipt")
@@ -350,3 +384,188 @@ def test_every_page_fits_a_phone_screen(pages: Pages) -> None:
             page.wait_for_load_state("networkidle")
             fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             assert fits, f"{link} for {role.value} is wider than a phone screen"
+
+
+def test_a_signed_out_load_logs_no_error(pages: Pages) -> None:
+    """Opening the page signed out is the normal start, not a failed request in the console."""
+    page = pages.open(None)
+    page.wait_for_load_state("networkidle")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert pages.console == []
+    port = pages.server.url.rsplit(":", 1)[1]
+    with pages.server.client() as anonymous:  # what the page asks: an answer, not a refusal
+        asked = anonymous.get("/ui/session")
+        assert asked.status_code == 200 and asked.json() == {"signed_in": False}
+        anonymous.cookies.set(f"facefind_session_{port}", "not-a-session")
+        assert anonymous.get("/ui/session").status_code == 401  # a bad cookie is still refused
+
+
+def test_an_admin_adds_a_key_shown_once_and_revokes_it(pages: Pages, server: Server) -> None:
+    admin = pages.open(Role.admin)
+    admin.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    admin.get_by_role("navigation").get_by_role("link", name="Keys").click()
+    rows = admin.locator("tbody tr[data-key]")
+    expect(rows.filter(has_text="operator-key")).to_contain_text("operator")
+    every_control_is_labelled(admin)
+    admin.get_by_label("Name", exact=True).fill("web-ui-desk")
+    admin.get_by_label("Role").select_option("operator")
+    admin.get_by_label("club").check()  # the collection made by the collections test
+    admin.get_by_role("button", name="Add key").click()
+    shown = admin.get_by_role("region", name="New key")
+    expect(shown).to_contain_text("shown only this once")
+    key = shown.get_by_label("The key of web-ui-desk").input_value()
+    assert key.startswith("ff_")
+    shown.get_by_role("button", name="Copy").click()
+    expect(shown).to_contain_text("Copied.")
+    assert admin.evaluate("navigator.clipboard.readText()") == key
+    row = admin.locator('tr[data-key="web-ui-desk"]')
+    expect(row).to_contain_text("operator")
+    expect(row).to_contain_text("club")
+    expect(row).to_contain_text("by admin-key")
+    with server.client(key=key) as desk:
+        assert desk.get("/v1/whoami").json()["name"] == "web-ui-desk"
+
+    row.get_by_role("button", name="Revoke key web-ui-desk").click()
+    row.get_by_role("button", name="Cancel").click()  # asked first; nothing happened
+    expect(row).to_contain_text("active")
+    row.get_by_role("button", name="Revoke key web-ui-desk").click()
+    expect(row.get_by_role("group")).to_contain_text("stops working at once")
+    row.get_by_role("button", name="Yes, revoke web-ui-desk").click()
+    expect(admin.locator('tr[data-key="web-ui-desk"]')).to_contain_text("revoked")
+    screenshot(admin, "keys")  # after the revocation: the key on screen no longer works
+    with server.client(key=key) as desk:
+        assert desk.get("/v1/whoami").status_code == 401
+
+
+# Where each line of a text box ends: the characters of its text nodes grouped by their line.
+LINES = """el => {
+  const lines = [];
+  let top = null;
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (let i = 0; i < node.length; i++) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const rect = range.getClientRects()[0];
+      if (!rect) continue;
+      if (top === null || rect.top > top + 2) { lines.push(""); top = rect.top; }
+      lines[lines.length - 1] += node.data[i];
+    }
+  }
+  return { lines, fits: el.scrollWidth <= el.clientWidth, width: el.clientWidth };
+}"""
+
+
+def test_a_path_wraps_at_its_separators_inside_its_tile_on_a_phone(pages: Pages, server: Server) -> None:
+    with server.client(Role.reviewer) as reviewer:
+        person = max(reviewer.get("/v1/people").json(), key=lambda p: p["face_count"])
+    page = pages.open(Role.reviewer, width=390, height=844)
+    page.goto(f"{server.url}/ui/#/people/{person['id']}")
+    paths = page.locator("li.face-card .path")
+    expect(paths.first).to_be_visible()
+    for i in range(paths.count()):
+        shown = paths.nth(i).evaluate(LINES)
+        text = "".join(shown["lines"])
+        assert text in {f["path"] for f in person["faces"]}
+        assert shown["fits"], f"{text} overflows its tile"
+        assert len(shown["lines"]) > 1  # a phone's tile is narrower than the path
+        # Each line ends after a '/', unless it is all one name too long for a line.
+        broken = [line for line in shown["lines"][:-1] if not line.endswith("/") and "/" in line]
+        assert not broken, shown["lines"]
+    fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert fits
+
+
+def _pages_of(size: int) -> Callable[[sync_api.Route], None]:
+    """The page's own requests, asking for `size` at a time (the catalog has few faces a person)."""
+
+    def smaller(route: sync_api.Route) -> None:
+        url = re.sub(r"limit=\d+", f"limit={size}", route.request.url)
+        route.continue_(url=url)
+
+    return smaller
+
+
+def test_persons_and_faces_load_a_page_at_a_time_with_a_more_button(pages: Pages, server: Server) -> None:
+    with server.client(Role.reviewer) as reviewer:
+        everyone = reviewer.get("/v1/people").json()
+        first = reviewer.get("/v1/people", params={"limit": 2})
+        assert first.headers["X-Facefind-More"] == "true" and len(first.json()) == 2
+        rest = reviewer.get("/v1/people", params={"offset": 2, "limit": 10_000})
+        assert rest.headers["X-Facefind-More"] == "false"
+        assert [p["id"] for p in first.json() + rest.json()] == [p["id"] for p in everyone]
+    person = max(everyone, key=lambda p: p["face_count"])
+    assert person["face_count"] >= 3, "a person with several faces"
+
+    page = pages.open(Role.reviewer)
+    page.route(re.compile(r"/v1/people(/\d+)?\?"), _pages_of(2))
+    page.goto(f"{server.url}/ui/#/people/{person['id']}")
+    faces = page.locator("li.face-card")
+    expect(faces).to_have_count(2)
+    expect(page.locator("main")).to_contain_text(f"{person['face_count']} faces")
+    more = page.get_by_role("button", name="More faces")
+    while faces.count() < person["face_count"]:
+        shown = faces.count()
+        more.click()
+        expect(faces).to_have_count(min(shown + 2, person["face_count"]))
+    expect(more).to_have_count(0)  # all shown: the button goes
+    ids = [int(t.split()[-1]) for t in faces.locator("label").all_inner_texts()]
+    assert ids == [f["face_id"] for f in person["faces"]]  # in order, none twice
+
+    page.get_by_role("link", name="All people").click()
+    cards = page.locator("li.person")
+    expect(cards).to_have_count(2)
+    page.get_by_role("button", name="More persons").click()
+    expect(cards).to_have_count(min(4, len(everyone)))
+    if len(everyone) <= 4:
+        expect(page.get_by_role("button", name="More persons")).to_have_count(0)
+
+
+def test_the_audit_log_loads_older_entries_a_page_at_a_time(pages: Pages, server: Server) -> None:
+    page = pages.open(None)
+    page.route(re.compile(r"/v1/audit\?"), _pages_of(3))
+    page.get_by_label("API key").fill(server.keys[Role.auditor])
+    page.get_by_role("button", name="Sign in").click()
+    rows = page.locator("table.log tbody tr")
+    expect(rows).to_have_count(3)
+    expect(page.locator("main")).to_contain_text("The newest 3 entries")
+    page.get_by_role("button", name="Older entries").click()
+    expect(rows).to_have_count(6)
+    seqs = [int(n) for n in rows.locator("th").all_inner_texts()]
+    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 6  # newest first, none twice
+    assert seqs == list(range(seqs[0], seqs[0] - 6, -1))  # no entry skipped between the pages
+
+
+def test_the_dpo_picks_a_person_from_the_consent_records_and_erases_them(
+    pages: Pages, server: Server
+) -> None:
+    """A DPO may not browse people (people.read is the reviewer's): the persons it picks are those
+    of its consent records."""
+    with server.client(Role.reviewer) as reviewer:
+        person = min(reviewer.get("/v1/people").json(), key=lambda p: p["face_count"])["id"]
+    with server.client(Role.dpo) as dpo_api:
+        recorded = dpo_api.post(
+            "/v1/consents",
+            json={
+                "person_id": person,
+                "given_by": "Pat Example",
+                "expires": "2030-01-01",
+                "evidence": "form 7",
+            },
+        )
+        assert recorded.status_code == 201, recorded.text
+    dpo = pages.open(Role.dpo)
+    dpo.get_by_role("link", name="Requests").click()
+    expect(dpo.locator(f'#consent-persons option[value="{person}"]')).to_have_count(1)
+    dpo.get_by_label("What").select_option("person")
+    every_control_is_labelled(dpo)
+    choice = f"Person {person}: given by Pat Example, consent active"
+    dpo.get_by_label("Person", exact=True).select_option(label=choice)
+    expect(dpo.get_by_label("Path of the photo or folder")).to_be_hidden()
+    dpo.get_by_label("I understand this cannot be undone").check()
+    dpo.get_by_role("button", name="Erase").click()
+    receipt = dpo.get_by_role("region", name="Erasure receipt")
+    expect(receipt).to_contain_text(f"person {person}")
+    with server.client(Role.reviewer) as reviewer:
+        assert reviewer.get(f"/v1/people/{person}").status_code == 404

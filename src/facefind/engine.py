@@ -527,13 +527,27 @@ class FaceFind:
         self.audit.record(self.actor, "search", details, purpose, _sha256(image, self.settings))
         return result
 
-    def persons(self, include_hidden: bool = False) -> list[Person]:
+    def persons(
+        self, include_hidden: bool = False, *, offset: int = 0, limit: int | None = None
+    ) -> list[Person]:
         """Every person the people view may show (audited as a view: it names people and their
-        photos); `include_hidden` adds persons a reviewer hid, never persons withheld by consent."""
-        found = self.people.all(include_hidden)
+        photos); `include_hidden` adds persons a reviewer hid, never persons withheld by consent.
+        Most faces first; `offset` and `limit` pick one page of them (see `persons_page`)."""
+        return self.persons_page(include_hidden, offset=offset, limit=limit)[0]
+
+    def persons_page(
+        self, include_hidden: bool = False, *, offset: int = 0, limit: int | None = None
+    ) -> tuple[list[Person], bool]:
+        """One page of `persons` and whether more follow it; the audit entry names that page only."""
+        limits.OFFSET.check(offset)
+        if limit is not None:
+            limits.PAGE.check(limit)
+        everyone = self.people.all(include_hidden)
+        end = len(everyone) if limit is None else offset + limit
+        found = everyone[offset:end]
         shown = {"people": [p.id for p in found], "faces": sum(p.face_count for p in found)}
         self.audit.record(self.actor, "view", shown, self.purpose)
-        return found
+        return found, end < len(everyone)
 
     def _guards(self, withheld: np.ndarray) -> np.ndarray:
         """The faces no search may find, as vectors: opt-out templates and the stored faces of
@@ -546,15 +560,23 @@ class FaceFind:
         vectors = [templates.reshape(-1, self.backend.dim), *(v.reshape(1, -1) for v in stored)]
         return np.vstack(vectors).astype(np.float32) if stored or len(templates) else np.zeros((0, 0))
 
-    def person(self, person_id: int) -> Person:
+    def person(self, person_id: int, *, offset: int = 0, limit: int | None = None) -> Person:
         """A person and their faces as the people view may show them (audited as a view): refused
-        while their consent does not cover showing results; opted-out faces are never among them."""
+        while their consent does not cover showing results; opted-out faces are never among them.
+        `faces` holds the page `offset`, `limit` of them (best quality first); `face_count` all."""
+        limits.OFFSET.check(offset)
+        if limit is not None:
+            limits.PAGE.check(limit)
         found = self.people.get(person_id)
         policy.require_shown(self.catalog, person_id)
         if not found.faces:  # every face opted out or erased: nothing of them may be shown
             raise NotFound(f"no person with id {person_id}; `facefind people list` shows them")
-        self.audit.record(self.actor, "view", {"person": person_id, "faces": found.face_count}, self.purpose)
-        return found
+        page = found.faces[offset : None if limit is None else offset + limit]
+        details: dict[str, object] = {"person": person_id, "faces": found.face_count}
+        if len(page) < found.face_count:
+            details["shown"] = [f.face_id for f in page]
+        self.audit.record(self.actor, "view", details, self.purpose)
+        return found.model_copy(update={"faces": page})
 
     def face_crop(self, face_id: int, *, size: int = 160, collections: list[str] | None = None) -> bytes:
         """A JPEG of one catalogued face, cut from its photo now: crops are never stored.

@@ -75,6 +75,8 @@ MAX_UPLOAD_PIXELS = Limit(
     "FACEFIND_MAX_UPLOAD_PIXELS", 1_000_000, 4_000_000_000, example="50000000 for 50 MP query photos"
 )
 MAX_FILE_BYTES = Limit("FACEFIND_MAX_FILE_BYTES", 2**20, 2**36, example="1073741824 for 1 GiB")
+OFFSET = Limit("offset", 0, MAX_ID, example="0 for the first page")
+PAGE = Limit("limit", 1, 10_000, example="100 a page")
 
 
 def is_id(value: int) -> bool:

@@ -123,9 +123,8 @@ class Guard:
         header, cookie = headers.get("authorization"), _cookie(headers, cookie_name(scope))
         client, path = _client(scope), scope["path"]
         if header is None and cookie is None:
-            if (scope["method"], path) == ("GET", SESSION):  # the page opened signed out
-                await door.refuse(401, "Unauthenticated", "not signed in")
-                return False
+            if (scope["method"], path) == ("GET", SESSION):  # the page opened signed out: not a
+                return True  # failure, and no principal (ui.py answers {"signed_in": false})
             await self._failed(scope, "no key", guess=False)
             await door.refuse(401, "Unauthenticated", f"no key: {NO_KEY}")
             return False

@@ -270,17 +270,34 @@ class Purpose(BaseModel):
 
 
 @router.get("/people", tags=["people"])
-def people_list(request: Request, who: CanReadPeople, include_hidden: bool = False) -> list[results.Person]:
-    """Persons the people view may show (audited as a view); `include_hidden` adds persons a
-    reviewer hid, never persons whose consent was withdrawn."""
+def people_list(
+    request: Request,
+    response: Response,
+    who: CanReadPeople,
+    include_hidden: bool = False,
+    offset: Annotated[int, Query(ge=0, description="Skip this many persons (paging).")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many persons.")] = 500,
+) -> list[results.Person]:
+    """Persons the people view may show (audited as a view), most faces first; `include_hidden`
+    adds persons a reviewer hid, never persons whose consent was withdrawn. One page of `limit`
+    from `offset`: the answer's `X-Facefind-More: true` says there are more."""
     with service(request).acting(who, "people.read") as ff:
-        return ff.persons(include_hidden)
+        found, more = ff.persons_page(include_hidden, offset=offset, limit=limit)
+    response.headers["X-Facefind-More"] = "true" if more else "false"
+    return found
 
 
 @router.get("/people/{person_id}", tags=["people"])
-def people_show(request: Request, who: CanReadPeople, person_id: int) -> results.Person:
+def people_show(
+    request: Request,
+    who: CanReadPeople,
+    person_id: int,
+    offset: Annotated[int, Query(ge=0, description="Skip this many of the faces (paging).")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many faces.")] = 500,
+) -> results.Person:
+    """A person with one page of their faces (best quality first); `face_count` counts them all."""
     with service(request).acting(who, "people.read") as ff:
-        return ff.person(person_id)
+        return ff.person(person_id, offset=offset, limit=limit)
 
 
 @router.post("/people/{person_id}/photos", tags=["people"])

@@ -48,11 +48,16 @@ class SignIn(BaseModel):
 
 
 class Session(BaseModel):
+    signed_in: bool = True
     name: str
     role: str
     collections: list[str] | None
     actions: list[str]  # what the key's role may do (policy.ACTIONS): the pages follow it
     csrf_token: str
+
+
+class SignedOut(BaseModel):
+    signed_in: bool = False
 
 
 def _session(who: Principal, csrf: str) -> Session:
@@ -85,10 +90,14 @@ def sign_in(request: Request, response: Response, body: SignIn) -> Session:
 
 
 @router.get("/session")
-def current_session(request: Request) -> Session:
-    """The signed-in session (after a reload the page needs its CSRF token again); 401 if none.
-    Only a page of this origin can read the answer: the API sends no CORS headers. Opening the
-    page signed out is not a failed authentication (not audited); a bad cookie is."""
+def current_session(request: Request) -> Session | SignedOut:
+    """The signed-in session (after a reload the page needs its CSRF token again), or
+    `{"signed_in": false}` when the request carries neither cookie nor key: opening the page
+    signed out is not an error (nor a failed authentication, so not audited). A bad or ended
+    cookie is one (401, from the guard). Only a page of this origin can read the answer: the API
+    sends no CORS headers."""
+    if getattr(request.state, "principal", None) is None:  # the guard let it through signed out
+        return SignedOut()
     who = principal(request)
     csrf = getattr(request.state, "csrf", None)
     if csrf is None:  # a key, not a session

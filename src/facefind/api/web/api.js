@@ -16,6 +16,16 @@ export class ApiError extends Error {
 }
 
 export async function api(method, path, body) {
+  return (await call(method, path, body)).data;
+}
+
+// One page of a paged list (/v1/people, /v1/audit): the rows, and whether more follow them.
+export async function getPage(path, query = {}) {
+  const { data, headers } = await call("GET", withQuery(path, query));
+  return { rows: data, more: headers.get("X-Facefind-More") === "true" };
+}
+
+async function call(method, path, body) {
   const options = { method, headers: {}, credentials: "same-origin" };
   if (method !== "GET") options.headers["X-CSRF-Token"] = csrfToken;
   if (body instanceof FormData) {
@@ -39,12 +49,16 @@ export async function api(method, path, body) {
     }
     throw error;
   }
-  return data;
+  return { data, headers: response.headers };
+}
+
+function withQuery(path, query) {
+  const given = Object.entries(query).filter(([, value]) => value !== undefined && value !== null && value !== "");
+  return given.length ? `${path}?${new URLSearchParams(given.map(([k, v]) => [k, String(v)]))}` : path;
 }
 
 export function get(path, query = {}) {
-  const given = Object.entries(query).filter(([, value]) => value !== undefined && value !== null && value !== "");
-  return api("GET", given.length ? `${path}?${new URLSearchParams(given)}` : path);
+  return api("GET", withQuery(path, query));
 }
 export const post = (path, body) => api("POST", path, body ?? {});
 export const put = (path, body) => api("PUT", path, body ?? {});

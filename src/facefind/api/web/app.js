@@ -6,6 +6,7 @@ import { api, setCsrfToken } from "./api.js";
 import { h, say } from "./dom.js";
 import * as audit from "./pages/audit.js";
 import * as collections from "./pages/collections.js";
+import * as keys from "./pages/keys.js";
 import * as people from "./pages/people.js";
 import * as requests from "./pages/requests.js";
 import * as search from "./pages/search.js";
@@ -16,12 +17,13 @@ const PAGES = [
   { path: "search", title: "Search", action: "search", page: search },
   { path: "people", title: "People", action: "people.read", page: people },
   { path: "collections", title: "Collections", action: "collections.read", page: collections },
+  { path: "keys", title: "Keys", action: "keys", page: keys },
   { path: "requests", title: "Requests", action: "consent.write", page: requests },
   { path: "audit", title: "Audit", action: "audit", page: audit },
 ];
 
 // Where each role starts: its own work first, the shared collections list last.
-const HOME = ["search", "people", "requests", "audit", "collections"];
+const HOME = ["search", "people", "requests", "audit", "collections", "keys"];
 
 let session = null;
 let leaving = [];
@@ -125,4 +127,5 @@ document.getElementById("skip").addEventListener("click", (event) => {
   document.getElementById("main").focus();
 });
 
-api("GET", "/ui/session").then(signedIn, () => signedOut());
+// Signed out, the server answers {"signed_in": false} (not an error: nothing in the console).
+api("GET", "/ui/session").then((s) => (s?.signed_in ? signedIn(s) : signedOut()), () => signedOut());

@@ -96,6 +96,29 @@ export function problem(err) {
   return h("p", { class: "problem", role: "alert" }, err.message ?? String(err));
 }
 
+// A file name as text that wraps after its '/' or '\' (a <wbr> each) rather than mid-word; the CSS's
+// `overflow-wrap: anywhere` still breaks a single name longer than its box.
+export function pathText(path) {
+  return String(path).split(/(?<=[/\\])/).flatMap((part, i) => (i ? [h("wbr"), part] : [part]));
+}
+
+// A "More" button under a paged list: `load()` appends the next page and says whether more follow;
+// the button goes away once nothing follows.
+export function moreButton(label, load) {
+  const button = h("button", { type: "button", class: "secondary more" }, label);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const more = await load();
+      if (more) button.disabled = false;
+      else button.remove();
+    } catch (err) {
+      button.replaceWith(problem(err));
+    }
+  });
+  return button;
+}
+
 export function crop(faceId, alt, size = 160) {
   const img = h("img", {
     class: "crop",

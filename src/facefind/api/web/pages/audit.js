@@ -1,11 +1,11 @@
 // Audit (auditor, read-only): whether the hash chain is intact, the log with filters, its
 // export, and the transparency report with searches per day by actor.
 
-import { get } from "../api.js";
-import { dataTable, field, fill, h, percent, problem, svg, table, when } from "../dom.js";
+import { get, getPage } from "../api.js";
+import { dataTable, field, fill, h, moreButton, percent, problem, svg, table, when } from "../dom.js";
 
 const ACTIONS = ["search", "verify", "index", "export", "erase", "consent", "optout", "person", "authenticate", "key", "collection", "models", "checkpoint"];
-const SHOWN = 500;
+const SHOWN = 200; // entries a page; "Older entries" fetches the page before
 
 export function render(main) {
   const chain = h("div", { class: "chain busy", role: "status" }, "Checking the audit chain…");
@@ -32,7 +32,7 @@ export function render(main) {
     exportLink.href = `/v1/audit/export${Object.keys(range).length ? `?${new URLSearchParams(range)}` : ""}`;
     log.replaceChildren(h("p", { class: "busy" }, "Loading…"));
     try {
-      log.replaceChildren(logTable(await get("/v1/audit", { ...q, limit: String(SHOWN) })));
+      log.replaceChildren(...logTable(q, await getPage("/v1/audit", { ...q, limit: SHOWN })));
     } catch (err) {
       log.replaceChildren(problem(err));
     }
@@ -73,23 +73,33 @@ function summarise(e) {
   return Object.entries(d).slice(0, 4).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(" · ");
 }
 
-function logTable(entries) {
-  if (!entries.length) return h("p", {}, "No entries match.");
-  const newest = entries.slice(-SHOWN).reverse();
-  return h("div", {},
-    h("p", { class: "fine" }, entries.length >= SHOWN ? `The newest ${SHOWN} entries; export for all.` : `${entries.length} entries, newest first.`),
-    dataTable("Audit log entries", ["#", "When", "Actor", "Action", "Purpose", "Details"], newest.map((e) =>
-        h("tr", { "data-action": e.action },
-          h("th", { scope: "row" }, String(e.seq)),
-          h("td", {}, when(e.at)),
-          h("td", {}, e.actor),
-          h("td", {}, e.action),
-          h("td", {}, e.purpose ?? ""),
-          h("td", { class: "details" }, summarise(e)),
-        ),
-      ), { class: "log" },
-    ),
-  );
+// The newest page of entries that match, newest first, and a button for the page before it.
+function logTable(query, { rows, more }) {
+  if (!rows.length) return [h("p", {}, "No entries match.")];
+  const row = (e) =>
+    h("tr", { "data-action": e.action },
+      h("th", { scope: "row" }, String(e.seq)),
+      h("td", {}, when(e.at)),
+      h("td", {}, e.actor),
+      h("td", {}, e.action),
+      h("td", {}, e.purpose ?? ""),
+      h("td", { class: "details" }, summarise(e)),
+    );
+  const entries = dataTable("Audit log entries", ["#", "When", "Actor", "Action", "Purpose", "Details"], [...rows].reverse().map(row), { class: "log" });
+  const count = h("p", { class: "fine" });
+  let shown = rows.length;
+  let oldest = rows[0].seq;
+  const counted = (following) => (count.textContent = following ? `The newest ${shown} entries, newest first; export for all.` : `${shown} ${shown === 1 ? "entry" : "entries, newest first"}.`);
+  counted(more);
+  const older = async () => {
+    const page = await getPage("/v1/audit", { ...query, limit: SHOWN, before_seq: oldest });
+    entries.querySelector("tbody").append(...[...page.rows].reverse().map(row));
+    shown += page.rows.length;
+    if (page.rows.length) oldest = page.rows[0].seq;
+    counted(page.more);
+    return page.more;
+  };
+  return [count, entries, more ? moreButton("Older entries", older) : null].filter(Boolean);
 }
 
 function showReport(r) {

@@ -2,7 +2,7 @@
 // them, operators start index jobs and watch them live (polled each second), with failed files.
 
 import { del, get, post } from "../api.js";
-import { actionForm, dataTable, field, fill, h, problem } from "../dom.js";
+import { actionForm, dataTable, field, fill, h, pathText, problem } from "../dom.js";
 
 const BASES = {
   own: "The operator's own photos (household or personal use)",
@@ -118,7 +118,7 @@ function jobsTable(list, changed) {
       return h("tr", { "data-job": j.id, "data-state": j.state },
         h("th", { scope: "row" }, String(j.id)),
         h("td", {}, j.collection),
-        h("td", { class: "path" }, j.path),
+        h("td", { class: "path" }, pathText(j.path)),
         h("td", {}, j.state, j.error ? h("span", { class: "fine" }, ` (${j.error})`) : null,
           j.state === "done" ? h("span", { class: "fine" }, ` · ${report.indexed ?? 0} indexed, ${report.faces_found ?? 0} faces, ${report.errors ?? 0} failed`) : null),
         h("td", {}, h("progress", { max: Math.max(j.total, 1), value: j.done, "aria-label": `Job ${j.id} progress` }), ` ${j.done} / ${j.total}`),
@@ -134,7 +134,7 @@ function jobsTable(list, changed) {
 
 function errorsTable(list) {
   if (!list.length) return h("p", {}, "No failed files.");
-  return dataTable("Files that failed", ["File", "Collection", "Reason"], list.map((e) => h("tr", {}, h("td", { class: "path" }, e.path), h("td", {}, e.collection ?? ""), h("td", {}, e.error))),
+  return dataTable("Files that failed", ["File", "Collection", "Reason"], list.map((e) => h("tr", {}, h("td", { class: "path" }, pathText(e.path)), h("td", {}, e.collection ?? ""), h("td", {}, e.error))),
   );
 }
 

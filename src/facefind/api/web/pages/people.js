@@ -1,8 +1,12 @@
 // People (reviewer): persons as a grid of cover crops; merge several; open one to name it
 // (consent required), split faces off, say "not this person", or hide it.
 
-import { del, get, post, put } from "../api.js";
-import { crop, field, h, problem, say } from "../dom.js";
+import { del, get, getPage, post, put } from "../api.js";
+import { crop, field, h, moreButton, pathText, problem, say } from "../dom.js";
+
+// Persons and faces load a page at a time (a "More" button fetches the next).
+const PERSONS_PAGE = 60;
+const FACES_PAGE = 48;
 
 export function render(main, context) {
   if (context.params[0]) return renderPerson(main, context, Number(context.params[0]));
@@ -19,19 +23,29 @@ async function renderGrid(main, context) {
   const confirm = h("input", { type: "checkbox", name: "confirm" });
   const message = h("div", { "aria-live": "polite" });
   const grid = h("ul", { class: "grid people", "aria-label": "Persons" });
+  const more = h("div");
   const merge = h("button", { type: "button", disabled: true }, "Merge selected");
   const selected = new Set();
   const faceCounts = new Map();
 
   const load = async () => {
     grid.replaceChildren(h("li", { class: "busy" }, "Loading…"));
+    more.replaceChildren();
     selected.clear();
     merge.disabled = true;
+    let shown = 0;
+    const page = async () => {
+      const query = { include_hidden: showHidden.checked ? "true" : "", offset: shown, limit: PERSONS_PAGE };
+      const { rows, more: following } = await getPage("/v1/people", query);
+      rows.forEach((p) => faceCounts.set(p.id, p.face_count));
+      grid.append(...rows.map((p) => card(p)));
+      shown += rows.length;
+      return following;
+    };
     try {
-      const persons = await get("/v1/people", { include_hidden: showHidden.checked ? "true" : "" });
-      persons.forEach((p) => faceCounts.set(p.id, p.face_count));
-      grid.replaceChildren(...persons.map((p) => card(p)));
-      if (!persons.length) grid.replaceChildren(h("li", {}, "No persons yet: index photos first."));
+      grid.replaceChildren();
+      if (await page()) more.replaceChildren(moreButton("More persons", page));
+      if (!shown) grid.replaceChildren(h("li", {}, "No persons yet: index photos first."));
     } catch (err) {
       grid.replaceChildren(h("li", {}, problem(err)));
     }
@@ -85,6 +99,7 @@ async function renderGrid(main, context) {
     ),
     message,
     grid,
+    more,
   );
   await load();
 }
@@ -97,10 +112,20 @@ async function renderPerson(main, context, id) {
 
   const reload = async (note) => {
     try {
-      const person = await get(`/v1/people/${id}`);
+      const person = await get(`/v1/people/${id}`, { offset: 0, limit: FACES_PAGE });
       const consents = context.may("consent.read") ? await get("/v1/consents", { person_id: id }) : null;
       heading.textContent = personName(person);
-      body.replaceChildren(...personView(person, consents, editable, reload));
+      const view = personView(person, consents, editable, reload);
+      body.replaceChildren(...view.parts);
+      if (person.faces.length < person.face_count) {
+        let shown = person.faces.length;
+        body.append(moreButton("More faces", async () => {
+          const next = await get(`/v1/people/${id}`, { offset: shown, limit: FACES_PAGE });
+          view.addFaces(next.faces);
+          shown += next.faces.length;
+          return next.faces.length > 0 && shown < next.face_count;
+        }));
+      }
       if (note) body.prepend(h("p", { class: "ok", role: "status" }, note));
     } catch (err) {
       body.replaceChildren(problem(err));
@@ -126,7 +151,7 @@ function personView(person, consents, editable, reload) {
     : active.length
       ? `Consent on record (${active.map((c) => `#${c.id}: ${c.scope.join(", ")}, until ${c.expires_on}`).join("; ")}).`
       : "No active consent on record: naming this person needs one (ask your data protection officer).";
-  const parts = [h("p", { class: "fine" }, `${person.face_count} faces${person.hidden ? " · hidden" : ""}`)];
+  const parts = [h("p", { class: "fine" }, `${person.face_count} face${person.face_count === 1 ? "" : "s"}${person.hidden ? " · hidden" : ""}`)];
   if (consentText) parts.push(h("p", { class: active.length ? "consent ok" : "consent" }, consentText));
 
   const selected = new Set();
@@ -158,25 +183,25 @@ function personView(person, consents, editable, reload) {
   }
   parts.push(errors);
   const update = () => faceButtons.forEach((b) => (b.disabled = selected.size === 0));
-  parts.push(
-    h("ul", { class: "grid faces", "aria-label": "Faces" }, person.faces.map((f) =>
-      h(
-        "li",
-        { class: "face-card" },
-        crop(f.face_id, `Face ${f.face_id} in ${f.path}`),
-        editable
-          ? h("label", {}, h("input", {
-              type: "checkbox",
-              onchange: (event) => {
-                if (event.target.checked) selected.add(f.face_id);
-                else selected.delete(f.face_id);
-                update();
-              },
-            }), ` Face ${f.face_id}`)
-          : h("span", {}, `Face ${f.face_id}`),
-        h("p", { class: "path" }, f.path),
-      ),
-    )),
-  );
-  return parts;
+  const faceCard = (f) =>
+    h(
+      "li",
+      { class: "face-card" },
+      crop(f.face_id, `Face ${f.face_id} in ${f.path}`),
+      editable
+        ? h("label", {}, h("input", {
+            type: "checkbox",
+            onchange: (event) => {
+              if (event.target.checked) selected.add(f.face_id);
+              else selected.delete(f.face_id);
+              update();
+            },
+          }), ` Face ${f.face_id}`)
+        : h("span", {}, `Face ${f.face_id}`),
+      h("p", { class: "path" }, pathText(f.path)),
+    );
+  const grid = h("ul", { class: "grid faces", "aria-label": "Faces" }, person.faces.map(faceCard));
+  parts.push(grid);
+  // The page's nodes, and how the "More faces" button adds the next page's cards.
+  return { parts, addFaces: (faces) => grid.append(...faces.map(faceCard)) };
 }

@@ -1,39 +1,75 @@
 // Requests (data protection officer): consent records, opt-out by a photo of the person, and
 // erasure with its receipt, shown and downloadable.
+//
+// A DPO may not browse people (people.read is the reviewer's, docs/security.md), so the persons it
+// can pick are those of the consent records it keeps; any other person is named by the id a
+// reviewer gives it. Collections and opt-outs are picked from their lists; a photo is named by
+// its path on the server (pasted: the DPO sees no photos).
 
 import { del, get, post } from "../api.js";
-import { actionForm, dataTable, download, field, h, problem, say, when } from "../dom.js";
+import { actionForm, dataTable, download, field, fill, h, problem, say, when } from "../dom.js";
 
 export function render(main) {
   const consents = h("div", {}, h("p", { class: "busy" }, "Loading…"));
   const optouts = h("div", {}, h("p", { class: "busy" }, "Loading…"));
+  const persons = h("datalist", { id: "consent-persons" });
+  const erasure = erasureForm(() => Promise.all([loadConsents(), loadOptouts(), loadCollections()]));
   const loadConsents = async () => {
     try {
-      consents.replaceChildren(consentTable(await get("/v1/consents"), loadConsents));
+      const list = await get("/v1/consents");
+      consents.replaceChildren(consentTable(list, loadConsents));
+      const known = personsOnRecord(list);
+      persons.replaceChildren(...known.map((p) => h("option", { value: p.id }, p.label)));
+      erasure.choices.persons(known);
     } catch (err) {
       consents.replaceChildren(problem(err));
     }
   };
   const loadOptouts = async () => {
     try {
-      optouts.replaceChildren(optoutTable(await get("/v1/optouts"), loadOptouts));
+      const list = await get("/v1/optouts");
+      optouts.replaceChildren(optoutTable(list, loadOptouts));
+      erasure.choices.optouts(list);
     } catch (err) {
       optouts.replaceChildren(problem(err));
+    }
+  };
+  const loadCollections = async () => {
+    try {
+      erasure.choices.collections(await get("/v1/collections"));
+    } catch {
+      erasure.choices.collections([]);
     }
   };
   main.replaceChildren(
     h("h1", {}, "Requests"),
     h("p", {}, "Answer people's requests: record or withdraw consent, keep someone out of every search, erase what is stored."),
-    h("section", { "aria-labelledby": "consent-h" }, h("h2", { id: "consent-h" }, "Consent"), consentForm(loadConsents), consents),
+    h("section", { "aria-labelledby": "consent-h" }, h("h2", { id: "consent-h" }, "Consent"), consentForm(loadConsents, persons), consents),
     h("section", { "aria-labelledby": "optout-h" }, h("h2", { id: "optout-h" }, "Opt-out"), optoutForm(loadOptouts), optouts),
-    h("section", { "aria-labelledby": "erase-h" }, h("h2", { id: "erase-h" }, "Erasure"), erasureForm()),
+    h("section", { "aria-labelledby": "erase-h" }, h("h2", { id: "erase-h" }, "Erasure"), erasure.form),
   );
   loadConsents();
   loadOptouts();
+  loadCollections();
 }
 
-function consentForm(done) {
-  const person = h("input", { type: "number", name: "person_id", min: 1, required: true });
+// The persons of the consent records, each once, with what the records say of them.
+function personsOnRecord(list) {
+  const by = new Map();
+  for (const c of list) {
+    const p = by.get(c.person_id) ?? { id: c.person_id, records: [] };
+    p.records.push(c);
+    by.set(c.person_id, p);
+  }
+  return [...by.values()].sort((a, b) => a.id - b.id).map((p) => {
+    const latest = p.records[p.records.length - 1];
+    const state = p.records.some((c) => c.active) ? "consent active" : "no active consent";
+    return { id: p.id, label: `Person ${p.id}: given by ${latest.given_by}, ${state}` };
+  });
+}
+
+function consentForm(done, persons) {
+  const person = h("input", { type: "number", name: "person_id", min: 1, required: true, list: persons.id });
   const givenBy = h("input", { type: "text", name: "given_by", required: true, maxlength: 200 });
   const scopes = ["search", "results", "clustering"].map((s) => h("input", { type: "checkbox", name: "scope", value: s, checked: true }));
   const expires = h("input", { type: "date", name: "expires", required: true });
@@ -47,7 +83,8 @@ function consentForm(done) {
   return actionForm(
     { title: h("h3", {}, "Record a consent"), submit: "Record consent" },
     record,
-    h("div", { class: "row" }, field("Person (id)", person), field("Given by", givenBy, "The person, or who may consent for them.")),
+    persons,
+    h("div", { class: "row" }, field("Person (id)", person, "The id the reviewer gives you, or one of the persons on record (suggested)."), field("Given by", givenBy, "The person, or who may consent for them.")),
     h("fieldset", {}, h("legend", {}, "Covers"), scopes.map((s) => h("label", { class: "inline" }, s, ` ${s.value}`))),
     h("div", { class: "row" }, field("Expires on", expires), field("Evidence", evidence, "Where the signed form is kept.")),
   );
@@ -107,28 +144,77 @@ function optoutTable(list, changed) {
   );
 }
 
-function erasureForm() {
+// What to erase is picked, not typed, where the DPO may see the list: persons of the consent
+// records (or another person's id, from a reviewer), collections, opt-outs; a photo by its path.
+function erasureForm(changed) {
   const kind = h("select", { name: "kind" },
-    h("option", { value: "image" }, "A photo (its path)"),
-    h("option", { value: "person" }, "A person (their id)"),
-    h("option", { value: "collection" }, "A collection (its name)"),
-    h("option", { value: "optout-matches" }, "Faces matching an opt-out (its id)"));
-  const target = h("input", { type: "text", name: "target", required: true, autocomplete: "off", spellcheck: "false" });
+    h("option", { value: "image" }, "A photo or folder (its path)"),
+    h("option", { value: "person" }, "A person"),
+    h("option", { value: "collection" }, "A collection"),
+    h("option", { value: "optout-matches" }, "Faces matching an opt-out"));
+  const OTHER = "other";
+  const controls = {
+    image: h("input", { type: "text", name: "path", required: true, autocomplete: "off", spellcheck: "false" }),
+    person: h("select", { name: "person", required: true }),
+    personId: h("input", { type: "number", name: "person_id", min: 1, required: true }),
+    collection: h("select", { name: "collection", required: true }),
+    "optout-matches": h("select", { name: "optout", required: true }),
+  };
+  const fields = {
+    image: field("Path of the photo or folder", controls.image, "As the server names it, e.g. from the operator's index job or failed-files list."),
+    person: field("Person", controls.person, "Persons with consent records; another person by the id a reviewer gives you."),
+    personId: field("Person id", controls.personId),
+    collection: field("Collection", controls.collection),
+    "optout-matches": field("Opt-out", controls["optout-matches"]),
+  };
+  const options = (select, list, other) => {
+    const kept = select.value;
+    fill(select,
+      h("option", { value: "" }, list.length ? "Choose…" : "None on record"),
+      list.map(([value, text]) => h("option", { value }, text)),
+      other ? h("option", { value: OTHER }, other) : null,
+    );
+    if ([...select.options].some((o) => o.value === kept)) select.value = kept;
+  };
+  const choices = {
+    persons: (list) => options(controls.person, list.map((p) => [String(p.id), p.label]), "Another person (type the id)"),
+    collections: (list) => options(controls.collection, list.map((c) => [c.name, `${c.name} (${c.images} photos)`])),
+    optouts: (list) => options(controls["optout-matches"], list.map((o) => [String(o.id), `Opt-out ${o.id}${o.note ? `: ${o.note}` : ""} (${o.faces_suppressed} faces withheld)`])),
+  };
+  // Only the fields of the kind chosen are shown and enabled (a disabled control is not required).
+  const show = () => {
+    const visible = new Set([kind.value]);
+    if (kind.value === "person" && controls.person.value === OTHER) visible.add("personId");
+    for (const [name, box] of Object.entries(fields)) {
+      box.hidden = !visible.has(name);
+      controls[name].disabled = !visible.has(name);
+    }
+  };
+  kind.addEventListener("change", show);
+  controls.person.addEventListener("change", show);
+  show();
+  const target = () => {
+    if (kind.value === "person") return controls.person.value === OTHER ? controls.personId.value : controls.person.value;
+    return controls[kind.value].value;
+  };
   const sure = h("input", { type: "checkbox", name: "sure", required: true });
   const many = h("input", { type: "checkbox", name: "many" });
   const erase = async (form) => {
-    const receipt = await post("/v1/erasures", { kind: kind.value, target: target.value, confirm: many.checked });
+    const receipt = await post("/v1/erasures", { kind: kind.value, target: target(), confirm: many.checked });
     form.reset();
+    show();
+    changed();
     return showReceipt(receipt);
   };
-  return actionForm(
+  const form = actionForm(
     { title: h("h3", {}, "Erase"), submit: "Erase", danger: true },
     erase,
     h("p", { class: "fine" }, "Removes the rows, the vector index entries and the faces' templates. It cannot be undone."),
-    h("div", { class: "row" }, field("What", kind), field("Which", target)),
+    h("div", { class: "row" }, field("What", kind), Object.values(fields)),
     h("div", { class: "field" }, h("label", { class: "inline" }, sure, " I understand this cannot be undone")),
     h("div", { class: "field" }, h("label", { class: "inline" }, many, " It is a folder or a collection: erase every photo in it")),
   );
+  return { form, choices };
 }
 
 function showReceipt(r) {

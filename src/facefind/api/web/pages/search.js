@@ -2,7 +2,7 @@
 // with their face crops, similarity and the false positive rate each implies, or "no match".
 
 import { get, post } from "../api.js";
-import { crop, field, h, oneIn, percent, problem, say } from "../dom.js";
+import { crop, field, h, oneIn, pathText, percent, problem, say } from "../dom.js";
 
 export function render(main, context) {
   const photo = h("input", { type: "file", name: "photo", accept: "image/*", required: true });
@@ -140,7 +140,7 @@ function candidate(m) {
       h("p", {}, h("strong", {}, `Similarity ${m.similarity.toFixed(3)}`), " · ", m.extrapolated
         ? `FPIR at most ${oneIn(m.fpir_upper)} (estimated beyond the calibration data)`
         : `FPIR ${oneIn(m.fpir)}`),
-      h("p", { class: "path" }, h("span", { class: "visually-hidden" }, "Photo: "), m.path),
+      h("p", { class: "path" }, h("span", { class: "visually-hidden" }, "Photo: "), pathText(m.path)),
       h("p", { class: "fine" }, `Collection ${m.collection} · face ${m.face_id} · FMR (one comparison) ${m.fmr < 1e-9 ? "under 1e-9" : m.fmr.toExponential(1)}`),
     ),
   );
