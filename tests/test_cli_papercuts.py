@@ -97,7 +97,10 @@ def test_search_shows_each_matchs_person(fr_copy: Path) -> None:
     result = run_json("search", OBAMA, "--purpose", "test", db=fr_copy)
     top = result["faces"][0]["matches"][0]
     assert top["person_id"] is not None
-    run_cli("people", "name", str(top["person_id"]), "Barack Obama", db=fr_copy, check=True)
+    person = str(top["person_id"])
+    consent = ("--by", "him", "--expires", "2099-12-31", "--evidence", "form 1")
+    run_cli("consent", "add", person, *consent, db=fr_copy, check=True)
+    run_cli("people", "name", person, "Barack Obama", db=fr_copy, check=True)
     human = run_cli("search", OBAMA, "--purpose", "test", db=fr_copy, check=True).stdout
     assert f"person {top['person_id']} (Barack Obama)" in human
 
