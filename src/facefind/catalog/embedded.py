@@ -146,13 +146,20 @@ class _Collect(logging.Handler):
         self.lines.append(f"{record.levelname} {record.getMessage()}")
 
 
+# What initdb, pg_ctl or the server said went wrong, most telling first.
+CAUSES = (
+    re.compile(r"\b(?:FATAL|PANIC):\s+.*"),
+    re.compile(r"\b(?:initdb|pg_ctl|postgres|psql): .*"),
+)
+
+
 def _cause(lines: list[str], error: BaseException) -> str:
-    """The first line of initdb's, pg_ctl's or the server's own that says what failed."""
-    pattern = re.compile(r"^\s*(?:\S+ )?(?:FATAL|PANIC|ERROR):\s+.*|^\s*(?:initdb|pg_ctl|postgres|psql): .*")
-    for text in lines:
-        for line in text.splitlines():
-            if pattern.match(line):
-                return line.strip()
+    """The line of initdb's, pg_ctl's or the server's output that says what failed."""
+    for pattern in CAUSES:
+        for text in lines:
+            for line in text.splitlines():
+                if found := pattern.search(line):
+                    return " ".join(found.group(0).split())
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
