@@ -1502,13 +1502,20 @@ def pg_start(
 
 
 @pg_app.command("stop")
-def pg_stop(folder: Annotated[Path, typer.Argument(help="The data folder given to `pg start`.")]) -> None:
+def pg_stop(
+    folder: Annotated[Path, typer.Argument(help="The data folder given to `pg start`.")],
+    as_json: Json = False,
+) -> None:
     """Stop the PostgreSQL of FOLDER (its data stays)."""
     try:
         stopped = embedded.stop(folder)
     except FacefindError as e:
         failed(e)
-    out.print("stopped" if stopped else f"no PostgreSQL was running on {safe(folder)}")
+    reply(
+        {"stopped": stopped, "folder": str(folder)},
+        as_json,
+        "stopped" if stopped else f"no PostgreSQL was running on {safe(folder)}",
+    )
 
 
 keys_app = typer.Typer(help="Keys of the service, each with a role.", no_args_is_help=True)
