@@ -156,7 +156,7 @@ def quietly(measure: Callable[[], dict], max_wait_s: float) -> dict:
 # PostgreSQL ------------------------------------------------------------------------------------
 def start_postgres(folder: Path, shared_buffers: str) -> str:
     """The embedded server, restarted once with `shared_buffers`; the URL of its `facefind` database."""
-    url = embedded.start(folder)
+    url = embedded.start(folder, allow_open_parents=True).url  # its own folder, made for it
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")
     # Not embedded.stop + embedded.start: pgserver caches its server object per folder in the

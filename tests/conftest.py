@@ -114,7 +114,8 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     folder = tmp_path_factory.mktemp("pg") / "data"
     try:
-        url = embedded.start(folder)
+        # As root, pgserver opens the session's temporary folders above it to its `pgserver` user.
+        url = embedded.start(folder, allow_open_parents=True).url
     except Unavailable as e:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the PostgreSQL tests: {e}", pytrace=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import sys
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import sqlalchemy
 import typer
@@ -26,13 +27,18 @@ from rich.progress import (
 )
 from rich.table import Table
 
+try:  # newer Typer releases bundle their own Click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException  # type: ignore[assignment]
+
 from . import evaluate as evaluation
 from . import limits
 from .catalog import embedded
 from .engine import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, FaceFind
 from .errors import FacefindError
 from .paths import shown, undecodable
-from .results import IndexReport, Person, SearchResult, Verification
+from .results import IndexReport, Match, Person, SearchResult, Verification
 
 app = typer.Typer(
     help="Self-hosted, consent-first face search over your own photos.",
@@ -54,7 +60,16 @@ Db = Annotated[
         help="Catalog file (default: FACEFIND_DB, else catalog.db in the per-user data directory).",
     ),
 ]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")]
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help=(
+            "Print one JSON document on stdout, nothing else; an error is the document "
+            '{"error": {"type", "message"}}, with the same exit status.'
+        ),
+    ),
+]
 Workers = Annotated[int | None, typer.Option("--workers", help="Processes (default: cores).")]
 MaxFmr = Annotated[
     float | None,
@@ -98,14 +113,52 @@ Purpose = Annotated[
 
 def main() -> None:
     """The `facefind` command. An argument that is not valid UTF-8 may only be a file name."""
+    global json_errors
+    json_errors = "--json" in sys.argv[1:]  # every command takes --json; errors follow it too
     for arg in sys.argv[1:]:
         if undecodable(arg) and not os.path.lexists(arg):
-            err.print(
-                f"[bold red]error:[/] the argument '{safe(arg)}' is not valid UTF-8 text and names no "
-                "existing file; give names, purposes and notes in UTF-8"
+            report_error(
+                f"the argument '{shown(arg)}' is not valid UTF-8 text and names no existing file; "
+                "give names, purposes and notes in UTF-8",
+                "UsageError",
             )
             raise SystemExit(2)
-    app(prog_name="facefind")
+    command = typer.main.get_command(app)
+    plain_help(command)
+    if not json_errors:
+        command(prog_name="facefind")
+        return
+    try:  # errors of the parser (unknown option, bad value) as JSON too
+        code = command.main(prog_name="facefind", standalone_mode=False)
+    except ClickException as e:
+        report_error(e.format_message(), "UsageError" if e.exit_code == 2 else type(e).__name__)
+        raise SystemExit(e.exit_code) from None
+    except typer.Abort:
+        report_error("aborted", "Aborted")
+        raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+# With --json, an error is one JSON document on stdout ({"error": {"type", "message"}}); set by main.
+json_errors = False
+
+
+def report_error(message: str, kind: str) -> None:
+    """Say what went wrong: `message` is plain text (file names already `shown`)."""
+    if json_errors:
+        sys.stdout.write(json.dumps({"error": {"type": kind, "message": message}}) + "\n")
+    else:
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+
+
+def fail(message: str, code: int = 2, kind: str = "UsageError") -> NoReturn:
+    """Report an error and exit with `code` (2: the command was given wrongly)."""
+    report_error(message, kind)
+    raise typer.Exit(code)
+
+
+def failed(e: FacefindError) -> NoReturn:
+    fail(shown(str(e)), e.exit_code, type(e).__name__)
 
 
 @contextmanager
@@ -115,19 +168,103 @@ def session(db: str | None, actor: str | None = None) -> Iterator[FaceFind]:
         with FaceFind(db, actor=actor) as ff:
             yield ff
     except FacefindError as e:
-        err.print(f"[bold red]error:[/] {safe(e)}", highlight=False)
-        raise typer.Exit(e.exit_code) from None
+        failed(e)
     except sqlalchemy.exc.OperationalError as e:
-        err.print(
-            f"[bold red]error:[/] the catalog could not be written or read ({e.orig}). "
+        fail(
+            f"the catalog could not be written or read ({shown(str(e.orig))}). "
             "Is the disk full, the file read-only, or another program holding a lock? "
             "Nothing already stored was lost.",
-            highlight=False,
+            1,
+            "CatalogError",
         )
-        raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err.print("interrupted: nothing already stored was lost; run the same command again to continue")
+        message = "interrupted: nothing already stored was lost; run the same command again to continue"
+        if json_errors:
+            report_error(message, "Interrupted")
+        else:
+            err.print(message)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+# Help ---------------------------------------------------------------------------------------
+# What each option's value is, in help and usage (instead of Typer's `<str>`); others by type.
+VALUE_NAMES = {
+    "--db": "FILE|URL",
+    "--actor": "NAME",
+    "--by": "NAME",
+    "--collection": "NAME",
+    "--model": "NAME",
+    "--name": "NAME",
+    "--owner": "NAME",
+    "--role": "ROLE",
+    "--person": "ID",
+    "--into": "ID",
+    "--max-fmr": "RATE",
+    "--max-fpir": "RATE",
+    "--threshold": "SIMILARITY",
+    "--since": "DATE",
+    "--until": "DATE",
+    "--expires": "DATE",
+    "--retention": "PERIOD",
+    "--audit-older-than": "PERIOD",
+    "--root": "FOLDER",
+    "--remove-root": "FOLDER",
+    "--output": "FILE",
+    "--chart": "FILE",
+    "--plot": "FILE",
+    "--host": "ADDRESS",
+    "--allowed-host": "HOST",
+    "--color": "rgb|bgr",
+    "--sha256": "HEX",
+    "--expect-head": "HASH",
+    "--scope": "USES",
+    "--kind": "KIND",
+    "--basis": "BASIS",
+    "--input": "PIXELS",
+}
+BY_TYPE = {"int": "N", "float": "NUMBER", "Path": "PATH"}
+
+
+def plain_help(command: Any) -> None:
+    """Help texts are plain text (Rich must not read `[server]` as markup); a flag shows no
+    value and a value its name (VALUE_NAMES), never Typer's `<bool>` or `<str>`; for every command."""
+    if command.help:
+        command.help = escape(command.help)
+    help_option = command.get_help_option(typer.Context(command))
+    for param in [*command.params, *([help_option] if help_option else [])]:
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
+        if param.param_type_name == "argument":
+            param.metavar = param.metavar or param.name.upper()
+            setattr(param, "display_type_rich", lambda ctx: None)  # noqa: B010 (the name says it)
+        elif getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif param.metavar is None:
+            bare = param.bare_type() if hasattr(param, "bare_type") else ""
+            bare = bare.removeprefix("list[").removesuffix("]")
+            param.metavar = VALUE_NAMES.get(param.opts[0], BY_TYPE.get(bare, "TEXT"))
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+
+
+def show_version(value: bool) -> None:
+    if value:
+        try:
+            version = importlib.metadata.version("facefind")
+        except importlib.metadata.PackageNotFoundError:
+            version = "(not installed: run from a checkout)"
+        out.print(f"facefind {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    pass
 
 
 def safe(value: object) -> str:
@@ -241,7 +378,7 @@ def index(
 def _print_index_report(r: IndexReport) -> None:
     out.print(
         f"{safe(r.root)}: {r.files_seen} photos seen; {r.indexed} indexed, {r.unchanged} unchanged, "
-        f"{r.removed} removed from the catalog; {r.faces_found} faces found "
+        f"{r.removed} removed from the catalog; {_faces_found(r)} "
         f"({r.faces_searchable} searchable) in {r.seconds:.1f}s ({r.images_per_second:.1f} images/s)."
     )
     for e in r.error_files[:20]:
@@ -296,8 +433,7 @@ def search(
 ) -> None:
     """Find catalogued faces of the person(s) in QUERY, with similarity and false-match rate."""
     if (query is None) == (person is None):
-        err.print("[bold red]error:[/] give a photo to search with, or --person ID (not both)")
-        raise typer.Exit(2)
+        fail("give a photo to search with, or --person ID (not both)")
     if person is not None:
         with session(db, actor) as ff:
             found = ff.people.get(person)
@@ -330,6 +466,13 @@ def search(
         _print_search(result)
 
 
+def _faces_found(r: IndexReport) -> str:
+    """Faces refused by an opt-out were found too: say so, not "0 faces found"."""
+    if not r.faces_refused:
+        return f"{r.faces_found} faces found"
+    return f"{r.faces_found + r.faces_refused} faces found, {r.faces_refused} refused by opt-outs"
+
+
 def _print_search(r: SearchResult) -> None:
     if r.faces_searched == 0:
         err.print(
@@ -357,10 +500,17 @@ def _print_search(r: SearchResult) -> None:
         for n, m in enumerate(qf.matches, 1):
             out.print(
                 f"  {n:>3}  similarity {m.similarity:.3f}  "
-                f"FPIR {_rate(m.fpir, m.fpir_upper, m.extrapolated)}  {safe(m.path)}  "
+                f"FPIR {_rate(m.fpir, m.fpir_upper, m.extrapolated)}  {_person(m)}{safe(m.path)}  "
                 f"[dim]({m.box.x:.0f},{m.box.y:.0f} {m.box.w:.0f}x{m.box.h:.0f})[/]",
                 soft_wrap=True,
             )
+
+
+def _person(m: Match) -> str:
+    """`person N (name)  ` of a match grouped into a person (its id for `people show`)."""
+    if m.person_id is None:
+        return ""
+    return f"person {m.person_id} ({safe(m.person or 'unnamed')})  "
 
 
 def _rate(value: float, upper: float, extrapolated: bool) -> str:
@@ -710,8 +860,7 @@ def people_name(
 ) -> None:
     """Name a person; the name and id survive every re-clustering."""
     if (name is None) == (not clear):
-        err.print("[bold red]error:[/] give a NAME, or --clear to remove the name")
-        raise typer.Exit(2)
+        fail("give a NAME, or --clear to remove the name")
     with session(db) as ff:
         found = ff.people.unname(person) if clear else ff.people.name(person, name or "")
     emit_json(found) if as_json else _print_person(found, faces=False)
@@ -1321,26 +1470,52 @@ def pg_start(
     folder: Annotated[
         Path, typer.Argument(help="Its data folder (made if new); as root, owned by `pgserver`.")
     ],
+    allow_open_parents: Annotated[
+        bool,
+        typer.Option(
+            "--allow-open-parents",
+            help=(
+                "As root, PostgreSQL runs as the user `pgserver`, which must enter the folders above "
+                "FOLDER: let it make them readable by every user (refused otherwise; it says which)."
+            ),
+        ),
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """Start PostgreSQL on the data in FOLDER (or find it running) and print the catalog's URL."""
     try:
-        url = embedded.start(folder)
+        started = embedded.start(folder, allow_open_parents=allow_open_parents)
     except FacefindError as e:
-        err.print(f"[bold red]error:[/] {safe(e)}", highlight=False)
-        raise typer.Exit(e.exit_code) from None
-    reply({"url": url, "folder": str(folder)}, as_json, [url, f"use it: export FACEFIND_DB='{url}'"])
+        failed(e)
+    if started.opened:
+        err.print(
+            "[yellow]note:[/] made readable by every user, for `pgserver`: "
+            + escape(", ".join(shown(str(o)) for o in started.opened)),
+            highlight=False,
+        )
+    url = started.url
+    reply(
+        {"url": url, "folder": str(folder), "opened": [str(o.path) for o in started.opened]},
+        as_json,
+        [url, f"use it: export FACEFIND_DB='{url}'"],
+    )
 
 
 @pg_app.command("stop")
-def pg_stop(folder: Annotated[Path, typer.Argument(help="The data folder given to `pg start`.")]) -> None:
+def pg_stop(
+    folder: Annotated[Path, typer.Argument(help="The data folder given to `pg start`.")],
+    as_json: Json = False,
+) -> None:
     """Stop the PostgreSQL of FOLDER (its data stays)."""
     try:
         stopped = embedded.stop(folder)
     except FacefindError as e:
-        err.print(f"[bold red]error:[/] {safe(e)}", highlight=False)
-        raise typer.Exit(e.exit_code) from None
-    out.print("stopped" if stopped else f"no PostgreSQL was running on {safe(folder)}")
+        failed(e)
+    reply(
+        {"stopped": stopped, "folder": str(folder)},
+        as_json,
+        "stopped" if stopped else f"no PostgreSQL was running on {safe(folder)}",
+    )
 
 
 keys_app = typer.Typer(help="Keys of the service, each with a role.", no_args_is_help=True)
