@@ -5,7 +5,8 @@
    that rebinds its DNS name to 127.0.0.1 still sends its own name (`--allowed-host` adds one);
 2. authenticates every route but the public ones (health, docs, the web UI's files, sign-in):
    `Authorization: Bearer KEY`, or the web UI's session cookie with its CSRF token for anything
-   but a read; failures are throttled per client address and audited in aggregate (throttle.py);
+   but a read; the key or session is looked up first, so a valid one is never refused; failures
+   are throttled per client address and audited in aggregate (throttle.py);
    the principal goes into `scope["state"]` for the routes' dependencies (app.principal); the
    cookie and the sign-in only from facefind's own pages (Sec-Fetch-Site: another port of the
    host is the same *site*, so SameSite=Strict alone lets its pages use the cookie);
@@ -37,7 +38,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..accountability import keys, sessions
 from ..policy import Principal
-from .throttle import ACTOR, Failures
+from .throttle import ACTOR, Failures, too_many
 
 SMALL_BODY = 64 * 1024  # JSON, sign-in, form fields
 PHOTO_ROUTES = {"/v1/search": 1, "/v1/verify": 2, "/v1/optouts": 1}  # POST: photos each takes
@@ -104,13 +105,11 @@ class Guard:
         if not _public(method, path):
             if not await self._authenticate(scope, headers, door):
                 return
-        elif (method, path) == ("POST", SESSION):
-            if _cross_origin(headers):  # a page elsewhere signing this browser in to its own key
-                await door.refuse(403, "Refused", CROSS_ORIGIN)
-                return
-            if wait := self.failures.retry_after(_client(scope)):
-                await door.too_many(wait)
-                return
+        elif (method, path) == ("POST", SESSION) and _cross_origin(headers):
+            # A page elsewhere signing this browser in to its own key. (The sign-in's key is in
+            # its body: the route checks it, and a failure there is counted and throttled.)
+            await door.refuse(403, "Refused", CROSS_ORIGIN)
+            return
         limit = _body_limit(scope, method, path)
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
@@ -121,7 +120,7 @@ class Guard:
     async def _authenticate(self, scope: Scope, headers: Headers, door: _Door) -> bool:
         """Put the principal in the scope's state, or answer (401, 403, 429) and return False."""
         header, cookie = headers.get("authorization"), _cookie(headers, cookie_name(scope))
-        client, path = _client(scope), scope["path"]
+        path = scope["path"]
         if header is None and cookie is None:
             if (scope["method"], path) == ("GET", SESSION):  # the page opened signed out
                 await door.refuse(401, "Unauthenticated", "not signed in")
@@ -129,9 +128,7 @@ class Guard:
             await self._failed(scope, "no key", guess=False)
             await door.refuse(401, "Unauthenticated", f"no key: {NO_KEY}")
             return False
-        if wait := self.failures.retry_after(client):
-            await door.too_many(wait)
-            return False
+        # The key or session is looked up first, throttled or not: a valid one is never refused.
         catalog = scope["app"].state.service.ff.catalog
         who: Principal | None = None
         state = scope.setdefault("state", {})
@@ -156,20 +153,23 @@ class Guard:
                     return False
                 who, state["session"], state["csrf"] = session.principal, cookie, session.csrf
         if who is None:
-            await self._failed(scope, reason, guess=True)
             forget = [(b"set-cookie", _expired(cookie_name(scope)))] if header is None else []
+            if wait := await self._failed(scope, reason, guess=True):
+                await door.too_many(wait, forget)
+                return False
             await door.refuse(401, "Unauthenticated", f"{reason}: {NO_KEY}", forget)
             return False
         state["principal"] = who
         return True
 
-    async def _failed(self, scope: Scope, reason: str, guess: bool) -> None:
+    async def _failed(self, scope: Scope, reason: str, guess: bool) -> int | None:
         """Count it; write the audit entries now due (rarely: see throttle.py) in a thread,
-        without the service lock."""
-        due = self.failures.failed(_client(scope), scope["path"], reason, guess)
+        without the service lock. The seconds to wait if the address is throttled, else None."""
+        failed = self.failures.failed(_client(scope), scope["path"], reason, guess)
         audit = scope["app"].state.service.ff.audit
-        for details in due:
+        for details in failed.due:
             await anyio.to_thread.run_sync(audit.record, ACTOR, "authenticate", details)
+        return failed.wait
 
 
 class _Door:
@@ -242,9 +242,9 @@ class _Door:
         await self.send_with_headers({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
 
-    async def too_many(self, wait: int) -> None:
-        message = f"too many failed sign-ins from this address; try again in {wait} s"
-        await self.refuse(429, "TooManyRequests", message, [(b"retry-after", str(wait).encode())])
+    async def too_many(self, wait: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        headers = [(b"retry-after", str(wait).encode()), *(extra or [])]
+        await self.refuse(429, "TooManyRequests", too_many(wait), headers)
 
 
 class TimedH11Protocol(H11Protocol):
