@@ -496,3 +496,22 @@ def test_the_throttle_keeps_no_shared_bucket_and_sums_up_many_addresses(
     (summary,) = [e for e in entries if e["client"] == "(many addresses)"]
     assert summary["addresses"] == 36 and summary["failures"] == 38, summary
     assert sum(e["failures"] for e in entries) == 43, entries
+
+
+def test_a_trickled_sign_in_body_is_cut_off_within_its_total_deadline(guarded: Guarded) -> None:
+    """One byte every 2 s never stalls (10 s), but a keyless sign-in body has 10 s in all."""
+    sock = socket.create_connection(("127.0.0.1", guarded.port), timeout=40)
+    sent = 0
+    try:
+        sock.sendall(
+            b"POST /ui/session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 60000\r\n\r\n{"key":"'
+        )
+        while sent < 15 and not select.select([sock], [], [], 2)[0]:  # 30 s of trickle at most
+            sock.sendall(b"x")
+            sent += 1
+        answer = read_all(sock)
+    finally:
+        sock.close()
+    assert sent < 15, (sent, answer)  # answered while the body was still trickling in
+    assert answer.startswith(b"HTTP/1.1 408") and b"in all" in answer, answer
