@@ -12,7 +12,8 @@
    host is the same *site*, so SameSite=Strict alone lets its pages use the cookie);
 3. caps the bytes actually received for the route (413 once over, whatever Content-Length says,
    chunked or not): 64 KiB for JSON and sign-in, the photos plus 64 KiB for photo uploads;
-4. cuts off a body that stalls (no byte for `STALL_SECONDS`: 408).
+4. cuts off a body that stalls (no byte for `STALL_SECONDS`: 408), or that takes longer in all
+   than its size allows at a slow link's pace (`body_seconds`; 10 s for the keyless sign-in: 408).
 A refused request's connection is closed, so its unread body is never read. Every answer gets
 a strict Content-Security-Policy unless it sets its own, and `/v1` answers `Cache-Control: no-store`.
 
@@ -43,6 +44,12 @@ from .throttle import ACTOR, Failures, too_many
 SMALL_BODY = 64 * 1024  # JSON, sign-in, form fields
 PHOTO_ROUTES = {"/v1/search": 1, "/v1/verify": 2, "/v1/optouts": 1}  # POST: photos each takes
 STALL_SECONDS = 10.0  # a body with no byte for this long is cut off
+# And every body has a total deadline: BODY_SECONDS plus its size (as announced, else the route's
+# cap) at MIN_BYTES_PER_SECOND (35 minutes for a 32 MiB photo at 128 kbit/s, 34 s for JSON); the
+# sign-in, which anyone may send, SIGN_IN_SECONDS in all.
+BODY_SECONDS = 30.0
+MIN_BYTES_PER_SECOND = 16 * 1024
+SIGN_IN_SECONDS = 10.0
 HEAD_SECONDS = 10.0  # a request's line and headers must arrive within this
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 WILDCARDS = ("", "0.0.0.0", "::")
@@ -115,7 +122,7 @@ class Guard:
         if length is not None and (not length.isdigit() or int(length) > limit):
             await door.refuse(413, "TooLarge", _too_large(limit))
             return
-        await door.run(self.app, limit)
+        await door.run(self.app, limit, body_seconds(method, path, length, limit))
 
     async def _authenticate(self, scope: Scope, headers: Headers, door: _Door) -> bool:
         """Put the principal in the scope's state, or answer (401, 403, 429) and return False."""
@@ -181,9 +188,11 @@ class _Door:
         self.received, self.limit = 0, SMALL_BODY
         self.tripped: BodyRefused | None = None
         self.started = False
+        self.seconds, self.deadline = 0.0, 0.0  # the body's total time, and when it runs out
 
-    async def run(self, app: ASGIApp, limit: int) -> None:
-        self.limit = limit
+    async def run(self, app: ASGIApp, limit: int, seconds: float) -> None:
+        self.limit, self.seconds = limit, seconds
+        self.deadline = anyio.current_time() + seconds
         try:
             await app(self.scope, self.counting_receive, self.send_with_headers)
         except BodyRefused as refused:  # it escaped the app's error handlers
@@ -198,13 +207,18 @@ class _Door:
             raise self.tripped
         if not self.unread:  # the body is in: the app may wait for a disconnect as long as it likes
             return await self.receive()
+        left = self.deadline - anyio.current_time()
         try:
-            with anyio.fail_after(STALL_SECONDS):
+            with anyio.fail_after(max(0.0, min(STALL_SECONDS, left))):
                 message = await self.receive()
         except TimeoutError:
-            self.tripped = BodyRefused(
-                408, f"the request body stalled (no byte for {STALL_SECONDS:g} s); send it again"
-            )
+            if left < STALL_SECONDS:
+                late = f"the request body took over {self.seconds:g} s in all; send it again, faster"
+                self.tripped = BodyRefused(408, late)
+            else:
+                self.tripped = BodyRefused(
+                    408, f"the request body stalled (no byte for {STALL_SECONDS:g} s); send it again"
+                )
             raise self.tripped from None
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
@@ -296,6 +310,15 @@ def _body_limit(scope: Scope, method: str, path: str) -> int:
         return SMALL_BODY
     per_photo: int = scope["app"].state.service.max_upload_bytes
     return photos * per_photo + SMALL_BODY
+
+
+def body_seconds(method: str, path: str, length: str | None, limit: int) -> float:
+    """How long a body may take in all: SIGN_IN_SECONDS for the sign-in (anyone may send it), else
+    BODY_SECONDS plus its size (as announced, else the route's cap) at MIN_BYTES_PER_SECOND."""
+    if (method, path) == ("POST", SESSION):
+        return SIGN_IN_SECONDS
+    size = int(length) if length is not None and length.isdigit() else limit
+    return BODY_SECONDS + min(size, limit) / MIN_BYTES_PER_SECOND
 
 
 def _too_large(limit: int) -> str:
