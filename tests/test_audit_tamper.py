@@ -242,3 +242,86 @@ def test_the_api_cannot_purge_the_audit_log(server: Server) -> None:
     assert after[: len(before)] == before
     with server.client(Role.auditor) as auditor:
         assert auditor.get("/v1/audit/verify").json()["ok"]
+
+
+@pytest.fixture
+def keyed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An SQLite catalog with five audit entries, signed with a key kept in its own folder."""
+    monkeypatch.setenv("FACEFIND_AUDIT_KEY", str(tmp_path / "k" / "audit.key"))
+    (tmp_path / "k").mkdir()
+    (tmp_path / "c").mkdir()
+    db = new_catalog(tmp_path / "c" / "c.db")
+    with facefind.open(db, actor="officer") as ff:
+        for n in range(4):
+            ff.audit.record("officer", "search", {"n": n}, f"case {n}")
+    code, result = verify(db)
+    assert code == 0 and result["last_seq"] == 5 and result["checked_against"] == ["witness"]
+    return db
+
+
+def test_a_deleted_tail_behind_a_swapped_path_is_found(keyed: Path) -> None:
+    """Delete the newest entries, then put the catalog behind a link (or move it): the signed head
+    is the catalog's own wherever it is, so the deleted tail is still found."""
+    raw(keyed, ("delete from audit_log where seq >= 3", {}))
+    assert verify(keyed)[0] == 1
+    hidden = keyed.with_name(".t.db")
+    keyed.rename(hidden)
+    keyed.symlink_to(hidden.name)
+    code, result = verify(keyed)
+    assert code == 1 and result["checked_against"] == ["witness"], result
+    assert any("newest entries were deleted" in p["problem"] for p in result["problems"]), result
+    moved = keyed.with_name("moved.db")
+    keyed.unlink()
+    hidden.rename(moved)
+    code, result = verify(moved)
+    assert code == 1 and result["checked_against"] == ["witness"], result
+
+
+def test_a_moved_catalog_still_verifies_against_its_head(keyed: Path) -> None:
+    moved = keyed.parent.parent / "elsewhere.db"
+    keyed.rename(moved)
+    code, result = verify(moved)
+    assert code == 0 and result["checked_against"] == ["witness"] and result["witness"]["seq"] == 5
+
+
+def test_a_catalog_whose_key_has_no_head_for_it_is_reported(keyed: Path, tmp_path: Path) -> None:
+    """Re-identify the catalog (its id in meta) after deleting the tail: the key holds heads, none
+    for this catalog; and a later append does not make the missing witness go away."""
+    raw(
+        keyed,
+        ("delete from audit_log where seq >= 3", {}),
+        ("update meta set value = 'someone-else' where key = 'audit_catalog_id'", {}),
+    )
+    code, result = verify(keyed)
+    assert code == 1, result
+    problem = " ".join(p["problem"] for p in result["problems"])
+    assert "no signed head for this catalog" in problem and "moved" in problem, problem
+    with facefind.open(keyed, actor="officer") as ff:  # the service appends on
+        ff.audit.record("officer", "search", {"n": 9}, "case 9")
+    code, result = verify(keyed)
+    assert code == 1, result
+    problem = " ".join(p["problem"] for p in result["problems"])
+    assert "not witnessed" in problem, problem
+
+    # No false alarm for a fresh catalog sharing the key, before and after its first entries.
+    fresh = tmp_path / "c" / "fresh.db"
+    code, result = verify(fresh)
+    assert code == 0 and result["entries"] == 0
+    new_catalog(fresh)
+    code, result = verify(fresh)
+    assert code == 0 and result["checked_against"] == ["witness"], result
+
+
+def test_a_database_url_spelled_differently_finds_the_same_head(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACEFIND_AUDIT_KEY", str(tmp_path / "audit.key"))
+    new_catalog(pg_url)
+    with facefind.open(pg_url, actor="officer") as ff:
+        for n in range(4):
+            ff.audit.record("officer", "search", {"n": n}, f"case {n}")
+    raw(pg_url, ("delete from audit_log where seq >= 3", {}))
+    other = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    other += ("&" if "?" in other else "?") + "connect_timeout=30"
+    code, result = verify(other)
+    assert code == 1 and result["checked_against"] == ["witness"], result

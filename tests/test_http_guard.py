@@ -235,10 +235,13 @@ def test_failed_keys_are_throttled_per_client_and_audited_in_aggregate(guarded: 
             if answer.status_code == 429:
                 assert 0 < int(answer.headers["retry-after"]) <= 60
         assert statuses == [401] * 10 + [429] * 20, statuses
-        # Throttled means every authentication from there, a valid key and the sign-in too.
+        # Throttled means failures from there: a valid key and a valid sign-in are never refused
+        # (keys are 256-bit random; the throttle spares the server and the audit log, not them).
         valid = {"Authorization": f"Bearer {server.keys[Role.admin]}"}
-        assert attacker.get("/v1/whoami", headers=valid).status_code == 429
-        assert attacker.post("/ui/session", json={"key": server.keys[Role.admin]}).status_code == 429
+        assert attacker.get("/v1/whoami", headers=valid).status_code == 200
+        assert attacker.post("/ui/session", json={"key": server.keys[Role.admin]}).status_code == 200
+        wrong = attacker.post("/ui/session", json={"key": "ff_guess-sign-in"})
+        assert wrong.status_code == 429 and "try again" in wrong.json()["error"]["message"], wrong.text
     with server.client(Role.admin) as elsewhere:  # another client address is not affected
         assert elsewhere.get("/v1/whoami").status_code == 200
     with server.client(Role.auditor) as auditor:
@@ -447,3 +450,68 @@ def test_the_allowed_hosts_and_the_throttles_addresses() -> None:
     assert failures.retry_after("2001:db8:0:1::1") is None and failures.retry_after("127.0.0.9") is None
     failures.failed("127.0.0.9", "/v1/stats", "no key", guess=False)  # no key: not a guess
     assert failures.retry_after("127.0.0.9") is None
+
+
+def test_strangers_at_many_addresses_cannot_lock_out_a_valid_key_nor_flood_the_audit_log(
+    guarded: Guarded,
+) -> None:
+    """Failures from 60 loopback addresses (127.2.0.x), three each: every address gets its own
+    count, nobody else's; the audit log gets a few entries, not one per address."""
+    server = guarded.server
+    with server.client(Role.auditor) as auditor:
+        before = len(auditor.get("/v1/audit", params={"action": "authenticate"}).json())
+    for n in range(1, 61):
+        with client_at(server, f"127.2.0.{n}", key=f"ff_stranger{n}") as stranger:
+            assert [stranger.get("/v1/stats").status_code for _ in range(3)] == [401] * 3
+    with server.client(Role.auditor) as auditor:
+        assert auditor.get("/v1/whoami").status_code == 200
+        after = auditor.get("/v1/audit", params={"action": "authenticate"}).json()
+    assert len(after) - before <= 10, after[before:]  # not 60
+    with client_at(server, "127.2.1.1", key=server.keys[Role.dpo]) as fresh:
+        assert fresh.get("/v1/whoami").status_code == 200
+        assert fresh.post("/ui/session", json={"key": server.keys[Role.dpo]}).status_code == 200
+
+
+def test_the_throttle_keeps_no_shared_bucket_and_sums_up_many_addresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from facefind.api import throttle
+    from facefind.api.throttle import Failures
+
+    monkeypatch.setattr(throttle, "MAX_ADDRESSES", 4)
+    failures = Failures(limit=3)
+    entries = []
+    for n in range(40):  # 40 strangers, one guess each: the oldest windows are forgotten
+        entries += failures.failed(f"127.3.0.{n}", "/v1/stats", "unknown or revoked key").due
+    assert failures.retry_after("127.3.1.1") is None  # a newcomer is nobody's bucket
+    for _ in range(3):
+        entries += failures.failed("127.3.1.1", "/v1/stats", "unknown or revoked key").due
+    assert failures.retry_after("127.3.1.1") is not None and failures.retry_after("127.3.1.2") is None
+    entries += failures.ended(everything=True)
+    assert len(entries) <= 10, entries
+    # Five addresses have entries of their own; the other 36 (the last one too) are summed up.
+    assert [e["client"] for e in entries if e["client"] != "(many addresses)"] == [
+        f"127.3.0.{n}" for n in range(5)
+    ]
+    (summary,) = [e for e in entries if e["client"] == "(many addresses)"]
+    assert summary["addresses"] == 36 and summary["failures"] == 38, summary
+    assert sum(e["failures"] for e in entries) == 43, entries
+
+
+def test_a_trickled_sign_in_body_is_cut_off_within_its_total_deadline(guarded: Guarded) -> None:
+    """One byte every 2 s never stalls (10 s), but a keyless sign-in body has 10 s in all."""
+    sock = socket.create_connection(("127.0.0.1", guarded.port), timeout=40)
+    sent = 0
+    try:
+        sock.sendall(
+            b"POST /ui/session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 60000\r\n\r\n{"key":"'
+        )
+        while sent < 15 and not select.select([sock], [], [], 2)[0]:  # 30 s of trickle at most
+            sock.sendall(b"x")
+            sent += 1
+        answer = read_all(sock)
+    finally:
+        sock.close()
+    assert sent < 15, (sent, answer)  # answered while the body was still trickling in
+    assert answer.startswith(b"HTTP/1.1 408") and b"in all" in answer, answer

@@ -297,3 +297,40 @@ def test_the_cli_sets_and_removes_roots(tmp_path: Path) -> None:
     with facefind.open(db) as ff:
         changes = [e.details for e in ff.audit.entries() if e.action == "collection"]
     assert changes[-1]["roots"] == [str(two)] and changes[-1]["roots_before"] == [str(one), str(two)]
+
+
+def test_a_photo_swapped_for_a_link_between_scan_and_read_is_not_read(tmp_path: Path) -> None:
+    """A job scans the root, then someone swaps a photo (or the folder holding it) for a link
+    leading out: the read does not follow it, and its error is the same whatever the link points
+    to (an existing file or none: no existence oracle)."""
+    from facefind.faces import load_backend
+    from facefind.ingest import FileTask, process_file, scan
+    from facefind.settings import Settings
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg", "sub/d.jpg", "inner.jpg"):
+        shutil.copy(DESK_PHOTOS[0], root / name)
+    shutil.copy(OBAMA, outside / "d.jpg")
+    (root / "linked-inside.jpg").symlink_to(root / "inner.jpg")  # a link within the root: read
+    tasks = {Path(t.path).name: t for t in scan(root, within=root) if isinstance(t, FileTask)}
+    assert set(tasks) == {"a.jpg", "b.jpg", "c.jpg", "d.jpg", "inner.jpg", "linked-inside.jpg"}
+
+    for name, target in (("a.jpg", OBAMA), ("b.jpg", Path("/etc/hostname")), ("c.jpg", outside / "none")):
+        (root / name).unlink()
+        (root / name).symlink_to(target)
+    shutil.rmtree(root / "sub")
+    (root / "sub").symlink_to(outside)  # the folder swapped: sub/d.jpg now is outside/d.jpg
+
+    settings = Settings()
+    backend = load_backend(settings)
+    results = {name: process_file(task, backend, settings) for name, task in tasks.items()}
+    swapped = [results[n] for n in ("a.jpg", "b.jpg", "c.jpg", "d.jpg")]
+    assert all(r.error and r.sha256 is None and not r.faces for r in swapped), [
+        (r.task.path, r.error, r.sha256) for r in swapped
+    ]
+    assert len({r.error for r in swapped}) == 1, [r.error for r in swapped]  # one error for all
+    assert all("hostname" not in str(r.error) and "outside" not in str(r.error) for r in swapped)
+    assert results["inner.jpg"].error is None and results["linked-inside.jpg"].error is None
+    assert results["linked-inside.jpg"].sha256 == results["inner.jpg"].sha256

@@ -86,21 +86,29 @@ _KINDS = {
 }
 
 
-def read_photo(path: Path, settings: Settings, follow_links: bool = True) -> bytes:
+def read_photo(
+    path: Path, settings: Settings, follow_links: bool = True, within: Path | None = None
+) -> bytes:
     """The bytes of a photo file: regular files only, at most max_file_bytes. A link as the last
     part of `path` is followed, unless `follow_links` is false (then it is PhotoChanged).
+    `within` (a service job's index root): the file is opened from the root down, folder by
+    folder, following no link, so it is one under the root whatever is swapped meanwhile; if it is
+    not, or a link is met, the error (OutsideRoot) is the same whatever the link points to.
 
     A FIFO would block a read forever and a link to /dev/zero never ends: the file is opened
     without blocking and checked before anything is read.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if follow_links else os.O_NOFOLLOW))
+        if within is not None:
+            fd = _open_within(path, within)
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if follow_links else os.O_NOFOLLOW))
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except OSError as err:
         if err.errno == errno.ELOOP and not follow_links:
             raise PhotoChanged(f"{path}: {PhotoChanged.reason}") from None
-        kind = _special_kind(path)
+        kind = None if within is not None else _special_kind(path)  # a job's read says no more
         if kind:
             raise ImageError(f"{path}: {kind}, not a photo file; only regular files are read") from None
         raise ImageError(f"{path}: cannot read ({err.strerror})") from None
@@ -129,6 +137,36 @@ def read_photo(path: Path, settings: Settings, follow_links: bool = True) -> byt
         return data
     except OSError as err:
         raise ImageError(f"{path}: cannot read ({err.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+class OutsideRoot(ImageError):
+    """A job's photo that is not a file under its index root: a link (or a linked folder on its
+    way) leading elsewhere, put there since the root was scanned. Says nothing about the target."""
+
+    reason = "not a photo file under the index root (a link, or it changed since it was found); skipped"
+
+
+def _open_within(path: Path, root: Path) -> int:
+    """Open `path` (links resolved as they are now) from `root` down with O_NOFOLLOW at every step:
+    whatever is swapped for a link meanwhile is refused, never followed."""
+    base = os.path.realpath(root)
+    real = os.path.realpath(path)  # not strict: a link to nothing resolves outside as well
+    if os.path.commonpath([base, real]) != base or real == base:
+        raise OutsideRoot(f"{path}: {OutsideRoot.reason}")
+    *folders, name = Path(real).relative_to(base).parts
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for folder in folders:
+            inner = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        return os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW, dir_fd=fd)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):  # a link where a file or folder was
+            raise OutsideRoot(f"{path}: {OutsideRoot.reason}") from None
+        raise
     finally:
         os.close(fd)
 

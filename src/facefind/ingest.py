@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
@@ -46,6 +46,7 @@ class FileTask:
     mtime_ns: int
     known_id: int | None = None  # catalog id when the path was indexed before
     known_sha256: str | None = None  # if the content still hashes to this, nothing changed
+    within: str | None = None  # a service job's index root: read from it down, following no link
 
 
 @dataclass
@@ -81,7 +82,7 @@ def scan(root: Path, within: Path | None = None) -> Iterator[FileTask | FileErro
         except OSError as err:
             yield FileError(path=str(path), error=f"cannot read ({err.strerror})")
             continue
-        yield FileTask(str(path), st.st_size, st.st_mtime_ns)
+        yield FileTask(str(path), st.st_size, st.st_mtime_ns, within=None if within is None else str(within))
 
 
 def _walk(root: Path, within: Path | None) -> Iterator[Path | FileError]:
@@ -107,7 +108,8 @@ def process_file(task: FileTask, backend: FaceBackend, settings: Settings) -> Fi
     result = FileResult(task)
     started = time.perf_counter()
     try:
-        data = read_photo(Path(task.path), settings)
+        within = Path(task.within) if task.within is not None else None
+        data = read_photo(Path(task.path), settings, within=within)
     except ImageError as err:
         result.error = str(err).removeprefix(f"{task.path}: ")
         return result
@@ -229,12 +231,8 @@ class Indexer:
             tasks.append(
                 item
                 if old is None
-                else FileTask(
-                    item.path,
-                    item.size,
-                    item.mtime_ns,
-                    old.id,
-                    old.sha256 if old.status == "indexed" else None,
+                else replace(
+                    item, known_id=old.id, known_sha256=old.sha256 if old.status == "indexed" else None
                 )
             )
         report.files_seen = len(seen)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import secrets
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,9 +28,23 @@ from ..catalog import Catalog, now
 from ..catalog import audit as store
 from ..errors import FacefindError, InvalidValue
 from ..paths import escape_json_surrogates
-from .witness import SignedHead, Witness, head_message, location_id, signature_holds
+from .witness import SignedHead, Witness, location_id, signature_holds
 
 GENESIS = "0" * 64
+CATALOG_ID = "audit_catalog_id"  # meta: the name of this catalog's signed head (witness.py)
+NO_HEAD = (
+    "the audit key holds no signed head for this catalog, but holds {others} of other catalogs: this "
+    "catalog was moved in or replaced (its newest entries may have been deleted), its audit id was "
+    "changed, or the key is shared with another catalog; compare with a head exported earlier "
+    "(--expect-head), or restore the catalog from a backup; a catalog of its own needs its own key "
+    "(FACEFIND_AUDIT_KEY)"
+)
+NOT_WITNESSED = (
+    "entries before #{since} were not witnessed by this key: its signed head of this catalog began at "
+    "#{since}, when the key already witnessed other catalogs (this catalog was moved in, replaced or "
+    "re-identified, and its newest entries then may have been deleted, or the key was shared late); "
+    "compare with a head exported earlier (--expect-head)"
+)
 # Audit entries are kept at least six months: the logs of a high-risk AI system's deployer,
 # EU AI Act Art. 26(6). A purge of younger entries is refused.
 MIN_RETENTION_DAYS = 183
@@ -121,7 +136,7 @@ class AuditLog:
         # outside the catalog, with the signed head beside it. None: the log is not anchored.
         self.key_file = key_file
         self.witness = Witness(key_file) if key_file is not None else None
-        self.location = location_id(catalog.engine.url)
+        self._id: str | None = None  # audit_catalog_id, once known (witness.py)
 
     def record(
         self,
@@ -157,9 +172,7 @@ class AuditLog:
             if store.append(self.catalog, GENESIS, build):
                 entry = made[-1]
                 if self.witness is not None:
-                    self.witness.advance(
-                        self.witness.sign_head(self.location, entry.seq, entry.hash, entry.at)
-                    )
+                    self.witness.advance(self._catalog_id(), entry.seq, entry.hash, entry.at)
                 return entry
         raise FacefindError("could not append to the audit log: it is being written too busily; try again")
 
@@ -228,9 +241,23 @@ class AuditLog:
         newest = store.newest(self.catalog)
         if newest is None:
             raise FacefindError("the audit log is empty: there is no head to export yet")
-        signed = self.witness.sign_head(self.location, int(newest.seq), newest.hash, newest.at)
-        self.witness.advance(signed)
-        return signed
+        return self.witness.advance(self._catalog_id(), int(newest.seq), newest.hash, newest.at)
+
+    def _catalog_id(self) -> str:
+        """The catalog's audit id (meta `audit_catalog_id`), made under the key file's lock the first
+        time: a catalog witnessed before ids existed keeps its location's hash, a new one a random id."""
+        if self._id is None:
+            assert self.witness is not None
+            found = self.catalog.get_setting(CATALOG_ID, "")
+            if not found:
+                with self.witness.locked():
+                    found = self.catalog.get_setting(CATALOG_ID, "")
+                    if not found:
+                        legacy = location_id(self.catalog.engine.url)
+                        found = legacy if self.witness.holds(legacy) else secrets.token_hex(16)
+                        self.catalog.set_setting(CATALOG_ID, found)
+            self._id = found
+        return self._id
 
     def verify(self, expect_head: str | None = None) -> AuditVerification:
         """Recompute the chain; name every entry that was edited, removed before, or moved. The
@@ -248,7 +275,7 @@ class AuditLog:
         last = int(rows[-1].seq) if rows else None
 
         checked: list[Literal["witness", "expected_head"]] = []
-        witness = self._witnessed(public, problems)
+        witness = self._witnessed(public, problems, last)
         if witness is not None:
             checked.append("witness")
             problems.extend(
@@ -292,7 +319,9 @@ class AuditLog:
             )
         return public
 
-    def _witnessed(self, public: str | None, problems: list[AuditProblem]) -> SignedHead | None:
+    def _witnessed(
+        self, public: str | None, problems: list[AuditProblem], last: int | None
+    ) -> SignedHead | None:
         if self.witness is None:
             return None
         if public is None:
@@ -300,18 +329,26 @@ class AuditLog:
                 problem = "a signed head is kept, but the key file that signed it is missing: restore it"
                 problems.append(AuditProblem(seq=0, problem=problem))
             return None
+        # Verify only reads: a catalog without an id yet is named as before ids existed.
+        catalog = self.catalog.get_setting(CATALOG_ID, "") or location_id(self.catalog.engine.url)
         try:
-            witness = self.witness.read(self.location)
+            witness = self.witness.read(catalog)
+            others = self.witness.others(catalog)
         except FacefindError as e:
             problems.append(AuditProblem(seq=0, problem=str(e)))
             return None
-        if witness is not None and not signature_holds(
-            public, witness.signature, head_message(self.location, witness.seq, witness.hash, witness.at)
-        ):
+        if witness is None:
+            if last is not None and others:
+                problems.append(AuditProblem(seq=0, problem=NO_HEAD.format(others=others)))
+            return None
+        if not signature_holds(public, witness.signature, witness.message()):
             problems.append(
                 AuditProblem(seq=witness.seq, problem="the signed head's signature does not verify")
             )
             return None
+        if witness.since is not None:
+            late = NOT_WITNESSED.format(since=witness.since)
+            problems.append(AuditProblem(seq=witness.since, problem=late))
         return witness
 
 

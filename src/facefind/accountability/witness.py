@@ -6,7 +6,13 @@ outside the catalog (`FACEFIND_AUDIT_KEY`; by default `<catalog>.audit-key` besi
 and for a database server `<user data dir>/audit-keys/<hash of its URL without password>.audit-key`),
 and after every append the newest entry (seq, hash, time) is signed and written beside the key
 (`<key>.head`, replaced atomically under a lock on the key file; it only ever moves forward). The
-file holds one head per catalog (keyed by a hash of its location), so one key may serve several.
+file holds one head per catalog, so one key may serve several. A catalog is named by its id, kept in
+its meta table (`audit_catalog_id`, made under the key file's lock at its first witnessed entry; a
+catalog from before it keeps the hash of its location it was witnessed by), not by its path or URL:
+a moved, linked or differently spelled catalog finds its own head. The id is in every signed head, so
+a catalog whose id was changed finds no head, and `verify` reports that when the key holds heads of
+other catalogs; a head first written when the log already had entries and the key held other
+catalogs' heads records that (`since`, signed), so appending on does not hide it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +48,18 @@ WHERE = "FACEFIND_AUDIT_KEY, else <catalog>.audit-key or the user data folder's 
 class SignedHead(BaseModel):
     """The newest audit entry as the key file's owner signed it; `facefind audit head` prints it."""
 
-    catalog: str  # which catalog: a hash of its location (file, or URL without password)
+    catalog: str  # which catalog: its audit_catalog_id (before it, a hash of its location)
     seq: int
     hash: str
     at: str
-    signature: str  # Ed25519, over `head_message(catalog, seq, hash, at)`
+    signature: str  # Ed25519, over `head_message(catalog, seq, hash, at, since)`
     public_key: str
+    # The first entry this key witnessed of a log that already had entries while the key held other
+    # catalogs' heads (moved, replaced or re-identified, or a key shared late); None: from the start.
+    since: int | None = None
+
+    def message(self) -> bytes:
+        return head_message(self.catalog, self.seq, self.hash, self.at, self.since)
 
 
 def location_id(url: sa.URL) -> str:
@@ -71,8 +85,10 @@ def default_key_file(url: sa.URL) -> Path | None:
     return Path(platformdirs.user_data_dir(APP)) / "audit-keys" / f"{location_id(url)}.audit-key"
 
 
-def head_message(catalog: str, seq: int, hash: str, at: str) -> bytes:
-    fields = {"catalog": catalog, "seq": seq, "hash": hash, "at": at}
+def head_message(catalog: str, seq: int, hash: str, at: str, since: int | None = None) -> bytes:
+    fields: dict[str, Any] = {"catalog": catalog, "seq": seq, "hash": hash, "at": at}
+    if since is not None:  # heads written before `since` existed are signed without it
+        fields["since"] = since
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -159,35 +175,54 @@ class Witness:
                 "to a file this user may write, outside the catalog"
             ) from None
 
-    def sign_head(self, catalog: str, seq: int, hash: str, at: str) -> SignedHead:
-        signature = self.sign(head_message(catalog, seq, hash, at))
-        public = self.public_key() or ""
-        return SignedHead(catalog=catalog, seq=seq, hash=hash, at=at, signature=signature, public_key=public)
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The key file's lock: one process at a time reads and replaces the heads."""
+        with open(self.key_file, "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
-    def advance(self, head: SignedHead) -> None:
-        """Record `head` unless the witness already holds a later one of the same catalog (another
-        process appended meanwhile): read, compare and replace under a lock on the key file."""
+    def holds(self, catalog: str) -> bool:
+        return catalog in self._heads()
+
+    def advance(self, catalog: str, seq: int, hash: str, at: str) -> SignedHead:
+        """Sign and record the head (seq, hash, at) of `catalog`, unless the witness already holds a
+        later one (another process appended meanwhile): read, compare and replace under the lock."""
         try:
-            self._advance(head)
+            with self.locked():
+                return self._advance(catalog, seq, hash, at)
         except OSError as e:
             raise FacefindError(
-                f"audit entry #{head.seq} was written, but its signed head could not be ({e.strerror}): "
+                f"audit entry #{seq} was written, but its signed head could not be ({e.strerror}): "
                 f"the folder of the audit signing key ({WHERE}) must be writable by this user"
             ) from None
 
-    def _advance(self, head: SignedHead) -> None:
-        with open(self.key_file, "rb") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            heads = self._heads()
-            known = heads.get(head.catalog)
-            if known is not None and isinstance(known.get("seq"), int) and known["seq"] >= head.seq:
-                return
-            heads[head.catalog] = head.model_dump(exclude={"catalog", "public_key"})
-            temporary = self.head_file.with_name(f"{self.head_file.name}.{_unique()}.new")
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump({"heads": heads}, f, sort_keys=True)
-            os.replace(temporary, self.head_file)
+    def _advance(self, catalog: str, seq: int, hash: str, at: str) -> SignedHead:
+        heads = self._heads()
+        known = heads.get(catalog)
+        since: int | None = None
+        if known is not None:
+            since = known.get("since") if isinstance(known.get("since"), int) else None
+        elif seq > 1 and heads:  # a log with entries, new to a key that witnesses other catalogs
+            since = seq
+        signature = self.sign(head_message(catalog, seq, hash, at, since))
+        public = self.public_key() or ""
+        head = SignedHead(
+            catalog=catalog, seq=seq, hash=hash, at=at, signature=signature, public_key=public, since=since
+        )
+        if known is not None and isinstance(known.get("seq"), int) and known["seq"] >= seq:
+            return head
+        heads[catalog] = head.model_dump(exclude={"catalog", "public_key"}, exclude_none=True)
+        temporary = self.head_file.with_name(f"{self.head_file.name}.{_unique()}.new")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"heads": heads}, f, sort_keys=True)
+        os.replace(temporary, self.head_file)
+        return head
+
+    def others(self, catalog: str) -> int:
+        """How many other catalogs' heads the witness holds."""
+        return len(set(self._heads()) - {catalog})
 
     def read(self, catalog: str) -> SignedHead | None:
         """The witnessed head of `catalog`, or None if there is none. A witness that cannot be read

@@ -5,13 +5,15 @@
    that rebinds its DNS name to 127.0.0.1 still sends its own name (`--allowed-host` adds one);
 2. authenticates every route but the public ones (health, docs, the web UI's files, sign-in):
    `Authorization: Bearer KEY`, or the web UI's session cookie with its CSRF token for anything
-   but a read; failures are throttled per client address and audited in aggregate (throttle.py);
+   but a read; the key or session is looked up first, so a valid one is never refused; failures
+   are throttled per client address and audited in aggregate (throttle.py);
    the principal goes into `scope["state"]` for the routes' dependencies (app.principal); the
    cookie and the sign-in only from facefind's own pages (Sec-Fetch-Site: another port of the
    host is the same *site*, so SameSite=Strict alone lets its pages use the cookie);
 3. caps the bytes actually received for the route (413 once over, whatever Content-Length says,
    chunked or not): 64 KiB for JSON and sign-in, the photos plus 64 KiB for photo uploads;
-4. cuts off a body that stalls (no byte for `STALL_SECONDS`: 408).
+4. cuts off a body that stalls (no byte for `STALL_SECONDS`: 408), or that takes longer in all
+   than its size allows at a slow link's pace (`body_seconds`; 10 s for the keyless sign-in: 408).
 A refused request's connection is closed, so its unread body is never read. Every answer gets
 a strict Content-Security-Policy unless it sets its own, and `/v1` answers `Cache-Control: no-store`.
 
@@ -37,11 +39,17 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..accountability import keys, sessions
 from ..policy import Principal
-from .throttle import ACTOR, Failures
+from .throttle import ACTOR, Failures, too_many
 
 SMALL_BODY = 64 * 1024  # JSON, sign-in, form fields
 PHOTO_ROUTES = {"/v1/search": 1, "/v1/verify": 2, "/v1/optouts": 1}  # POST: photos each takes
 STALL_SECONDS = 10.0  # a body with no byte for this long is cut off
+# And every body has a total deadline: BODY_SECONDS plus its size (as announced, else the route's
+# cap) at MIN_BYTES_PER_SECOND (35 minutes for a 32 MiB photo at 128 kbit/s, 34 s for JSON); the
+# sign-in, which anyone may send, SIGN_IN_SECONDS in all.
+BODY_SECONDS = 30.0
+MIN_BYTES_PER_SECOND = 16 * 1024
+SIGN_IN_SECONDS = 10.0
 HEAD_SECONDS = 10.0  # a request's line and headers must arrive within this
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 WILDCARDS = ("", "0.0.0.0", "::")
@@ -104,33 +112,29 @@ class Guard:
         if not _public(method, path):
             if not await self._authenticate(scope, headers, door):
                 return
-        elif (method, path) == ("POST", SESSION):
-            if _cross_origin(headers):  # a page elsewhere signing this browser in to its own key
-                await door.refuse(403, "Refused", CROSS_ORIGIN)
-                return
-            if wait := self.failures.retry_after(_client(scope)):
-                await door.too_many(wait)
-                return
+        elif (method, path) == ("POST", SESSION) and _cross_origin(headers):
+            # A page elsewhere signing this browser in to its own key. (The sign-in's key is in
+            # its body: the route checks it, and a failure there is counted and throttled.)
+            await door.refuse(403, "Refused", CROSS_ORIGIN)
+            return
         limit = _body_limit(scope, method, path)
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             await door.refuse(413, "TooLarge", _too_large(limit))
             return
-        await door.run(self.app, limit)
+        await door.run(self.app, limit, body_seconds(method, path, length, limit))
 
     async def _authenticate(self, scope: Scope, headers: Headers, door: _Door) -> bool:
         """Put the principal in the scope's state, or answer (401, 403, 429) and return False."""
         header, cookie = headers.get("authorization"), _cookie(headers, cookie_name(scope))
-        client, path = _client(scope), scope["path"]
+        path = scope["path"]
         if header is None and cookie is None:
             if (scope["method"], path) == ("GET", SESSION):  # the page opened signed out: not a
                 return True  # failure, and no principal (ui.py answers {"signed_in": false})
             await self._failed(scope, "no key", guess=False)
             await door.refuse(401, "Unauthenticated", f"no key: {NO_KEY}")
             return False
-        if wait := self.failures.retry_after(client):
-            await door.too_many(wait)
-            return False
+        # The key or session is looked up first, throttled or not: a valid one is never refused.
         catalog = scope["app"].state.service.ff.catalog
         who: Principal | None = None
         state = scope.setdefault("state", {})
@@ -155,20 +159,23 @@ class Guard:
                     return False
                 who, state["session"], state["csrf"] = session.principal, cookie, session.csrf
         if who is None:
-            await self._failed(scope, reason, guess=True)
             forget = [(b"set-cookie", _expired(cookie_name(scope)))] if header is None else []
+            if wait := await self._failed(scope, reason, guess=True):
+                await door.too_many(wait, forget)
+                return False
             await door.refuse(401, "Unauthenticated", f"{reason}: {NO_KEY}", forget)
             return False
         state["principal"] = who
         return True
 
-    async def _failed(self, scope: Scope, reason: str, guess: bool) -> None:
+    async def _failed(self, scope: Scope, reason: str, guess: bool) -> int | None:
         """Count it; write the audit entries now due (rarely: see throttle.py) in a thread,
-        without the service lock."""
-        due = self.failures.failed(_client(scope), scope["path"], reason, guess)
+        without the service lock. The seconds to wait if the address is throttled, else None."""
+        failed = self.failures.failed(_client(scope), scope["path"], reason, guess)
         audit = scope["app"].state.service.ff.audit
-        for details in due:
+        for details in failed.due:
             await anyio.to_thread.run_sync(audit.record, ACTOR, "authenticate", details)
+        return failed.wait
 
 
 class _Door:
@@ -180,9 +187,11 @@ class _Door:
         self.received, self.limit = 0, SMALL_BODY
         self.tripped: BodyRefused | None = None
         self.started = False
+        self.seconds, self.deadline = 0.0, 0.0  # the body's total time, and when it runs out
 
-    async def run(self, app: ASGIApp, limit: int) -> None:
-        self.limit = limit
+    async def run(self, app: ASGIApp, limit: int, seconds: float) -> None:
+        self.limit, self.seconds = limit, seconds
+        self.deadline = anyio.current_time() + seconds
         try:
             await app(self.scope, self.counting_receive, self.send_with_headers)
         except BodyRefused as refused:  # it escaped the app's error handlers
@@ -197,13 +206,18 @@ class _Door:
             raise self.tripped
         if not self.unread:  # the body is in: the app may wait for a disconnect as long as it likes
             return await self.receive()
+        left = self.deadline - anyio.current_time()
         try:
-            with anyio.fail_after(STALL_SECONDS):
+            with anyio.fail_after(max(0.0, min(STALL_SECONDS, left))):
                 message = await self.receive()
         except TimeoutError:
-            self.tripped = BodyRefused(
-                408, f"the request body stalled (no byte for {STALL_SECONDS:g} s); send it again"
-            )
+            if left < STALL_SECONDS:
+                late = f"the request body took over {self.seconds:g} s in all; send it again, faster"
+                self.tripped = BodyRefused(408, late)
+            else:
+                self.tripped = BodyRefused(
+                    408, f"the request body stalled (no byte for {STALL_SECONDS:g} s); send it again"
+                )
             raise self.tripped from None
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
@@ -241,9 +255,9 @@ class _Door:
         await self.send_with_headers({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
 
-    async def too_many(self, wait: int) -> None:
-        message = f"too many failed sign-ins from this address; try again in {wait} s"
-        await self.refuse(429, "TooManyRequests", message, [(b"retry-after", str(wait).encode())])
+    async def too_many(self, wait: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        headers = [(b"retry-after", str(wait).encode()), *(extra or [])]
+        await self.refuse(429, "TooManyRequests", too_many(wait), headers)
 
 
 class TimedH11Protocol(H11Protocol):
@@ -295,6 +309,15 @@ def _body_limit(scope: Scope, method: str, path: str) -> int:
         return SMALL_BODY
     per_photo: int = scope["app"].state.service.max_upload_bytes
     return photos * per_photo + SMALL_BODY
+
+
+def body_seconds(method: str, path: str, length: str | None, limit: int) -> float:
+    """How long a body may take in all: SIGN_IN_SECONDS for the sign-in (anyone may send it), else
+    BODY_SECONDS plus its size (as announced, else the route's cap) at MIN_BYTES_PER_SECOND."""
+    if (method, path) == ("POST", SESSION):
+        return SIGN_IN_SECONDS
+    size = int(length) if length is not None and length.isdigit() else limit
+    return BODY_SECONDS + min(size, limit) / MIN_BYTES_PER_SECOND
 
 
 def _too_large(limit: int) -> str:
