@@ -131,8 +131,9 @@ def session(db: str | None, actor: str | None = None) -> Iterator[FaceFind]:
 
 
 def safe(value: object) -> str:
-    """Text from a user or a file name, printable as is: no Rich markup, no control characters."""
-    return escape(shown(str(value)))
+    """Text from a user or a file name, printable as is: no Rich markup, no control characters.
+    An error is worded for the command line (a value out of range named by its flag)."""
+    return escape(shown(limits.cli_message(value) if isinstance(value, Exception) else str(value)))
 
 
 def as_json_text(data: Any, indent: int | None = 2) -> str:
