@@ -45,7 +45,7 @@ def test_refuses_what_it_cannot_measure() -> None:
     with pytest.raises(CalibrationError, match="below what this calibration can measure"):
         old_style.threshold(1e-9)
     assert old_style.estimate(0.9).value == c.fmr_floor  # only "below one pair in all of them"
-    with pytest.raises(InvalidValue, match="max-fmr"):
+    with pytest.raises(InvalidValue, match="max_fmr"):
         c.threshold(0)
     with pytest.raises(CalibrationError, match="at least 1000"):
         Calibration.from_scores("m", np.zeros(10), 1, "tiny")

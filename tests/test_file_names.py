@@ -60,10 +60,11 @@ def test_odd_names_are_indexed_found_and_printed_safely(tmp_path: Path) -> None:
     assert len(stored) == 4  # distinct, and each readable as UTF-8 by any other program
 
     hits = run_json("search", OBAMA, "--purpose", "test", db=db)
-    found = {m["path"] for m in hits["faces"][0]["matches"]}
-    # --json gives names back exactly: each one opens the very file that was indexed.
+    found = {from_stored(m["path"]) for m in hits["faces"][0]["matches"]}
+    # --json gives every name back exactly through from_stored: each opens the file indexed.
     assert {os.fsencode(p) for p in found} == {os.fsencode(photos) + b"/" + raw for raw in ODD_NAMES.values()}
     assert all(Path(p).is_file() for p in found)
+    assert str(photos / "[red]x.jpg") in {m["path"] for m in hits["faces"][0]["matches"]}  # as it is
 
     for command in (["people", "show", "1"], ["audit", "show"], ["errors"]):
         text = run_cli(*command, db=db)
@@ -130,5 +131,5 @@ def test_names_stored_by_schema_5_read_back_the_same(tmp_path: Path) -> None:
         conn.execute("update images set path = replace(path, '\\\\', '\\')")
         conn.execute("update meta set value = '5' where key = 'schema_version'")
     hits = run_json("search", OBAMA, "--purpose", "test", db=db)["faces"][0]["matches"]
-    assert [m["path"] for m in hits] == [str(photos / "back\\xff.jpg")]
+    assert [from_stored(m["path"]) for m in hits] == [str(photos / "back\\xff.jpg")]
     assert run_json("stats", db=db)["schema_version"] == SCHEMA_VERSION

@@ -37,7 +37,7 @@ from . import limits
 from .catalog import embedded
 from .engine import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, FaceFind
 from .errors import FacefindError
-from .paths import shown, undecodable
+from .paths import for_json, shown, undecodable
 from .results import IndexReport, Match, Person, SearchResult, Verification
 
 app = typer.Typer(
@@ -268,16 +268,24 @@ def root(
 
 
 def safe(value: object) -> str:
-    """Text from a user or a file name, printable as is: no Rich markup, no control characters."""
-    return escape(shown(str(value)))
+    """Text from a user or a file name, printable as is: no Rich markup, no control characters.
+    An error is worded for the command line (a value out of range named by its flag)."""
+    return escape(shown(limits.cli_message(value) if isinstance(value, Exception) else str(value)))
 
 
-def emit_json(data: Any) -> None:
+def as_json_text(data: Any, indent: int | None = 2) -> str:
+    """`data` (models, lists of them, plain values) as JSON with every text in its
+    `paths.for_json` form: what --json and `audit export` write."""
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json")
     elif isinstance(data, list):
         data = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in data]
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    compact = None if indent else (",", ":")
+    return json.dumps(for_json(data), indent=indent, separators=compact, default=lambda v: for_json(str(v)))
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(as_json_text(data) + "\n")
 
 
 def reply(data: Any, as_json: bool, lines: Iterable[str] | str) -> None:
@@ -1375,7 +1383,7 @@ def audit_export(since: Since = None, until: Until = None, actor: Actor = None, 
     with session(db, actor) as ff:
         entries = list(ff.audit.entries(since, until))
         for e in entries:
-            sys.stdout.write(e.model_dump_json() + "\n")
+            sys.stdout.write(as_json_text(e, indent=None) + "\n")
         details = {"what": "audit log", "since": since, "until": until, "entries": len(entries)}
         ff.audit.record(ff.actor, "export", details)
 

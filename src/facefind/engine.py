@@ -220,12 +220,15 @@ class FaceFind:
         return consent.all_(self.catalog, person_id)
 
     # opt-outs ----------------------------------------------------------------------------
-    def optout_add(self, photo: ImageSource, *, note: str | None = None, face: int | None = None) -> OptOut:
+    def optout_add(
+        self, photo: ImageSource, *, note: str | None = None, face: int | None = None, rgb: bool = False
+    ) -> OptOut:
         """Leave the person in `photo` out: keep their face template (not the photo), suppress
-        their stored faces and refuse their faces in future indexing."""
+        their stored faces and refuse their faces in future indexing. An RGB array needs `rgb=True`
+        (see `faces`)."""
         if face is not None:
             limits.FACE.check(face)
-        found = self.faces(photo)
+        found = self.faces(photo, rgb=rgb)
         if not found:
             raise NoFaceError(f"no face found in {_describe(photo)}; an opt-out needs one clear face")
         if face is None and len(found) > 1:
@@ -403,9 +406,15 @@ class FaceFind:
         )
 
     # faces -------------------------------------------------------------------------------
-    def faces(self, image: ImageSource) -> list[Face]:
-        """Every face in a photo, largest first."""
-        return analyze(self.backend, load_image(image, self.settings), self.settings)
+    def faces(self, image: ImageSource, *, rgb: bool = False) -> list[Face]:
+        """Every face in a photo, largest first.
+
+        `image` is a path, the file's bytes, or a numpy array of 8-bit pixels in BGR order, as
+        OpenCV's `cv2.imread` gives them. An RGB array (`face_recognition.load_image_file`,
+        `np.asarray(PIL.Image)`) needs `rgb=True`: taken as BGR it still finds faces, but with
+        red and blue swapped every similarity is lower (0.85 instead of 1.0 for the same photo).
+        """
+        return analyze(self.backend, load_image(image, self.settings, rgb), self.settings)
 
     def calibration(self) -> Calibration:
         """The user's calibration (`facefind calibrate`) if there is one, else the shipped one."""
@@ -436,6 +445,7 @@ class FaceFind:
         exclude: Iterable[int] | None = None,
         purpose: str | None = None,
         loosest_fmr: float | None = None,
+        rgb: bool = False,
     ) -> SearchResult:
         """Catalogued faces like each face in `image` (or only face number `face`), best first.
 
@@ -449,6 +459,7 @@ class FaceFind:
         Every search is recorded in the audit log with its purpose, which is required.
         `loosest_fmr` refuses a threshold whose false match rate per comparison is above it (the
         service sets it, policy.LOOSEST_FMR, so no key can list the gallery with a threshold of -1).
+        An array `image` is BGR (as `cv2.imread`); an RGB one needs `rgb=True` (see `faces`).
         """
         purpose = self._purpose(purpose)
         # Opted-out faces, and faces of persons whose consent does not cover search, are never
@@ -478,7 +489,7 @@ class FaceFind:
                 f"{loosest_fmr:g} per comparison); the service allows {floor:.3f} or higher: use the "
                 f"default, or a smaller --max-fpir or --max-fmr"
             )
-        query_faces = self._query_faces(image, face)
+        query_faces = self._query_faces(image, face, rgb)
         queries = np.vstack([f.embedding for _, f in query_faces])
         _, ids = index.search(queries, index.candidates(top_k), min_px, min_q, allowed, exclude)
         rows = self.catalog.face_rows(int(i) for i in ids.ravel() if i >= 0)
@@ -629,11 +640,13 @@ class FaceFind:
         max_fmr: float | None = None,
         threshold: float | None = None,
         purpose: str | None = None,
+        rgb: bool = False,
     ) -> Verification:
-        """Do the largest faces in photos `a` and `b` show the same person? (audited)"""
+        """Do the largest faces in photos `a` and `b` show the same person? (audited) Arrays are
+        BGR (as `cv2.imread`); `rgb=True` says the array photos among them are RGB (see `faces`)."""
         cut = self.threshold(max_fmr, threshold)
-        ((_, fa),) = self._query_faces(a, 0)
-        ((_, fb),) = self._query_faces(b, 0)
+        ((_, fa),) = self._query_faces(a, 0, rgb and isinstance(a, np.ndarray))
+        ((_, fb),) = self._query_faces(b, 0, rgb and isinstance(b, np.ndarray))
         similarity = float(np.dot(fa.embedding, fb.embedding))
         calibration = self.calibration()
         verification = Verification(
@@ -658,8 +671,8 @@ class FaceFind:
         self.audit.record(self.actor, "verify", details, purpose or self.purpose, _sha256(a, self.settings))
         return verification
 
-    def _query_faces(self, image: ImageSource, face: int | None) -> list[tuple[int, Face]]:
-        found = self.faces(image)
+    def _query_faces(self, image: ImageSource, face: int | None, rgb: bool = False) -> list[tuple[int, Face]]:
+        found = self.faces(image, rgb=rgb)
         if not found:
             raise NoFaceError(
                 f"no face found in {_describe(image)}. Use a photo in which the face is clearly "

@@ -57,15 +57,22 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in EXTENSIONS
 
 
-def load_image(source: ImageSource, settings: Settings | None = None) -> np.ndarray:
+def load_image(source: ImageSource, settings: Settings | None = None, rgb: bool = False) -> np.ndarray:
     """Return an 8-bit BGR image (what OpenCV expects), with EXIF orientation applied.
 
-    Paths and bytes are decoded with Pillow; arrays are taken as BGR (grey and BGRA accepted).
+    Paths and bytes are decoded with Pillow. Arrays are HxWx3 in BGR order, as `cv2.imread`
+    gives them (grey HxW and BGRA HxWx4 accepted); an RGB array (`face_recognition.load_image_file`,
+    `np.asarray(PIL.Image)`, matplotlib) needs `rgb=True` (RGBA too): taken as BGR, its red and
+    blue swap and similarities drop (0.85 instead of 1.0 for the same photo), silently.
     Raises ImageError with the reason for empty, truncated, non-image, oversized files.
     """
     settings = settings or Settings()
     if isinstance(source, np.ndarray):
-        return _from_array(source)
+        return _from_array(source, rgb)
+    if rgb:
+        raise ImageError(
+            "rgb=True is for arrays: a file or bytes is decoded in its own colour order; leave rgb out"
+        )
     if isinstance(source, str | Path):
         path = Path(source)
         return decode_image(read_photo(path, settings), settings, name=str(path))
@@ -352,7 +359,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _from_array(arr: np.ndarray) -> np.ndarray:
+def _from_array(arr: np.ndarray, rgb: bool = False) -> np.ndarray:
     if arr.size == 0:
         raise ImageError("empty array given as a photo")
     if arr.dtype != np.uint8:
@@ -361,11 +368,11 @@ def _from_array(arr: np.ndarray) -> np.ndarray:
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     if arr.ndim == 2:
         return np.ascontiguousarray(np.stack([arr] * 3, axis=-1))
-    if arr.ndim == 3 and arr.shape[2] == 3:
-        return np.ascontiguousarray(arr)
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        return np.ascontiguousarray(arr[:, :, :3])
-    raise ImageError(f"array of shape {arr.shape} is not an image: expected HxW, HxWx3 (BGR) or HxWx4")
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        return np.ascontiguousarray(arr[:, :, 2::-1] if rgb else arr[:, :, :3])
+    raise ImageError(
+        f"array of shape {arr.shape} is not an image: expected HxW, HxWx3 (BGR; RGB with rgb=True) or HxWx4"
+    )
 
 
 def face_thumbnail(image: np.ndarray, box: tuple[float, float, float, float], size: int) -> bytes:

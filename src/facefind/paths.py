@@ -6,11 +6,18 @@ terminal can print. The catalog stores such a name with each bad byte as `\\xNN`
 backslash doubled: a reversible form in which a folder's stored name stays a prefix of its
 files' stored names. On a terminal, names are shown with those escapes plus escapes for control
 characters, so a file name can neither fake a line of output nor send the terminal commands.
+
+In JSON (every answer of the service, `--json`, `audit export`, the report) every text goes through
+`for_json`: a text that is valid UTF-8 and holds nothing `from_stored` would read as an escape is
+written as it is; any other in the stored form. So every answer is valid UTF-8 JSON that any
+parser takes, ordinary names read as they are, and `from_stored` gives back exactly the name
+(`os.fsencode(from_stored(text))`: the file's bytes) whatever it was.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from .errors import FacefindError
 
@@ -62,3 +69,24 @@ def escape_json_surrogates(text: str) -> str:
     """JSON text with any lone surrogate written as a `\\uXXXX` escape, so it can be encoded
     as UTF-8; json.loads gives the same string back."""
     return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
+def json_text(text: str) -> str:
+    """`text` as JSON may carry it (valid UTF-8, no lone surrogates) and a person can read it:
+    unchanged unless it came from bytes that are not UTF-8 or holds `\\\\` or `\\xNN` (NN 80..ff),
+    else its stored form. `from_stored(json_text(t)) == t` for every file name."""
+    if not undecodable(text) and not _STORED_ESCAPE.search(text):
+        return text
+    return to_stored(text)
+
+
+def for_json(value: Any) -> Any:
+    """`value` (what `model_dump(mode="json")` or `json.loads` gives) with every text, keys too,
+    in its `json_text` form: the one way facefind writes text into JSON."""
+    if isinstance(value, str):
+        return json_text(value)
+    if isinstance(value, dict):
+        return {json_text(k) if isinstance(k, str) else k: for_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [for_json(v) for v in value]
+    return value

@@ -1,4 +1,11 @@
-"""What the library returns: plain Pydantic models, so `.model_dump()` is the `--json` output."""
+"""What the library returns: plain Pydantic models, whose `.model_dump(mode="json")` is the
+`--json` output and the API's answer once written through `paths.for_json`.
+
+Paths in them are the file names as the OS gives them (a name that is not UTF-8 holds surrogate
+escapes, and opens the file). Such a name makes Pydantic's own `model_dump_json()` fail: write
+JSON as facefind does, `json.dumps(paths.for_json(r.model_dump(mode="json")))`, and read a name
+back with `paths.from_stored`.
+"""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import threading
 import time
@@ -41,6 +42,7 @@ from ..errors import (
     Unavailable,
 )
 from ..images import Upload
+from ..paths import for_json
 from ..policy import Principal
 from ..settings import Settings
 from .guard import NO_KEY, Guard, hosts_from_env
@@ -63,6 +65,15 @@ STATUS: list[tuple[type[FacefindError], int]] = [
     (ImageError, 400),
     (FacefindError, 400),
 ]
+
+
+class Answer(JSONResponse):
+    """Every JSON answer of the service, errors too: each text in its `paths.for_json` form, so
+    a file name that is not UTF-8 (or any text) never makes an answer fail or invalid JSON."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(for_json(content), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8")
 
 
 @dataclass
@@ -123,6 +134,9 @@ def create_app(db: str | Path | None = None, settings: Settings | None = None, *
         lifespan=lifespan,
         docs_url=None,  # served below from local files: no CDN, and it works offline
         redoc_url=None,
+        # Not FastAPI's default: a route's answer is dumped by Pydantic (mode="json") and written
+        # by Answer, never straight to JSON bytes by Pydantic (which fails on such a name).
+        default_response_class=Answer,
     )
     _install_error_handlers(app)
     # Before anything else, for every request: Host check, authentication, body caps (guard.py).
@@ -199,7 +213,7 @@ def read_upload(request: Request, upload: UploadFile, what: str = "photo") -> Up
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+    return Answer({"error": {"type": kind, "message": message}}, status_code=status)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

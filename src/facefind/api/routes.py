@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from .. import results
 from ..accountability import consent, erasure, keys, optouts
@@ -348,10 +348,21 @@ def people_hide(request: Request, who: CanWritePeople, person_id: int, body: Hid
 
 # consent, opt-out, erasure ------------------------------------------------------------------
 class ConsentRequest(BaseModel):
+    """The shape of a consent as `/v1/consents` answers it, so a client can send back what it
+    read; the older shape (scope a comma-separated string, `expires`) is accepted too."""
+
     person_id: int
     given_by: str
-    scope: str = "search,results,clustering"
-    expires: str = Field(examples=["2027-12-31"])
+    scope: list[str] | str = Field(
+        ["search", "results", "clustering"],
+        description="What the consent covers: any of search, results, clustering (a list, or a "
+        "comma-separated string).",
+    )
+    expires_on: str = Field(
+        validation_alias=AliasChoices("expires_on", "expires"),
+        examples=["2027-12-31"],
+        description="The last day it holds (YYYY-MM-DD); `expires` is accepted as its older name.",
+    )
     evidence: str
 
 
@@ -369,8 +380,8 @@ def consents_add(request: Request, who: CanWriteConsent, body: ConsentRequest) -
         return ff.consent_add(
             body.person_id,
             given_by=body.given_by,
-            scope=body.scope,
-            expires=body.expires,
+            scope=body.scope if isinstance(body.scope, str) else ",".join(body.scope),
+            expires=body.expires_on,
             evidence=body.evidence,
         )
 
