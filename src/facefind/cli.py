@@ -158,7 +158,7 @@ def fail(message: str, code: int = 2, kind: str = "UsageError") -> NoReturn:
 
 
 def failed(e: FacefindError) -> NoReturn:
-    fail(shown(str(e)), e.exit_code, type(e).__name__)
+    fail(shown(limits.cli_message(e)), e.exit_code, type(e).__name__)
 
 
 @contextmanager
