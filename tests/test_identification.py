@@ -66,6 +66,7 @@ def test_indexing_an_unknown_photo_does_not_identify_it_without_a_search(
         job = _index(server, operator, unknown.parent)
         assert job["report"]["indexed"] == 1
         assert "people" not in job["report"], job["report"]  # no clustering outcome
+        assert "faces_refused" not in job["report"]  # nor whether someone in it opted out
         for path in ("/v1/people", "/v1/people?include_hidden=true"):
             refused = operator.get(path)
             assert refused.status_code == 403 and "reviewer" in refused.json()["error"]["message"]
