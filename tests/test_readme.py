@@ -24,8 +24,10 @@ no `$` prompts: `make install` and `make test` are what CI runs. What runs was c
 face_recognition photos, ~30 short commands and two small scripts; the 50-second evaluate of
 glint_dev12 is marked as a long run (tests/test_evaluate.py covers evaluate).
 
-Set FACEFIND_README_RECORD=FILE to also write each command's real output to FILE (JSON), to update
-the README's output from a real run.
+When a command's output changes, update the README from a real run: FACEFIND_README_UPDATE=1 makes
+this module, once every command has run, replace each shown output in README.md with what the
+command printed (stdout, then stderr without progress lines); review the diff and commit it.
+FACEFIND_README_RECORD=FILE writes the same as JSON instead.
 """
 
 from __future__ import annotations
@@ -174,6 +176,8 @@ def session(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     folder.mkdir()
     s = Session(folder)
     yield s
+    if os.environ.get("FACEFIND_README_UPDATE"):
+        update_readme(s.done)
     record = os.environ.get("FACEFIND_README_RECORD")
     if record:
         out = [
@@ -187,6 +191,28 @@ def session(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
             for k, p in sorted(s.done.items())
         ]
         Path(record).write_text(json.dumps(out, indent=1))
+
+
+PROGRESS = re.compile(r"^[\w ]+: \d+/\d+ \(")  # "indexing: 10/23 (3.4/s, ETA 4s)" on stderr
+
+
+def update_readme(done: dict[int, subprocess.CompletedProcess[str]]) -> None:
+    """Replace each run command's shown output in README.md with what it printed."""
+    lines = README.read_text().split("\n")
+    for k in sorted(done, key=lambda k: -STEPS[k].line):  # bottom up: line numbers stay valid
+        step, proc = STEPS[k], done[k]
+        if step.skip:
+            continue
+        at = step.line - 1
+        assert lines[at] == f"$ {step.command}", f"README changed during the run (line {step.line})"
+        end = at + 1
+        while end < len(lines) and not lines[end].startswith("$ ") and lines[end].strip() != "```":
+            end += 1
+        while end > at + 1 and not lines[end - 1].strip():
+            end -= 1
+        err = [x for x in proc.stderr.splitlines() if x.strip() and not PROGRESS.match(x)]
+        lines[at + 1 : end] = [x.rstrip() for x in proc.stdout.rstrip("\n").splitlines()] + err
+    README.write_text("\n".join(lines))
 
 
 def best_match(want: str, printed: list[str]) -> tuple[float, str]:
