@@ -53,11 +53,11 @@ bench: bench-install
 	$(BIN)/python bench/ingest_bench.py
 	$(BIN)/python bench/accuracy_bench.py
 	$(BIN)/python bench/search_bench.py
-	$(BIN)/python bench/index_bench.py --faces 100000   # README also has 1M and 10M runs (10M HNSW: hours, use --checkpoint)
+	$(BIN)/python bench/index_bench.py --faces 100000   # docs/benchmarks.md also has 1M and 10M runs (10M HNSW: hours, use --checkpoint)
 	$(BIN)/python bench/people_bench.py
 	$(BIN)/python bench/filter_bench.py
 	$(BIN)/python bench/rebuild_bench.py
-# Longer, run by hand (README, Benchmarks): openset_bench, optout_bench, pipeline_bench, api_bench,
+# Longer, run by hand (docs/benchmarks.md): openset_bench, optout_bench, pipeline_bench, api_bench,
 # server_bench (PostgreSQL; 1M: ~1 h), dask_bench.
 
 clean:

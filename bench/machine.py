@@ -1,4 +1,4 @@
-"""Describe the machine a benchmark ran on, for the README."""
+"""Describe the machine a benchmark ran on, for docs/benchmarks.md."""
 
 from __future__ import annotations
 

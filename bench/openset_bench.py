@@ -246,7 +246,7 @@ def main() -> None:
         nargs=2,
         default=[1200, 2],
         metavar=("IDENTITIES", "PHOTOS"),
-        help="synthetic calibration set: people and photos each (120 10 is glint-like: see README)",
+        help="synthetic calibration set: people and photos each (120 10 is glint-like: docs/benchmarks.md)",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -11,7 +11,7 @@ A 1:N search compares the query with N faces, so what matters for a stranger is 
 positive identification rate FPIR = P(any of N impostor scores >= s) = 1 - (1 - FMR(s))^N. That
 is exact for independent comparisons and an upper bound when, as with faces, the scores of one
 stranger against the gallery are positively associated (several photos of a look-alike pass
-together): measured on the shared photos the formula overstates FPIR by 1.3-1.6x (README).
+together): measured on the shared photos the formula overstates FPIR by 1.3-1.6x (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ class Calibration:
         Where that needs an extrapolated FMR, the threshold keeps it at the 95% bound of the tail
         refits (`bound`), not at the point estimate: on synthetic galleries of 10k-1M faces the point
         estimate let through 2-4x the stated FPIR, the bound 0.35-1.85x (bench/openset_bench.py, a
-        calibration set of 1,200 people; with 120 people even the bound is unreliable: README)."""
+        calibration set of 1,200 people; with 120 people even the bound is unreliable: docs/benchmarks.md)."""
         MAX_FPIR.check(max_fpir)
         key = (max_fpir, gallery, bound)
         if key not in self._cuts:  # the same gallery is searched again and again
@@ -271,7 +271,7 @@ def fmr_for_fpir(fpir: float, gallery: int) -> float:
 
 
 def default_calibration(model_id: str) -> Calibration:
-    """The table shipped with facefind for `model_id` (see README: how it was made)."""
+    """The table shipped with facefind for `model_id` (see docs/design.md: how it was made)."""
     name = f"calibration-{model_id}.json"
     try:
         text = resources.files("facefind").joinpath("data", name).read_text()

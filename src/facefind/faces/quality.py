@@ -13,7 +13,7 @@ from .backend import Detection
 # Below SIZE_LOW px a face carries too little detail; at SIZE_FULL px and above, size is no limit.
 SIZE_LOW, SIZE_FULL = 16.0, 64.0
 # Variance of the Laplacian of a 112x112 chip: sharp faces measure several hundred; heavy
-# blur under ~10 (measured on ../shared/datasets, see README).
+# blur under ~10 (measured on ../shared/datasets, see docs/benchmarks.md).
 BLUR_LOW, BLUR_FULL = 5.0, 60.0
 # Sharpness is measured on the eyes-nose-mouth square of the chip only: the chip's corners can lie
 # outside the photo (black, with a hard edge) or on hair and background, which kept heavily

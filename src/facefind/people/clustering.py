@@ -1,7 +1,7 @@
 """Grouping face embeddings into persons: Chinese whispers over a thresholded neighbour graph.
 
 Chosen by measurement over Immich's DBSCAN-style rule, exact average-linkage agglomerative
-clustering and HDBSCAN (bench/people_bench.py, README "People"). Embeddings are L2-normalised,
+clustering and HDBSCAN (bench/people_bench.py, docs/benchmarks.md "People"). Embeddings are L2-normalised,
 so similarity is the inner product. Neighbour graphs come from FAISS: exact below `EXACT_MAX`
 faces, HNSW above, so 100k faces take seconds.
 """

@@ -39,7 +39,7 @@ from ..results import Box, ClusterReport, Person, PersonFace
 from ..settings import Settings
 from .clustering import chinese_whispers, threshold_graph
 
-NEIGHBOURS = 60  # graph degree; 30 made glint_dev12 results depend on the random seed (README)
+NEIGHBOURS = 60  # graph degree; 30 made glint_dev12 results depend on the random seed (docs/benchmarks.md)
 
 
 class PersonNotFound(NotFound):

@@ -19,7 +19,7 @@ import numpy as np
 from .pq_scan import PQScan
 
 KINDS = ("flat", "pq", "hnsw", "ivf")
-# Chosen by measurement on face-like data (bench/index_bench.py, README). HNSW over 8-bit
+# Chosen by measurement on face-like data (bench/index_bench.py, docs/benchmarks.md). HNSW over 8-bit
 # scalar-quantised vectors keeps recall@10 within 0.003 of full-precision HNSW at a quarter of
 # the vector memory. At 1M faces M=48/efConstruction=200 reach recall@10 0.989 (re-ranked) with
 # efSearch 1024 in 9 ms, where M=32/efConstruction=100 reach 0.949; "pq" is faster there.
@@ -28,7 +28,7 @@ IVF_NPROBE = 128
 # "pq": every face as 64 4-bit codes (32 bytes, pq_scan.py), scanned in full, and as 8-bit
 # scalar-quantised vectors (128 bytes) that re-score the best PQ_CANDIDATES. Face-like data is
 # hard for graphs and lists (a face's top 10 holds strangers from anywhere), easy for a scan:
-# at 1M faces recall@10 0.997 in ~2 ms, built in seconds (README).
+# at 1M faces recall@10 0.997 in ~2 ms, built in seconds (docs/benchmarks.md).
 PQ_CANDIDATES = 400
 # A filter that leaves fewer than this share of faces is served by scanning the 8-bit vectors
 # with the filter inside FAISS, because over-fetching PQ candidates would need too many.
@@ -36,12 +36,12 @@ PQ_MIN_SHARE = 0.05
 SELECTIONS_KEPT = 16  # filter masks cached per index (1 bit + 1 byte a face each)
 # Approximate kinds rank by quantised vectors, which mixes up faces of nearly equal similarity;
 # fetching twice k and re-ranking by exact cosine raised recall@10 at 1M faces from 0.975 to 0.982
-# (efSearch 768); fetching 4k gained nothing more (bench/index_bench.py, README).
+# (efSearch 768); fetching 4k gained nothing more (bench/index_bench.py, docs/benchmarks.md).
 RERANK_FACTOR = 2
 
 
 def hnsw_ef_search(n: int) -> int:
-    """Bigger graphs need a wider search for the same recall: 256 at 100k, 1024 at 1M (README)."""
+    """Bigger graphs need a wider search for the same recall: 256 at 100k, 1024 at 1M (docs/benchmarks.md)."""
     return 256 if n <= 300_000 else 1024
 
 

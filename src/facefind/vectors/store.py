@@ -43,7 +43,7 @@ ERASED = "an erasure happened after this index was built (it may hold erased fac
 
 @dataclass(frozen=True)
 class IndexPolicy:
-    """Which index to build for how many faces (measured: see README, bench/index_bench.py)."""
+    """Which index to build for how many faces (measured: see docs/benchmarks.md, bench/index_bench.py)."""
 
     kind: str = "auto"  # or one of KINDS to force it
     flat_max: int = 100_000  # exact search: 2-3 ms per query at 100k faces; PQ fast scan above
