@@ -83,3 +83,13 @@ def serve(db: str | Path, folder: Path, workers: int = 2) -> Iterator[Server]:
         proc.wait(30)
         log.close()
     assert "Traceback" not in (folder / "server.log").read_text()
+
+
+def finished(client: httpx.Client, job: dict, seconds: float = 300) -> dict:
+    """The index job `job` (as POST /v1/index-jobs answered) once it is no longer queued or
+    running, polled through `client` (or as it last was, after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.3)
+        job = client.get(f"/v1/index-jobs/{job['id']}").json()
+    return job

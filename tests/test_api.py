@@ -21,7 +21,7 @@ from facefind.api import create_app
 from facefind.policy import ACTIONS, Role
 
 from .conftest import FR, MULTI, OBAMA
-from .server import NAMES, Server, serve_copy
+from .server import NAMES, Server, finished, serve_copy
 
 ALEX = FR / "Alex_Lacamoire" / "img1.jpg"
 
@@ -312,11 +312,7 @@ def test_two_workers_see_each_others_writes(server: Server) -> None:
     with server.client(Role.operator) as operator:
         started = operator.post("/v1/index-jobs", json={"path": str(MULTI), "collection": "default"})
         assert started.status_code == 202, started.text
-        job = started.json()
-        deadline = time.monotonic() + 300
-        while job["state"] in ("queued", "running") and time.monotonic() < deadline:
-            time.sleep(0.5)
-            job = operator.get(f"/v1/index-jobs/{job['id']}").json()
+        job = finished(operator, started.json())
         assert job["state"] == "done" and job["report"]["indexed"] >= 1, job
         # Not two_people.jpg: it shows the opted-out Biden and Obama, whose consent was withdrawn above.
         new_photo = MULTI / "kit_with_rose.jpg"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from facefind.policy import Role
 
 from .conftest import FR, GLINT, run_cli
-from .server import NAMES, Server, serve_copy
+from .server import NAMES, Server, finished, serve_copy
 
 OBAMA2 = FR / "Barack_Obama" / "obama2.jpg"
 
@@ -45,11 +44,7 @@ def _index(server: Server, operator: httpx.Client, folder: Path) -> dict:
         admin.put("/v1/collections/default/roots", json={"roots": [str(folder.parent)]})
     started = operator.post("/v1/index-jobs", json={"path": str(folder), "collection": "default"})
     assert started.status_code == 202, started.text
-    job = started.json()
-    deadline = time.monotonic() + 300
-    while job["state"] in ("queued", "running") and time.monotonic() < deadline:
-        time.sleep(0.5)
-        job = operator.get(f"/v1/index-jobs/{job['id']}").json()
+    job = finished(operator, started.json())
     assert job["state"] == "done", job
     return dict(job)
 
@@ -190,10 +185,7 @@ def test_a_key_limited_to_a_collection_learns_no_names_given_elsewhere(
         key = admin.post("/v1/keys", json={"name": "desk2-op", "role": "operator", "collections": ["desk2"]})
     with server.client(key=key.json()["key"]) as scoped:
         job = scoped.post("/v1/index-jobs", json={"path": str(desk), "collection": "desk2"}).json()
-        deadline = time.monotonic() + 300
-        while job["state"] in ("queued", "running") and time.monotonic() < deadline:
-            time.sleep(0.5)
-            job = scoped.get(f"/v1/index-jobs/{job['id']}").json()
+        job = finished(scoped, job)
         assert job["state"] == "done", job
         found = _search(scoped, kit, "desk story")
         matches = [m for f in found.json()["faces"] for m in f["matches"]]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from facefind.errors import Refused
 from facefind.policy import Role
 
 from .conftest import FR, OBAMA, run_cli, run_json
-from .server import Server, serve_copy
+from .server import Server, finished, serve_copy
 
 DESK_PHOTOS = sorted(FR.glob("*/*.jpg"))[:4]
 FAMILY_PHOTO = FR / "Joe_Biden" / "biden.jpg"
@@ -83,14 +82,6 @@ def setup(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Set
             )
             assert key.status_code == 201, key.text
         yield Setup(server, base, key.json()["key"])
-
-
-def wait(client: httpx.Client, job: dict) -> dict:
-    deadline = time.monotonic() + 300
-    while job["state"] in ("queued", "running") and time.monotonic() < deadline:
-        time.sleep(0.3)
-        job = client.get(f"/v1/index-jobs/{job['id']}").json()
-    return job
 
 
 def test_roots_are_set_by_an_admin_stored_resolved_and_listed(setup: Setup) -> None:
@@ -157,7 +148,7 @@ def test_links_leading_out_of_the_root_are_skipped_and_their_targets_never_named
     with setup.desk_client() as client:
         job = client.post("/v1/index-jobs", json={"path": str(setup.desk / "."), "collection": "desk"})
         assert job.status_code == 202, job.text
-        job = wait(client, job.json())
+        job = finished(client, job.json())
         assert job["state"] == "done", job
         report = job["report"]
         assert report["indexed"] == len(DESK_PHOTOS), report
@@ -213,17 +204,17 @@ def test_jobs_queue_per_key_and_in_all_and_a_queued_job_can_be_cancelled(setup: 
             assert other.json()["state"] == "running", other.text
             cancelled = desk.delete(f"/v1/index-jobs/{third['id']}").json()
             assert cancelled["state"] == "cancelled", cancelled
-            finished = [wait(desk, first), wait(desk, second), wait(operator, other.json())]
-            assert [j["state"] for j in finished] == ["done"] * 3, finished
-            assert finished[1]["report"]["unchanged"] == len(list(big.iterdir())), finished[1]
-            assert wait(desk, third)["state"] == "cancelled"
+            ended = [finished(desk, first), finished(desk, second), finished(operator, other.json())]
+            assert [j["state"] for j in ended] == ["done"] * 3, ended
+            assert ended[1]["report"]["unchanged"] == len(list(big.iterdir())), ended[1]
+            assert finished(desk, third)["state"] == "cancelled"
     finally:
         shutil.rmtree(big)
 
 
 def test_a_crop_of_a_photo_swapped_since_indexing_is_404(setup: Setup) -> None:
     with setup.desk_client() as client:
-        job = wait(
+        job = finished(
             client, client.post("/v1/index-jobs", json={"path": str(setup.desk), "collection": "desk"}).json()
         )
         assert job["state"] == "done", job

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from facefind.catalog.core import Catalog
 from facefind.policy import Role
 
 from .conftest import FR, GLINT, MULTI, new_catalog, new_pg_database, run_json
-from .server import NAMES, Server, serve
+from .server import NAMES, Server, finished, serve
 
 
 def facefind_cli(*args: str | Path, db: str | Path) -> subprocess.Popen[str]:
@@ -121,10 +120,9 @@ def test_the_service_on_postgresql_with_two_workers(pg_url: str, tmp_path: Path)
     with facefind.open(db) as ff:  # index jobs read only under their collection's roots
         ff.update_collection("default", add_roots=[str(FR)])
     with serve(db, tmp_path, workers=2) as server, server.client(Role.operator) as operator:
-        job = operator.post("/v1/index-jobs", json={"path": str(FR), "collection": "default"}).json()
-        while job["state"] in ("queued", "running"):
-            time.sleep(0.5)
-            job = operator.get(f"/v1/index-jobs/{job['id']}").json()
+        job = finished(
+            operator, operator.post("/v1/index-jobs", json={"path": str(FR), "collection": "default"}).json()
+        )
         assert job["state"] == "done" and job["report"]["indexed"] == 23, job
         workers, tops = set(), set()
         for _ in range(40):  # each new connection goes to either worker
