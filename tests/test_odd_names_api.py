@@ -27,8 +27,8 @@ import facefind
 from facefind.paths import from_stored, json_text
 from facefind.policy import Role
 
-from .conftest import OBAMA, new_catalog, run_cli
-from .server import Server, serve
+from .conftest import FR, OBAMA, new_catalog, run_cli
+from .server import Server, finished, serve
 
 ODD = [
     b"\xff\xfe.jpg",  # not UTF-8
@@ -176,3 +176,28 @@ def test_cli_json_and_audit_export_write_every_name_and_line(service: tuple[Serv
     for p in paths:
         p.encode("utf-8")
     assert {os.fsencode(root / "first") + b"/" + raw for raw in ODD} <= names(paths)
+
+
+def test_a_path_read_from_an_answer_can_be_sent_back_to_erase_it(
+    service: tuple[Server, Path], tmp_path: Path
+) -> None:
+    """A DPO erases a photo whose name is not UTF-8 by sending the path as an answer gave it."""
+    server, root = service
+    folder = root / "erase-me"
+    folder.mkdir()
+    raw = b"erase \xff\\x41 me.jpg"
+    shutil.copy(FR / "Kit_Harington" / "john1.jpeg", os.path.join(os.fsencode(folder), raw))
+    operator = server.client(Role.operator)
+    job = finished(operator, strict_json(operator.post("/v1/index-jobs", json={"path": str(folder)}), 202))
+    assert job["state"] == "done" and job["report"]["indexed"] == 1, job
+    found = strict_json(
+        operator.post(
+            "/v1/search",
+            files={"photo": ("q.jpg", (FR / "Kit_Harington" / "john1.jpeg").read_bytes(), "image/jpeg")},
+            data={"purpose": "subject's erasure request"},
+        )
+    )
+    (path,) = [m["path"] for f in found["faces"] for m in f["matches"] if "erase" in m["path"]]
+    assert os.fsencode(from_stored(path)) == os.path.join(os.fsencode(folder), raw)
+    receipt = server.client(Role.dpo).post("/v1/erasures", json={"kind": "image", "target": path})
+    assert strict_json(receipt)["images_removed"] == 1

@@ -1,5 +1,9 @@
 """Version 1 of the REST API: one route per CLI command, each one library call as its principal.
 
+Paths come and go in one JSON form (`paths.for_json`; a name that is not UTF-8 in its stored
+form), so a path read from an answer can be sent back as it is: routes decode them with
+`paths.from_stored`.
+
 Every route but /healthz needs a key (`Authorization: Bearer KEY`); the action each one names is
 checked against the key's role (policy.py). Photos come as multipart uploads and are not kept.
 """
@@ -16,6 +20,7 @@ from ..accountability import consent, erasure, keys, optouts
 from ..accountability.audit import AuditEntry, AuditVerification
 from ..accountability.collections import Collection
 from ..errors import InvalidValue, Refused
+from ..paths import from_stored
 from ..policy import LOOSEST_FMR, MAX_SERVICE_TOP_K, Principal, as_seen_by, require_searched
 from .app import allowed, principal, read_upload, service
 from .jobs import Job, jobs
@@ -118,7 +123,7 @@ def collections_create(request: Request, who: CanWriteCollections, body: Collect
             basis=body.basis,
             retention=body.retention,
             note=body.note,
-            roots=body.roots,
+            roots=[from_stored(r) for r in body.roots],
         )
 
 
@@ -127,7 +132,7 @@ def collections_roots(request: Request, who: CanWriteCollections, name: str, bod
     """The folders index jobs may read this collection from; without any, it cannot be indexed
     through the service."""
     with service(request).acting(who, "collections.write") as ff:
-        return ff.update_collection(name, roots=body.roots)
+        return ff.update_collection(name, roots=[from_stored(r) for r in body.roots])
 
 
 # index jobs ---------------------------------------------------------------------------------
@@ -143,7 +148,7 @@ def index_start(request: Request, who: CanIndex, body: IndexRequest) -> Job:
     poll GET /v1/index-jobs/{id} for progress."""
     who.within([body.collection])
     with service(request).acting(who, "index") as ff:
-        return jobs(request).start(ff, body.path, body.collection, body.retry_errors)
+        return jobs(request).start(ff, from_stored(body.path), body.collection, body.retry_errors)
 
 
 @router.get("/index-jobs", tags=["index"])
@@ -434,7 +439,8 @@ class EraseRequest(BaseModel):
 def erase(request: Request, who: CanErase, body: EraseRequest) -> erasure.ErasureReceipt:
     """Erase everywhere it is stored; the receipt is also kept in the audit log."""
     with service(request).acting(who, "erase") as ff:
-        return ff.erase(body.kind, body.target, confirm=body.confirm)
+        target = from_stored(body.target) if body.kind == "image" else body.target
+        return ff.erase(body.kind, target, confirm=body.confirm)
 
 
 class PurgeRequest(BaseModel):
