@@ -78,11 +78,11 @@ def test_bad_consent_requests_change_nothing(db: Path) -> None:
     for args, message in [
         (("consent", "add", pid, "--by", "x", "--expires", "2001-01-01", "--evidence", "e"), "in the past"),
         (("consent", "add", pid, "--by", "x", "--expires", "soon", "--evidence", "e"), "not a date"),
-        (("consent", "add", pid, *CONSENT, "--scope", "search,marketing"), "--scope is a comma-separated"),
+        (("consent", "add", pid, *CONSENT, "--scope", "search,marketing"), "(--scope) is a list of"),
         (("consent", "add", "9999", *CONSENT), "no person with id 9999"),
         (
             ("consent", "add", pid, "--by", " ", "--expires", "2099-01-01", "--evidence", "e"),
-            "--by is required",
+            "who gave the consent is required",
         ),
         (("consent", "withdraw", "77"), "no consent with id 77"),
     ]:

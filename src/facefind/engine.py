@@ -237,7 +237,7 @@ class FaceFind:
                 f"of that person alone, or choose the face with --face N (0 = largest)."
             )
         if face is not None and not 0 <= face < len(found):
-            raise FacefindError(f"--face {face} does not exist: the photo has {len(found)} face(s)")
+            raise FacefindError(f"face {face} does not exist: the photo has {len(found)} face(s)")
         chosen = found[face or 0]
         threshold = self.calibration().threshold(optouts.DEFAULT_MAX_FMR)
         added = optouts.add(
@@ -470,7 +470,7 @@ class FaceFind:
         if face is not None:
             limits.FACE.check(face)
         if sum(x is not None for x in (max_fpir, max_fmr, threshold)) > 1:
-            raise FacefindError("give at most one of --max-fpir, --max-fmr and --threshold")
+            raise FacefindError("give at most one of max_fpir, max_fmr and threshold (--max-fpir ...)")
         calibration = self.calibration()
         index = self.vector_index()
         min_px, min_q = (
@@ -682,7 +682,7 @@ class FaceFind:
             return list(enumerate(found))
         if not 0 <= face < len(found):
             raise FacefindError(
-                f"--face {face} does not exist: {_describe(image)} has {len(found)} face(s), "
+                f"face {face} does not exist: {_describe(image)} has {len(found)} face(s), "
                 f"numbered 0..{len(found) - 1} from largest to smallest."
             )
         return [(face, found[face])]

@@ -74,7 +74,7 @@ def create(
         raise FacefindError("a collection needs an owner (--owner): the person or body responsible for it")
     if basis not in BASES:
         choices = "; ".join(f"{k}: {v}" for k, v in BASES.items())
-        raise FacefindError(f"--basis must be one of: {choices}. Got {basis!r}.")
+        raise FacefindError(f"the lawful basis (--basis) must be one of: {choices}. Got {basis!r}.")
     if basis == "legitimate-interest" and not note:
         raise FacefindError(
             "--basis legitimate-interest needs --note: where the balancing test is documented"
@@ -123,9 +123,9 @@ def resolve_root(folder: str | Path) -> str:
     try:
         real = os.path.realpath(Path(folder).expanduser(), strict=True)
     except (OSError, ValueError):
-        raise InvalidValue(f"--root {shown(str(folder))}: no such folder on this machine") from None
+        raise InvalidValue(f"root {shown(str(folder))}: no such folder on this machine") from None
     if not os.path.isdir(real):
-        raise InvalidValue(f"--root {shown(str(folder))} is not a folder; give the folder photos are in")
+        raise InvalidValue(f"root {shown(str(folder))} is not a folder; give the folder photos are in")
     return real
 
 

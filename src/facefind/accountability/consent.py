@@ -51,19 +51,19 @@ def add(
 ) -> Consent:
     given_by, evidence = given_by.strip(), evidence.strip()
     if not given_by:
-        raise FacefindError("--by is required: who gave the consent (the person, or their guardian)")
+        raise FacefindError("who gave the consent is required (--by): the person or their guardian")
     if not evidence:
-        raise FacefindError("--evidence is required: where the signed form or message is kept (a reference)")
+        raise FacefindError("evidence is required (--evidence): where the signed form or message is kept")
     wanted = [s.strip() for s in scope.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in SCOPES]
     if not wanted or unknown:
-        raise FacefindError(f"--scope is a comma-separated list of {', '.join(SCOPES)}; got {scope!r}")
+        raise FacefindError(f"the scope (--scope) is a list of {', '.join(SCOPES)}; got {scope!r}")
     try:
         expiry = date.fromisoformat(expires)
     except ValueError:
-        raise FacefindError(f"--expires {expires!r} is not a date; use YYYY-MM-DD") from None
+        raise FacefindError(f"the expiry (--expires) {expires!r} is not a date; use YYYY-MM-DD") from None
     if expiry.isoformat() < today():
-        raise FacefindError(f"--expires {expires} is in the past: a consent must be valid when recorded")
+        raise FacefindError(f"the expiry date {expires} is in the past: a consent must be valid when given")
     if not is_id(person_id) or not person_store.exists(catalog, person_id):
         raise NotFound(f"no person with id {person_id}; `facefind people list --all` shows them")
     consent_id = store.insert(

@@ -55,7 +55,7 @@ def add(catalog: Catalog, name: str, role: str, actor: str, collections: list[st
             "anonymous client in the audit log); name the person or program that uses the key"
         )
     if role not in Role.__members__:
-        raise InvalidValue(f"--role must be one of {', '.join(Role)}, got {role!r}")
+        raise InvalidValue(f"the role must be one of {', '.join(Role)}, got {role!r}")
     if collections is not None:
         collections = sorted(set(collections))
         catalog.collection_ids(collections)  # each must exist
