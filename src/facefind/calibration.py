@@ -51,16 +51,32 @@ class Tail:
     shape: float  # xi; negative: a bounded tail, ending at start - scale / shape
     scale: float
 
+    @staticmethod
+    def size(pairs: int, share: float = TAIL_SHARE) -> int:
+        """How many of the highest of `pairs` impostor scores the model is fitted to (one more is
+        its start)."""
+        return int(min(pairs // 2, max(TAIL_MIN, round(share * pairs))))
+
     @classmethod
     def fit(cls, impostor: np.ndarray, share: float = TAIL_SHARE) -> Tail:
+        n = len(impostor)
+        k = cls.size(n, share)
+        top = np.partition(np.asarray(impostor, np.float64), n - k - 1)[n - k - 1 :]
+        return cls.fit_top(top, n, share)
+
+    @classmethod
+    def fit_top(cls, top: np.ndarray, pairs: int, share: float = TAIL_SHARE) -> Tail:
+        """The model of `pairs` impostor scores from their highest ones only (`top`, any order,
+        at least `size(pairs) + 1` of them)."""
         from scipy import stats
 
-        n = len(impostor)
-        k = int(min(n // 2, max(TAIL_MIN, round(share * n))))
-        top = np.sort(np.partition(np.asarray(impostor, np.float64), n - k - 1)[n - k - 1 :])
+        k = cls.size(pairs, share)
+        if len(top) < k + 1:
+            raise ValueError(f"{len(top)} top scores given; the tail of {pairs} pairs needs {k + 1}")
+        top = np.sort(np.asarray(top, np.float64))[-(k + 1) :]
         start, excess = float(top[0]), top[1:] - top[0]
         shape, _, scale = stats.genpareto.fit(excess, floc=0)
-        return cls(start=start, rate=k / n, shape=float(shape), scale=float(scale))
+        return cls(start=start, rate=k / pairs, shape=float(shape), scale=float(scale))
 
     def fmr(self, score: float) -> float:
         if score <= self.start:
@@ -103,6 +119,8 @@ class Calibration:
     source: str
     tail: Tail | None = None  # absent in tables made before facefind 0.2: no extrapolation
     tail_resamples: list[Tail] = field(default_factory=list)  # identity-bootstrap refits
+    # What it was measured on: folders, people, photos, pairs, the measured and extrapolated range.
+    provenance: dict = field(default_factory=dict)
 
     @property
     def fmr_floor(self) -> float:
@@ -231,10 +249,12 @@ class Calibration:
         impostor: np.ndarray,
         genuine_pairs: int,
         source: str,
-        resamples: Iterable[np.ndarray] = (),
+        resamples: Iterable[np.ndarray | tuple[np.ndarray, int]] = (),
+        provenance: dict | None = None,
     ) -> Calibration:
         """A table from impostor scores; `resamples` are the impostor scores of bootstrap resamples
-        of the labelled identities, refitted to give the tail model its uncertainty."""
+        of the labelled identities (or, for large sets, each resample's highest scores and its
+        number of pairs: see Tail.fit_top), refitted to give the tail model its uncertainty."""
         ascending = np.sort(np.asarray(impostor, np.float64))
         n = len(ascending)
         if n < 1000:
@@ -246,7 +266,7 @@ class Calibration:
         passing = np.unique(np.round(np.logspace(0, np.log10(n), 200)).astype(int))
         thresholds = np.unique(ascending[n - passing])
         fmrs = (n - np.searchsorted(ascending, thresholds, side="left")) / n
-        return cls(
+        calibration = cls(
             model_id=model_id,
             thresholds=[round(float(x), 6) for x in thresholds],
             fmrs=[float(x) for x in fmrs],
@@ -254,8 +274,28 @@ class Calibration:
             genuine_pairs=int(genuine_pairs),
             source=source,
             tail=Tail.fit(ascending),
-            tail_resamples=[Tail.fit(r) for r in resamples if len(r) >= 1000],
+            tail_resamples=[_refit(r) for r in resamples if _pairs(r) >= 1000],
         )
+        measured = calibration.measured_floor
+        calibration.provenance.update(provenance or {})
+        calibration.provenance.update(
+            genuine_pairs=int(genuine_pairs),
+            impostor_pairs=n,
+            smallest_fmr_counted=1 / n,  # one impostor pair in all of them
+            # Rates at or above this are read from the measured table; below it, from the tail model
+            # (reported as extrapolated, with their 95% bound).
+            extrapolated_below_fmr=measured,
+            threshold_at_extrapolation=round(calibration._table_threshold(measured), 6),
+        )
+        return calibration
+
+
+def _pairs(resample: np.ndarray | tuple[np.ndarray, int]) -> int:
+    return resample[1] if isinstance(resample, tuple) else len(resample)
+
+
+def _refit(resample: np.ndarray | tuple[np.ndarray, int]) -> Tail:
+    return Tail.fit_top(*resample) if isinstance(resample, tuple) else Tail.fit(resample)
 
 
 def fpir_of(fmr: float, gallery: int) -> float:

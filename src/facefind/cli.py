@@ -563,7 +563,13 @@ def _print_verify(v: Verification) -> None:
 
 @app.command()
 def evaluate(
-    labelled: Annotated[Path, typer.Argument(help="Folder of PERSON/IMAGE folders.")],
+    labelled: Annotated[
+        list[Path],
+        typer.Argument(
+            help="One or more folders of PERSON/IMAGE folders (the face nearest each photo's centre is "
+            "the labelled one; people are told apart per folder)."
+        ),
+    ],
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write DET (1:1 and 1:N) and ROC curves to this PNG.")
     ] = None,
@@ -665,7 +671,13 @@ def evaluate(
 
 @app.command()
 def calibrate(
-    labelled: Annotated[Path, typer.Argument(help="Folder of PERSON/IMAGE folders.")],
+    labelled: Annotated[
+        list[Path],
+        typer.Argument(
+            help="One or more folders of PERSON/IMAGE folders (the face nearest each photo's centre is "
+            "the labelled one; people are told apart per folder)."
+        ),
+    ],
     output: Annotated[
         Path | None, typer.Option("--output", help="Also write the table to this JSON file.")
     ] = None,
@@ -677,7 +689,8 @@ def calibrate(
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Rebuild the similarity -> false-match-rate table from your own labelled photos."""
+    """Rebuild the similarity -> false-match-rate table from your own labelled photos (several folders
+    pool their people; pairs are formed within each folder)."""
     with session(db) as ff, progress_bar("embedding", as_json) as on_progress:
         calibration = ff.calibrate(labelled, workers=workers, on_progress=on_progress, model=model)
     table = calibration.to_dict()

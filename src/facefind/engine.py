@@ -720,14 +720,16 @@ class FaceFind:
     # calibration and stats -----------------------------------------------------------------
     def calibrate(
         self,
-        labelled_dir: str | Path,
+        labelled_dir: str | Path | Sequence[str | Path],
         *,
         workers: int | None = None,
         on_progress: Progress | None = None,
         save: bool = True,
         model: str | None = None,
     ) -> Calibration:
-        """Measure the similarity->FMR table on PERSON/IMAGE folders and use it from now on.
+        """Measure the similarity->FMR table on one or more PERSON/IMAGE folders and use it from now on
+        (each photo's labelled face is the one nearest its centre; pairs only within a folder: see
+        evaluate.load_labelled).
 
         `model` calibrates a registered recognizer other than the active one (before `models use`).
         """
@@ -738,7 +740,8 @@ class FaceFind:
             settings = self.models.settings_for(model)
             other = load_backend(settings)
             backend = lambda: other  # noqa: E731
-        labelled = load_labelled(Path(labelled_dir), settings, workers, backend, on_progress)
+        folders = [labelled_dir] if isinstance(labelled_dir, str | Path) else list(labelled_dir)
+        labelled = load_labelled([Path(f) for f in folders], settings, workers, backend, on_progress)
         calibration = labelled.calibration(backend().model_id)
         if save:
             self.catalog.save_calibration(calibration.model_id, calibration.to_dict())

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration
+from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration, Tail
 from .errors import FacefindError
-from .faces import FaceBackend
+from .faces import Face, FaceBackend
 from .images import is_image_path
 from .ingest import FileTask, Progress, analyse_files
 from .results import FileError
@@ -37,6 +37,9 @@ class LabelledSet:
     errors: list[FileError] = field(default_factory=list)
     # "cosine" for L2-normalised embeddings (ours); "euclidean" scores -distance (dlib's way).
     metric: str = "cosine"
+    # Index of the labelled folder each image came from; pairs across folders are never formed.
+    folders: np.ndarray | None = None
+    folder_names: list[str] = field(default_factory=list)  # by that index
 
     def similarity(self, rows: np.ndarray | list[int], cols: np.ndarray | list[int]) -> np.ndarray:
         """Similarity matrix between two subsets of images; failures score NO_FACE."""
@@ -59,71 +62,132 @@ class LabelledSet:
         everything = np.arange(len(self.paths))
         sims = self.similarity(everything, everything)
         first, second = np.triu_indices(len(self.paths), 1)
+        if self.folders is not None and len(set(self.folders.tolist())) > 1:
+            within = self.folders[first] == self.folders[second]
+            first, second = first[within], second[within]
         return sims[first, second], first, second
 
     def pair_scores(self) -> tuple[np.ndarray, np.ndarray]:
         """(genuine, impostor) similarities over all unordered pairs of images."""
         scores, first, second = self.pairs()
-        same = self.labels[first] == self.labels[second]
+        _, owner = np.unique(self.labels, return_inverse=True)  # integers: millions of pairs
+        same = owner[first] == owner[second]
         return scores[same], scores[~same]
 
     def calibration(self, model_id: str, resamples: int = 100) -> Calibration:
         genuine, impostor = self.pair_scores()
+        folders = self.folders if self.folders is not None else np.zeros(len(self.paths), np.int32)
+        per_folder = []
+        for index, name in enumerate(self.folder_names or [self.root.name]):
+            mine = folders == index
+            people = {p for p, m in zip(self.persons, mine, strict=True) if m}
+            per_folder.append(
+                {
+                    "folder": name,
+                    "people": len(people),
+                    "photos": int(mine.sum()),
+                    "photos_without_a_face": int((mine & ~self.detected).sum()),
+                }
+            )
         return Calibration.from_scores(
             model_id,
             impostor[impostor > NO_FACE],
             int((genuine > NO_FACE).sum()),
             source=f"{self.root.name} ({len(self.paths)} images, {len(set(self.persons))} identities)",
             resamples=self.identity_resamples(resamples),
+            provenance={
+                "folders": per_folder,
+                "people": len(set(self.persons)),
+                "photos": len(self.paths),
+                "labelled_face": "the face nearest the image centre",
+                "pairs": "every two photos of one folder in which a face was found",
+                "bootstrap_resamples": resamples,
+            },
         )
 
-    def identity_resamples(self, count: int, seed: int = 0) -> Iterator[np.ndarray]:
-        """Impostor scores of `count` bootstrap resamples of the identities (drawn with replacement).
+    def identity_resamples(self, count: int, seed: int = 0) -> Iterator[tuple[np.ndarray, int]]:
+        """`count` bootstrap resamples of the identities (drawn with replacement), each as the
+        highest of its impostor scores and its number of impostor pairs (what Tail.fit_top needs).
 
         Impostor pairs are not independent: the highest ones come from a few look-alike identities,
         so resampling identities, not pairs, shows how much the tail rests on which people are in
-        the set.
+        the set. A resample drawing person a c_a times and b c_b times holds each a-b pair
+        c_a * c_b times (a person drawn twice is not an impostor of itself); weighting the measured
+        pairs that way gives exactly the resample's scores without forming its millions of pairs.
         """
         identities, owner = np.unique(self.labels, return_inverse=True)
-        members = [np.flatnonzero(owner == i) for i in range(len(identities))]
-        everything = np.arange(len(self.paths))
-        sims = self.similarity(everything, everything)
+        scores, first, second = self.pairs()
+        a, b = owner[first], owner[second]
+        keep = (a != b) & (scores > NO_FACE)
+        scores, a, b = scores[keep], a[keep], b[keep]
+        n = len(scores)
+        if not n:
+            return
+        # Resamples hold about n pairs; keep 20x the share the tail model is fitted to.
+        top_count = min(n, 20 * Tail.size(n))
+        top = np.argpartition(scores, n - top_count)[n - top_count :]
+        scores, a, b = scores[top], a[top], b[top]
+        faces = np.bincount(owner[self.detected], minlength=len(identities))
+        folder = np.zeros(len(identities), np.int64)
+        if self.folders is not None:
+            folder[owner] = self.folders
         rng = np.random.default_rng(seed)
         for _ in range(count):
-            drawn = rng.integers(0, len(identities), len(identities))
-            rows = np.concatenate([members[d] for d in drawn])
-            first, second = np.triu_indices(len(rows), 1)
-            different = owner[rows[first]] != owner[rows[second]]  # a person drawn twice is not an impostor
-            scores = sims[rows[first[different]], rows[second[different]]]
-            yield scores[scores > NO_FACE]
+            drawn = np.bincount(rng.integers(0, len(identities), len(identities)), minlength=len(identities))
+            weight = drawn[a] * drawn[b]
+            per_identity = (drawn * faces).astype(np.float64)
+            by_folder = np.bincount(folder, weights=per_identity)
+            squares = np.bincount(folder, weights=per_identity**2)
+            pairs = round(float((by_folder**2 - squares).sum()) / 2)
+            sample = np.repeat(scores, weight)
+            if pairs >= 1000 and len(sample) > Tail.size(pairs):
+                yield sample, pairs
 
 
 def load_labelled(
-    root: Path,
+    roots: Path | Sequence[Path],
     settings: Settings,
     workers: int | None,
     backend: Callable[[], FaceBackend],
     on_progress: Progress | None = None,
 ) -> LabelledSet:
-    """Embed the largest face of every photo in ROOT/PERSON/... (files directly in ROOT ignored)."""
-    root = root.expanduser().resolve()
-    if not root.is_dir():
-        raise FacefindError(f"{root}: not a folder. Evaluation wants PERSON/IMAGE folders.")
+    """Embed the labelled face of every photo in ROOT/PERSON/... for each ROOT (files directly in a
+    ROOT are ignored).
+
+    The labelled face is the one whose box centre is nearest the image centre: labelled sets crop
+    around the person they name (LFW centres the labelled face; others may stand beside them).
+    With one folder a person is its folder's name; with several, FOLDER/PERSON, and only pairs
+    within a folder count (the same person may be in two folders under two labels).
+    """
+    roots = [roots] if isinstance(roots, Path) else list(roots)
+    if not roots:
+        raise FacefindError("no labelled folder given. Give one or more folders of PERSON/IMAGE folders.")
+    resolved = [r.expanduser().resolve() for r in roots]
+    if len(set(resolved)) < len(resolved):
+        raise FacefindError("the same labelled folder was given twice; give each folder once.")
     tasks: list[FileTask] = []
     persons: dict[str, str] = {}
-    for person_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for folder, dirs, names in os.walk(person_dir):
-            dirs.sort()
-            for name in sorted(names):
-                path = Path(folder) / name
-                if is_image_path(path):
-                    tasks.append(FileTask(str(path), 0, 0))
-                    persons[str(path)] = person_dir.name
-    if len(set(persons.values())) < 2:
-        raise FacefindError(
-            f"{root} needs at least two person folders with photos (layout: PERSON/IMAGE); "
-            f"found {len(set(persons.values()))}."
-        )
+    folder_of: dict[str, int] = {}
+    for index, root in enumerate(resolved):
+        if not root.is_dir():
+            raise FacefindError(f"{root}: not a folder. Evaluation wants PERSON/IMAGE folders.")
+        found: set[str] = set()
+        for person_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            label = person_dir.name if len(resolved) == 1 else f"{root.name}/{person_dir.name}"
+            for folder, dirs, names in os.walk(person_dir):
+                dirs.sort()
+                for name in sorted(names):
+                    path = Path(folder) / name
+                    if is_image_path(path):
+                        tasks.append(FileTask(str(path), 0, 0))
+                        persons[str(path)] = label
+                        folder_of[str(path)] = index
+                        found.add(label)
+        if len(found) < 2:
+            raise FacefindError(
+                f"{root} needs at least two person folders with photos (layout: PERSON/IMAGE); "
+                f"found {len(found)}."
+            )
     order = {t.path: i for i, t in enumerate(tasks)}
     dim = backend().dim
     embeddings = np.zeros((len(tasks), dim), np.float32)
@@ -134,12 +198,35 @@ def load_labelled(
         if result.error:
             errors.append(FileError(path=result.task.path, error=result.error))
         elif result.faces:
-            embeddings[i] = result.faces[0].embedding  # largest face: whom the photo is of
+            embeddings[i] = labelled_face(result.faces, result.shape).embedding
             detected[i] = True
         if on_progress:
             on_progress(done, len(tasks))
     paths = [t.path for t in tasks]
-    return LabelledSet(root, paths, [persons[p] for p in paths], embeddings, detected, errors)
+    shown = resolved[0] if len(resolved) == 1 else Path(" + ".join(r.name for r in resolved))
+    return LabelledSet(
+        shown,
+        paths,
+        [persons[p] for p in paths],
+        embeddings,
+        detected,
+        errors,
+        folders=np.array([folder_of[p] for p in paths], np.int32),
+        folder_names=[r.name for r in resolved],
+    )
+
+
+def labelled_face(faces: list[Face], shape: tuple[int, int] | None) -> Face:
+    """The face nearest the image centre (box centre to image centre); the largest without a shape."""
+    if shape is None:
+        return faces[0]
+    cy, cx = shape[0] / 2, shape[1] / 2
+
+    def distance(face: Face) -> float:
+        x, y, w, h = face.box
+        return (x + w / 2 - cx) ** 2 + (y + h / 2 - cy) ** 2
+
+    return min(faces, key=distance)
 
 
 def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> tuple[float | None, float | None]:
