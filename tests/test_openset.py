@@ -42,14 +42,17 @@ def test_tail_model_extrapolates_a_known_distribution() -> None:
 
 def test_stated_fpir_holds_on_shared_photos(glint_set) -> None:  # type: ignore[no-untyped-def]
     """Identities left out of the gallery (50 splits): what search's default states (FPIR 0.01 at
-    each gallery size) is within 2x of what strangers really get, at 0.1 and 0.003 too."""
+    each gallery size) is at most 2x what strangers really get, at 0.1 and 0.003 too, and at least
+    0.4x: the shipped table is measured on 2,876 people (lfw_dev + glint_dev12), not on these 12
+    alone, and its FPIR formula is an upper bound (glint at 0.01: 0.0050, was 0.0073 with a table
+    of glint only). tests/test_calibrate_many.py checks it on LFW strangers."""
     calibration = default_calibration(MODEL_ID)
     trials = ev.open_set(glint_set, splits=50)
     assert trials is not None
     for stated in (0.1, 0.01, 0.003):
         cuts = np.array([calibration.threshold_for_fpir(stated, int(n)) for n in trials.gallery_sizes])
         measured, fnir = trials.rates(cuts)
-        assert stated / 2 <= measured <= stated * 2, (stated, measured)
+        assert stated * 0.4 <= measured <= stated * 2, (stated, measured)
         assert fnir <= 0.05
 
 
