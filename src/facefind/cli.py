@@ -703,6 +703,11 @@ def calibrate(
         f"calibrated {calibration.model_id} on {calibration.source}: "
         f"{calibration.impostor_pairs} impostor pairs, {calibration.genuine_pairs} genuine pairs"
     )
+    if calibration.tail:
+        out.print(
+            f"  measured down to FMR {calibration.measured_floor:.1e} (where 10 impostor pairs still pass); "
+            "below that the tail model extrapolates, and says so"
+        )
     for fmr in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9):
         band = calibration.threshold_band(fmr)
         if band is None and fmr < calibration.measured_floor:
