@@ -18,6 +18,18 @@
    where the tail model is tested. Each of --trials runs draws its own calibration set and
    strangers (the galleries stay); medians over trials are reported beside each trial.
 Also: the cost of the decision itself per search (threshold + each hit's FPIR and bound).
+
+    python bench/openset_bench.py --lfw [--cache /tmp/facefind-lfw-cache] [--json]
+
+3. (--lfw, instead of 1 and 2) Issue 22's protocol on ../shared/datasets/lfw_dev, the same code as
+   `facefind evaluate` (evaluate.open_set_table, evaluate.pairs_accuracy): gallery = every photo but
+   the first of each person with 2+ photos, mated probes = those first photos, strangers = people
+   with one photo. facefind at its default decision (FPIR 0.01 at the gallery size, shipped
+   calibration): measured FPIR with a 95% interval and FNIR; the face_recognition baseline (HOG +
+   dlib, the face nearest the centre, as the labelled face) at its default tolerance 0.6, and both
+   at the threshold that really gives FPIR 0.01. LFW pairs accuracy (10 folds, threshold chosen on
+   the other 9) for both on lfw_dev/pairs.tsv. Embeddings are cached in --cache (delete it after a
+   model or detection change).
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +246,132 @@ def decision_cost(calibration: Calibration, gallery: int, hits: int = 10, repeat
     return (time.perf_counter() - started) / repeat * 1e6
 
 
+def _cached(path: Path, make: Callable[[], ev.LabelledSet]) -> ev.LabelledSet:
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        return ev.LabelledSet(
+            Path(str(z["root"])),
+            [str(p) for p in z["paths"]],
+            [str(p) for p in z["persons"]],
+            z["embeddings"],
+            z["detected"],
+            metric=str(z["metric"]),
+        )
+    labelled = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        root=str(labelled.root),
+        paths=np.array(labelled.paths),
+        persons=np.array(labelled.persons),
+        embeddings=labelled.embeddings,
+        detected=labelled.detected,
+        metric=labelled.metric,
+    )
+    return labelled
+
+
+def _encode_centre_face(path: str) -> np.ndarray | None:
+    """face_recognition's encoding of the face nearest the image centre (LFW's labelled face)."""
+    import face_recognition
+
+    try:
+        image = face_recognition.load_image_file(path)
+    except Exception:
+        return None
+    locations = face_recognition.face_locations(image, model="hog")
+    if not locations:
+        return None
+    cy, cx = image.shape[0] / 2, image.shape[1] / 2
+    top, right, bottom, left = min(
+        locations, key=lambda b: ((b[0] + b[2]) / 2 - cy) ** 2 + ((b[1] + b[3]) / 2 - cx) ** 2
+    )
+    (encoding,) = face_recognition.face_encodings(image, [(top, right, bottom, left)])
+    return np.asarray(encoding, np.float32)
+
+
+def _baseline_set(ours: ev.LabelledSet) -> ev.LabelledSet:
+    from multiprocessing import get_context
+
+    with get_context("fork").Pool(2) as pool:
+        encodings = pool.map(_encode_centre_face, ours.paths, chunksize=16)
+    embeddings = np.zeros((len(encodings), 128), np.float32)
+    detected = np.array([e is not None for e in encodings])
+    for i, e in enumerate(encodings):
+        if e is not None:
+            embeddings[i] = e
+    return ev.LabelledSet(ours.root, ours.paths, ours.persons, embeddings, detected, metric="euclidean")
+
+
+def lfw(datasets: Path, cache: Path) -> dict:
+    """Issue 22's open-set protocol and the LFW pairs on lfw_dev, facefind vs face_recognition."""
+    folder = datasets / "lfw_dev"
+    settings = Settings()
+    backend = load_backend(settings)
+    started = time.perf_counter()
+    ours = _cached(cache / "facefind.npz", lambda: ev.load_labelled(folder, settings, 2, lambda: backend))
+    print(f"facefind embeddings: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    pairs = ev.read_pairs(folder / "pairs.tsv", ours)
+    shipped = default_calibration(backend.model_id)
+    result: dict = {
+        "dataset": f"{folder.name}: {len(ours.paths)} photos, {len(set(ours.persons))} people",
+        "protocol": ev.OPEN_SET_PROTOCOL,
+        "calibration": shipped.source,
+        "facefind": {
+            "failures_to_detect": int((~ours.detected).sum()),
+            "open_set": ev.open_set_table(ours, shipped, 0.01),
+            "pairs": ev.pairs_accuracy(ours, pairs),
+        },
+    }
+    try:
+        import face_recognition  # noqa: F401
+    except ImportError:
+        result["face_recognition"] = "not installed: run `make bench-install`"
+        return result
+    started = time.perf_counter()
+    theirs = _cached(cache / "face_recognition.npz", lambda: _baseline_set(ours))
+    print(f"face_recognition embeddings: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    table = ev.open_set_table(theirs, None, 0.01)
+    split = ev.first_photo_split(theirs)
+    assert table is not None and split is not None
+    false_positives, misses = split.rates(-0.6)  # its default: same person when distance <= 0.6
+    table["default_tolerance_0.6"] = {
+        "measured_fpir": round(false_positives / len(split.non_mated), 4),
+        "fpir_ci95": [round(x, 4) for x in ev.wilson_interval(false_positives, len(split.non_mated))],
+        "false_positives": false_positives,
+        "fnir": round(misses / len(split.mated), 4),
+        "misses": misses,
+    }
+    result["face_recognition"] = {
+        "failures_to_detect": int((~theirs.detected).sum()),
+        "open_set": table,
+        "pairs": ev.pairs_accuracy(theirs, pairs),
+    }
+    return result
+
+
+def _lfw_table(result: dict) -> str:
+    lines = [f"{result['dataset']}; {result['protocol']}"]
+    for system in ("facefind", "face_recognition"):
+        r = result.get(system)
+        if not isinstance(r, dict):
+            lines.append(f"{system}: {r}")
+            continue
+        o, p = r["open_set"], r["pairs"]
+        lines.append(
+            f"{system}: {r['failures_to_detect']} photos without a face; gallery {o['gallery_faces']} faces "
+            f"({o['gallery_people']} people), {o['mated_probes']} mated / {o['non_mated_probes']} strangers; "
+            f"rank-1 {o['rank1']}, FNIR at measured FPIR 0.01: {o['fnir_at_fpir'].get('0.01')}"
+        )
+        decision = o.get("default") or o.get("default_tolerance_0.6")
+        lines.append(f"  default decision: {json.dumps(decision)}")
+        lines.append(
+            f"  pairs: {p['pairs']} ({p['same']} same) in {len(p['folds'])} folds: "
+            f"accuracy {p['accuracy']} +- {p['std_error']} ({p['correct']} right)"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
@@ -248,8 +387,16 @@ def main() -> None:
         metavar=("IDENTITIES", "PHOTOS"),
         help="synthetic calibration set: people and photos each (120 10 is glint-like: docs/benchmarks.md)",
     )
+    parser.add_argument("--lfw", action="store_true", help="issue 22's protocol and pairs on lfw_dev only")
+    parser.add_argument(
+        "--cache", type=Path, default=Path("/tmp/facefind-lfw-cache"), help="--lfw embeddings"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.lfw:
+        result = {"machine": machine.describe(), **lfw(args.datasets, args.cache)}
+        print(json.dumps(result, indent=1) if args.json else _lfw_table(result))
+        return
     shipped = default_calibration("sface-2021dec")
     labelled = pooled_shared(args.datasets)
     trials = ev.open_set(labelled, splits=100)

@@ -60,3 +60,16 @@ def test_open_set_counts_by_hand() -> None:
     fpir, fnir = trials.rates(np.full(3, 0.5))
     assert (fpir, fnir) == (0.0, 0.0)
     assert trials.rates(np.full(3, -0.5))[0] == 1.0  # a threshold below 0 lets every stranger through
+
+
+def test_verification_counts_pairs_like_pair_scores() -> None:
+    rng = np.random.default_rng(3)
+    embeddings = rng.normal(size=(9, 4)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    detected = np.ones(9, bool)
+    detected[4] = False
+    labelled = ev.LabelledSet(Path("x"), [str(i) for i in range(9)], list("aaabbbccd"), embeddings, detected)
+    genuine, impostor = labelled.pair_scores()
+    v = ev.verification(labelled)
+    assert (v["genuine_pairs"], v["impostor_pairs"]) == (len(genuine), len(impostor)) == (7, 29)
+    assert v["eer"] == round(ev.equal_error_rate(genuine, impostor), 4)

@@ -573,6 +573,16 @@ def evaluate(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write DET (1:1 and 1:N) and ROC curves to this PNG.")
     ] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--pairs",
+            exists=True,
+            dir_okay=False,
+            help="LFW-style pairs (tab-separated: fold, person_a, image_a, person_b, image_b, same): "
+            "also report the 10-fold pairs accuracy.",
+        ),
+    ] = None,
     max_fpir: MaxFpir = None,
     max_fmr: MaxFmr = None,
     threshold: Threshold = None,
@@ -581,14 +591,16 @@ def evaluate(
     as_json: Json = False,
 ) -> None:
     """Accuracy on your own labelled photos: TAR at FAR, EER, open-set FNIR at FPIR (identities
-    left out of the gallery), the FPIR search's default decision gives, per-group rates."""
+    left out of the gallery), the FPIR search's default decision gives, per-group rates; for
+    folders with people of one photo (LFW-style), the open-set table: gallery = all photos but the
+    first of each person with 2+, mated probes = those first photos, strangers = people with one."""
     from .evaluate import load_labelled
 
     with session(db) as ff, progress_bar("embedding", as_json) as on_progress:
         cut = ff.threshold(max_fmr, threshold)
         labelled_set = load_labelled(labelled, ff.settings, workers, lambda: ff.backend, on_progress)
         result = evaluation.report(
-            labelled_set, cut, ff.calibration(), DEFAULT_MAX_FPIR if max_fpir is None else max_fpir
+            labelled_set, cut, ff.calibration(), DEFAULT_MAX_FPIR if max_fpir is None else max_fpir, pairs
         )
         if plot:
             evaluation.plot({"facefind": labelled_set}, plot)
@@ -665,8 +677,53 @@ def evaluate(
                 str(g["genuine_pairs"]),
             )
         out.print(gt)
+    if "open_set" in result:
+        _print_open_set_table(result["open_set"])
+    if "pairs" in result:
+        _print_pairs(result["pairs"])
     if plot:
         out.print(f"plot written to {safe(plot)}")
+
+
+def _print_open_set_table(o: dict) -> None:
+    table = Table("open-set search", "value", show_edge=False, pad_edge=False, title=o["protocol"])
+    table.add_row("gallery", f"{o['gallery_faces']} faces of {o['gallery_people']} people")
+    table.add_row("mated / non-mated probes", f"{o['mated_probes']} / {o['non_mated_probes']}")
+    table.add_row("probes without a face", str(o["probes_without_face"]))
+    table.add_row("rank-1", f"{o['rank1']:.4f}")
+    for fpir, fnir in o["fnir_at_fpir"].items():
+        table.add_row(f"FNIR at measured FPIR {fpir}", f"{fnir:.4f}")
+    if "default" in o:
+        d = o["default"]
+        table.add_row("threshold (search default)", f"{d['threshold']:.3f}")
+        table.add_row("stated FPIR", f"{d['stated_fpir']:g}")
+        table.add_row(
+            "measured FPIR",
+            f"{d['measured_fpir']:.4f} ({d['false_positives']} of {o['non_mated_probes']} strangers; "
+            f"95% CI {d['fpir_ci95'][0]:.4f}-{d['fpir_ci95'][1]:.4f})",
+        )
+        table.add_row(
+            "FNIR (right person not first above it)",
+            f"{d['fnir']:.4f} ({d['misses']} of {o['mated_probes']}; "
+            f"95% CI {d['fnir_ci95'][0]:.4f}-{d['fnir_ci95'][1]:.4f})",
+        )
+    out.print(table)
+
+
+def _print_pairs(p: dict) -> None:
+    table = Table(
+        "fold", "pairs", "threshold", "accuracy", show_edge=False, title=f"pairs: {safe(p['file'])}"
+    )
+    for row in p["folds"]:
+        table.add_row(row["fold"], str(row["pairs"]), f"{row['threshold']:.3f}", f"{row['accuracy']:.4f}")
+    se = "" if p["std_error"] is None else f" +- {p['std_error']:.4f}"
+    table.add_row("all", str(p["pairs"]), "", f"{p['accuracy']:.4f}{se}")
+    out.print(table)
+    out.print(
+        f"{p['pairs']} pairs ({p['same']} same, {p['different']} different); threshold of each fold chosen "
+        f"on the others; {p['pairs_with_a_photo_without_face']} pairs with a photo without a face (counted "
+        "as 'different')"
+    )
 
 
 @app.command()

@@ -249,7 +249,7 @@ def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
 
 
 def verification(labelled: LabelledSet) -> dict:
-    genuine, impostor = labelled.pair_scores()
+    genuine, impostor = _genuine_impostor(labelled)
     out: dict = {"genuine_pairs": len(genuine), "impostor_pairs": len(impostor)}
     for far in FARS:
         tar, threshold = tar_at_far(genuine, impostor, far)
@@ -257,6 +257,21 @@ def verification(labelled: LabelledSet) -> dict:
         out[f"threshold_at_far_{far:g}"] = None if threshold is None else round(threshold, 4)
     out["eer"] = round(equal_error_rate(genuine, impostor), 4) if len(genuine) and len(impostor) else None
     return out
+
+
+def _genuine_impostor(labelled: LabelledSet) -> tuple[np.ndarray, np.ndarray]:
+    """LabelledSet.pair_scores row by row: LFW's 20M pairs without 20M-long arrays of names."""
+    _, owner = np.unique(labelled.labels, return_inverse=True)
+    everything = np.arange(len(labelled.paths))
+    sims = labelled.similarity(everything, everything)
+    genuine, impostor = [], []
+    for i in range(len(everything) - 1):
+        row, same = sims[i, i + 1 :], owner[i + 1 :] == owner[i]
+        genuine.append(row[same])
+        impostor.append(row[~same])
+    if not genuine:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return np.concatenate(genuine), np.concatenate(impostor)
 
 
 @dataclass
@@ -424,9 +439,12 @@ def report(
     threshold: float | None = None,
     calibration: Calibration | None = None,
     max_fpir: float = DEFAULT_MAX_FPIR,
+    pairs: Path | None = None,
 ) -> dict:
     """Verification (1:1) and open-set identification (1:N) figures; with a calibration, also the
-    FPIR and FNIR that search's default decision (`max_fpir` at the gallery size) gives."""
+    FPIR and FNIR that search's default decision (`max_fpir` at the gallery size) gives. Folders
+    with people of one photo (LFW-style) also get the fixed open-set table (OPEN_SET_PROTOCOL);
+    a pairs file adds the LFW pairs accuracy."""
     trials = open_set(labelled)
     out: dict = {
         "folder": str(labelled.root),
@@ -443,6 +461,11 @@ def report(
             else {"note": "open-set identification needs at least 4 identities"}
         ),
     }
+    table = open_set_table(labelled, calibration, max_fpir)
+    if table is not None:
+        out["open_set"] = table
+    if pairs is not None:
+        out["pairs"] = {"file": str(pairs), **pairs_accuracy(labelled, read_pairs(pairs, labelled))}
     groups_csv = labelled.root / "groups.csv"
     if groups_csv.exists() and threshold is not None:
         out["per_group"] = per_group(labelled, read_groups(groups_csv), threshold)
@@ -530,4 +553,222 @@ def clustering_scores(labels: np.ndarray, truth: np.ndarray) -> dict:
         "persons_found": int((np.bincount(labels) > 0).sum() - lonely.sum()),
         "identities": int(truth.max() + 1),
         "unassigned_share": round(float(lonely.mean()), 4),
+    }
+
+
+# The open-set table and LFW pairs (issue 22) ------------------------------------------------
+# A fixed, repeatable protocol for LFW-style folders (many people with one photo): no random
+# splits, so two systems or two versions are scored on exactly the same searches.
+
+OPEN_SET_PROTOCOL = (
+    "gallery = every photo but the first of each person with 2+ photos; mated probes = those first "
+    "photos; non-mated probes (strangers) = people with one photo"
+)
+
+
+def wilson_interval(hits: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """95% (by default) Wilson score interval of a binomial rate; (0, 1) when there are no trials."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = hits / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
+@dataclass
+class FirstPhotoSplit:
+    """The open-set protocol of issue 22 over one labelled set (indices into it)."""
+
+    gallery: np.ndarray  # photos with a face, enrolled
+    mated: np.ndarray  # the first photo of each person with 2+ photos
+    non_mated: np.ndarray  # the photo of each person with exactly one
+    mated_scores: np.ndarray  # top-1 similarity (NO_FACE when the probe has no face)
+    mated_hits: np.ndarray  # bool: that top-1 face is of the probe's person
+    non_mated_scores: np.ndarray
+
+    def rates(self, threshold: float) -> tuple[int, int]:
+        """(false positives among strangers, misses among mated probes) at one threshold."""
+        false_positives = int((self.non_mated_scores >= threshold).sum())
+        found = int((self.mated_hits & (self.mated_scores >= threshold)).sum())
+        return false_positives, len(self.mated) - found
+
+
+def first_photo_split(labelled: LabelledSet) -> FirstPhotoSplit | None:
+    """Gallery, mated and non-mated probes as OPEN_SET_PROTOCOL says ("first" in path order).
+
+    A gallery photo without a face is not enrolled; a probe without a face finds no one (a miss
+    when mated). None unless there is at least one mated and one non-mated probe.
+    """
+    labels = labelled.labels
+    by_person: dict[str, list[int]] = {}
+    for i in sorted(range(len(labelled.paths)), key=lambda i: labelled.paths[i]):
+        by_person.setdefault(labelled.persons[i], []).append(i)
+    gallery = [i for photos in by_person.values() if len(photos) >= 2 for i in photos[1:]]
+    gallery_arr = np.asarray([i for i in gallery if labelled.detected[i]], np.int64)
+    mated = np.asarray([p[0] for p in by_person.values() if len(p) >= 2], np.int64)
+    non_mated = np.asarray([p[0] for p in by_person.values() if len(p) == 1], np.int64)
+    if not len(mated) or not len(non_mated) or not len(gallery_arr):
+        return None
+    m_scores, m_best = _top1_in(labelled, mated, gallery_arr)
+    n_scores, _ = _top1_in(labelled, non_mated, gallery_arr)
+    return FirstPhotoSplit(
+        gallery_arr,
+        mated,
+        non_mated,
+        m_scores,
+        (labels[gallery_arr[m_best]] == labels[mated]) & np.isfinite(m_scores),
+        n_scores,
+    )
+
+
+def _top1_in(
+    labelled: LabelledSet, probes: np.ndarray, gallery: np.ndarray, block: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
+    """(top-1 similarity, its position in `gallery`) per probe, in blocks to bound memory."""
+    scores, best = np.empty(len(probes)), np.empty(len(probes), np.int64)
+    for start in range(0, len(probes), block):
+        sims = labelled.similarity(probes[start : start + block], gallery)
+        at = sims.argmax(axis=1)
+        best[start : start + block] = at
+        scores[start : start + block] = sims[np.arange(len(at)), at]
+    return scores, best
+
+
+def open_set_table(labelled: LabelledSet, calibration: Calibration | None, max_fpir: float) -> dict | None:
+    """Issue 22's open-set table: at search's default decision (`max_fpir` at the gallery size,
+    from the calibration), the FPIR strangers really get (95% Wilson interval) beside the stated
+    one, and the FNIR (the right person not first above the threshold)."""
+    split = first_photo_split(labelled)
+    if split is None:
+        return None
+    strangers, mated = len(split.non_mated), len(split.mated)
+    out: dict = {
+        "protocol": OPEN_SET_PROTOCOL,
+        "gallery_faces": len(split.gallery),
+        "gallery_people": len(set(labelled.labels[split.gallery])),
+        "mated_probes": mated,
+        "non_mated_probes": strangers,
+        "probes_without_face": int(
+            (~labelled.detected[np.concatenate([split.mated, split.non_mated])]).sum()
+        ),
+        "rank1": round(float(split.mated_hits.mean()), 4),
+        "fnir_at_fpir": {},
+    }
+    for fpir in FPIRS:
+        if fpir * strangers >= 1:
+            out["fnir_at_fpir"][f"{fpir:g}"] = round(
+                split.rates(threshold_at_fpir(split.non_mated_scores, fpir))[1] / mated, 4
+            )
+    if calibration is not None:
+        threshold = calibration.threshold_for_fpir(max_fpir, len(split.gallery))
+        false_positives, misses = split.rates(threshold)
+        out["default"] = {
+            "stated_fpir": max_fpir,
+            "threshold": round(threshold, 4),
+            "measured_fpir": round(false_positives / strangers, 4),
+            "fpir_ci95": [round(x, 4) for x in wilson_interval(false_positives, strangers)],
+            "false_positives": false_positives,
+            "fnir": round(misses / mated, 4),
+            "fnir_ci95": [round(x, 4) for x in wilson_interval(misses, mated)],
+            "misses": misses,
+        }
+    return out
+
+
+@dataclass
+class Pair:
+    fold: str
+    first: int  # index into the labelled set
+    second: int
+    same: bool
+
+
+def read_pairs(path: Path, labelled: LabelledSet) -> list[Pair]:
+    """LFW-style pairs, tab-separated: fold, person_a, image_a, person_b, image_b, same (1/0);
+    a header line is skipped. Every photo named must be in the labelled set."""
+    where = {
+        (p, Path(path_).name): i
+        for i, (p, path_) in enumerate(zip(labelled.persons, labelled.paths, strict=True))
+    }
+    pairs: list[Pair] = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise FacefindError(f"{path}: cannot read the pairs file ({e.strerror}).") from None
+    for n, line in enumerate(lines, 1):
+        row = [c.strip() for c in line.split("\t")]
+        if not line.strip() or row[0].lower() == "fold":
+            continue
+        if len(row) != 6 or row[5] not in ("0", "1"):
+            raise FacefindError(
+                f"{path}:{n}: expected 6 tab-separated columns 'fold person_a image_a person_b image_b same' "
+                f"with same 1 or 0, got {line!r}"
+            )
+        ends = []
+        for person, image in ((row[1], row[2]), (row[3], row[4])):
+            if (person, Path(image).name) not in where:
+                raise FacefindError(
+                    f"{path}:{n}: {person}/{image} is not in {labelled.root} "
+                    "(pairs must name photos of the evaluated folder)."
+                )
+            ends.append(where[(person, Path(image).name)])
+        pairs.append(Pair(row[0], ends[0], ends[1], row[5] == "1"))
+    if not pairs:
+        raise FacefindError(f"{path}: no pairs found.")
+    return pairs
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
+    """The threshold (same person when score >= it) with the most right answers on these pairs:
+    the midpoint between two neighbouring scores, so it sits between the classes."""
+    finite = np.unique(scores[np.isfinite(scores)])
+    if not len(finite):
+        return 0.0
+    cuts = np.concatenate([[finite[0] - 1], (finite[1:] + finite[:-1]) / 2, [finite[-1] + 1]])
+    genuine, impostor = np.sort(scores[same]), np.sort(scores[~same])
+    right = (len(genuine) - np.searchsorted(genuine, cuts, "left")) + np.searchsorted(impostor, cuts, "left")
+    return float(cuts[int(np.argmax(right))])
+
+
+def pairs_accuracy(labelled: LabelledSet, pairs: list[Pair]) -> dict:
+    """The standard LFW protocol: for each fold, the threshold that is best on the other folds,
+    applied to it; accuracy is the mean over folds (with its standard error). A photo without a
+    face scores NO_FACE, so its pair is 'different': an error when the two are the same person."""
+    first = np.array([p.first for p in pairs])
+    second = np.array([p.second for p in pairs])
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    a, b = labelled.embeddings[first], labelled.embeddings[second]
+    if labelled.metric == "euclidean":
+        scores = -np.linalg.norm(a - b, axis=1)
+    else:
+        scores = (a * b).sum(1).astype(np.float64)
+    scores[~(labelled.detected[first] & labelled.detected[second])] = NO_FACE
+    names = sorted(set(folds), key=lambda f: (len(f), f))
+    rows = []
+    for fold in names:
+        test = folds == fold
+        train = ~test if len(names) > 1 else test
+        cut = best_threshold(scores[train], same[train])
+        right = int(((scores[test] >= cut) == same[test]).sum())
+        rows.append(
+            {
+                "fold": fold,
+                "pairs": int(test.sum()),
+                "threshold": round(cut, 4),
+                "correct": right,
+                "accuracy": round(right / int(test.sum()), 4),
+            }
+        )
+    accuracies = np.array([r["accuracy"] for r in rows])
+    return {
+        "pairs": len(pairs),
+        "same": int(same.sum()),
+        "different": int((~same).sum()),
+        "folds": rows,
+        "correct": sum(r["correct"] for r in rows),
+        "accuracy": round(float(accuracies.mean()), 4),
+        "std_error": round(float(accuracies.std(ddof=1) / np.sqrt(len(rows))), 4) if len(rows) > 1 else None,
+        "pairs_with_a_photo_without_face": int((~np.isfinite(scores)).sum()),
     }
