@@ -243,22 +243,20 @@ def test_readme_command(session: Session, index: int) -> None:
         assert score >= SIMILAR, f"not printed:\n  {line}\nclosest ({score:.2f}):\n  {closest}\n{where}"
 
 
+def run_script(session: Session, name: str, code: str) -> subprocess.CompletedProcess[str]:
+    """`code` run as a plain script `name` in the session's folder, as a user would run it."""
+    (session.folder / name).write_text(code)
+    where = {"cwd": session.folder, "env": session.env}
+    return subprocess.run([sys.executable, name], **where, capture_output=True, text=True, timeout=300)
+
+
 def test_readme_python_blocks(session: Session) -> None:
     """Each Python block runs as a plain script (its main guard lets indexing spawn workers)."""
     blocks = parse(README.read_text()).python
     assert blocks, "the README shows how to use the library"
     for n, code in enumerate(blocks):
-        script = session.folder / f"readme_{n}.py"
-        script.write_text(code)
-        proc = subprocess.run(
-            [sys.executable, script.name],
-            cwd=session.folder,
-            env=session.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert proc.returncode == 0, f"{script.name}:\n{code}\n{proc.stdout}\n{proc.stderr}"
+        proc = run_script(session, f"readme_{n}.py", code)
+        assert proc.returncode == 0, f"readme_{n}.py:\n{code}\n{proc.stdout}\n{proc.stderr}"
 
 
 def test_readme_parse_finds_the_session() -> None:
@@ -285,15 +283,6 @@ def test_package_docstring_example(session: Session) -> None:
         ('"me.jpg"', '"shared/datasets/face_recognition/Barack_Obama/obama.jpg"'),
     ]:
         code = code.replace(given, here)
-    script = session.folder / "docstring_example.py"
-    script.write_text(code)
-    proc = subprocess.run(
-        [sys.executable, script.name],
-        cwd=session.folder,
-        env=session.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_script(session, "docstring_example.py", code)
     assert proc.returncode == 0, f"{code}\n{proc.stdout}\n{proc.stderr}"
     assert "obama" in proc.stdout, proc.stdout

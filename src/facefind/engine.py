@@ -464,7 +464,8 @@ class FaceFind:
         purpose = self._purpose(purpose)
         # Opted-out faces, and faces of persons whose consent does not cover search, are never
         # returned, whatever the caller asks.
-        hidden = policy.hidden_faces(self.catalog, "search")
+        withheld = policy.withheld_faces(self.catalog, "search")  # also the guards below
+        hidden = policy.hidden_faces(self.catalog, "search", withheld)
         exclude = np.union1d(hidden, np.fromiter(exclude, np.int64)) if exclude is not None else hidden
         limits.TOP_K.check(top_k)
         if face is not None:
@@ -493,7 +494,7 @@ class FaceFind:
         queries = np.vstack([f.embedding for _, f in query_faces])
         _, ids = index.search(queries, index.candidates(top_k), min_px, min_q, allowed, exclude)
         rows = self.catalog.face_rows(int(i) for i in ids.ravel() if i >= 0)
-        guards = self._guards(policy.withheld_faces(self.catalog, "search"))
+        guards = self._guards(withheld)
         guard_cut = max(cut, calibration.threshold(policy.LOOSEST_FMR))  # -1 would guard everything
         out = []
         for (number, qf), row_ids in zip(query_faces, ids, strict=True):

@@ -113,13 +113,15 @@ class Principal:
         return collections
 
 
-def hidden_faces(catalog: Catalog, use: str) -> np.ndarray:
+def hidden_faces(catalog: Catalog, use: str, withheld: np.ndarray | None = None) -> np.ndarray:
     """Ids of faces no answer may include for `use` ("search", "results"): opted out, or bound to
     (or now in) a person whose consent does not (or no longer) cover that use; a face stays bound
     to every consented person it was ever a face of (consent follows the faces). Faces indexed
     but not yet clustered are hidden too: clustering is what binds a withheld person's new photo
-    to their consent, so until it ran (at the end of the index job) the face is not shown."""
-    return np.union1d(withheld_faces(catalog, use), person_store.unsettled_faces(catalog))
+    to their consent, so until it ran (at the end of the index job) the face is not shown.
+    `withheld`: `withheld_faces(catalog, use)` if the caller has it already."""
+    withheld = withheld_faces(catalog, use) if withheld is None else withheld
+    return np.union1d(withheld, person_store.unsettled_faces(catalog))
 
 
 def withheld_faces(catalog: Catalog, use: str) -> np.ndarray:
