@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,7 +76,11 @@ def serve(db: str | Path, folder: Path, workers: int = 2) -> Iterator[Server]:
     else:
         proc.kill()
         raise AssertionError((folder / "server.log").read_text())
-    time.sleep(2 if workers > 1 else 0)  # the second worker may still be loading
+    while (folder / "server.log").read_text().count("Application startup complete") < workers:
+        if time.monotonic() > deadline:  # every worker must be up before a test counts on two
+            proc.kill()
+            raise AssertionError((folder / "server.log").read_text())
+        time.sleep(0.2)
     try:
         yield Server(url, keys, db)
     finally:
@@ -93,3 +98,28 @@ def finished(client: httpx.Client, job: dict, seconds: float = 300) -> dict:
         time.sleep(0.3)
         job = client.get(f"/v1/index-jobs/{job['id']}").json()
     return job
+
+
+def from_each_worker(
+    server: Server,
+    role: Role,
+    ask: Callable[[httpx.Client], httpx.Response],
+    workers: int = 2,
+    tries: int = 30,
+) -> list[httpx.Response]:
+    """Responses to `ask` from `workers` different worker processes, asked in pairs of new
+    connections at once (the kernel hands each connection to whichever worker accepts first,
+    so one quiet worker can win many sequential ones). Fails if some worker never answered."""
+
+    def once(_: int) -> httpx.Response:
+        with server.client(role) as fresh:
+            return ask(fresh)
+
+    answers: dict[str, httpx.Response] = {}
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(tries):
+            for response in pool.map(once, range(2)):
+                answers.setdefault(response.headers["x-facefind-worker"], response)
+            if len(answers) >= workers:
+                return list(answers.values())
+    raise AssertionError(f"only workers {sorted(answers)} answered {2 * tries} connections")
