@@ -413,7 +413,12 @@ def _print_index_report(r: IndexReport) -> None:
 
 @app.command()
 def search(
-    query: Annotated[Path | None, typer.Argument(help="Photo of the face(s) to look for.")] = None,
+    query: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Photo of the face(s) to look for; several photos of one person are searched as one query."
+        ),
+    ] = None,
     person: Annotated[
         int | None, typer.Option("--person", help="Instead of a photo: every photo of this person.")
     ] = None,
@@ -439,7 +444,10 @@ def search(
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Find catalogued faces of the person(s) in QUERY, with similarity and false-match rate."""
+    """Find catalogued faces of the person(s) in QUERY, with similarity and false-match rate.
+
+    Several QUERY photos are of one person: the largest face of each, searched as one query."""
+    query = query or None
     if (query is None) == (person is None):
         fail("give a photo to search with, or --person ID (not both)")
     if person is not None:
@@ -458,7 +466,7 @@ def search(
         ff._purpose(purpose)  # refuse before any work
         ff.vector_index(on_progress)
         result = ff.search(
-            query,
+            query[0] if len(query) == 1 else tuple(query),
             purpose=purpose,
             collections=collection,
             top_k=top_k,
@@ -498,8 +506,22 @@ def _print_search(r: SearchResult) -> None:
             "  [dim]the threshold rests on the calibration's tail model (its 95% bound): at this many "
             "faces, calibrate with labelled photos of many people (`facefind calibrate`)[/]"
         )
+    if r.fused:
+        out.print(
+            f"one person in {len(r.fused)} photos, searched as one query (the FPIR shared between them)"
+        )
+    for n, p in enumerate(r.fused, 1):
+        like = "" if p.similarity_to_first is None else f", similarity to photo 1 {p.similarity_to_first:.3f}"
+        out.print(
+            f"  photo {n}: {safe(p.query)}: face at x={p.box.x:.0f} y={p.box.y:.0f} "
+            f"{p.box.w:.0f}x{p.box.h:.0f}{like}",
+            soft_wrap=True,
+        )
+        for warning in p.warnings:
+            out.print(f"    [yellow]warning:[/] {warning}")
     for qf in r.faces:
-        out.print(f"face {qf.face} at x={qf.box.x:.0f} y={qf.box.y:.0f} {qf.box.w:.0f}x{qf.box.h:.0f}")
+        if not r.fused:
+            out.print(f"face {qf.face} at x={qf.box.x:.0f} y={qf.box.y:.0f} {qf.box.w:.0f}x{qf.box.h:.0f}")
         for warning in qf.warnings:
             out.print(f"  [yellow]warning:[/] {warning}; results are less reliable")
         if not qf.matches:

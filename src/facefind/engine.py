@@ -45,6 +45,7 @@ from .results import (
     Person,
     PurgeReport,
     QueryFace,
+    QueryPhoto,
     SearchResult,
     Verification,
 )
@@ -433,7 +434,7 @@ class FaceFind:
     # search ------------------------------------------------------------------------------
     def search(
         self,
-        image: ImageSource,
+        image: ImageSource | list[ImageSource] | tuple[ImageSource, ...],
         *,
         top_k: int = 10,
         max_fpir: float | None = None,
@@ -460,7 +461,20 @@ class FaceFind:
         `loosest_fmr` refuses a threshold whose false match rate per comparison is above it (the
         service sets it, policy.LOOSEST_FMR, so no key can list the gallery with a threshold of -1).
         An array `image` is BGR (as `cv2.imread`); an RGB one needs `rgb=True` (see `faces`).
+
+        A list of photos is several photos of one person searched as one query: the largest face
+        of each, a catalogued face scoring its best similarity to any of them (one `faces` entry,
+        the photos in `fused`). The FPIR (or FMR) is shared between the n photos, each searched
+        at max_fpir / n, so the stated rate holds whatever the photos; on lfw_dev two photos miss
+        1.1% of people instead of one photo's 4.8% (docs/pipeline.md, bench/fnir_bench.py).
         """
+        photos: list[ImageSource] = list(image) if isinstance(image, list | tuple) else [image]
+        limits.PHOTOS.check(len(photos))
+        share = len(photos)  # photos sharing the FPIR (FMR) of the search: a union bound
+        if share > 1 and face is not None:
+            raise FacefindError(
+                "--face picks a face of one photo; with several photos the largest face of each is searched"
+            )
         purpose = self._purpose(purpose)
         # Opted-out faces, and faces of persons whose consent does not cover search, are never
         # returned, whatever the caller asks.
@@ -480,41 +494,55 @@ class FaceFind:
         allowed = self.catalog.collection_ids(collections) if collections is not None else None
         gallery = index.count_allowed(min_px, min_q, allowed, exclude)
         if max_fmr is not None or threshold is not None:
-            rule, cut = ("fmr" if threshold is None else "threshold"), self.threshold(max_fmr, threshold)
+            per_photo = None if max_fmr is None else limits.MAX_FMR.check(max_fmr) / share
+            rule, cut = ("fmr" if threshold is None else "threshold"), self.threshold(per_photo, threshold)
         else:
             rule, max_fpir = "fpir", DEFAULT_MAX_FPIR if max_fpir is None else max_fpir
-            cut = calibration.threshold_for_fpir(max_fpir, gallery)
+            cut = calibration.threshold_for_fpir(limits.MAX_FPIR.check(max_fpir) / share, gallery)
         if loosest_fmr is not None and cut < (floor := calibration.threshold(loosest_fmr)):
             raise InvalidValue(
                 f"a threshold of {cut:.3f} would match strangers too often (a false match rate above "
                 f"{loosest_fmr:g} per comparison); the service allows {floor:.3f} or higher: use the "
                 f"default, or a smaller --max-fpir or --max-fmr"
             )
-        query_faces = self._query_faces(image, face, rgb)
+        if share == 1:
+            query_faces = self._query_faces(photos[0], face, rgb)
+            groups = [[i] for i in range(len(query_faces))]  # each face of the photo on its own
+            fused: list[QueryPhoto] = []
+        else:
+            query_faces = [self._query_faces(p, 0, rgb)[0] for p in photos]
+            groups = [list(range(share))]  # one person: one query
+            fused = self._fused_photos(photos, [f for _, f in query_faces], calibration)
         queries = np.vstack([f.embedding for _, f in query_faces])
         _, ids = index.search(queries, index.candidates(top_k), min_px, min_q, allowed, exclude)
         rows = self.catalog.face_rows(int(i) for i in ids.ravel() if i >= 0)
         guards = self._guards(withheld)
         guard_cut = max(cut, calibration.threshold(policy.LOOSEST_FMR))  # -1 would guard everything
         out = []
-        for (number, qf), row_ids in zip(query_faces, ids, strict=True):
+        for group in groups:
+            number, qf = query_faces[group[0]]
+            vectors = queries[group]
             # Approximate indexes hold quantised vectors: rank and report exact cosines instead.
-            found = [rows[int(fid)] for fid in row_ids if fid >= 0 and int(fid) in rows]
-            scored = sorted(((float(r.embedding @ qf.embedding), r) for r in found), key=lambda x: -x[0])
+            # A fused query's top matches are among its photos' own top candidates.
+            found = [
+                rows[int(fid)] for fid in dict.fromkeys(ids[group].ravel()) if fid >= 0 and int(fid) in rows
+            ]
+            scored = sorted(((float(np.max(vectors @ r.embedding)), r) for r in found), key=lambda x: -x[0])
             exact = [(s, r) for s, r in scored if s >= cut and not _guarded(r.embedding, guards, guard_cut)]
-            matches = [_match(r, s, calibration, gallery) for s, r in exact[:top_k]]
+            matches = [_match(r, s, calibration, gallery, share) for s, r in exact[:top_k]]
+            members = [query_faces[i][1] for i in group]
             out.append(
                 QueryFace(
                     face=number,
                     box=_box(qf.box),
-                    quality=qf.quality.score,
-                    usable=qf.usable,
-                    warnings=quality_warnings(qf.quality, self.settings),
+                    quality=min(f.quality.score for f in members),
+                    usable=all(f.usable for f in members),
+                    warnings=quality_warnings(qf.quality, self.settings) if share == 1 else [],
                     matches=matches,
                 )
             )
         result = SearchResult(
-            query=_describe(image),
+            query=" + ".join(_describe(p) for p in photos),
             model_id=self.backend.model_id,
             threshold=round(cut, 4),
             threshold_extrapolated=calibration.estimate(cut).extrapolated,
@@ -524,6 +552,7 @@ class FaceFind:
             fmr_floor=calibration.fmr_floor,
             faces_searched=gallery,
             faces=out,
+            fused=fused,
         )
         details = {
             "query": result.query,
@@ -536,8 +565,37 @@ class FaceFind:
                 {"face": f.face, "matches": [[m.face_id, m.similarity] for m in f.matches]} for f in out
             ],
         }
-        self.audit.record(self.actor, "search", details, purpose, _sha256(image, self.settings))
+        if share > 1:
+            details["photos_sha256"] = [_sha256(p, self.settings) for p in photos]
+        self.audit.record(self.actor, "search", details, purpose, _sha256(photos[0], self.settings))
         return result
+
+    def _fused_photos(
+        self, photos: list[ImageSource], faces: list[Face], calibration: Calibration
+    ) -> list[QueryPhoto]:
+        """The photos of a fused query as the result shows them; a photo whose face is not like
+        the first photo's (at the default FMR of verify) is flagged: the search looks for either."""
+        same = calibration.threshold(DEFAULT_MAX_FMR)
+        described = []
+        for n, (photo, f) in enumerate(zip(photos, faces, strict=True)):
+            warnings = quality_warnings(f.quality, self.settings)
+            similarity = None if n == 0 else round(float(f.embedding @ faces[0].embedding), 4)
+            if similarity is not None and similarity < same:
+                warnings.append(
+                    f"may not show the same person as photo 1 (similarity {similarity:.3f}, verify's "
+                    f"threshold {same:.3f}): the search looks for either"
+                )
+            described.append(
+                QueryPhoto(
+                    query=_describe(photo),
+                    box=_box(f.box),
+                    quality=f.quality.score,
+                    usable=f.usable,
+                    similarity_to_first=similarity,
+                    warnings=warnings,
+                )
+            )
+        return described
 
     def persons(
         self, include_hidden: bool = False, *, offset: int = 0, limit: int | None = None
@@ -767,8 +825,10 @@ class FaceFind:
         return stats
 
 
-def _match(row: FaceRow, similarity: float, calibration: Calibration, gallery: int) -> Match:
+def _match(row: FaceRow, similarity: float, calibration: Calibration, gallery: int, photos: int = 1) -> Match:
+    """A match and its rates; for `photos` fused query photos each rate is the union bound over them."""
     fmr, fpir = calibration.estimate(similarity), calibration.fpir(similarity, gallery)
+    fmr_value, fpir_value, fpir_upper = (min(1.0, photos * x) for x in (fmr.value, fpir.value, fpir.upper))
     return Match(
         face_id=row.id,
         image_id=row.image_id,
@@ -778,9 +838,9 @@ def _match(row: FaceRow, similarity: float, calibration: Calibration, gallery: i
         person_id=row.person_id,
         person=row.person_name,
         similarity=round(similarity, 4),
-        fmr=fmr.value,
-        fpir=fpir.value,
-        fpir_upper=fpir.upper,
+        fmr=fmr_value,
+        fpir=fpir_value,
+        fpir_upper=fpir_upper,
         extrapolated=fmr.extrapolated,
         quality=row.quality,
     )

@@ -81,6 +81,7 @@ def _number(value: float) -> str:
 
 TOP_K = Limit("--top-k", 1, 10_000, example="10", name="top_k")
 FACE = Limit("--face", 0, 10_000, example="0 for the largest face", name="face")
+PHOTOS = Limit("query photos", 1, 10, example="2 to 4 photos of one person", name="photos")
 WORKERS = Limit("--workers", 1, 256, example="the number of cores", name="workers")
 THRESHOLD = Limit("--threshold", -1, 1, example="0.4; a cosine similarity", name="threshold")
 MAX_FMR = Limit("--max-fmr", 0, 1, above_low=True, example="0.0001", name="max_fmr")

@@ -87,6 +87,17 @@ class QueryFace(BaseModel):
     matches: list[Match]
 
 
+class QueryPhoto(BaseModel):
+    """One photo of a search by several photos of one person (its largest face)."""
+
+    query: str
+    box: Box
+    quality: float
+    usable: bool
+    similarity_to_first: float | None  # to the first photo's face (None for the first photo)
+    warnings: list[str] = []  # small, blurred, turned away; or perhaps not the same person
+
+
 class SearchResult(BaseModel):
     query: str
     model_id: str
@@ -104,6 +115,9 @@ class SearchResult(BaseModel):
     # collections, opt-outs, consent): the N of 1:N, which every fpir refers to.
     faces_searched: int
     faces: list[QueryFace]
+    # Several photos of one person searched as one query (faces holds that one query): each
+    # photo's face; empty for a search by one photo.
+    fused: list[QueryPhoto] = []
 
     @property
     def matched(self) -> bool:

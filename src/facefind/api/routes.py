@@ -185,7 +185,10 @@ def errors(request: Request, who: CanIndex, collection: str | None = None) -> li
 def search(
     request: Request,
     who: CanSearch,
-    photo: Photo,
+    photo: Annotated[
+        list[UploadFile],
+        File(description="The photo; several `photo` files are photos of one person, searched as one query."),
+    ],
     purpose: Annotated[str, Form(description="Why (kept in the audit log); required.")],
     top_k: Annotated[int, Form()] = 10,
     max_fpir: Annotated[float | None, Form()] = None,
@@ -199,10 +202,10 @@ def search(
     100 candidates a face, and no threshold looser than a false match rate of 1 in 100."""
     if top_k > MAX_SERVICE_TOP_K:
         raise InvalidValue(f"top_k {top_k}: the service returns at most {MAX_SERVICE_TOP_K} a face")
-    data = read_upload(request, photo)
+    data = [read_upload(request, p) for p in photo]
     with service(request).acting(who, "search", purpose) as ff:
         found = ff.search(
-            data,
+            data[0] if len(data) == 1 else tuple(data),
             top_k=top_k,
             max_fpir=max_fpir,
             max_fmr=max_fmr,
