@@ -10,8 +10,10 @@ import pytest
 
 import facefind
 from facefind.errors import FacefindError, InvalidValue
+from facefind.policy import Role
 
 from .conftest import FR, GLINT, run_cli, run_json
+from .server import serve_copy
 
 OBAMA_A, OBAMA_B = GLINT / "Barack_Obama" / "0.png", GLINT / "Barack_Obama" / "1.png"
 KEANU_A, KEANU_B = sorted((GLINT / "Keanu_Reeves").iterdir())[:2]
@@ -92,3 +94,18 @@ def test_a_fused_search_never_reaches_a_withdrawn_or_opted_out_person(fr_copy: P
         for rule in ({}, {"max_fmr": 0.01}):
             found = ff.search([biden_a, biden_b], purpose="t", top_k=50, **rule)
             assert not any("Joe_Biden" in m.path for f in found.faces for m in f.matches)
+
+
+def test_the_api_searches_several_photo_files_as_one_query(fr_db: Path, tmp_path: Path) -> None:
+    def photo(path: Path) -> tuple[str, tuple[str, bytes, str]]:
+        return ("photo", (path.name, path.read_bytes(), "image/png"))
+
+    with serve_copy(fr_db, tmp_path, workers=1) as server, server.client(Role.operator) as operator:
+        both = operator.post("/v1/search", files=[photo(OBAMA_A), photo(OBAMA_B)], data={"purpose": "case 9"})
+        one = operator.post("/v1/search", files=[photo(OBAMA_A)], data={"purpose": "case 9"})
+    assert both.status_code == 200 and one.status_code == 200, (both.text, one.text)
+    fused = both.json()
+    assert [p["query"].split(",")[0] for p in fused["fused"]] == ["<upload '0.png'", "<upload '1.png'"]
+    assert len(fused["faces"]) == 1 and fused["faces"][0]["matches"]
+    assert all("Barack_Obama" in m["path"] for m in fused["faces"][0]["matches"])
+    assert fused["threshold"] > one.json()["threshold"] and one.json()["fused"] == []
