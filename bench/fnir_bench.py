@@ -20,7 +20,8 @@ Wilson intervals:
    mean score or by max score, against one photo (the first) on the same gallery.
 3. the pipeline on LFW's small faces (~68 px in 150 px photos): flip averaging, upscaling the photo
    2x (bicubic) before detection and alignment, both; and query quality rules (size, quality score).
-   These re-embed every photo once (cached in --cache/variants.npz, ~10 min on 2 cores).
+   These re-embed every photo once (cached in --cache/variants-everyN.npz, ~8 min on 2 quiet cores;
+   --people-every N runs them on every N-th person only, the same protocol on fewer people).
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ def _embed_variants(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             q = assess(detections[at], chip)
             quality[:] = (q.size_px, q.sharpness, q.yaw, q.score)
     return out, found, quality
+
+
+def _embed_indexed(item: tuple[int, str]) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    return item[0], _embed_variants(item[1])
 
 
 # --- scoring ------------------------------------------------------------------------------------
@@ -318,7 +323,196 @@ def multi_photo_experiment(labelled: ev.LabelledSet, shipped) -> dict:
                 (s_s >= (t := shipped.threshold_for_fpir(budget / share, n)), m_s >= t, right)
                 for n, s_s, m_s, right in per_fold
             ]
-            return tuple(np.concatenate(x) for x in zip(*parts))
+            return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
 
         out[how] = _decide(decide, out["stranger_queries"], out["mated_queries"])
     return out
+
+
+def _variant_set(labelled: ev.LabelledSet, variants: dict, k: int) -> ev.LabelledSet:
+    assert [str(p) for p in variants["paths"]] == labelled.paths, "variants.npz is of other photos"
+    return ev.LabelledSet(
+        labelled.root,
+        labelled.paths,
+        labelled.persons,
+        variants["embeddings"][:, k],
+        variants["detected"][:, k],
+    )
+
+
+def _protocol(labelled: ev.LabelledSet, calibration, keep: np.ndarray | None = None) -> dict:
+    """Issue 22's protocol, the gallery limited to faces where `keep` (a quality rule) holds."""
+    split = ev.first_photo_split(labelled)
+    assert split is not None
+    persons = np.asarray(labelled.persons)
+    E = labelled.embeddings
+    G = split.gallery if keep is None else split.gallery[keep[split.gallery]]
+    f_s, _ = _top1(E[split.non_mated], E[G])
+    f_s[~labelled.detected[split.non_mated]] = -np.inf
+    f_m, at = _top1(E[split.mated], E[G])
+    f_m[~labelled.detected[split.mated]] = -np.inf
+    right = persons[G[at]] == persons[split.mated]
+
+    def decide(budget: float):
+        t = calibration.threshold_for_fpir(budget, len(G))
+        return f_s >= t, f_m >= t, right
+
+    return {"gallery_faces": len(G), **_decide(decide, len(split.non_mated), len(split.mated))}
+
+
+def pipeline_experiment(labelled: ev.LabelledSet, variants: dict) -> dict:
+    """Flip averaging and 2x upscaling on LFW's small faces, each at its own model's calibration
+    (flip embeddings are the built-in model sface-2021dec-flip; upscaling keeps the model)."""
+    from facefind.calibration import default_calibration
+
+    plain, flip = default_calibration("sface-2021dec"), default_calibration("sface-2021dec-flip")
+    out: dict = {}
+    for k, name in enumerate(VARIANTS):
+        s = _variant_set(labelled, variants, k)
+        out[name] = {"no_face": int((~s.detected).sum()), **_protocol(s, flip if "flip" in name else plain)}
+    return out
+
+
+def quality_experiment(labelled: ev.LabelledSet, variants: dict, shipped) -> dict:
+    """Query and gallery quality rules on the base embeddings: who is missed, and what excluding
+    low-quality gallery faces (as search does below Settings.min_face_px / min_quality) does."""
+    s = _variant_set(labelled, variants, 0)
+    size, sharp, yaw, score = (variants["quality"][:, j] for j in range(4))
+    split = ev.first_photo_split(s)
+    assert split is not None
+    out: dict = {
+        "median_face_px": round(float(np.nanmedian(size)), 1),
+        "faces_under_32px": int((size < 32).sum()),
+        "quality_under_0.25": int((score < 0.25).sum()),
+    }
+    base = _protocol(s, shipped)
+    threshold = shipped.threshold_for_fpir(0.01, len(split.gallery))
+    hit = split.mated_hits & (split.mated_scores >= threshold)
+    m = split.mated
+    out["misses_by_probe"] = {
+        "median_px (missed / found)": [
+            round(float(np.nanmedian(size[m][~hit])), 1),
+            round(float(np.nanmedian(size[m][hit])), 1),
+        ],
+        "median_quality (missed / found)": [
+            round(float(np.nanmedian(score[m][~hit])), 3),
+            round(float(np.nanmedian(score[m][hit])), 3),
+        ],
+        "median_sharpness (missed / found)": [
+            round(float(np.nanmedian(sharp[m][~hit])), 1),
+            round(float(np.nanmedian(sharp[m][hit])), 1),
+        ],
+        "median_yaw (missed / found)": [
+            round(float(np.nanmedian(yaw[m][~hit])), 3),
+            round(float(np.nanmedian(yaw[m][hit])), 3),
+        ],
+    }
+    out["gallery: every face"] = base
+    settings = Settings()
+    for name, keep in (
+        (
+            "gallery: search's rule (32 px, quality 0.25)",
+            (size >= settings.min_face_px) & (score >= settings.min_quality),
+        ),
+        ("gallery: quality >= 0.5", score >= 0.5),
+        ("gallery: yaw < 0.6", yaw < 0.6),
+    ):
+        out[name] = _protocol(s, shipped, np.nan_to_num(keep, nan=False).astype(bool))
+    return out
+
+
+def people_subset(labelled: ev.LabelledSet, every: int) -> ev.LabelledSet:
+    """Every `every`-th person by name, all their photos (the protocol stays the same)."""
+    keep = set(sorted(set(labelled.persons))[::every])
+    idx = [i for i, p in enumerate(labelled.persons) if p in keep]
+    return ev.LabelledSet(
+        labelled.root,
+        [labelled.paths[i] for i in idx],
+        [labelled.persons[i] for i in idx],
+        labelled.embeddings[idx],
+        labelled.detected[idx],
+    )
+
+
+def variant_embeddings(paths: list[str], path: Path) -> dict:
+    """_embed_variants of every photo, 2 processes, saved to `path` as it goes (a long run)."""
+    from multiprocessing import get_context
+
+    if path.exists():
+        variants = dict(np.load(path, allow_pickle=False))
+        if [str(p) for p in variants["paths"]] == paths:
+            return variants
+    started, found = time.perf_counter(), {}
+    with get_context("fork").Pool(2) as pool:
+        for i, r in pool.imap_unordered(_embed_indexed, list(enumerate(paths)), chunksize=8):
+            found[i] = r
+    done = sorted(found)
+    variants = {
+        "paths": np.array([paths[i] for i in done]),
+        "embeddings": np.stack([found[i][0] for i in done]),
+        "detected": np.stack([found[i][1] for i in done]),
+        "quality": np.stack([found[i][2] for i in done]),
+    }
+    np.savez(path, **variants)
+    print(f"variant embeddings: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return variants
+
+
+def main() -> None:
+    import os
+
+    os.environ.setdefault("FACEFIND_MODELS", str(ROOT.parent / "shared" / "models"))
+    from facefind.calibration import default_calibration
+    from openset_bench import _cached
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/facefind-lfw-cache"))
+    parser.add_argument(
+        "--people-every",
+        type=int,
+        default=1,
+        help="the pipeline variants (which re-embed) on every N-th person only (by name)",
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    settings = Settings()
+    backend = load_backend(settings)
+    folder = args.datasets / "lfw_dev"
+    labelled = _cached(
+        args.cache / "facefind.npz", lambda: ev.load_labelled(folder, settings, 2, lambda: backend)
+    )
+    shipped = default_calibration(backend.model_id)
+    subset = people_subset(labelled, args.people_every)
+    variants = variant_embeddings(subset.paths, args.cache / f"variants-every{args.people_every}.npz")
+    quality = variants["quality"][:, 3] if args.people_every == 1 else None
+    result = {
+        "dataset": f"{folder.name}: {len(labelled.paths)} photos, {len(set(labelled.persons))} people",
+        "calibration": shipped.source,
+        "templates": templates_experiment(labelled, shipped, settings, quality),
+        "several_photos": multi_photo_experiment(labelled, shipped),
+        "variants_on": f"{len(subset.paths)} photos of every {args.people_every} people by name",
+        "pipeline": pipeline_experiment(subset, variants),
+        "quality": quality_experiment(subset, variants, shipped),
+    }
+    print(json.dumps(result, indent=1) if args.json else _summary(result))
+
+
+def _summary(result: dict, prefix: str = "") -> str:
+    lines = []
+    for key, value in result.items():
+        if isinstance(value, dict) and {"fpir", "fnir"} <= value.keys():
+            lines.append(
+                f"{prefix}{key}: FPIR {value['fpir']} ({value['false_positives']}; {value['fpir_ci95']}), "
+                f"FNIR {value['fnir']} ({value['misses']}; {value['fnir_ci95']})"
+            )
+        elif isinstance(value, dict):
+            lines.append(f"{prefix}{key}:")
+            lines.append(_summary(value, prefix + "  "))
+        else:
+            lines.append(f"{prefix}{key}: {value}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
