@@ -223,7 +223,9 @@ def templates_experiment(
         weights = None if kind == "mean" else np.nan_to_num(quality, nan=0.0) + 1e-3
         tcal = template_calibration(labelled, calib_people, threshold, shipped.model_id, weights)
         templates, members = cluster_templates(E[G], threshold, None if weights is None else weights[G])
-        majority = np.asarray([max(set(persons[G[m]]), key=list(persons[G[m]]).count) for m in members])
+        majority = np.asarray(
+            [max(sorted(set(persons[G[m]])), key=list(persons[G[m]]).count) for m in members]
+        )
         t_s, _ = _top1(E[strangers], templates)
         t_m, t_at = _top1(E[mated], templates)
         t_m[~labelled.detected[mated]] = -np.inf
