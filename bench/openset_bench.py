@@ -281,6 +281,12 @@ def synthetic_lfw(real: ev.LabelledSet, sizes: list[int], strangers: int, mated:
                     "ratio": round(passed / strangers / stated, 2),
                     "fnir": round(float(1 - (hit & (top_mated >= cut)).mean()), 4),
                 }
+                point = calibration.threshold_for_fpir(stated, n, bound=False)  # the tail's point estimate
+                row[f"{stated:g}"]["point_estimate"] = {
+                    "threshold": round(point, 4),
+                    "measured_fpir": round(float((top_stranger >= point).mean()), 4),
+                    "fnir": round(float(1 - (hit & (top_mated >= point)).mean()), 4),
+                }
             row["seconds"] = round(time.perf_counter() - started, 1)
             run["sizes"][str(n)] = row
             print(f"synthetic-lfw trial {trial} {n}: {json.dumps(row)}", file=sys.stderr, flush=True)

@@ -229,6 +229,12 @@ class Calibration:
             self._cuts[key] = self.threshold(fmr) if band is None else max(self.threshold(fmr), band[1])
         return self._cuts[key]
 
+    def largest_measured_gallery(self, max_fpir: float) -> int:
+        """The largest gallery whose threshold for `max_fpir` is read from the measured table: beyond
+        it, FPIR `max_fpir` needs an FMR below `measured_floor`, and the threshold is extrapolated."""
+        MAX_FPIR.check(max_fpir)
+        return int(math.log1p(-max_fpir) / math.log1p(-self.measured_floor))
+
     @cached_property
     def _cuts(self) -> dict[tuple[float, int, bool], float]:
         return {}
