@@ -128,6 +128,16 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def top_impostors(s: LabelledSet, count: int = 12) -> list[str]:
+    """The highest different-person pairs, by file: in lfw_dev most are one person filed under two
+    names (Joseph_Blatter / Sepp_Blatter ...), and they set the measured floor (docs/benchmarks.md)."""
+    scores, first, second = s.pairs()
+    different = s.labels[first] != s.labels[second]
+    scores, first, second = scores[different], first[different], second[different]
+    top = np.argsort(-scores)[:count]
+    return [f"{scores[k]:.3f} {Path(s.paths[first[k]]).name} {Path(s.paths[second[k]]).name}" for k in top]
+
+
 def held_out(s: LabelledSet, seed: int = 0) -> tuple[LabelledSet, list[str]]:
     """The set with half of lfw_dev's people removed (their names returned), for an honest check."""
     lfw_people = sorted({p for p, f in zip(s.persons, s.folders, strict=True) if f == 0})  # type: ignore[arg-type]
@@ -175,6 +185,7 @@ def main() -> None:
             print(f"{model_id}: fitted in {time.monotonic() - started:.0f} s", flush=True)
             path.write_text(json.dumps(calibration.to_dict(), indent=1) + "\n")
             print(f"wrote {path}: {json.dumps(calibration.provenance)}", flush=True)
+        print("  highest different-person pairs (check the labels):", top_impostors(s), flush=True)
         print(
             "  lfw_dev protocol, same people calibrated (optimistic):",
             lfw_protocol(s, calibration),

@@ -30,6 +30,17 @@ Also: the cost of the decision itself per search (threshold + each hit's FPIR an
    at the threshold that really gives FPIR 0.01. LFW pairs accuracy (10 folds, threshold chosen on
    the other 9) for both on lfw_dev/pairs.tsv. Embeddings are cached in --cache (delete it after a
    model or detection change).
+
+    python bench/openset_bench.py --synthetic-lfw [--sizes 100000 1000000] [--strangers 10000] [--trials 3]
+
+4. (--synthetic-lfw, instead of 1 and 2) Synthetic galleries fitted to lfw_dev's real embeddings of
+   2,864 people (bench/lfw_synth.py; the fit is checked first: impostor similarity at FMR 1e-3..1e-6
+   and genuine quantiles, real against synthetic sets with lfw_dev's photos per person). Each trial
+   calibrates on its own synthetic labelled set with lfw_dev's photos per person (2,864 people,
+   ~20M impostor pairs, like the shipped table) exactly as `facefind calibrate` does, then searches
+   galleries of 100k and 1M faces (4 photos a person, as LFW's gallery; the same in every trial)
+   exactly, with its own strangers and new photos of enrolled people: measured FPIR at stated
+   0.1/0.01/0.003 with 95% Wilson intervals, FNIR, and whether the threshold was extrapolated.
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ from facefind.calibration import DEFAULT_MAX_FMR, Calibration, default_calibrati
 from facefind.faces import load_backend
 from facefind.settings import Settings
 from index_bench import CHUNK, PER_IDENTITY, FaceLikeData, measure_spread
+from lfw_synth import FittedFaces, score_quantiles
 
 ROOT = Path(__file__).resolve().parents[1]
 STATED = (0.1, 0.01, 0.003)
@@ -211,6 +223,92 @@ def synthetic(
         out["sizes"][str(n)] = row
         print(f"synthetic {n}: {json.dumps(row)}", file=sys.stderr)
     return out
+
+
+def synthetic_lfw(real: ev.LabelledSet, sizes: list[int], strangers: int, mated: int, trials: int) -> dict:
+    """Issue 22's synthetic galleries, fitted to lfw_dev: the fit, then stated vs measured FPIR."""
+    embeddings, persons = real.embeddings[real.detected], np.asarray(real.persons)[real.detected]
+    model = FittedFaces.fit(embeddings, persons)
+    _, owner = np.unique(persons, return_inverse=True)
+    counts = np.bincount(owner)  # lfw_dev's photos per person
+    fit = {"real": score_quantiles(embeddings, owner)}
+    for seed in (1, 2):
+        fit[f"synthetic seed {seed}"] = score_quantiles(*model.labelled(counts, np.random.default_rng(seed)))
+    print(f"fit: {json.dumps(fit)}", file=sys.stderr, flush=True)
+    per = 4  # photos a person in the galleries (LFW's gallery: 3,472 faces of 849 people)
+    rng = np.random.default_rng(100)
+    centres = model.people(max(sizes) // per, rng)
+    gallery = model.photos(np.repeat(centres, per, axis=0), rng)
+    out: dict = {"model": model.fitted_on | {"clusters": len(model.weights)}, "fit": fit, "trials": []}
+    for trial in range(trials):
+        rng = np.random.default_rng((200, trial))
+        started = time.perf_counter()
+        faces, who = model.labelled(counts, rng)
+        labelled = ev.LabelledSet(
+            Path("synthetic-lfw"),
+            [str(i) for i in range(len(who))],
+            [str(i) for i in who],
+            faces,
+            np.ones(len(who), bool),
+        )
+        calibration = labelled.calibration("synthetic-lfw")
+        stranger_faces = model.photos(model.people(strangers, rng), rng)
+        run: dict = {
+            "calibration": {
+                "people": len(counts),
+                "impostor_pairs": calibration.impostor_pairs,
+                "measured_floor": calibration.measured_floor,
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+            "sizes": {},
+        }
+        for n in sorted(sizes):
+            started = time.perf_counter()
+            enrolled = rng.integers(0, n // per, mated)
+            top_stranger = _top1(stranger_faces, gallery[:n])[0]
+            top_mated, where = _top1(model.photos(centres[enrolled], rng), gallery[:n])
+            hit = where // per == enrolled
+            row: dict = {"faces": n, "strangers": strangers, "mated_probes": mated}
+            for stated in STATED:
+                cut = calibration.threshold_for_fpir(stated, n)
+                passed = int((top_stranger >= cut).sum())
+                low, high = ev.wilson_interval(passed, strangers)
+                row[f"{stated:g}"] = {
+                    "threshold": round(cut, 4),
+                    "extrapolated": calibration.estimate(cut).extrapolated,
+                    "measured_fpir": round(passed / strangers, 4),
+                    "fpir_ci95": [round(low, 4), round(high, 4)],
+                    "ratio": round(passed / strangers / stated, 2),
+                    "fnir": round(float(1 - (hit & (top_mated >= cut)).mean()), 4),
+                }
+                point = calibration.threshold_for_fpir(stated, n, bound=False)  # the tail's point estimate
+                row[f"{stated:g}"]["point_estimate"] = {
+                    "threshold": round(point, 4),
+                    "measured_fpir": round(float((top_stranger >= point).mean()), 4),
+                    "fnir": round(float(1 - (hit & (top_mated >= point)).mean()), 4),
+                }
+            row["seconds"] = round(time.perf_counter() - started, 1)
+            run["sizes"][str(n)] = row
+            print(f"synthetic-lfw trial {trial} {n}: {json.dumps(row)}", file=sys.stderr, flush=True)
+        out["trials"].append(run)
+    return out
+
+
+def _synthetic_lfw_table(result: dict) -> str:
+    fit = result["fit"]
+    lines = ["fit (impostor similarity at FMR 1e-3/1e-4/1e-5/1e-6; genuine at 1%/5%/50%):"]
+    for name, q in fit.items():
+        lines.append(f"  {name}: {q['impostor_at_fmr']} {q['genuine_at_quantile']}")
+    for t, run in enumerate(result["trials"]):
+        for n, row in run["sizes"].items():
+            lines.append(
+                f"trial {t} {n} faces: "
+                + "; ".join(
+                    f"stated {s}: {row[s]['measured_fpir']} {row[s]['fpir_ci95']} FNIR {row[s]['fnir']}"
+                    for s in ("0.1", "0.01", "0.003")
+                )
+            )
+    return "\n".join(lines)
 
 
 def mated_queries(data: FaceLikeData, n: int, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -391,8 +489,23 @@ def main() -> None:
     parser.add_argument(
         "--cache", type=Path, default=Path("/tmp/facefind-lfw-cache"), help="--lfw embeddings"
     )
+    parser.add_argument(
+        "--synthetic-lfw", action="store_true", help="synthetic galleries fitted to lfw_dev's embeddings only"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.synthetic_lfw:
+        settings = Settings()
+        real = _cached(
+            args.cache / "facefind.npz",
+            lambda: ev.load_labelled(args.datasets / "lfw_dev", settings, 2, lambda: load_backend(settings)),
+        )
+        result = {
+            "machine": machine.describe(),
+            **synthetic_lfw(real, args.sizes, args.strangers, args.mated, args.trials),
+        }
+        print(json.dumps(result, indent=1) if args.json else _synthetic_lfw_table(result))
+        return
     if args.lfw:
         result = {"machine": machine.describe(), **lfw(args.datasets, args.cache)}
         print(json.dumps(result, indent=1) if args.json else _lfw_table(result))

@@ -69,6 +69,7 @@ def test_open_set_table_on_lfw_style_folder(labelled: ev.LabelledSet) -> None:
     assert (table["mated_probes"], table["non_mated_probes"]) == (5, 6)
     d = table["default"]
     assert d["stated_fpir"] == 0.01
+    assert d["threshold_extrapolated"] is False  # 14 faces: far below the shipped table's 20,735
     assert d["fpir_ci95"][0] <= d["measured_fpir"] <= d["fpir_ci95"][1]
     assert d["false_positives"] <= 1 and d["misses"] <= 1  # five well-photographed people, six strangers
     assert d["measured_fpir"] == round(d["false_positives"] / 6, 4) and d["fnir"] == round(d["misses"] / 5, 4)

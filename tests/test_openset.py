@@ -13,7 +13,7 @@ from facefind import evaluate as ev
 from facefind.calibration import Calibration, default_calibration, fmr_for_fpir, fpir_of
 from facefind.faces.opencv import MODEL_ID
 
-from .conftest import FR, GLINT, new_catalog
+from .conftest import FR, GLINT, new_catalog, run_cli
 
 
 def test_fpir_and_fmr_convert_both_ways() -> None:
@@ -100,3 +100,13 @@ def test_threshold_follows_the_gallery_actually_searched(fr_copy: Path) -> None:
     hit = everything.faces[0].matches[-1]
     calibration = default_calibration(MODEL_ID)
     assert hit.fpir == pytest.approx(calibration.fpir(hit.similarity, 23).value, rel=0.05)
+
+
+def test_search_says_when_its_threshold_is_extrapolated(glint_half: Path) -> None:
+    # ~580 faces: FPIR 0.01 is measured there, FPIR 1e-4 (measured up to ~200 faces) is not.
+    stranger = sorted((GLINT / GLINT_PEOPLE[1]).iterdir())[0]
+    calibration = default_calibration(MODEL_ID)
+    assert calibration.largest_measured_gallery(1e-4) < 580 < calibration.largest_measured_gallery(0.01)
+    for fpir, extrapolated in (("0.01", False), ("0.0001", True)):
+        out = run_cli("search", stranger, "--purpose", "t", "--max-fpir", fpir, db=glint_half, check=True)
+        assert ("threshold is extrapolated" in out.stdout) is extrapolated, out.stdout

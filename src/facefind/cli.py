@@ -503,8 +503,8 @@ def _print_search(r: SearchResult) -> None:
     out.print(f"{r.faces_searched} faces searched; threshold {r.threshold:.3f} ({rule})")
     if r.threshold_extrapolated:
         out.print(
-            "  [dim]the threshold rests on the calibration's tail model (its 95% bound): at this many "
-            "faces, calibrate with labelled photos of many people (`facefind calibrate`)[/]"
+            "  [dim]the threshold is extrapolated (the calibration's tail model, its 95% bound): at this "
+            "many faces, calibrate with labelled photos of many people (`facefind calibrate`)[/]"
         )
     if r.fused:
         out.print(
@@ -717,7 +717,8 @@ def _print_open_set_table(o: dict) -> None:
         table.add_row(f"FNIR at measured FPIR {fpir}", f"{fnir:.4f}")
     if "default" in o:
         d = o["default"]
-        table.add_row("threshold (search default)", f"{d['threshold']:.3f}")
+        extrapolated = " (extrapolated: the tail model)" if d.get("threshold_extrapolated") else ""
+        table.add_row("threshold (search default)", f"{d['threshold']:.3f}{extrapolated}")
         table.add_row("stated FPIR", f"{d['stated_fpir']:g}")
         table.add_row(
             "measured FPIR",
@@ -786,6 +787,11 @@ def calibrate(
         out.print(
             f"  measured down to FMR {calibration.measured_floor:.1e} (where 10 impostor pairs still pass); "
             "below that the tail model extrapolates, and says so"
+        )
+        out.print(
+            f"  search's default (FPIR {DEFAULT_MAX_FPIR:g}) is measured for galleries of up to "
+            f"{calibration.largest_measured_gallery(DEFAULT_MAX_FPIR):,} faces; beyond, its threshold "
+            "is extrapolated"
         )
     for fmr in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9):
         band = calibration.threshold_band(fmr)

@@ -666,6 +666,7 @@ def open_set_table(labelled: LabelledSet, calibration: Calibration | None, max_f
         out["default"] = {
             "stated_fpir": max_fpir,
             "threshold": round(threshold, 4),
+            "threshold_extrapolated": calibration.estimate(threshold).extrapolated,
             "measured_fpir": round(false_positives / strangers, 4),
             "fpir_ci95": [round(x, 4) for x in wilson_interval(false_positives, strangers)],
             "false_positives": false_positives,

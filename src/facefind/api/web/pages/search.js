@@ -104,7 +104,7 @@ function showResult(result, file) {
     `${result.faces.length} face${result.faces.length === 1 ? "" : "s"} found in the photo; `,
     `${result.faces_searched.toLocaleString("en")} catalogued faces searched. `,
     `Similarity threshold ${result.threshold}: ${rule}.`,
-    result.threshold_extrapolated ? " (The threshold rests on the calibration's tail model.)" : "",
+    result.threshold_extrapolated ? " (The threshold is extrapolated: it rests on the calibration's tail model.)" : "",
     " A candidate's FPIR says how often a face that similar comes back when the person searched for is not here at all.",
   );
   const faces = result.faces.map((face) => showFace(face, result));
