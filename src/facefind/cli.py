@@ -1000,6 +1000,79 @@ def people_hide(
     emit_json(found) if as_json else _print_person(found, faces=False)
 
 
+@people_app.command("review")
+def people_review(
+    limit: Annotated[int, typer.Option("--limit", help="Questions on this page (1..10000).")] = 20,
+    after: Annotated[
+        str | None, typer.Option("--after", help="The page key a previous page printed (next page).")
+    ] = None,
+    max_fmr: Annotated[
+        float | None,
+        typer.Option("--max-fmr", help="Ask only when the false match rate is at most this (default 0.01)."),
+    ] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Questions that name people fast: faces in no person and unnamed persons, each with the
+    most similar named person, its similarity and false match rate; pairs of persons that may be
+    one. Answer with `people answer`. Audited as a view."""
+    with session(db) as ff:
+        page = ff.suggestions(after=after, limit=limit, max_fmr=max_fmr)
+    if as_json:
+        emit_json(page)
+        return
+    if not page.suggestions:
+        out.print(
+            "nothing to review: every face is in a person, and no unnamed person looks like a named one"
+        )
+        return
+    groups: dict[int, list[Any]] = {}
+    for q in page.suggestions:
+        groups.setdefault(q.candidate, []).append(q)
+    for candidate, questions in groups.items():
+        first = questions[0]
+        who = f"person {candidate}" + (f" ({safe(first.candidate_name)})" if first.candidate_name else "")
+        cover = f"  [dim]closest face {first.candidate_face.face_id}: {safe(first.candidate_face.path)}[/]"
+        out.print(f"is this {who}?{cover if first.candidate_face else ''}")
+        for q in questions:
+            what = safe(q.faces[0].path) if q.faces else ""
+            size = f"{q.face_count} face(s) " if q.item.startswith("person:") else ""
+            skipped = " [dim](skipped before)[/]" if q.skipped else ""
+            out.print(f"  {q.item:<14} similarity {q.similarity:.3f}  FMR {q.fmr:.1e}  {size}{what}{skipped}")
+        items = " ".join(q.item for q in questions)
+        out.print(f"  [dim]all yes: facefind people answer {items} --yes {candidate}[/]")
+    out.print(f"{page.total} question(s) in the queue.")
+    if page.next:
+        out.print(f"next page: facefind people review --after {page.next}")
+
+
+@people_app.command("answer")
+def people_answer(
+    items: Annotated[
+        list[str], typer.Argument(help="face:ID or person:ID, as `people review` lists them (several: bulk).")
+    ],
+    yes: Annotated[int | None, typer.Option("--yes", help="They are this person.")] = None,
+    no: Annotated[int | None, typer.Option("--no", help="They are not this person (remembered).")] = None,
+    skip: Annotated[bool, typer.Option("--skip", help="Ask again after every other question.")] = False,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Answer review questions: --yes PERSON puts the items in that person (pinned), --no PERSON
+    says they are not (clustering never gives them to it), --skip asks later. Audited."""
+    with session(db) as ff:
+        answers = ff.review.answer(items, yes=yes, no=no, skip=skip)
+    if as_json:
+        emit_json(answers)
+        return
+    for a in answers:
+        if a.answer == "yes":
+            out.print(f"{a.item}: now person {a.person} ({len(a.moved_faces)} face(s) moved)")
+        elif a.answer == "no":
+            out.print(f"{a.item}: not person {a.person} (remembered)")
+        else:
+            out.print(f"{a.item}: skipped (asked again after the other questions)")
+
+
 @people_app.command("cluster")
 def people_cluster(
     full: Annotated[

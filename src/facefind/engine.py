@@ -37,6 +37,7 @@ from .images import (
 from .ingest import Indexer, Progress
 from .paths import require_text
 from .people import People
+from .people.review import REVIEW_MAX_FMR, ReviewQueue
 from .results import (
     Box,
     FileError,
@@ -46,6 +47,7 @@ from .results import (
     PurgeReport,
     QueryFace,
     SearchResult,
+    SuggestionPage,
     Verification,
 )
 from .settings import Settings, default_db_path, vectors_dir
@@ -404,6 +406,27 @@ class FaceFind:
                 self.actor, "person", {"decision": decision, **details}
             ),
         )
+
+    @property
+    def review(self) -> ReviewQueue:
+        """The review queue's answers: `ff.review.answer(["face:12"], yes=7)` (people/review.py);
+        its questions are read through `suggestions`, which audits them as a view."""
+        people = self.people
+        return ReviewQueue(people, self.calibration(), people._log)
+
+    def suggestions(
+        self, *, after: str | None = None, limit: int = 20, max_fmr: float | None = None
+    ) -> SuggestionPage:
+        """One page of the review queue (audited as a view: it shows faces and who they may be)."""
+        limits.PAGE.check(limit)
+        if max_fmr is not None:
+            limits.MAX_FMR.check(max_fmr)
+        page = self.review.page(
+            after=after, limit=limit, max_fmr=REVIEW_MAX_FMR if max_fmr is None else max_fmr
+        )
+        shown = {"review": [[s.item, s.candidate] for s in page.suggestions]}
+        self.audit.record(self.actor, "view", shown, self.purpose)
+        return page
 
     # faces -------------------------------------------------------------------------------
     def faces(self, image: ImageSource, *, rgb: bool = False) -> list[Face]:

@@ -233,3 +233,23 @@ def unsettled_faces(catalog: Catalog) -> np.ndarray:
     )
     with catalog.engine.connect() as conn:
         return np.fromiter((int(i) for i in conn.execute(query).scalars()), np.int64)
+
+
+def hidden(catalog: Catalog, model_id: str) -> set[int]:
+    """Persons a reviewer hid."""
+    query = sa.select(persons.c.id).where(persons.c.model_id == model_id, persons.c.hidden == sa.true())
+    with catalog.engine.connect() as conn:
+        return {int(i) for i in conn.execute(query).scalars()}
+
+
+def names(catalog: Catalog, person_ids: set[int]) -> dict[int, str]:
+    """The names of those of `person_ids` that have one."""
+    out: dict[int, str] = {}
+    ids = sorted(person_ids)
+    with catalog.engine.connect() as conn:
+        for i in range(0, len(ids), 500):
+            query = sa.select(persons.c.id, persons.c.name).where(
+                persons.c.id.in_(ids[i : i + 500]), persons.c.name.is_not(None)
+            )
+            out.update({int(p): str(n) for p, n in conn.execute(query)})
+    return out
