@@ -45,6 +45,8 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/verify"): "verify",
     ("GET", "/v1/faces/{face_id}/crop"): "faces.read",
     ("GET", "/v1/people"): "people.read",
+    ("GET", "/v1/people/suggestions"): "people.read",
+    ("POST", "/v1/people/suggestions/answers"): "people.write",
     ("GET", "/v1/people/{person_id}"): "people.read",
     ("POST", "/v1/people/{person_id}/photos"): "people.read",
     ("PUT", "/v1/people/{person_id}/name"): "people.write",

@@ -292,6 +292,35 @@ def people_list(
     return found
 
 
+class Answers(BaseModel):
+    items: list[str] = Field(description='Review items ("face:12", "person:7") as the suggestions list them.')
+    yes: int | None = Field(None, description="They are this person.")
+    no: int | None = Field(None, description="They are not this person (remembered).")
+    skip: bool = Field(False, description="Ask again after every other question.")
+
+
+# Before /people/{person_id}, which would take "suggestions" for an id.
+@router.get("/people/suggestions", tags=["people"])
+def people_suggestions(
+    request: Request,
+    who: CanReadPeople,
+    after: Annotated[str | None, Query(description="The `next` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many questions.")] = 20,
+    max_fmr: Annotated[float | None, Query(description="Ask only up to this false match rate.")] = None,
+) -> results.SuggestionPage:
+    """The review queue (audited as a view): faces in no person and unnamed persons with the most
+    similar named person, its similarity and false match rate; persons that may be one."""
+    with service(request).acting(who, "people.read") as ff:
+        return ff.suggestions(after=after, limit=limit, max_fmr=max_fmr)
+
+
+@router.post("/people/suggestions/answers", tags=["people"])
+def people_answers(request: Request, who: CanWritePeople, body: Answers) -> list[results.Answer]:
+    """Answer review questions: exactly one of `yes`, `no` (a person id) or `skip`. Audited."""
+    with service(request).acting(who, "people.write") as ff:
+        return ff.review.answer(body.items, yes=body.yes, no=body.no, skip=body.skip)
+
+
 @router.get("/people/{person_id}", tags=["people"])
 def people_show(
     request: Request,
