@@ -896,12 +896,16 @@ def _print_person(p: Person, faces: bool) -> None:
 @people_app.command("list")
 def people_list(
     include_hidden: Annotated[bool, typer.Option("--all", help="Include hidden persons.")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", help="Persons on this page (default: all).")] = None,
+    after: Annotated[
+        str | None, typer.Option("--after", help="The page key the previous page printed (next page).")
+    ] = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Persons, most faces first, with the photo of every face (--json); audited as a view."""
     with session(db) as ff:
-        found = ff.persons(include_hidden)
+        found, following = ff.persons_page(include_hidden, limit=limit, after=after)
     if as_json:
         emit_json([_person_summary(p) for p in found])
         return
@@ -909,6 +913,8 @@ def people_list(
         out.print("no persons yet: `facefind index PHOTOS` groups faces as it goes")
     for p in found:
         _print_person(p, faces=False)
+    if following:
+        out.print(f"next page: facefind people list --limit {limit} --after {following}")
 
 
 @people_app.command("show")

@@ -282,13 +282,17 @@ def people_list(
     include_hidden: bool = False,
     offset: Annotated[int, Query(ge=0, description="Skip this many persons (paging).")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many persons.")] = 500,
+    after: Annotated[str | None, Query(description="The previous page's X-Facefind-Next (keyset).")] = None,
 ) -> list[results.Person]:
     """Persons the people view may show (audited as a view), most faces first; `include_hidden`
     adds persons a reviewer hid, never persons whose consent was withdrawn. One page of `limit`
-    from `offset`: the answer's `X-Facefind-More: true` says there are more."""
+    from `offset`, or after the key `after`: the answer's `X-Facefind-More: true` says there are
+    more, and `X-Facefind-Next` is the key of the next page (as fast deep in 100k persons)."""
     with service(request).acting(who, "people.read") as ff:
-        found, more = ff.persons_page(include_hidden, offset=offset, limit=limit)
-    response.headers["X-Facefind-More"] = "true" if more else "false"
+        found, following = ff.persons_page(include_hidden, offset=offset, limit=limit, after=after)
+    response.headers["X-Facefind-More"] = "true" if following else "false"
+    if following:
+        response.headers["X-Facefind-Next"] = following
     return found
 
 

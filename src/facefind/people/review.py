@@ -295,7 +295,8 @@ def _neighbours(
     index.add(np.ascontiguousarray(emb[pool], np.float32))
     sims, found = index.search(np.ascontiguousarray(emb[faces], np.float32), min(k + 1, len(pool)))
     out: dict[int, list[tuple[int, float]]] = {}
-    for face, row_sims, row_found in zip(faces.tolist(), sims, found, strict=True):
+    near = np.flatnonzero(((found >= 0) & (sims >= threshold)).any(axis=1))  # most faces have none
+    for face, row_sims, row_found in zip(faces[near].tolist(), sims[near], found[near], strict=True):
         hits = [
             (int(pool[j]), float(s))
             for j, s in zip(row_found, row_sims, strict=True)
