@@ -101,3 +101,24 @@ def test_the_review_page_answers_for_a_reviewer_and_is_refused_to_an_operator(se
         finally:
             pages.close()
             browser.close()
+
+
+def test_the_api_removes_a_false_face_and_adds_one_by_box(server: Server) -> None:
+    with facefind.open(server.db) as ff:
+        biden = next(p for p in ff.people.all() if "/Joe_Biden/" in p.faces[0].path)
+        face = biden.faces[0]
+    box = f"{face.box.x:.0f},{face.box.y:.0f},{face.box.w:.0f},{face.box.h:.0f}"
+    with server.client(Role.operator) as operator:
+        refused = operator.post(f"/v1/faces/{face.face_id}/not-a-face")
+        assert refused.status_code == 403
+    with server.client(Role.reviewer) as reviewer:
+        removed = reviewer.post(f"/v1/faces/{face.face_id}/not-a-face")
+        assert removed.status_code == 200 and removed.json()["face_id"] == face.face_id
+        assert reviewer.get(f"/v1/faces/{face.face_id}/crop").status_code == 404
+        added = reviewer.post("/v1/faces", json={"path": face.path, "box": box, "person": biden.id})
+        assert added.status_code == 201, added.text
+        new = added.json()
+        assert new["alignment"] == "detector" and new["person_id"] == biden.id
+        assert reviewer.get(f"/v1/faces/{new['face_id']}/crop").status_code == 200
+        bad = reviewer.post("/v1/faces", json={"path": face.path, "box": "1,2"})
+        assert bad.status_code == 400 and "x,y,w,h" in bad.json()["error"]["message"]

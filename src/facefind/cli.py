@@ -1100,6 +1100,52 @@ def people_cluster(
 
 
 # collections ------------------------------------------------------------------------------
+# faces ------------------------------------------------------------------------------------
+faces_app = typer.Typer(
+    help="Faces by hand: add one the detector missed, remove a false one.", no_args_is_help=True
+)
+app.add_typer(faces_app, name="faces")
+
+
+@faces_app.command("add")
+def faces_add(
+    photo: Annotated[Path, typer.Argument(help="An indexed photo.")],
+    box: Annotated[str, typer.Option("--box", help="x,y,w,h in pixels (EXIF orientation applied).")],
+    person: Annotated[int | None, typer.Option("--person", help="Put it in this person (pinned).")] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Add a face the detector missed, embedded like a detected one (searchable, clustered). Audited."""
+    with session(db) as ff:
+        added = ff.add_face(photo, box, person=person)
+    if as_json:
+        emit_json(added)
+        return
+    where = f"person {added.person_id}" if added.person_id is not None else "no person yet"
+    low = (
+        "" if added.usable else " [yellow](below the quality minimum: searched with --include-low-quality)[/]"
+    )
+    out.print(
+        f"face {added.face_id} added to {safe(added.path)} ({added.alignment} alignment, quality "
+        f"{added.quality:.2f}), in {where}{low}"
+    )
+
+
+@faces_app.command("not-a-face")
+def faces_not_a_face(
+    face: Annotated[int, typer.Argument(help="Face id (see `people show`, search results).")],
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Remove a false detection for good: indexing the photo again does not bring it back. Audited."""
+    with session(db) as ff:
+        removed = ff.not_a_face(face)
+    if as_json:
+        emit_json(removed)
+        return
+    out.print(f"face {removed.face_id} removed from {safe(removed.path)}; it will not come back")
+
+
 collection_app = typer.Typer(help="Collections of photos, each with an owner, a lawful basis and retention.")
 app.add_typer(collection_app, name="collection")
 Root = Annotated[

@@ -172,3 +172,22 @@ class Answer(BaseModel):
     answer: str  # yes, no, skip
     person: int | None
     moved_faces: list[int]  # faces that went into the person (yes)
+
+
+class ManualFace(BaseModel):
+    """A face a user added by box (`facefind faces add`), embedded like a detected one."""
+
+    face_id: int
+    image_id: int
+    path: str
+    box: Box
+    alignment: str  # "detector" (its landmarks, from the detector run on the box) or "centred"
+    quality: float
+    usable: bool  # searched by default (size and quality minimums)
+    person_id: int | None  # the person it was put in (--person) or clustering gave it
+
+
+class NotAFace(BaseModel):
+    face_id: int
+    path: str
+    box: Box

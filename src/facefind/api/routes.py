@@ -252,6 +252,26 @@ def face_crop(
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
+class NewFace(BaseModel):
+    path: str = Field(description="An indexed photo, as the catalog names it (a face's `path`).")
+    box: str = Field(examples=["120,80,96,110"], description="x,y,w,h in pixels.")
+    person: int | None = Field(None, description="Put the face in this person (pinned).")
+
+
+@router.post("/faces", tags=["people"], status_code=201)
+def faces_add(request: Request, who: CanWritePeople, body: NewFace) -> results.ManualFace:
+    """Add a face the detector missed on an indexed photo, embedded like a detected one. Audited."""
+    with service(request).acting(who, "people.write") as ff:
+        return ff.add_face(from_stored(body.path), body.box, person=body.person)
+
+
+@router.post("/faces/{face_id}/not-a-face", tags=["people"])
+def faces_not_a_face(request: Request, who: CanWritePeople, face_id: int) -> results.NotAFace:
+    """Remove a false detection for good (indexing the photo again does not bring it back). Audited."""
+    with service(request).acting(who, "people.write") as ff:
+        return ff.not_a_face(face_id)
+
+
 # people -------------------------------------------------------------------------------------
 class Name(BaseModel):
     name: str
