@@ -227,7 +227,7 @@ class ReviewQueue:
         hidden = set(policy.hidden_faces(self.catalog, "results").tolist())
         for kind, number in subjects:
             if kind == "person":
-                self.people._decidable(number, "reviewed")
+                self._decidable(number)
             elif number in hidden or number not in self.catalog.face_rows([number]):
                 raise NotFound(
                     f"no face {number} that you may see; `facefind people review` lists the questions"
@@ -240,7 +240,7 @@ class ReviewQueue:
             self._log("review", {"answer": "skip", "items": [a.item for a in answers]})
             return answers
         person = int(yes if yes is not None else no)  # type: ignore[arg-type]
-        self.people._decidable(person, "reviewed")
+        self._decidable(person)
         if any(k == "person" and n == person for k, n in subjects):
             raise FacefindError(f"person {person} is the person asked about; name another person")
         answers = [
@@ -250,6 +250,11 @@ class ReviewQueue:
         verdict = "yes" if yes is not None else "no"
         self._log("review", {"answer": verdict, "person": person, "items": [a.item for a in answers]})
         return answers
+
+    def _decidable(self, person: int) -> None:
+        """As `People._decidable`, without reading the person's faces (a bulk answer checks many)."""
+        self.people._row(person)
+        policy.require_shown(self.catalog, person, "reviewed")
 
     def _yes(self, kind: str, number: int, person: int) -> Answer:
         if kind == "face":
