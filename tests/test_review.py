@@ -194,3 +194,43 @@ def test_cli_review_and_answer(fr_copy: Path) -> None:
     assert bad.returncode == 1 and "exactly one of --yes PERSON, --no PERSON or --skip" in bad.stderr
     shown = run_json("people", "show", str(obama), db=fr_copy)
     assert set(loose) <= {f["face_id"] for f in shown["faces"]}
+
+
+def test_queue_answers_and_pages_on_both_databases(backend_db: str | Path) -> None:
+    """The queue's and the paged list's SQL on SQLite and PostgreSQL, with made-up embeddings."""
+    import numpy as np
+
+    from .synthetic import add_image, unit
+
+    rng = np.random.default_rng(7)
+    centre = unit(rng, 1)[0]
+
+    def like_centre() -> np.ndarray:
+        v = centre + 0.2 * unit(rng, 1)[0]
+        return (v / np.linalg.norm(v))[None].astype(np.float32)
+
+    with facefind.open(backend_db) as ff:
+        ff.create_collection("default", owner="t", basis="own", retention="1y")
+        for i in range(3):
+            add_image(ff.catalog, f"/anna/{i}.jpg", like_centre())
+        other = unit(rng, 1)[0]
+        for i in range(2):  # somebody else, twice
+            v = other + 0.2 * unit(rng, 1)[0]
+            add_image(ff.catalog, f"/other/{i}.jpg", (v / np.linalg.norm(v))[None].astype(np.float32))
+        ff.people.update()
+        (anna,) = [p for p in ff.people.all() if p.face_count == 3]
+        ff.consent_add(anna.id, **CONSENT)
+        ff.people.name(anna.id, "Anna")
+        (late,) = add_image(ff.catalog, "/anna/late.jpg", like_centre())
+        ff.people.update()  # until clustering saw it, a new face is asked about by nobody
+        _leave_out(ff, [late])
+        (question,) = [s for s in ff.suggestions().suggestions if s.item == f"face:{late}"]
+        assert question.candidate == anna.id
+        ff.review.answer([f"face:{late}"], skip=True)
+        ff.review.answer([f"face:{late}"], no=anna.id)
+        ff.people.recluster()
+        assert late not in _in(ff, anna.id)
+        first, following = ff.persons_page(limit=1)
+        assert [p.id for p in first] == [anna.id] and following is not None
+        rest, last = ff.persons_page(limit=100, after=following)
+        assert len(rest) == 1 and rest[0].id != anna.id and rest[0].face_count == 2 and last is None
