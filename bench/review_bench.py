@@ -9,8 +9,9 @@ going down the people list, it names the largest person whose majority identity 
 not named yet (a consent record first, as facefind requires; one answer per name).
 - "queue": then it answers the review queue (`ff.suggestions`, `ff.review.answer`) page after
   page, yes when the item's identity (a face's label; a person's majority) is the candidate's, no
-  otherwise, no to faces that are not a photo's labelled face (strangers in the background), until
-  the queue is empty. One answer per item; a bulk yes for a group is also counted as one action.
+  otherwise, no to faces that are not a photo's labelled face (strangers in the background), and
+  stops after a page without a single yes (or when the queue is empty). One answer per item; each
+  call (a bulk yes for a group, or the no's about one candidate) is also counted as one action.
 - "clusters": then it goes down the people list once: every person whose majority identity is a
   named goal identity is merged into that named person (one answer each); faces in no person
   stay unnamed (naming them needs the queue or a manual split).
@@ -98,12 +99,12 @@ def _score(ff: facefind.FaceFind, truth: dict[int, str], goal: set[str], named: 
     }
 
 
-def by_queue(ff: facefind.FaceFind, truth: dict[int, str], goal: set[str], page: int = 500) -> dict:
+def by_queue(ff: facefind.FaceFind, truth: dict[int, str], goal: set[str], page: int = 200) -> dict:
     started = time.perf_counter()
     named, answers = _name_first(ff, truth, goal)
     actions = answers
     identity_of = {p: who for who, p in named.items()}
-    rounds = 0
+    rounds = said_yes = 0
     while True:
         questions = ff.suggestions(limit=page).suggestions
         members = _persons(ff)
@@ -123,13 +124,18 @@ def by_queue(ff: facefind.FaceFind, truth: dict[int, str], goal: set[str], page:
         for candidate, items in no.items():
             ff.review.answer(items, no=candidate)
             answers += len(items)
-            actions += len(items)
+            actions += 1
         rounds += 1
+        said_yes += sum(len(items) for items in yes.values())
+        if not yes:  # a page without a single yes: the reviewer stops
+            break
     return {
         **_score(ff, truth, goal, named),
         "answers": answers,
         "actions": actions,
         "rounds": rounds,
+        "yes": said_yes,
+        "left_in_queue": ff.suggestions(limit=1).total,
         "seconds": round(time.perf_counter() - started, 1),
     }
 

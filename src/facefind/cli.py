@@ -1029,7 +1029,8 @@ def people_review(
         return
     if not page.suggestions:
         out.print(
-            "nothing to review: every face is in a person, and no unnamed person looks like a named one"
+            "nothing to review: no face outside a person and no unnamed person looks like a named "
+            "person (or each was answered)"
         )
         return
     groups: dict[int, list[Any]] = {}
@@ -1044,7 +1045,8 @@ def people_review(
             what = safe(q.faces[0].path) if q.faces else ""
             size = f"{q.face_count} face(s) " if q.item.startswith("person:") else ""
             skipped = " [dim](skipped before)[/]" if q.skipped else ""
-            out.print(f"  {q.item:<14} similarity {q.similarity:.3f}  FMR {q.fmr:.1e}  {size}{what}{skipped}")
+            fmr = _fmr(q.fmr, page.fmr_floor)
+            out.print(f"  {q.item:<14} similarity {q.similarity:.3f}  FMR {fmr}  {size}{what}{skipped}")
         items = " ".join(q.item for q in questions)
         out.print(f"  [dim]all yes: facefind people answer {items} --yes {candidate}[/]")
     out.print(f"{page.total} question(s) in the queue.")

@@ -165,6 +165,7 @@ class SuggestionPage(BaseModel):
     suggestions: list[Suggestion]
     next: str | None  # give it as `after` for the next page; None: this was the last
     total: int  # questions in the queue
+    fmr_floor: float  # rates below this are beyond what the calibration measured (an upper bound)
 
 
 class Answer(BaseModel):

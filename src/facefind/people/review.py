@@ -108,6 +108,7 @@ class ReviewQueue:
             suggestions=self._shown(chosen),
             next=chosen[-1].cursor() if chosen and more else None,
             total=len(questions),
+            fmr_floor=self.calibration.fmr_floor,
         )
 
     def questions(self, max_fmr: float = REVIEW_MAX_FMR) -> list[_Question]:
