@@ -67,7 +67,7 @@ def test_the_api_pages_the_queue_and_takes_answers(server: Server) -> None:
 
 
 def test_the_review_page_answers_for_a_reviewer_and_is_refused_to_an_operator(server: Server) -> None:
-    from .test_web_ui import CHROMIUM, Pages, sync_api
+    from .test_web_ui import CHROMIUM, Pages, screenshot, sync_api
 
     expect = sync_api.expect
     obama = _obama(server)
@@ -86,6 +86,7 @@ def test_the_review_page_answers_for_a_reviewer_and_is_refused_to_an_operator(se
             expect(questions.first).to_be_visible()
             count = questions.count()
             assert count >= 1
+            screenshot(page, "review")
             item = questions.first.get_attribute("data-item")
             questions.first.get_by_role("button", name="Yes, Barack Obama").click()
             expect(page.locator("main p.ok")).to_contain_text("is now Barack Obama")

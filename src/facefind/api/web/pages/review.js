@@ -13,6 +13,9 @@ export function render(main) {
   const list = h("div", { class: "review" });
   const more = h("div");
   let total = 0;
+  let floor = 0;
+  // Below the calibration's floor a rate is only bounded (as the CLI's "<4.8e-08").
+  const rate = (fmr) => (fmr <= floor ? `less often than ${oneIn(floor)}` : oneIn(fmr));
 
   const answer = async (items, body, note) => {
     message.replaceChildren();
@@ -36,7 +39,7 @@ export function render(main) {
       h("div", { class: "faces" }, q.faces.map((f) => crop(f.face_id, `${what}: face ${f.face_id} in ${f.path}`, 96))),
       h("p", {}, h("strong", {}, what), q.skipped ? " · skipped before" : ""),
       q.faces[0] ? h("p", { class: "path" }, pathText(q.faces[0].path)) : null,
-      h("p", { class: "fine" }, `similarity ${q.similarity.toFixed(3)} · strangers score this high ${oneIn(q.fmr)}`),
+      h("p", { class: "fine" }, `similarity ${q.similarity.toFixed(3)} · strangers score this high ${rate(q.fmr)}`),
       h(
         "div",
         { class: "toolbar" },
@@ -54,7 +57,9 @@ export function render(main) {
       "section",
       { class: "review-group", "data-candidate": candidate },
       h("h2", {}, heading),
-      first.candidate_face ? crop(first.candidate_face.face_id, `${who(first)}: face ${first.candidate_face.face_id}`, 96) : null,
+      first.candidate_face
+        ? h("figure", {}, crop(first.candidate_face.face_id, `${who(first)}: face ${first.candidate_face.face_id}`, 96), h("figcaption", { class: "fine" }, `${who(first)}, closest face`))
+        : null,
       questions.length > 1
         ? h("button", { type: "button", onclick: () => answer(questions.map((q) => q.item), { yes: candidate }, `${questions.length} answered: ${who(first)}.`) }, `Yes to all ${questions.length}`)
         : null,
@@ -77,6 +82,7 @@ export function render(main) {
     try {
       const page = await get("/v1/people/suggestions", { limit: PAGE });
       total = page.total;
+      floor = page.fmr_floor;
       list.replaceChildren(h("p", { class: "fine" }, `${total} question${total === 1 ? "" : "s"} in the queue.`));
       if (!page.suggestions.length) list.append(h("p", {}, "Nothing to review: every face is in a person, and no unnamed person looks like a named one."));
       show(page.suggestions);
