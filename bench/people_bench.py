@@ -261,7 +261,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="speed runs per size; medians are reported")
     parser.add_argument("--skip-quality", action="store_true", help="only the speed measurements")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--reviewer",
+        action="store_true",
+        help="only the simulated reviewer on lfw_dev: review queue vs cluster by cluster (review_bench.py)",
+    )
+    parser.add_argument(
+        "--reviewer-catalog", type=Path, help="a catalog holding lfw_dev indexed already (copied)"
+    )
     args = parser.parse_args()
+    if args.reviewer:
+        import review_bench
+
+        with tempfile.TemporaryDirectory() as tmp:
+            found = review_bench.simulate(args.datasets / "lfw_dev", Path(tmp), args.reviewer_catalog)
+        print(json.dumps({"machine": machine.describe(), "reviewer": found}, indent=2))
+        return
     result: dict = {"machine": machine.describe(), "folders": {}, "speed": []}
     with tempfile.TemporaryDirectory() as tmp:
         for folder in sorted(p for p in args.datasets.iterdir() if p.is_dir()):

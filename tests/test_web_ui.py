@@ -42,7 +42,7 @@ Browser, Page, expect = sync_api.Browser, sync_api.Page, sync_api.expect
 NAV = {
     Role.admin: ["Collections", "Keys"],
     Role.operator: ["Search", "Collections"],
-    Role.reviewer: ["People"],
+    Role.reviewer: ["People", "Review"],
     Role.dpo: ["Collections", "Requests"],
     Role.auditor: ["Collections", "Audit"],
 }

@@ -924,12 +924,16 @@ def _print_person(p: Person, faces: bool) -> None:
 @people_app.command("list")
 def people_list(
     include_hidden: Annotated[bool, typer.Option("--all", help="Include hidden persons.")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", help="Persons on this page (default: all).")] = None,
+    after: Annotated[
+        str | None, typer.Option("--after", help="The page key the previous page printed (next page).")
+    ] = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Persons, most faces first, with the photo of every face (--json); audited as a view."""
     with session(db) as ff:
-        found = ff.persons(include_hidden)
+        found, following = ff.persons_page(include_hidden, limit=limit, after=after)
     if as_json:
         emit_json([_person_summary(p) for p in found])
         return
@@ -937,6 +941,8 @@ def people_list(
         out.print("no persons yet: `facefind index PHOTOS` groups faces as it goes")
     for p in found:
         _print_person(p, faces=False)
+    if following:
+        out.print(f"next page: facefind people list --limit {limit} --after {following}")
 
 
 @people_app.command("show")
@@ -1028,6 +1034,81 @@ def people_hide(
     emit_json(found) if as_json else _print_person(found, faces=False)
 
 
+@people_app.command("review")
+def people_review(
+    limit: Annotated[int, typer.Option("--limit", help="Questions on this page (1..10000).")] = 20,
+    after: Annotated[
+        str | None, typer.Option("--after", help="The page key a previous page printed (next page).")
+    ] = None,
+    max_fmr: Annotated[
+        float | None,
+        typer.Option("--max-fmr", help="Ask only when the false match rate is at most this (default 0.01)."),
+    ] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Questions that name people fast: faces in no person and unnamed persons, each with the
+    most similar named person, its similarity and false match rate; pairs of persons that may be
+    one. Answer with `people answer`. Audited as a view."""
+    with session(db) as ff:
+        page = ff.suggestions(after=after, limit=limit, max_fmr=max_fmr)
+    if as_json:
+        emit_json(page)
+        return
+    if not page.suggestions:
+        out.print(
+            "nothing to review: no face outside a person and no unnamed person looks like a named "
+            "person (or each was answered)"
+        )
+        return
+    groups: dict[int, list[Any]] = {}
+    for q in page.suggestions:
+        groups.setdefault(q.candidate, []).append(q)
+    for candidate, questions in groups.items():
+        first = questions[0]
+        who = f"person {candidate}" + (f" ({safe(first.candidate_name)})" if first.candidate_name else "")
+        cover = f"  [dim]closest face {first.candidate_face.face_id}: {safe(first.candidate_face.path)}[/]"
+        out.print(f"is this {who}?{cover if first.candidate_face else ''}")
+        for q in questions:
+            what = safe(q.faces[0].path) if q.faces else ""
+            size = f"{q.face_count} face(s) " if q.item.startswith("person:") else ""
+            skipped = " [dim](skipped before)[/]" if q.skipped else ""
+            fmr = _fmr(q.fmr, page.fmr_floor)
+            out.print(f"  {q.item:<14} similarity {q.similarity:.3f}  FMR {fmr}  {size}{what}{skipped}")
+        items = " ".join(q.item for q in questions)
+        out.print(f"  [dim]all yes: facefind people answer {items} --yes {candidate}[/]")
+    out.print(f"{page.total} question(s) in the queue.")
+    if page.next:
+        out.print(f"next page: facefind people review --after {page.next}")
+
+
+@people_app.command("answer")
+def people_answer(
+    items: Annotated[
+        list[str], typer.Argument(help="face:ID or person:ID, as `people review` lists them (several: bulk).")
+    ],
+    yes: Annotated[int | None, typer.Option("--yes", help="They are this person.")] = None,
+    no: Annotated[int | None, typer.Option("--no", help="They are not this person (remembered).")] = None,
+    skip: Annotated[bool, typer.Option("--skip", help="Ask again after every other question.")] = False,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Answer review questions: --yes PERSON puts the items in that person (pinned), --no PERSON
+    says they are not (clustering never gives them to it), --skip asks later. Audited."""
+    with session(db) as ff:
+        answers = ff.review.answer(items, yes=yes, no=no, skip=skip)
+    if as_json:
+        emit_json(answers)
+        return
+    for a in answers:
+        if a.answer == "yes":
+            out.print(f"{a.item}: now person {a.person} ({len(a.moved_faces)} face(s) moved)")
+        elif a.answer == "no":
+            out.print(f"{a.item}: not person {a.person} (remembered)")
+        else:
+            out.print(f"{a.item}: skipped (asked again after the other questions)")
+
+
 @people_app.command("cluster")
 def people_cluster(
     full: Annotated[
@@ -1049,6 +1130,52 @@ def people_cluster(
 
 
 # collections ------------------------------------------------------------------------------
+# faces ------------------------------------------------------------------------------------
+faces_app = typer.Typer(
+    help="Faces by hand: add one the detector missed, remove a false one.", no_args_is_help=True
+)
+app.add_typer(faces_app, name="faces")
+
+
+@faces_app.command("add")
+def faces_add(
+    photo: Annotated[Path, typer.Argument(help="An indexed photo.")],
+    box: Annotated[str, typer.Option("--box", help="x,y,w,h in pixels (EXIF orientation applied).")],
+    person: Annotated[int | None, typer.Option("--person", help="Put it in this person (pinned).")] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Add a face the detector missed, embedded like a detected one (searchable, clustered). Audited."""
+    with session(db) as ff:
+        added = ff.add_face(photo, box, person=person)
+    if as_json:
+        emit_json(added)
+        return
+    where = f"person {added.person_id}" if added.person_id is not None else "no person yet"
+    low = (
+        "" if added.usable else " [yellow](below the quality minimum: searched with --include-low-quality)[/]"
+    )
+    out.print(
+        f"face {added.face_id} added to {safe(added.path)} ({added.alignment} alignment, quality "
+        f"{added.quality:.2f}), in {where}{low}"
+    )
+
+
+@faces_app.command("not-a-face")
+def faces_not_a_face(
+    face: Annotated[int, typer.Argument(help="Face id (see `people show`, search results).")],
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Remove a false detection for good: indexing the photo again does not bring it back. Audited."""
+    with session(db) as ff:
+        removed = ff.not_a_face(face)
+    if as_json:
+        emit_json(removed)
+        return
+    out.print(f"face {removed.face_id} removed from {safe(removed.path)}; it will not come back")
+
+
 collection_app = typer.Typer(help="Collections of photos, each with an owner, a lawful basis and retention.")
 app.add_typer(collection_app, name="collection")
 Root = Annotated[

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import limits, policy, recognizers
+from . import limits, manual_faces, policy, recognizers
 from .accountability import collections, consent, erasure, optouts, report
 from .accountability import keys as service_keys
 from .accountability.audit import AuditLog, check_retention, default_actor
@@ -21,7 +21,7 @@ from .accountability.witness import default_key_file
 from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration, default_calibration
 from .catalog import Catalog, FaceRow
 from .catalog.core import redacted
-from .errors import FacefindError, ImageError, InvalidValue, NoFaceError, NotFound
+from .errors import FacefindError, ImageError, InvalidValue, NoFaceError, NotFound, Refused
 from .faces import Face, FaceBackend, analyze, load_backend
 from .faces.quality import warnings as quality_warnings
 from .images import (
@@ -36,17 +36,21 @@ from .images import (
 )
 from .ingest import Indexer, Progress
 from .paths import require_text
-from .people import People
+from .people import People, listing
+from .people.review import REVIEW_MAX_FMR, ReviewQueue
 from .results import (
     Box,
     FileError,
     IndexReport,
+    ManualFace,
     Match,
+    NotAFace,
     Person,
     PurgeReport,
     QueryFace,
     QueryPhoto,
     SearchResult,
+    SuggestionPage,
     Verification,
 )
 from .settings import Settings, default_db_path, vectors_dir
@@ -406,6 +410,89 @@ class FaceFind:
             ),
         )
 
+    @property
+    def review(self) -> ReviewQueue:
+        """The review queue's answers: `ff.review.answer(["face:12"], yes=7)` (people/review.py);
+        its questions are read through `suggestions`, which audits them as a view."""
+        people = self.people
+        return ReviewQueue(people, self.calibration(), people._log)
+
+    def suggestions(
+        self, *, after: str | None = None, limit: int = 20, max_fmr: float | None = None
+    ) -> SuggestionPage:
+        """One page of the review queue (audited as a view: it shows faces and who they may be)."""
+        limits.PAGE.check(limit)
+        if max_fmr is not None:
+            limits.MAX_FMR.check(max_fmr)
+        page = self.review.page(
+            after=after, limit=limit, max_fmr=REVIEW_MAX_FMR if max_fmr is None else max_fmr
+        )
+        shown = {"review": [[s.item, s.candidate] for s in page.suggestions]}
+        self.audit.record(self.actor, "view", shown, self.purpose)
+        return page
+
+    def add_face(self, photo: str | Path, box: str, *, person: int | None = None) -> ManualFace:
+        """Add a face the detector missed: `box` "x,y,w,h" on an indexed photo, embedded like a
+        detected face (manual_faces.py says how it is aligned); into `person` (pinned), else
+        clustered. Refused if it matches an opt-out. Audited."""
+        from .catalog import manual, photos
+        from .catalog import review as review_store
+
+        path = str(Path(photo).expanduser().resolve())
+        found = manual.images_at(self.catalog, path)
+        if not found:
+            raise NotFound(f"{path} is not an indexed photo; `facefind index` it first, then add the face")
+        image_id = int(found[0].id)
+        if person is not None:
+            self.people._decidable(person, "given a face")
+        try:
+            data = read_catalogued(Path(path), photos.sha256(self.catalog, image_id), self.settings)
+            image = decode_image(data, self.settings, name=path)
+        except PhotoChanged:
+            raise FacefindError(f"{path} changed since it was indexed; index it again first") from None
+        face, alignment = manual_faces.embed_box(
+            self.backend, image, manual_faces.parse_box(box, image.shape), self.settings
+        )
+        if optouts.Templates(self.catalog, self.backend.model_id).matches(face.embedding):
+            raise Refused("that face matches an opt-out: it is never stored")
+        face_id = manual.add(self.catalog, image_id, face, self.actor)
+        self.vectors.index()
+        self.vectors.save()
+        if person is not None:
+            review_store.place(self.catalog, person, [face_id])
+        self.people.update()
+        placed = self.catalog.face_rows([face_id])[face_id].person_id
+        self.audit.record(
+            self.actor, "face", {"added": face_id, "path": path, "box": list(face.box), "person": placed}
+        )
+        return ManualFace(
+            face_id=face_id,
+            image_id=image_id,
+            path=path,
+            box=_box(face.box),
+            alignment=alignment,
+            quality=round(face.quality.score, 3),
+            usable=face.usable,
+            person_id=placed,
+        )
+
+    def not_a_face(self, face_id: int) -> NotAFace:
+        """Remove a false detection for good: the face goes, and the box is remembered on the
+        photo's content so that analysing the photo again does not bring it back. Audited."""
+        from .catalog import manual, photos
+
+        row = self.catalog.face_rows([face_id]).get(face_id) if limits.is_id(face_id) else None
+        if row is None or face_id in policy.hidden_faces(self.catalog, "results"):
+            raise NotFound(f"no face {face_id} that you may see")
+        sha256 = photos.sha256(self.catalog, row.image_id)
+        if sha256 is None:
+            raise FacefindError(f"the photo of face {face_id} has no content hash; index it again first")
+        manual.mark_not_a_face(self.catalog, face_id, sha256, row.box, self.actor)
+        self.vectors.index()
+        self.vectors.save()
+        self.audit.record(self.actor, "face", {"not_a_face": face_id, "path": row.path, "box": list(row.box)})
+        return NotAFace(face_id=face_id, path=row.path, box=_box(row.box))
+
     # faces -------------------------------------------------------------------------------
     def faces(self, image: ImageSource, *, rgb: bool = False) -> list[Face]:
         """Every face in a photo, largest first.
@@ -606,18 +693,25 @@ class FaceFind:
         return self.persons_page(include_hidden, offset=offset, limit=limit)[0]
 
     def persons_page(
-        self, include_hidden: bool = False, *, offset: int = 0, limit: int | None = None
-    ) -> tuple[list[Person], bool]:
-        """One page of `persons` and whether more follow it; the audit entry names that page only."""
+        self,
+        include_hidden: bool = False,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> tuple[list[Person], str | None]:
+        """One page of `persons` and the key of the next page (None: none follows); `after` is
+        such a key, and reads a page deep in 100k persons as fast as the first (people/listing.py).
+        The audit entry names that page only."""
         limits.OFFSET.check(offset)
         if limit is not None:
             limits.PAGE.check(limit)
-        everyone = self.people.all(include_hidden)
-        end = len(everyone) if limit is None else offset + limit
-        found = everyone[offset:end]
+        found, following = listing.page(
+            self.people, include_hidden, after=after, offset=offset, limit=limit or 2**31 - 1
+        )
         shown = {"people": [p.id for p in found], "faces": sum(p.face_count for p in found)}
         self.audit.record(self.actor, "view", shown, self.purpose)
-        return found, end < len(everyone)
+        return found, following
 
     def _guards(self, withheld: np.ndarray) -> np.ndarray:
         """The faces no search may find, as vectors: opt-out templates and the stored faces of

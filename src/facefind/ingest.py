@@ -24,12 +24,13 @@ from pathlib import Path
 from sqlalchemy.engine import Connection
 
 from .accountability.erasure import refusal
-from .catalog import Catalog
+from .catalog import Catalog, manual
 from .errors import FacefindError, ImageError
 from .faces import Face, FaceBackend, analyze, load_backend, prepare_backend
 from .faces.pipeline import StageTimes
 from .images import EXTENSIONS, decode_image, is_image_path, read_photo
 from .limits import WORKERS
+from .manual_faces import marked
 from .results import FileError, IndexReport
 from .settings import Settings
 
@@ -322,6 +323,9 @@ class Indexer:
             r.error, r.faces, r.shape, r.damage = erased, [], None, []
         kept = [f for f in r.faces if not (self.refuse and self.refuse(f))]
         report.faces_refused += len(r.faces) - len(kept)
+        # Detections a user removed as "not a face" on this photo's content stay removed.
+        not_faces = manual.marks(conn, r.sha256) if r.sha256 else []
+        kept = [f for f in kept if not marked(f.box, not_faces)]
         self.catalog.save_image(
             conn,
             collection_id,

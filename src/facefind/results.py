@@ -158,3 +158,51 @@ class Person(BaseModel):
 class PurgeReport(BaseModel):
     receipts: list[Any]  # ErasureReceipt, one per collection past retention and per lapsed consent
     audit_checkpoint_seq: int | None  # the signed checkpoint left by an audit purge
+
+
+class Suggestion(BaseModel):
+    """One question of the review queue (people/review.py): is `item` the person `candidate`?"""
+
+    item: str  # "face:12" (a face in no person) or "person:7" (an unnamed person)
+    kind: str  # "face", "person" (candidate named: "is this Anna?"), "merge" (both unnamed: "one person?")
+    candidate: int
+    candidate_name: str | None
+    similarity: float  # of the closest pair of faces, one on each side
+    fmr: float  # the false match rate that similarity implies (calibration): the chance it is a stranger
+    skipped: bool  # asked before and skipped: comes after every question not skipped
+    face_count: int  # the item's faces that may be shown
+    faces: list[PersonFace]  # a few of them, best first: crops via /v1/faces/{id}/crop
+    candidate_face: PersonFace | None  # the candidate's face closest to the item
+
+
+class SuggestionPage(BaseModel):
+    suggestions: list[Suggestion]
+    next: str | None  # give it as `after` for the next page; None: this was the last
+    total: int  # questions in the queue
+    fmr_floor: float  # rates below this are beyond what the calibration measured (an upper bound)
+
+
+class Answer(BaseModel):
+    item: str
+    answer: str  # yes, no, skip
+    person: int | None
+    moved_faces: list[int]  # faces that went into the person (yes)
+
+
+class ManualFace(BaseModel):
+    """A face a user added by box (`facefind faces add`), embedded like a detected one."""
+
+    face_id: int
+    image_id: int
+    path: str
+    box: Box
+    alignment: str  # "detector" (its landmarks, from the detector run on the box) or "centred"
+    quality: float
+    usable: bool  # searched by default (size and quality minimums)
+    person_id: int | None  # the person it was put in (--person) or clustering gave it
+
+
+class NotAFace(BaseModel):
+    face_id: int
+    path: str
+    box: Box

@@ -255,6 +255,26 @@ def face_crop(
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
+class NewFace(BaseModel):
+    path: str = Field(description="An indexed photo, as the catalog names it (a face's `path`).")
+    box: str = Field(examples=["120,80,96,110"], description="x,y,w,h in pixels.")
+    person: int | None = Field(None, description="Put the face in this person (pinned).")
+
+
+@router.post("/faces", tags=["people"], status_code=201)
+def faces_add(request: Request, who: CanWritePeople, body: NewFace) -> results.ManualFace:
+    """Add a face the detector missed on an indexed photo, embedded like a detected one. Audited."""
+    with service(request).acting(who, "people.write") as ff:
+        return ff.add_face(from_stored(body.path), body.box, person=body.person)
+
+
+@router.post("/faces/{face_id}/not-a-face", tags=["people"])
+def faces_not_a_face(request: Request, who: CanWritePeople, face_id: int) -> results.NotAFace:
+    """Remove a false detection for good (indexing the photo again does not bring it back). Audited."""
+    with service(request).acting(who, "people.write") as ff:
+        return ff.not_a_face(face_id)
+
+
 # people -------------------------------------------------------------------------------------
 class Name(BaseModel):
     name: str
@@ -285,14 +305,47 @@ def people_list(
     include_hidden: bool = False,
     offset: Annotated[int, Query(ge=0, description="Skip this many persons (paging).")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many persons.")] = 500,
+    after: Annotated[str | None, Query(description="The previous page's X-Facefind-Next (keyset).")] = None,
 ) -> list[results.Person]:
     """Persons the people view may show (audited as a view), most faces first; `include_hidden`
     adds persons a reviewer hid, never persons whose consent was withdrawn. One page of `limit`
-    from `offset`: the answer's `X-Facefind-More: true` says there are more."""
+    from `offset`, or after the key `after`: the answer's `X-Facefind-More: true` says there are
+    more, and `X-Facefind-Next` is the key of the next page (as fast deep in 100k persons)."""
     with service(request).acting(who, "people.read") as ff:
-        found, more = ff.persons_page(include_hidden, offset=offset, limit=limit)
-    response.headers["X-Facefind-More"] = "true" if more else "false"
+        found, following = ff.persons_page(include_hidden, offset=offset, limit=limit, after=after)
+    response.headers["X-Facefind-More"] = "true" if following else "false"
+    if following:
+        response.headers["X-Facefind-Next"] = following
     return found
+
+
+class Answers(BaseModel):
+    items: list[str] = Field(description='Review items ("face:12", "person:7") as the suggestions list them.')
+    yes: int | None = Field(None, description="They are this person.")
+    no: int | None = Field(None, description="They are not this person (remembered).")
+    skip: bool = Field(False, description="Ask again after every other question.")
+
+
+# Before /people/{person_id}, which would take "suggestions" for an id.
+@router.get("/people/suggestions", tags=["people"])
+def people_suggestions(
+    request: Request,
+    who: CanReadPeople,
+    after: Annotated[str | None, Query(description="The `next` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many questions.")] = 20,
+    max_fmr: Annotated[float | None, Query(description="Ask only up to this false match rate.")] = None,
+) -> results.SuggestionPage:
+    """The review queue (audited as a view): faces in no person and unnamed persons with the most
+    similar named person, its similarity and false match rate; persons that may be one."""
+    with service(request).acting(who, "people.read") as ff:
+        return ff.suggestions(after=after, limit=limit, max_fmr=max_fmr)
+
+
+@router.post("/people/suggestions/answers", tags=["people"])
+def people_answers(request: Request, who: CanWritePeople, body: Answers) -> list[results.Answer]:
+    """Answer review questions: exactly one of `yes`, `no` (a person id) or `skip`. Audited."""
+    with service(request).acting(who, "people.write") as ff:
+        return ff.review.answer(body.items, yes=body.yes, no=body.no, skip=body.skip)
 
 
 @router.get("/people/{person_id}", tags=["people"])

@@ -233,3 +233,61 @@ def unsettled_faces(catalog: Catalog) -> np.ndarray:
     )
     with catalog.engine.connect() as conn:
         return np.fromiter((int(i) for i in conn.execute(query).scalars()), np.int64)
+
+
+def hidden(catalog: Catalog, model_id: str) -> set[int]:
+    """Persons a reviewer hid."""
+    query = sa.select(persons.c.id).where(persons.c.model_id == model_id, persons.c.hidden == sa.true())
+    with catalog.engine.connect() as conn:
+        return {int(i) for i in conn.execute(query).scalars()}
+
+
+def names(catalog: Catalog, person_ids: set[int]) -> dict[int, str]:
+    """The names of those of `person_ids` that have one."""
+    out: dict[int, str] = {}
+    ids = sorted(person_ids)
+    with catalog.engine.connect() as conn:
+        for i in range(0, len(ids), 500):
+            query = sa.select(persons.c.id, persons.c.name).where(
+                persons.c.id.in_(ids[i : i + 500]), persons.c.name.is_not(None)
+            )
+            out.update({int(p): str(n) for p, n in conn.execute(query)})
+    return out
+
+
+def page(
+    catalog: Catalog,
+    model_id: str,
+    *,
+    include_hidden: bool,
+    leave_out: set[int],
+    after: tuple[int, int] | None,
+    offset: int,
+    limit: int,
+) -> list[tuple[sa.Row, int]]:
+    """One page of persons, most faces first (faces not opted out), then by id: (row, faces).
+    Keyset paging: `after` (faces, id) of the last person of the previous page; the database
+    counts and sorts, and only `limit` rows come back, however many persons there are."""
+    shown = sa.select(face_suppressions.c.face_id)
+    counts = (
+        sa.select(face_persons.c.person_id, sa.func.count().label("n"))
+        .where(~face_persons.c.face_id.in_(shown))
+        .group_by(face_persons.c.person_id)
+        .subquery()
+    )
+    query = (
+        sa.select(persons, counts.c.n)
+        .join(counts, counts.c.person_id == persons.c.id)
+        .where(persons.c.model_id == model_id)
+        .order_by(counts.c.n.desc(), persons.c.id)
+    )
+    if not include_hidden:
+        query = query.where(persons.c.hidden == sa.false())
+    if leave_out:
+        query = query.where(persons.c.id.not_in(leave_out))
+    if after is not None:
+        n, person_id = after
+        query = query.where(sa.or_(counts.c.n < n, sa.and_(counts.c.n == n, persons.c.id > person_id)))
+    query = query.offset(offset).limit(limit)
+    with catalog.engine.connect() as conn:
+        return [(r, int(r.n)) for r in conn.execute(query).all()]

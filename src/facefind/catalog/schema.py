@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from ..paths import from_stored, to_stored
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 metadata = sa.MetaData()
 
 
@@ -289,6 +289,40 @@ sessions = sa.Table(
 )
 
 
+# The review queue (people/review.py): a face or person a reviewer skipped comes after every
+# question not skipped. "No" answers are face_rejections; "yes" answers move faces (pinned).
+review_skips = sa.Table(
+    "review_skips",
+    metadata,
+    sa.Column("subject", sa.String(16), primary_key=True),  # "face" or "person"
+    sa.Column("subject_id", sa.Integer, primary_key=True),
+    sa.Column("skipped_at", sa.String(32), nullable=False),
+)
+# Faces a user drew (people/manual.py): embedded like detected ones, never replaced by a re-index.
+manual_faces = sa.Table(
+    "manual_faces",
+    metadata,
+    sa.Column("face_id", sa.Integer, sa.ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("added_by", sa.String(200), nullable=False),
+    sa.Column("added_at", sa.String(32), nullable=False),
+)
+# "Not a face": false detections a user removed, remembered by photo content and box so that a
+# re-index of the same photo does not bring them back.
+not_faces = sa.Table(
+    "not_faces",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("x", sa.Float, nullable=False),
+    sa.Column("y", sa.Float, nullable=False),
+    sa.Column("w", sa.Float, nullable=False),
+    sa.Column("h", sa.Float, nullable=False),
+    sa.Column("marked_by", sa.String(200), nullable=False),
+    sa.Column("marked_at", sa.String(32), nullable=False),
+)
+sa.Index("ix_not_faces_sha256", not_faces.c.sha256)
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -353,6 +387,11 @@ def _migrate_8_to_9(conn: Connection) -> None:
     metadata.create_all(conn, tables=[collection_roots, erased_photos, face_subjects, sessions])
 
 
+def _migrate_9_to_10(conn: Connection) -> None:
+    """People at scale (issue 24): review skips, manual faces, "not a face" marks."""
+    metadata.create_all(conn, tables=[review_skips, manual_faces, not_faces])
+
+
 # MIGRATIONS[n] takes a catalog from schema version n + 1 to n + 2. A new catalog is created
 # directly at SCHEMA_VERSION from `metadata`.
 MIGRATIONS = [
@@ -364,4 +403,5 @@ MIGRATIONS = [
     _migrate_6_to_7,
     _migrate_7_to_8,
     _migrate_8_to_9,
+    _migrate_9_to_10,
 ]

@@ -19,10 +19,11 @@ export async function api(method, path, body) {
   return (await call(method, path, body)).data;
 }
 
-// One page of a paged list (/v1/people, /v1/audit): the rows, and whether more follow them.
+// One page of a paged list (/v1/people, /v1/audit): the rows, whether more follow them, and the
+// key of the next page where the list has one (X-Facefind-Next: /v1/people).
 export async function getPage(path, query = {}) {
   const { data, headers } = await call("GET", withQuery(path, query));
-  return { rows: data, more: headers.get("X-Facefind-More") === "true" };
+  return { rows: data, more: headers.get("X-Facefind-More") === "true", next: headers.get("X-Facefind-Next") };
 }
 
 async function call(method, path, body) {

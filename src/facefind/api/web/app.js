@@ -9,6 +9,7 @@ import * as collections from "./pages/collections.js";
 import * as keys from "./pages/keys.js";
 import * as people from "./pages/people.js";
 import * as requests from "./pages/requests.js";
+import * as review from "./pages/review.js";
 import * as search from "./pages/search.js";
 import * as signin from "./pages/signin.js";
 
@@ -16,6 +17,7 @@ import * as signin from "./pages/signin.js";
 const PAGES = [
   { path: "search", title: "Search", action: "search", page: search },
   { path: "people", title: "People", action: "people.read", page: people },
+  { path: "review", title: "Review", action: "people.write", page: review },
   { path: "collections", title: "Collections", action: "collections.read", page: collections },
   { path: "keys", title: "Keys", action: "keys", page: keys },
   { path: "requests", title: "Requests", action: "consent.write", page: requests },
@@ -23,7 +25,7 @@ const PAGES = [
 ];
 
 // Where each role starts: its own work first, the shared collections list last.
-const HOME = ["search", "people", "requests", "audit", "collections", "keys"];
+const HOME = ["search", "people", "review", "requests", "audit", "collections", "keys"];
 
 let session = null;
 let leaving = [];

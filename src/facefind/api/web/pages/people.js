@@ -34,12 +34,14 @@ async function renderGrid(main, context) {
     selected.clear();
     merge.disabled = true;
     let shown = 0;
+    let after = null; // keyset paging: each page starts after the last person of the one before
     const page = async () => {
-      const query = { include_hidden: showHidden.checked ? "true" : "", offset: shown, limit: PERSONS_PAGE };
-      const { rows, more: following } = await getPage("/v1/people", query);
+      const query = { include_hidden: showHidden.checked ? "true" : "", after, limit: PERSONS_PAGE };
+      const { rows, more: following, next } = await getPage("/v1/people", query);
       rows.forEach((p) => faceCounts.set(p.id, p.face_count));
       grid.append(...rows.map((p) => card(p)));
       shown += rows.length;
+      after = next;
       return following;
     };
     try {

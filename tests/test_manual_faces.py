@@ -1,0 +1,116 @@
+"""Faces by hand: a face added by box is searched like a detected one; "not a face" stays removed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import facefind
+from facefind.errors import FacefindError, InvalidValue, NotFound
+from facefind.manual_faces import iou
+
+from .conftest import FR, new_catalog, run_cli, run_json
+
+
+@pytest.fixture
+def kit(tmp_path: Path) -> tuple[Path, Path]:
+    """A catalog of Kit Harington's three photos (and Rose Leslie's, another person)."""
+    photos = tmp_path / "photos"
+    for who in ("Kit_Harington", "Rose_Leslie"):
+        shutil.copytree(FR / who, photos / who)
+    db = new_catalog(tmp_path / "c.db")
+    run_json("index", photos, db=db)
+    return db, photos
+
+
+def _faces_of(ff: facefind.FaceFind, path: Path) -> list:  # type: ignore[type-arg]
+    rows = ff.catalog.face_rows(range(1, 10_000))
+    return [r for r in rows.values() if r.path == str(path.resolve())]
+
+
+def test_a_face_added_by_box_is_searched_like_a_detected_one(kit: tuple[Path, Path]) -> None:
+    db, photos = kit
+    photo, *others = sorted((photos / "Kit_Harington").iterdir())
+    with facefind.open(db) as ff:
+        (detected,) = _faces_of(ff, photo)
+        person = detected.person_id
+        # Say the detector had missed it: remove it, then draw its box by hand.
+        ff.not_a_face(detected.id)
+        assert _faces_of(ff, photo) == []
+        # A box a little off the detector's, as a hand would draw it.
+        x, y, w, h = detected.box
+        box = f"{x - 4:.0f},{y + 3:.0f},{w + 6:.0f},{h:.0f}"
+    added = run_json("faces", "add", photo, "--box", box, "--person", str(person), db=db)
+    assert added["alignment"] == "detector" and added["person_id"] == person and added["usable"]
+    with facefind.open(db) as ff:
+        (stored,) = _faces_of(ff, photo)
+        assert stored.id == added["face_id"] and iou(stored.box, detected.box) > 0.8
+        # As like the detected face was as another photo of him: searching finds it.
+        found = ff.search(others[0], purpose="test: manual face", max_fmr=1e-3)
+        matches = {m.face_id: m for f in found.faces for m in f.matches}
+        assert added["face_id"] in matches and matches[added["face_id"]].person_id == person
+        assert abs(float(stored.embedding @ detected.embedding) - 1) < 0.05
+        pinned = {f.face_id: f.pinned for f in ff.people.get(person).faces}
+        assert pinned[added["face_id"]]
+        entries = [e.details for e in ff.audit.entries() if e.action == "face"]
+        assert entries[0]["not_a_face"] == detected.id and entries[1]["added"] == added["face_id"]
+
+
+def test_a_box_the_detector_cannot_see_is_aligned_centred(kit: tuple[Path, Path]) -> None:
+    db, photos = kit
+    photo = sorted((photos / "Rose_Leslie").iterdir())[0]
+    with facefind.open(db) as ff:
+        added = ff.add_face(photo, "0,0,40,40")  # a corner: no face there
+        assert added.alignment == "centred" and added.box.w == 40
+        assert added.face_id in {r.id for r in _faces_of(ff, photo)}
+
+
+def test_not_a_face_survives_indexing_the_photo_again(kit: tuple[Path, Path], tmp_path: Path) -> None:
+    db, photos = kit
+    photo = sorted((photos / "Kit_Harington").iterdir())[1]
+    with facefind.open(db) as ff:
+        (face,) = _faces_of(ff, photo)
+    removed = run_json("faces", "not-a-face", str(face.id), db=db)
+    assert removed["face_id"] == face.id
+    # The photo moves (a new path: analysed again from scratch), and a copy goes into another collection.
+    moved = photo.with_name("renamed.jpg")
+    photo.rename(moved)
+    report = run_json("index", photos, db=db)
+    assert report["indexed"] == 1 and report["removed"] == 1
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(moved, other / "copy.jpg")
+    run_json("collection", "create", "second", "--owner", "t", "--basis", "own", "--retention", "1y", db=db)
+    run_json("index", other, "--collection", "second", db=db)
+    with facefind.open(db) as ff:
+        assert _faces_of(ff, moved) == [] and _faces_of(ff, other / "copy.jpg") == []
+        # Another photo of the same person keeps its face: the mark is of that photo's content.
+        kept = sorted((photos / "Kit_Harington").iterdir())[0]
+        assert len(_faces_of(ff, kept)) == 1
+
+
+def test_bad_requests_say_what_to_do(kit: tuple[Path, Path], tmp_path: Path) -> None:
+    db, photos = kit
+    photo = sorted((photos / "Kit_Harington").iterdir())[0]
+    stranger = tmp_path / "not-indexed.jpg"
+    shutil.copy(photo, stranger)
+    with facefind.open(db) as ff:
+        cases = [
+            (lambda: ff.add_face(photo, "1,2,3"), InvalidValue, "give x,y,w,h"),
+            (lambda: ff.add_face(photo, "0,0,4,4"), InvalidValue, "at least 8 pixels"),
+            (lambda: ff.add_face(photo, "0,0,99999,40"), InvalidValue, "reaches outside the photo"),
+            (lambda: ff.add_face(stranger, "0,0,40,40"), NotFound, "is not an indexed photo"),
+            (
+                lambda: ff.add_face(photo, "0,0,40,40", person=999999),
+                FacefindError,
+                "no person with id 999999",
+            ),
+            (lambda: ff.not_a_face(999999), NotFound, "no face 999999"),
+        ]
+        for call, kind, message in cases:
+            with pytest.raises(kind, match=message):
+                call()
+    proc = run_cli("faces", "add", photo, "--box", "x", db=db)
+    assert proc.returncode == 1 and "give x,y,w,h" in proc.stderr

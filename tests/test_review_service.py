@@ -1,0 +1,125 @@
+"""The review queue through `facefind serve`: the API's routes and the web UI's Review page."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import facefind
+from facefind.policy import Role
+
+from .server import Server, serve
+from .test_review import CONSENT, _in, _leave_out
+
+LOOSE = 3  # Obama faces left in no person
+
+
+@pytest.fixture(scope="module")
+def server(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The face_recognition catalog with Obama named and three of his faces in no person."""
+    folder = tmp_path_factory.mktemp("review")
+    db = folder / "catalog.db"
+    shutil.copy(fr_db, db)
+    with facefind.open(db) as ff:
+        obama = next(p for p in ff.people.all() if "/Barack_Obama/" in p.faces[0].path)
+        ff.consent_add(obama.id, **CONSENT)
+        ff.people.name(obama.id, "Barack Obama")
+        _leave_out(ff, sorted(_in(ff, obama.id))[:LOOSE])
+    with serve(db, folder, workers=1) as running:
+        yield running
+
+
+def _obama(server: Server) -> int:
+    with facefind.open(server.db) as ff:
+        return next(p.id for p in ff.people.all() if p.name == "Barack Obama")
+
+
+def test_the_api_pages_the_queue_and_takes_answers(server: Server) -> None:
+    obama = _obama(server)
+    with server.client(Role.reviewer) as reviewer:
+        first = reviewer.get("/v1/people/suggestions", params={"limit": 1})
+        assert first.status_code == 200, first.text
+        page = first.json()
+        assert len(page["suggestions"]) == 1 and page["next"] and page["total"] >= LOOSE
+        rest = reviewer.get("/v1/people/suggestions", params={"limit": 100, "after": page["next"]}).json()
+        items = [s["item"] for s in page["suggestions"] + rest["suggestions"] if s["candidate"] == obama]
+        faces = [i for i in items if i.startswith("face:")]
+        assert len(faces) >= LOOSE
+        bad = reviewer.post("/v1/people/suggestions/answers", json={"items": faces[:1]})
+        assert bad.status_code == 400 and "exactly one of" in bad.json()["error"]["message"]
+        no = reviewer.post("/v1/people/suggestions/answers", json={"items": faces[:1], "no": obama})
+        assert no.status_code == 200 and no.json()[0]["answer"] == "no"
+        after = reviewer.get("/v1/people/suggestions", params={"limit": 100}).json()
+        assert (faces[0], obama) not in {(s["item"], s["candidate"]) for s in after["suggestions"]}
+    with server.client(Role.operator) as operator:
+        refused = operator.get("/v1/people/suggestions")
+        assert refused.status_code == 403 and refused.json()["error"]["type"] == "Refused"
+    with facefind.open(server.db) as ff:
+        reviews = [
+            e for e in ff.audit.entries() if e.action == "person" and e.details["decision"] == "review"
+        ]
+        assert [(e.actor, e.details["answer"], e.details["items"]) for e in reviews] == [
+            ("reviewer-key", "no", faces[:1])
+        ]
+
+
+def test_the_review_page_answers_for_a_reviewer_and_is_refused_to_an_operator(server: Server) -> None:
+    from .test_web_ui import CHROMIUM, Pages, screenshot, sync_api
+
+    expect = sync_api.expect
+    obama = _obama(server)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
+        pages = Pages(browser, server)
+        try:
+            page = pages.open(Role.reviewer)
+            page.get_by_role("link", name="Review").click()
+            expect(page.get_by_role("heading", name="Review", exact=True)).to_be_visible()
+            group = page.locator(f'section.review-group[data-candidate="{obama}"]')
+            expect(group.get_by_role("heading")).to_have_text("Is this Barack Obama?")
+            questions = group.locator("li.question")
+            expect(questions.first).to_be_visible()
+            count = questions.count()
+            assert count >= 1
+            screenshot(page, "review")
+            item = questions.first.get_attribute("data-item")
+            questions.first.get_by_role("button", name="Yes, Barack Obama").click()
+            expect(page.locator("main p.ok")).to_contain_text("is now Barack Obama")
+            expect(page.locator(f'li.question[data-item="{item}"]')).to_have_count(0)
+            assert item is not None and item.startswith("face:")
+            with facefind.open(server.db) as ff:
+                assert int(item.split(":")[1]) in _in(ff, obama)
+
+            operator = pages.open(Role.operator)
+            expect(operator.locator("#nav")).not_to_contain_text("Review")
+            operator.goto(f"{server.url}/#/review")
+            expect(operator.get_by_role("heading", name="Not available for your role")).to_be_visible()
+        finally:
+            pages.close()
+            browser.close()
+
+
+def test_the_api_removes_a_false_face_and_adds_one_by_box(server: Server) -> None:
+    with facefind.open(server.db) as ff:
+        biden = next(p for p in ff.people.all() if "/Joe_Biden/" in p.faces[0].path)
+        face = biden.faces[0]
+    box = f"{face.box.x:.0f},{face.box.y:.0f},{face.box.w:.0f},{face.box.h:.0f}"
+    with server.client(Role.operator) as operator:
+        refused = operator.post(f"/v1/faces/{face.face_id}/not-a-face")
+        assert refused.status_code == 403
+    with server.client(Role.reviewer) as reviewer:
+        removed = reviewer.post(f"/v1/faces/{face.face_id}/not-a-face")
+        assert removed.status_code == 200 and removed.json()["face_id"] == face.face_id
+        assert reviewer.get(f"/v1/faces/{face.face_id}/crop").status_code == 404
+        added = reviewer.post("/v1/faces", json={"path": face.path, "box": box, "person": biden.id})
+        assert added.status_code == 201, added.text
+        new = added.json()
+        assert new["alignment"] == "detector" and new["person_id"] == biden.id
+        assert reviewer.get(f"/v1/faces/{new['face_id']}/crop").status_code == 200
+        bad = reviewer.post("/v1/faces", json={"path": face.path, "box": "1,2"})
+        assert bad.status_code == 400 and "x,y,w,h" in bad.json()["error"]["message"]
