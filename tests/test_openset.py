@@ -43,7 +43,7 @@ def test_tail_model_extrapolates_a_known_distribution() -> None:
 def test_stated_fpir_holds_on_shared_photos(glint_set) -> None:  # type: ignore[no-untyped-def]
     """Identities left out of the gallery (50 splits): what search's default states (FPIR 0.01 at
     each gallery size) is at most 2x what strangers really get, at 0.1 and 0.003 too, and at least
-    0.4x: the shipped table is measured on 2,876 people (lfw_dev + glint_dev12), not on these 12
+    0.4x: the shipped table is measured on 2,873 people (lfw_dev + glint_dev12), not on these 12
     alone, and its FPIR formula is an upper bound (glint at 0.01: 0.0050, was 0.0073 with a table
     of glint only). tests/test_calibrate_many.py checks it on LFW strangers."""
     calibration = default_calibration(MODEL_ID)

@@ -7,7 +7,7 @@ tail (peaks over threshold, the usual extreme-value method), fitted to the highe
 scores; its uncertainty comes from refitting on identity-bootstrap resamples of the labelled set.
 Such rates are *extrapolated* and always reported as such, with their upper bound. The boundary is
 each calibration's own (`measured_floor`: MEASURED_PAIRS / its impostor pairs); the shipped table's
-is FMR 4.8e-7 (20.6M pairs of 2,876 people; `provenance` in its JSON, docs/design.md).
+is FMR 4.8e-7 (20.6M pairs of 2,873 people; `provenance` in its JSON, docs/design.md).
 
 A 1:N search compares the query with N faces, so what matters for a stranger is the false
 positive identification rate FPIR = P(any of N impostor scores >= s) = 1 - (1 - FMR(s))^N. That
