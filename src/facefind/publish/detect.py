@@ -20,7 +20,6 @@ import numpy as np
 from .. import models
 from ..faces.backend import Detection
 
-
 # Columns of YuNet's rows that are positions (not the width and height): x's and y's.
 _XS = [0, 4, 6, 8, 10, 12]
 _YS = [1, 5, 7, 9, 11, 13]
@@ -46,9 +45,7 @@ class RecallDetector:
     def __init__(self, settings: RecallSettings | None = None, model: Path | None = None) -> None:
         self.settings = settings or RecallSettings()
         path = model or models.resolve(models.YUNET)
-        self._yunet = cv2.FaceDetectorYN.create(
-            str(path), "", (320, 320), self.settings.threshold, 0.3, 5000
-        )
+        self._yunet = cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.settings.threshold, 0.3, 5000)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Every face found in a BGR image, as boxes in its pixels with landmarks and score."""
@@ -101,8 +98,8 @@ class RecallDetector:
         if not out:
             return np.zeros((0, 15), np.float32)
         rows = np.vstack(out)
-        rows[:, 0:14:2] *= np.float32(w / size[0])  # x, width and the landmarks' x
-        rows[:, 1:14:2] *= np.float32(h / size[1])
+        rows[:, 0:14:2] *= w / size[0]  # x, width and the landmarks' x
+        rows[:, 1:14:2] *= h / size[1]
         return rows
 
 
