@@ -33,6 +33,8 @@ MANIFEST_VERSION = 1
 WRITABLE = {".jpg": ".jpg", ".jpeg": ".jpeg", ".jpe": ".jpg", ".png": ".png", ".webp": ".webp",
             ".bmp": ".bmp", ".tif": ".tif", ".tiff": ".tiff"}  # fmt: skip
 MANIFEST_SUFFIX = ".manifest.json"
+# Reasons no decision or drawing may override: the person said no, or their consent does not cover it.
+VETO = ("optout", "withheld")
 
 
 class ManifestFace(BaseModel):
@@ -92,17 +94,29 @@ def check_style(style: str, keep: str, margin: float) -> None:
         raise InvalidValue(f"--margin {margin}: give a number from 0 to 2 (e.g. 0.2: a fifth more)")
 
 
+# A hidden box overlapping a kept face this much (IoU) may be the same face: the hidden one wins.
+SAME_FACE_IOU = 0.3
+
+
+def _pixels(b: Box, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
+    dx, dy = b.w * margin / 2, b.h * margin / 2
+    x0, y0 = max(0, int(np.floor(b.x - dx))), max(0, int(np.floor(b.y - dy)))
+    x1, y1 = min(width, int(np.ceil(b.x + b.w + dx))), min(height, int(np.ceil(b.y + b.h + dy)))
+    return x0, y0, x1, y1
+
+
 def draw(image: np.ndarray, faces: list[ManifestFace], style: str, margin: float) -> np.ndarray:
-    """A copy of `image` with every hidden face (grown by `margin` of its size) covered."""
+    """A copy of `image` with every hidden face (grown by `margin` of its size) covered.
+
+    A kept face's own box (without margin) is then restored: what it shows is the consented
+    person's face, recognised as such, and a hidden box reaching into it is a neighbour's margin
+    or a false detection (texture, a blurred crowd). It is not restored where a hidden face may
+    be the same face (SAME_FACE_IOU) or was recognised as opted out or withheld."""
     out = image.copy()
     height, width = out.shape[:2]
-    for face in faces:
-        if face.decision != "hidden":
-            continue
-        b = face.box
-        dx, dy = b.w * margin / 2, b.h * margin / 2
-        x0, y0 = max(0, int(np.floor(b.x - dx))), max(0, int(np.floor(b.y - dy)))
-        x1, y1 = min(width, int(np.ceil(b.x + b.w + dx))), min(height, int(np.ceil(b.y + b.h + dy)))
+    hidden = [f for f in faces if f.decision == "hidden"]
+    for b in (f.box for f in hidden):
+        x0, y0, x1, y1 = _pixels(b, margin, width, height)
         if x1 <= x0 or y1 <= y0:
             continue
         region = out[y0:y1, x0:x1]
@@ -120,6 +134,13 @@ def draw(image: np.ndarray, faces: list[ManifestFace], style: str, margin: float
             coarse = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
             k = max(3, (max(x1 - x0, y1 - y0) // 4) | 1)
             region[:] = cv2.GaussianBlur(coarse, (k, k), 0)
+    for kept in (f.box for f in faces if f.decision == "kept"):
+        if not any(
+            overlaps(h.box, kept) >= SAME_FACE_IOU or (h.reason in VETO and overlaps(h.box, kept) > 0)
+            for h in hidden
+        ):
+            x0, y0, x1, y1 = _pixels(kept, 0.0, width, height)
+            out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
     return out
 
 
