@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from ..errors import FacefindError, InvalidValue
-from ..filemodes import FILE_MODE
+from ..filemodes import FILE_MODE, make_folder
 from ..paths import for_json
 from ..results import Box
 
@@ -164,16 +164,27 @@ def sha256(data: bytes) -> str:
 
 
 def check_out_folder(out: Path) -> None:
-    """Refuse an output folder that cannot be written before any photo is read."""
+    """Make the output folder (private, if new) and refuse one that cannot be written, before
+    any photo is read."""
     if out.exists() and not out.is_dir():
         raise FacefindError(f"--out {out} is a file; give a folder for the redacted copies")
-    if out.exists() and not os.access(out, os.W_OK | os.X_OK):
-        raise FacefindError(f"--out {out} is not writable; give a folder you may write to")
+    try:
+        make_folder(out)
+        probe = out / f".facefind-probe.{os.getpid()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        os.unlink(probe)
+    except OSError as err:
+        raise FacefindError(
+            f"--out {out} cannot be written ({err.strerror}); give a folder you may write to"
+        ) from None
 
 
 def write_new(path: Path, data: bytes) -> None:
     """Write `path`, which must not exist, so that it either appears whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        make_folder(path.parent)
+    except OSError as err:
+        raise FacefindError(f"cannot make the folder {path.parent}: {err.strerror}") from None
     if path.exists() or path.is_symlink():
         raise FacefindError(f"{path} exists; it is never overwritten: choose another --out or move it")
     temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
