@@ -1328,7 +1328,7 @@ def consent_add(
     given_by: Annotated[str, typer.Option("--by", help="Who consented (the person or their guardian).")],
     expires: Annotated[str, typer.Option("--expires", help="Last valid day, YYYY-MM-DD.")],
     evidence: Annotated[str, typer.Option("--evidence", help="Where the proof is kept (a reference).")],
-    scope: Annotated[str, typer.Option("--scope", help="Any of search,results,clustering.")] = (
+    scope: Annotated[str, typer.Option("--scope", help="Any of search,results,clustering,publication.")] = (
         "search,results,clustering"
     ),
     actor: Actor = None,
