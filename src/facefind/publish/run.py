@@ -149,12 +149,12 @@ def redact(
     on_progress: Progress | None = None,
 ) -> r.RedactReport:
     r.check_style(style, keep, margin)
-    out = Path(out).expanduser()
-    r.check_out_folder(out)
     if not inputs:
         raise FacefindError("give photos or folders to redact (or --manifest FILE)")
+    publisher = Publisher(ff, keep, purpose)  # a missing purpose is refused before anything is made
+    out = Path(out).expanduser()
+    r.check_out_folder(out)
     found, errors = photos(inputs, out)
-    publisher = Publisher(ff, keep, purpose)
     done: list[r.Redacted] = []
     for n, (photo, root) in enumerate(found, 1):
         output = out / r.output_name(photo, root)
@@ -185,10 +185,10 @@ def reapply(
     style = manifest.style if style is None else style
     margin = manifest.margin if margin is None else margin
     r.check_style(style, manifest.keep, margin)
+    publisher = Publisher(ff, "consented", purpose)  # the opt-out check identifies: a purpose is required
     out = Path(out).expanduser()
     r.check_out_folder(out)
     photo = Path(manifest.input)
-    publisher = Publisher(ff, "consented", purpose)  # the opt-out check identifies: a purpose is required
     data, image = publisher.read(photo)
     if r.sha256(data) != manifest.input_sha256:
         raise FacefindError(f"{shown(str(photo))} changed since its manifest was made; redact it afresh")
