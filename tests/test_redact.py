@@ -175,14 +175,18 @@ def test_bad_input_is_refused_and_leaves_nothing_half_written(db: Path, tmp_path
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "notes.jpg").write_text("not a photo")
+    (tmp_path / "notes.txt").write_text("not a photo either")
     (folder / "big.jpg").write_bytes((MULTI / "obama_and_biden.jpg").read_bytes())  # 2.9 MP
     out = tmp_path / "out"
     env = {**os.environ, "FACEFIND_MAX_PIXELS": "1000000"}  # a frame over the limit
-    proc = run_cli("redact", folder, "--out", out, "--keep", "none", "--json", db=db, env=env)
+    proc = run_cli(
+        "redact", folder, tmp_path / "notes.txt", "--out", out, "--keep", "none", "--json", db=db, env=env
+    )
     report = json.loads(proc.stdout)
     assert proc.returncode == 3 and report["photos"] == []
     errors = {Path(e["path"]).name: e["error"] for e in report["errors"]}
     assert "not a supported image" in errors["notes.jpg"] and "MP" in errors["big.jpg"]
+    assert "not a photo" in errors["notes.txt"]
     assert not out.exists() or list(out.rglob("*")) == []
 
     for locked in (tmp_path / "locked", tmp_path / "in" / "notes.jpg" / "out"):

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from ..errors import FacefindError, ImageError
-from ..images import decode_image, read_photo
+from ..images import decode_image, is_image_path, read_photo
 from ..ingest import scan
 from ..paths import shown
 from ..results import Box, FileError
@@ -46,6 +46,9 @@ def photos(
             errors.append(r.RedactError(path=str(path), error="no such file or folder"))
             continue
         root = path if path.is_dir() else None
+        if root is None and not is_image_path(path):
+            errors.append(r.RedactError(path=str(path), error="not a photo (by its extension); skipped"))
+            continue
         for task in scan(path):
             if isinstance(task, FileError):
                 errors.append(r.RedactError(path=task.path, error=task.error))
