@@ -584,6 +584,75 @@ def _print_verify(v: Verification) -> None:
 
 
 @app.command()
+def redact(
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the redacted copies (nothing in it is replaced).")
+    ],
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Photos, or folders of photos, to publish."),
+    ] = None,
+    keep: Annotated[
+        str,
+        typer.Option("--keep", help="consented: faces with publication consent stay; none: hide all."),
+    ] = "consented",
+    style: Annotated[str | None, typer.Option("--style", help="blur (default), pixelate or fill.")] = None,
+    margin: Annotated[
+        float | None,
+        typer.Option("--margin", help="Grow hidden boxes by this share of their size (0.2)."),
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="Re-apply this (edited) manifest to its photo instead.")
+    ] = None,
+    purpose: Purpose = None,
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Copies of photos to publish: faces with publication consent kept, every other face hidden."""
+    with session(db, actor) as ff, progress_bar("redacting", as_json) as on_progress:
+        report = ff.redact(
+            inputs or [], out_dir, keep=keep, style=style, margin=margin, purpose=purpose, manifest=manifest,
+            on_progress=on_progress,
+        )  # fmt: skip
+    if as_json:
+        emit_json(report)
+    else:
+        for p in report.photos:
+            persons = f" (persons {', '.join(map(str, p.kept_persons))})" if p.kept_persons else ""
+            out.print(f"{safe(p.output)}: {p.hidden} face(s) hidden, {p.kept} kept{persons}")
+        for e in report.errors:
+            err.print(f"[red]skipped[/] {safe(e.path)}: {safe(e.error)}")
+        out.print(f"{len(report.photos)} photo(s) written to {safe(report.out)}")
+    if report.errors:
+        raise typer.Exit(EXIT_COMPLETED_WITH_ERRORS)
+
+
+@app.command("publish-check")
+def publish_check(
+    folder: Annotated[Path, typer.Argument(help="Photo or folder of photos about to be published.")],
+    purpose: Purpose = None,
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Which photos show faces without publication consent (nothing is written; audited)."""
+    with session(db, actor) as ff, progress_bar("checking", as_json) as on_progress:
+        result = ff.publish_check(folder, purpose=purpose, on_progress=on_progress)
+    if as_json:
+        emit_json(result)
+    else:
+        for c in result.flagged:
+            why = ", ".join(f"{n} {reason}" for reason, n in sorted(c.reasons.items()))
+            out.print(f"{safe(c.path)}: {c.hidden} of {c.faces} face(s) without publication consent ({why})")
+        for e in result.errors:
+            err.print(f"[red]skipped[/] {safe(e.path)}: {safe(e.error)}")
+        out.print(f"{len(result.flagged)} of {result.photos} photo(s) show faces without publication consent")
+    if result.errors:
+        raise typer.Exit(EXIT_COMPLETED_WITH_ERRORS)
+
+
+@app.command()
 def evaluate(
     labelled: Annotated[
         list[Path],
@@ -1414,7 +1483,7 @@ def consent_add(
     given_by: Annotated[str, typer.Option("--by", help="Who consented (the person or their guardian).")],
     expires: Annotated[str, typer.Option("--expires", help="Last valid day, YYYY-MM-DD.")],
     evidence: Annotated[str, typer.Option("--evidence", help="Where the proof is kept (a reference).")],
-    scope: Annotated[str, typer.Option("--scope", help="Any of search,results,clustering.")] = (
+    scope: Annotated[str, typer.Option("--scope", help="Any of search,results,clustering,publication.")] = (
         "search,results,clustering"
     ),
     actor: Actor = None,

@@ -38,6 +38,9 @@ from .ingest import Indexer, Progress
 from .paths import require_text
 from .people import People, listing
 from .people.review import REVIEW_MAX_FMR, ReviewQueue
+from .publish import run as publishing
+from .publish.detect import RecallDetector
+from .publish.redact import RedactReport
 from .results import (
     Box,
     FileError,
@@ -94,6 +97,7 @@ class Runtime:
         self.backend: FaceBackend | None = None
         self.vectors: VectorStore | None = None
         self.calibration: Calibration | None = None
+        self.recall: RecallDetector | None = None  # redaction's detector (publish/detect.py)
 
 
 class FaceFind:
@@ -394,6 +398,42 @@ class FaceFind:
         entry = self.audit.record(self.actor, "erase", receipt.model_dump(exclude={"audit_seq"}))
         receipt.audit_seq = entry.seq
         return receipt
+
+    # publishing --------------------------------------------------------------------------
+    def redact(
+        self,
+        inputs: Sequence[str | Path],
+        out: str | Path,
+        *,
+        keep: str = "consented",
+        style: str | None = None,
+        margin: float | None = None,
+        purpose: str | None = None,
+        manifest: str | Path | None = None,
+        on_progress: Progress | None = None,
+    ) -> RedactReport:
+        """Redacted copies of photos (files, or every photo under folders) in the folder `out`:
+        faces of persons whose active consent covers `publication` stay visible (`keep="none"`:
+        none do), every other face is hidden (`style` blur, pixelate or fill, the box grown by
+        `margin`; default blur, 0.2), metadata stripped, nothing overwritten, a manifest beside
+        each output and an audit entry per photo. Recognising faces is an audited identification:
+        `purpose` required.
+        `manifest`: apply that (reviewer-edited) manifest to its photo instead (publish/run.py); its
+        style and margin unless given."""
+        if manifest is not None:
+            if inputs:
+                raise FacefindError("give photos to redact, or --manifest FILE to re-apply one, not both")
+            return publishing.reapply(self, manifest, out, style=style, margin=margin, purpose=purpose)
+        return publishing.redact(
+            self, inputs, out, keep=keep, style=style or "blur", margin=0.2 if margin is None else margin,
+            purpose=purpose, on_progress=on_progress,
+        )  # fmt: skip
+
+    def publish_check(
+        self, folder: str | Path, *, purpose: str | None = None, on_progress: Progress | None = None
+    ) -> publishing.PublishCheck:
+        """Which photos under `folder` show faces without publication consent (audited; purpose required)."""
+        return publishing.check(self, folder, purpose=purpose, on_progress=on_progress)
 
     # people ------------------------------------------------------------------------------
     @property

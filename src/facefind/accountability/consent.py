@@ -2,9 +2,11 @@
 
 Naming a person requires an active consent. A consent's scope says what the person's faces may
 be used for: `search` (matched by face searches), `results` (shown in the people view and in
-person searches), `clustering` (new faces join them automatically). When the consent expires or is
-withdrawn, the person's faces drop out of search results and the people view at once (through the
-vector index's exclusion filter); `facefind purge` then erases them for good.
+person searches), `clustering` (new faces join them automatically), `publication` (their face
+stays visible in the copies `facefind redact` makes for publishing; every other face is hidden).
+When the consent expires or is withdrawn, the person's faces drop out of search results and the
+people view at once (through the vector index's exclusion filter); `facefind purge` then erases
+them for good.
 
 Consent follows the faces: every face that was ever a face of a person with consent records stays
 bound to that person's consent (the "subject"), whatever happens to persons later: split, "not
@@ -26,7 +28,7 @@ from ..catalog import persons as person_store
 from ..errors import Conflict, FacefindError, NotFound
 from ..limits import is_id
 
-SCOPES = ("search", "results", "clustering")
+SCOPES = ("search", "results", "clustering", "publication")
 
 
 class Consent(BaseModel):

@@ -416,7 +416,7 @@ class ConsentRequest(BaseModel):
     given_by: str
     scope: list[str] | str = Field(
         ["search", "results", "clustering"],
-        description="What the consent covers: any of search, results, clustering (a list, or a "
+        description="What the consent covers: any of search, results, clustering, publication (a list, or a "
         "comma-separated string).",
     )
     expires_on: str = Field(
