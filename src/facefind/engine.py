@@ -36,7 +36,7 @@ from .images import (
 )
 from .ingest import Indexer, Progress
 from .paths import require_text
-from .people import People
+from .people import People, people_fmr
 from .results import (
     Box,
     FileError,
@@ -394,12 +394,11 @@ class FaceFind:
     @property
     def people(self) -> People:
         """Faces grouped into persons: `ff.people.all()`, `.get(id)`, `.name(id, "Ann")`, `.merge`..."""
-        threshold = self.calibration().threshold(self.settings.people_max_fmr)
         return People(
             self.catalog,
             self.backend.model_id,
             self.settings,
-            threshold,
+            self.calibration().threshold(people_fmr(self.catalog, self.backend.model_id, self.settings)),
             log=lambda decision, details: self.audit.record(
                 self.actor, "person", {"decision": decision, **details}
             ),

@@ -233,3 +233,26 @@ def unsettled_faces(catalog: Catalog) -> np.ndarray:
     )
     with catalog.engine.connect() as conn:
         return np.fromiter((int(i) for i in conn.execute(query).scalars()), np.int64)
+
+
+def photos_of(catalog: Catalog, model_id: str, face_ids: np.ndarray) -> np.ndarray:
+    """The photo (image id) of each face in `face_ids` (ascending ids of one model), aligned."""
+    query = sa.select(faces.c.id, faces.c.image_id).where(faces.c.model_id == model_id).order_by(faces.c.id)
+    with catalog.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    photos = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+    out = np.full(len(face_ids), -1, np.int64)
+    if len(ids):
+        pos = np.clip(np.searchsorted(ids, face_ids), 0, len(ids) - 1)
+        found = ids[pos] == face_ids
+        out[found] = photos[pos[found]]
+    # A face without a row (deleted between the two reads) gets a photo of its own.
+    missing = np.flatnonzero(out < 0)
+    out[missing] = int(photos.max(initial=0)) + 1 + np.arange(len(missing))
+    return out
+
+
+def face_count(catalog: Catalog, model_id: str) -> int:
+    with catalog.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).where(faces.c.model_id == model_id)).scalar() or 0)

@@ -1,5 +1,5 @@
 """People: faces grouped into persons (clustering) and the user's decisions about them (persons)."""
 
-from .persons import People, PersonNotFound
+from .persons import People, PersonNotFound, people_fmr
 
-__all__ = ["People", "PersonNotFound"]
+__all__ = ["People", "PersonNotFound", "people_fmr"]

@@ -37,9 +37,23 @@ from ..errors import FacefindError, NotFound
 from ..limits import is_id
 from ..results import Box, ClusterReport, Person, PersonFace
 from ..settings import Settings
-from .clustering import chinese_whispers, threshold_graph
+from .clustering import (
+    chinese_whispers,
+    cut_same_photo,
+    link_density,
+    separate_same_photo,
+    split_incoherent,
+    threshold_graph,
+)
 
 NEIGHBOURS = 60  # graph degree; 30 made glint_dev12 results depend on the random seed (docs/benchmarks.md)
+
+
+def people_fmr(catalog: Catalog, model_id: str, settings: Settings) -> float:
+    """The false-match rate at which clustering links two faces: `people_max_fmr`, made stricter as
+    the catalog grows so that each face expects at most `people_false_links` chance links."""
+    faces_ = store.face_count(catalog, model_id)
+    return min(settings.people_max_fmr, settings.people_false_links / max(faces_, 1))
 
 
 class PersonNotFound(NotFound):
@@ -56,6 +70,8 @@ class _Snapshot:
     person: np.ndarray
     pinned: np.ndarray
     rejected: set[tuple[int, int]]  # (face id, person id)
+    photo: np.ndarray  # image id: two faces of one photo are never one person
+    quality: np.ndarray
 
 
 class People:
@@ -90,6 +106,7 @@ class People:
         just_placed = unplaced & (snap.person >= 0) & snap.good
         self._attach(snap, np.flatnonzero(~new & ~snap.good & unplaced), just_placed)
         bound.update(self._withhold_joins(snap, unplaced))
+        self._honour_decisions(snap, unplaced)
         self._write(snap, incremental=True, bound=bound)
         if len(snap.ids):
             self.catalog.set_setting(self._upto_key, str(int(snap.ids.max())))
@@ -106,13 +123,16 @@ class People:
         snap = self._snapshot()
         old = snap.person.copy()
         nodes = np.flatnonzero(snap.good | snap.pinned)
-        graph = threshold_graph(snap.embeddings[nodes], self.threshold, NEIGHBOURS)
+        graph = cut_same_photo(
+            threshold_graph(snap.embeddings[nodes], self.threshold, NEIGHBOURS), snap.photo[nodes]
+        )
         fixed = np.where(snap.pinned[nodes], snap.person[nodes], -1)
-        labels = chinese_whispers(graph, fixed)
+        labels = self._constrain(snap, nodes, chinese_whispers(graph, fixed), fixed)
         snap.person[~snap.pinned] = -1
         created = self._adopt_groups(snap, nodes, labels, set(fixed[fixed >= 0].tolist()), old)
         self._attach(snap, np.flatnonzero(~snap.good & ~snap.pinned))
         bound = self._withhold_joins(snap, snap.person != old)
+        self._honour_decisions(snap, snap.person != old)
         self._write(snap, incremental=False, bound=bound)
         if len(snap.ids):
             self.catalog.set_setting(self._upto_key, str(int(snap.ids.max())))
@@ -139,12 +159,68 @@ class People:
         a = np.searchsorted(nodes, rows)
         b = np.searchsorted(nodes, cols)
         graph = sp.coo_matrix((sims, (a, b)), shape=(n, n)).tocsr()
-        graph = graph.maximum(graph.T).tocsr()
+        graph = cut_same_photo(graph.maximum(graph.T).tocsr(), snap.photo[nodes])
         fixed = snap.person[nodes]
         labels = chinese_whispers(graph, fixed)
+        labels = self._gate_joins(snap, nodes, labels, fixed)
+        labels = self._constrain(snap, nodes, labels, fixed)
         before = int((snap.person >= 0).sum())
         created = self._adopt_groups(snap, nodes, labels, set(fixed[fixed >= 0].tolist()), None)
         return int((snap.person >= 0).sum()) - before, created
+
+    def _constrain(
+        self, snap: _Snapshot, nodes: np.ndarray, labels: np.ndarray, fixed: np.ndarray
+    ) -> np.ndarray:
+        """Labels after the checks every run applies: incoherent groups split, one face per photo."""
+        x = snap.embeddings[nodes]
+        labels = split_incoherent(x, labels, fixed, self.threshold, self.settings.people_min_link_density)
+        return separate_same_photo(x, labels, snap.photo[nodes], fixed)
+
+    def _gate_joins(
+        self, snap: _Snapshot, nodes: np.ndarray, labels: np.ndarray, fixed: np.ndarray
+    ) -> np.ndarray:
+        """A new face joins an existing person only if it links to at least
+        `people_min_link_density` of all that person's faces (not just the neighbours in the
+        graph): the statistic `split_incoherent` checks in a full run. Else it gets a label of its
+        own (and may still form a new person with other new faces)."""
+        joining = np.flatnonzero((fixed < 0) & np.isin(labels, fixed[fixed >= 0]))
+        if not len(joining):
+            return labels
+        targets = np.unique(labels[joining])
+        members = np.flatnonzero(np.isin(snap.person, targets))
+        members = members[np.argsort(snap.person[members], kind="stable")]
+        starts = np.searchsorted(snap.person[members], targets)
+        ends = np.searchsorted(snap.person[members], targets, side="right")
+        labels = labels.copy()
+        next_label = int(labels.max(initial=-1)) + 1
+        for target, a, b in zip(targets.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            who = joining[labels[joining] == target]
+            density = link_density(snap.embeddings[nodes[who]], snap.embeddings[members[a:b]], self.threshold)
+            refused = who[density < self.settings.people_min_link_density]
+            labels[refused] = next_label + np.arange(len(refused))
+            next_label += len(refused)
+        return labels
+
+    def _honour_decisions(self, snap: _Snapshot, moved: np.ndarray) -> None:
+        """The last word of every run, whatever the steps before did: a face (among `moved`) never
+        sits in a person that rejected it, nor in a person that holds another face of its photo
+        (pinned faces and faces that did not move are kept; among the moved, the best quality)."""
+        for face in np.flatnonzero(moved & (snap.person >= 0) & ~snap.pinned).tolist():
+            if (int(snap.ids[face]), int(snap.person[face])) in snap.rejected:
+                snap.person[face] = -1
+        placed = np.flatnonzero(snap.person >= 0)
+        key = snap.person[placed] * (int(snap.photo.max(initial=0)) + 1) + snap.photo[placed]
+        order = np.argsort(key, kind="stable")
+        dup = np.flatnonzero(key[order][1:] == key[order][:-1])
+        if not len(dup):
+            return
+        for k in np.unique(key[order][dup]).tolist():
+            clash = placed[key == k]
+            rank = snap.pinned[clash] * 4 + ~moved[clash] * 2
+            best = clash[np.lexsort((-snap.quality[clash], -rank))[0]]
+            for face in clash.tolist():
+                if face != best and not snap.pinned[face] and moved[face]:
+                    snap.person[face] = -1
 
     def _adopt_groups(
         self,
@@ -325,7 +401,8 @@ class People:
             pos = np.searchsorted(ids, a[:, 0])
             person[pos], pinned[pos] = a[:, 1], a[:, 2].astype(bool)
         good = (size_px >= self.settings.min_face_px) & (quality >= self.settings.min_quality)
-        return _Snapshot(ids, embeddings, good, person, pinned, rejected)
+        photo = store.photos_of(self.catalog, self.model_id, ids)
+        return _Snapshot(ids, embeddings, good, person, pinned, rejected, photo, quality)
 
     def _write(self, snap: _Snapshot, incremental: bool, bound: dict[int, int]) -> None:
         """Store the assignment of every unpinned face (incremental: only faces newly placed), and

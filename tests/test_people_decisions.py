@@ -1,0 +1,190 @@
+"""Recorded decisions are constraints every clustering run honours (issue 24 item 1): pinned faces
+stay, "not this person" is never undone, two faces of one photo are never one person; and no
+person absorbs others (a chain of look-alikes is split)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import facefind
+from facefind.catalog.schema import face_persons, face_rejections, faces, images
+from facefind.people.clustering import split_incoherent
+
+from .conftest import FR
+from .synthetic import DIM, add_image
+
+
+def state(ff: facefind.FaceFind) -> tuple[dict[int, tuple[int, bool]], set[tuple[int, int]], dict[int, int]]:
+    """(face -> (person, pinned), rejections, face -> photo) read straight from the catalog."""
+    with ff.catalog.engine.connect() as conn:
+        placed = {f: (p, bool(pin)) for f, p, pin in conn.execute(sa.select(face_persons))}
+        rejected = {(int(f), int(p)) for f, p in conn.execute(sa.select(face_rejections))}
+        photo = dict(conn.execute(sa.select(faces.c.id, faces.c.image_id)).all())
+    return placed, rejected, photo
+
+
+def assert_decisions_hold(ff: facefind.FaceFind, pins_before: dict[int, int]) -> None:
+    placed, rejected, photo = state(ff)
+    for face, person in pins_before.items():  # pinned faces stay where a user put them
+        if face in photo:
+            assert placed.get(face) == (person, True), (face, person, placed.get(face))
+    for face, (person, pinned) in placed.items():  # "not this person" is never undone by clustering
+        assert pinned or (face, person) not in rejected, (face, person)
+    together: dict[tuple[int, int], list[bool]] = {}
+    for face, (person, pinned) in placed.items():
+        together.setdefault((person, photo[face]), []).append(pinned)
+    for (person, image), pinned in together.items():  # one face per photo, unless a user put them
+        assert len(pinned) == 1 or all(pinned), (person, image, pinned)
+
+
+def pins(ff: facefind.FaceFind) -> dict[int, int]:
+    return {f: p for f, (p, pinned) in state(ff)[0].items() if pinned}
+
+
+def photos_of(rng: np.random.Generator, centres: np.ndarray, count: int, two_faces: float, noise: float):  # type: ignore[no-untyped-def]
+    """Photos of 1-2 faces; a second face is of any identity, the same one included."""
+    out = []
+    for _ in range(count):
+        people = rng.integers(0, len(centres), 2 if rng.random() < two_faces else 1)
+        v = centres[people] + noise * rng.standard_normal((len(people), DIM))
+        out.append((v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32))
+    return out
+
+
+decision = st.tuples(st.sampled_from(["remove", "split", "merge"]), st.integers(0, 50), st.integers(0, 50))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**16),
+    identities=st.integers(2, 6),
+    two_faces=st.floats(0.0, 0.8),
+    noise=st.floats(0.02, 0.12),
+    decisions=st.lists(decision, max_size=6),
+)
+def test_no_run_violates_a_recorded_decision(
+    tmp_path_factory: pytest.TempPathFactory,
+    seed: int,
+    identities: int,
+    two_faces: float,
+    noise: float,
+    decisions: list[tuple[str, int, int]],
+) -> None:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((identities, DIM)) / np.sqrt(DIM)
+    # Look-alikes: some identities lie between others, so chains of links can form.
+    centres[1:] = 0.5 * centres[1:] + 0.5 * centres[:-1]
+    with facefind.open(tmp_path_factory.mktemp("c") / "c.db") as ff:
+        for i, vectors in enumerate(photos_of(rng, centres, 6 * identities, two_faces, noise)):
+            add_image(ff.catalog, f"/a{i}.jpg", vectors)
+        ff.people.update()
+        assert_decisions_hold(ff, {})
+        for kind, a, b in decisions:
+            persons = ff.people.all(include_hidden=True)
+            if not persons:
+                break
+            person = persons[a % len(persons)]
+            chosen = [person.faces[b % person.face_count].face_id]
+            if kind == "remove":
+                ff.people.remove(person.id, chosen)
+            elif kind == "split" and person.face_count > 1:
+                ff.people.split(person.id, chosen)
+            elif kind == "merge" and len(persons) > 1:
+                other = persons[b % len(persons)]
+                if other.id != person.id:
+                    ff.people.merge([other.id], into=person.id, confirm=True)
+        decided = pins(ff)
+        for i, vectors in enumerate(photos_of(rng, centres, 3 * identities, two_faces, noise)):
+            add_image(ff.catalog, f"/b{i}.jpg", vectors)
+        ff.people.update()  # incremental
+        assert_decisions_hold(ff, decided)
+        ff.people.recluster()  # full
+        assert_decisions_hold(ff, decided)
+        ff.people.recluster()
+        assert_decisions_hold(ff, decided)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(decisions=st.lists(decision, min_size=1, max_size=5))
+def test_decisions_on_real_faces_survive_full_reclustering(
+    fr_db: Path, tmp_path_factory: pytest.TempPathFactory, decisions: list[tuple[str, int, int]]
+) -> None:
+    db = tmp_path_factory.mktemp("fr") / "c.db"
+    shutil.copy(fr_db, db)
+    with facefind.open(db) as ff:
+        for kind, a, b in decisions:
+            persons = ff.people.all(include_hidden=True)
+            person = persons[a % len(persons)]
+            chosen = [person.faces[b % person.face_count].face_id]
+            if kind == "remove":
+                ff.people.remove(person.id, chosen)
+            elif kind == "split" and person.face_count > 1:
+                ff.people.split(person.id, chosen)
+            elif kind == "merge" and len(persons) > 1:
+                other = persons[b % len(persons)]
+                if other.id != person.id:
+                    ff.people.merge([other.id], into=person.id, confirm=True)
+        decided = pins(ff)
+        _, rejected, _ = state(ff)
+        for _ in range(2):
+            ff.people.recluster()
+            assert_decisions_hold(ff, decided)
+            assert state(ff)[1] == rejected  # rejections are data: no run removes one
+
+
+def test_two_faces_of_one_real_photo_are_never_one_person(tmp_path: Path) -> None:
+    """A photo holding two different photos of Obama side by side: before the same-photo rule,
+    both faces joined his person; now one does and the other stays out."""
+    folder = tmp_path / "photos"
+    shutil.copytree(FR / "Barack_Obama", folder / "Barack_Obama")
+    shutil.copytree(FR / "Joe_Biden", folder / "Joe_Biden")
+    first, second = sorted((FR / "Barack_Obama").iterdir())[:2]
+    a, b = cv2.imread(str(first)), cv2.imread(str(second))
+    height = min(a.shape[0], b.shape[0])
+    a = cv2.resize(a, (a.shape[1] * height // a.shape[0], height))
+    b = cv2.resize(b, (b.shape[1] * height // b.shape[0], height))
+    cv2.imwrite(str(folder / "both.jpg"), np.hstack([a, b]))
+    with facefind.open(tmp_path / "c.db") as ff:
+        ff.create_collection("default", owner="test", basis="own", retention="30d")
+        ff.index(folder, workers=1)
+        obama = next(p for p in ff.people.all() if "Barack_Obama" in p.faces[-1].path)
+        both = [f for p in ff.people.all(include_hidden=True) for f in p.faces if f.path.endswith("both.jpg")]
+        with ff.catalog.engine.connect() as conn:
+            query = sa.select(sa.func.count()).select_from(faces.join(images))
+            in_photo = conn.execute(query.where(images.c.path.like("%both.jpg"))).scalar()
+        assert in_photo == 2  # the detector found both faces
+        assert [f.path.endswith("both.jpg") for f in obama.faces].count(True) == 1
+        assert len(both) == 1
+        for _ in range(2):
+            ff.people.recluster()
+            placed, _, photo = state(ff)
+            persons_in_photo = [placed[f][0] for f in placed if photo[f] == both[0].image_id]
+            assert len(persons_in_photo) == len(set(persons_in_photo)) >= 1
+
+
+def test_a_chain_of_look_alikes_is_split() -> None:
+    """Faces along a path from one person to another: each close to the next, so one Chinese
+    whispers label may hold them all; the mean similarity of each end to the group is low."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, DIM))
+    steps = np.linspace(0, 1, 40)[:, None]
+    chain = (1 - steps) * a + steps * b + 0.05 * rng.standard_normal((40, DIM))
+    chain /= np.linalg.norm(chain, axis=1, keepdims=True)
+    linked = float((chain[1:] * chain[:-1]).sum(1).min())  # every face links to the next
+    assert (chain[0] @ chain[-1]) < linked  # the ends do not link
+    labels = split_incoherent(chain, np.zeros(40, np.int64), np.full(40, -1), linked, 0.3)
+    assert len(set(labels.tolist())) >= 2
+    assert labels[0] != labels[-1]
+    # Fixed faces keep their label, whatever the split says.
+    fixed = np.full(40, -1)
+    fixed[[0, 39]] = 0
+    labels = split_incoherent(chain, np.zeros(40, np.int64), fixed, linked, 0.3)
+    assert labels[0] == labels[-1] == 0
