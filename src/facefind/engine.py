@@ -36,7 +36,7 @@ from .images import (
 )
 from .ingest import Indexer, Progress
 from .paths import require_text
-from .people import People, people_fmr
+from .people import People, background, people_fmr
 from .results import (
     Box,
     FileError,
@@ -82,6 +82,7 @@ class Runtime:
         self.catalog = Catalog(self.db, create_folders=db is None and not os.environ.get("FACEFIND_DB"))
         # The catalog's active recognizer (`facefind models use`); the built-in SFace by default.
         self.settings = recognizers.with_active(self.catalog, settings or Settings())
+        self.settings = background.with_min_template(self.catalog, self.settings)
         # Keep the signing key away from the catalog (FACEFIND_AUDIT_KEY) so whoever can edit the
         # catalog cannot also sign a forged head or checkpoint; by default it sits beside an SQLite
         # file, and for a database server in the user data dir (accountability/witness.py).

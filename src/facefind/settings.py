@@ -104,6 +104,13 @@ class Settings:
     # linked by less than people_min_link_density of their face pairs are split (no chaining).
     people_false_links: float = 0.05
     people_min_link_density: float = 0.01
+    # Background faces (people/background.py): shorter side under this, or under this share of the
+    # largest face in the photo (lfw_dev: 99.9% of subjects above both, docs/design.md).
+    background_face_px: int = 40
+    background_face_ratio: float = 0.7
+    # Data minimisation: faces under this many pixels get no template at all (0: every face does);
+    # a catalog setting, `facefind people min-template PX`.
+    min_template_px: int = 0
     # Refuse images larger than this many pixels (decompression bombs) or with absurd sides.
     # Default: Pillow's own bomb limit (~9459x9459, 89 MP); FACEFIND_MAX_PIXELS raises it.
     max_image_pixels: int = field(default_factory=lambda: max_pixels_from_environment())

@@ -37,6 +37,7 @@ from ..errors import FacefindError, NotFound
 from ..limits import is_id
 from ..results import Box, ClusterReport, Person, PersonFace
 from ..settings import Settings
+from . import background
 from .clustering import (
     chinese_whispers,
     cut_same_photo,
@@ -283,19 +284,43 @@ class People:
 
     # reading ---------------------------------------------------------------------------------
     def all(self, include_hidden: bool = False) -> list[Person]:
-        """Persons with at least one face that may be shown, most faces first; hidden ones only
-        if asked for. Persons whose consent does not (or no longer) cover being shown are never
+        """Persons with at least one face that may be shown, most faces first; hidden ones and
+        background ones (a single bystander's face, people/background.py) only if asked for.
+        Persons whose consent does not (or no longer) cover being shown are never
         listed, nor are persons all of whose faces are opted out or withheld, named or not."""
         withheld = consent.withheld_persons(self.catalog, "results")
         rows = store.rows(self.catalog, self.model_id, include_hidden=include_hidden, leave_out=withheld)
         members = self._faces_of([r.id for r in rows])
-        out = [_person(r, members[r.id]) for r in rows if members.get(r.id)]
+        bystanders = self.background_persons()
+        out = [_person(r, members[r.id], r.id in bystanders) for r in rows if members.get(r.id)]
+        if not include_hidden:
+            out = [p for p in out if not p.background or p.name]
         return sorted(out, key=lambda p: (-p.face_count, p.id))
 
     def get(self, person_id: int) -> Person:
         """A person with the faces that may be shown (callers showing it check `require_shown`)."""
         row = self._row(person_id)
-        return _person(row, self._faces_of([person_id]).get(person_id, []))
+        return _person(
+            row, self._faces_of([person_id]).get(person_id, []), person_id in self.background_persons()
+        )
+
+    def background_persons(self) -> set[int]:
+        """Persons whose only face is a background face: not listed by default, never suggested."""
+        return background.persons(self.catalog, self.model_id, self.settings)
+
+    def background_faces(self, face_ids: Iterable[int]) -> set[int]:
+        """Which of these faces are background faces (a review queue leaves them out)."""
+        return background.faces(
+            self.catalog, self.model_id, self.settings, sorted({int(f) for f in face_ids})
+        )
+
+    def set_min_template(self, px: int) -> int:
+        """Data minimisation: faces under `px` pixels indexed from now on get no template at all
+        (0: every face does). Returns how many stored faces are under it (kept until re-indexed
+        or erased)."""
+        background.set_min_template(self.catalog, px)
+        self._log("min_template", {"px": int(px)})
+        return store.faces_under(self.catalog, self.model_id, px)
 
     def photos(self, person_id: int) -> list[str]:
         """Paths of every photo the person is in, in path order."""
@@ -489,8 +514,14 @@ def _neighbours(
     return rows[keep], cols[keep], sims.ravel()[keep]
 
 
-def _person(row: Any, members: list[PersonFace]) -> Person:
+def _person(row: Any, members: list[PersonFace], bystander: bool = False) -> Person:
     cover = next((f for f in members if f.face_id == row.cover_face_id), members[0] if members else None)
     return Person(
-        id=row.id, name=row.name, hidden=row.hidden, face_count=len(members), cover=cover, faces=members
+        id=row.id,
+        name=row.name,
+        hidden=row.hidden,
+        face_count=len(members),
+        cover=cover,
+        faces=members,
+        background=bystander,
     )
