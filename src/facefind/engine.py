@@ -36,7 +36,7 @@ from .images import (
 )
 from .ingest import Indexer, Progress
 from .paths import require_text
-from .people import People, background, people_fmr
+from .people import People, background, people_fmr, people_threshold
 from .results import (
     Box,
     FileError,
@@ -399,7 +399,9 @@ class FaceFind:
             self.catalog,
             self.backend.model_id,
             self.settings,
-            self.calibration().threshold(people_fmr(self.catalog, self.backend.model_id, self.settings)),
+            people_threshold(
+                self.calibration(), people_fmr(self.catalog, self.backend.model_id, self.settings)
+            ),
             log=lambda decision, details: self.audit.record(
                 self.actor, "person", {"decision": decision, **details}
             ),

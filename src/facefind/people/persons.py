@@ -57,6 +57,14 @@ def people_fmr(catalog: Catalog, model_id: str, settings: Settings) -> float:
     return min(settings.people_max_fmr, settings.people_false_links / max(faces_, 1))
 
 
+def people_threshold(calibration: Any, fmr: float) -> float:
+    """The similarity of `fmr`; a calibration without a tail model (made before it fitted one)
+    gives its lowest measured rate's instead of refusing to cluster."""
+    if fmr < calibration.measured_floor and calibration.tail is None:
+        fmr = calibration.measured_floor
+    return float(calibration.threshold(fmr))
+
+
 class PersonNotFound(NotFound):
     pass
 
