@@ -431,6 +431,19 @@ def settled_catalog(path: Path, n: int, spread: dict) -> Path:
     return path
 
 
+def new_photos(data: index_bench.FaceLikeData, n: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """New photos of `count` random stored identities (as `FaceLikeData.queries`, but each chunk's
+    identity centres made once: a row of them kept per query would hold the whole chunk alive)."""
+    rng = np.random.default_rng(7)
+    per_chunk = index_bench.CHUNK // index_bench.PER_IDENTITY
+    identities = rng.integers(0, n // index_bench.PER_IDENTITY, count)
+    centres = np.zeros((count, index_bench.DIM))
+    for chunk in np.unique(identities // per_chunk).tolist():
+        mine = identities // per_chunk == chunk
+        centres[mine] = data._centers(chunk)[identities[mine] % per_chunk]
+    return data._faces_of(centres, rng), identities
+
+
 def incremental_at_scale(cache: Path, n: int, add: int, spread: dict, workdir: Path) -> dict:
     """`add` new faces (new photos of stored people and newcomers) placed into a settled catalog of
     `n`: the time of `people.update()` alone, and how well the new faces were placed."""
@@ -439,8 +452,7 @@ def incremental_at_scale(cache: Path, n: int, add: int, spread: dict, workdir: P
     base = settled_catalog(cache / f"settled-{n}.db", n, spread)
     db = workdir / "scale.db"
     shutil.copy(base, db)
-    data = index_bench.FaceLikeData(n, spread, seed=1)
-    known, identities = data.queries(add // 2)
+    known, identities = new_photos(index_bench.FaceLikeData(n, spread, seed=1), n, add // 2)
     newcomers = index_bench.FaceLikeData(add, spread, seed=99)
     fresh = np.vstack([v for _, v in newcomers.chunks()])[: add - len(known)]
     ff = facefind.open(db)

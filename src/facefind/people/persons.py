@@ -47,6 +47,8 @@ from .clustering import (
     threshold_graph,
 )
 
+EXACT_POOL = 200_000  # above, new faces are placed through the persons nearest them (_neighbours_via_persons)
+CANDIDATE_PERSONS = 5
 NEIGHBOURS = 60  # graph degree; 30 made glint_dev12 results depend on the random seed (docs/benchmarks.md)
 
 
@@ -162,7 +164,10 @@ class People:
         if not len(new):
             return 0, 0
         pool = np.flatnonzero(snap.good | (snap.person >= 0))
-        rows, cols, sims = _neighbours(snap.embeddings, new, pool, NEIGHBOURS, self.threshold)
+        if len(pool) <= EXACT_POOL:
+            rows, cols, sims = _neighbours(snap.embeddings, new, pool, NEIGHBOURS, self.threshold)
+        else:
+            rows, cols, sims = _neighbours_via_persons(snap, new, NEIGHBOURS, self.threshold)
         nodes = np.unique(np.concatenate([new, cols]))
         n = len(nodes)
         a = np.searchsorted(nodes, rows)
@@ -520,6 +525,42 @@ def _neighbours(
     cols = np.where(found >= 0, pool[np.clip(found, 0, None)], -1).ravel()
     keep = (found.ravel() >= 0) & (sims.ravel() >= threshold) & (cols != rows)
     return rows[keep], cols[keep], sims.ravel()[keep]
+
+
+def _neighbours_via_persons(
+    snap: _Snapshot, queries: np.ndarray, k: int, threshold: float, persons: int = CANDIDATE_PERSONS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_neighbours` for large catalogs: exact against faces in no person, and against every face of
+    the `persons` persons whose mean embedding is nearest each query (a search over persons, not
+    over every face: 10,000 new faces into 1M stored ones, docs/benchmarks.md)."""
+    loose = np.flatnonzero(snap.good & (snap.person < 0))
+    rows, cols, sims = _neighbours(snap.embeddings, queries, loose, k, threshold)
+    placed = np.flatnonzero(snap.person >= 0)
+    if not len(placed):
+        return rows, cols, sims
+    placed = placed[np.argsort(snap.person[placed], kind="stable")]
+    ids, starts, counts = np.unique(snap.person[placed], return_index=True, return_counts=True)
+    sums = np.add.reduceat(snap.embeddings[placed], starts, axis=0)
+    centres = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    index = faiss.IndexFlatIP(centres.shape[1])
+    index.add(np.ascontiguousarray(centres, np.float32))
+    _, nearest = index.search(
+        np.ascontiguousarray(snap.embeddings[queries], np.float32), min(persons, len(ids))
+    )
+    # Every (query, face of a candidate person) pair, as flat arrays.
+    pair_query = np.repeat(np.repeat(queries, nearest.shape[1]), counts[nearest.ravel()])
+    first = np.repeat(starts[nearest.ravel()], counts[nearest.ravel()])
+    offset = np.arange(len(first)) - np.repeat(
+        np.cumsum(counts[nearest.ravel()]) - counts[nearest.ravel()], counts[nearest.ravel()]
+    )
+    pair_face = placed[first + offset]
+    pair_sim = np.einsum("ij,ij->i", snap.embeddings[pair_query], snap.embeddings[pair_face])
+    keep = (pair_sim >= threshold) & (pair_face != pair_query)
+    return (
+        np.concatenate([rows, pair_query[keep]]),
+        np.concatenate([cols, pair_face[keep]]),
+        np.concatenate([sims, pair_sim[keep]]),
+    )
 
 
 def _person(row: Any, members: list[PersonFace], bystander: bool = False) -> Person:
