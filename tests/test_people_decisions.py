@@ -246,3 +246,33 @@ def test_faces_under_the_minimum_get_no_template(tmp_path: Path) -> None:
         assert kept and min(kept) >= between and len(kept) < len(sizes)
         with ff.catalog.engine.connect() as conn:  # nothing of the small faces is stored
             assert conn.execute(sa.select(sa.func.count()).select_from(faces)).scalar() == len(kept)
+
+
+def test_large_catalogs_place_new_faces_through_the_nearest_persons(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above EXACT_POOL faces, new faces are compared with the faces of the persons nearest them
+    (not with every face): they join the same persons as the exact search puts them in."""
+    from facefind.people import persons as people_module
+
+    rng = np.random.default_rng(9)
+    centres = rng.standard_normal((4, DIM))
+
+    def photo_of(i: int) -> np.ndarray:
+        v = centres[i] + 0.1 * rng.standard_normal(DIM)
+        return (v / np.linalg.norm(v))[None].astype(np.float32)
+
+    placed = {}
+    for exact in (True, False):
+        monkeypatch.setattr(people_module, "EXACT_POOL", 10**9 if exact else 0)
+        with facefind.open(tmp_path / f"{exact}.db") as ff:
+            for i in range(12):
+                add_image(ff.catalog, f"/old{i}.jpg", photo_of(i % 3))
+            ff.people.update()
+            new = [add_image(ff.catalog, f"/new{i}.jpg", photo_of(i % 4))[0] for i in range(8)]
+            ff.people.update()
+            person = {f.face_id: p.id for p in ff.people.all() for f in p.faces}
+            placed[exact] = [person.get(f, -1) for f in new]
+    assert placed[True] == placed[False]
+    assert placed[True][:3] == placed[True][4:7] and len(set(placed[True][:3])) == 3  # known people
+    assert placed[True][3] == placed[True][7] != -1 and placed[True][3] not in placed[True][:3]  # a newcomer
