@@ -17,6 +17,12 @@ share unassigned). Baselines in the same run:
 - The other candidates measured before choosing: exact average-linkage agglomerative clustering
   and HDBSCAN, each with its best parameter per folder.
 
+Archive (issue 24): lfw_dev indexed once as one collection (cached in --cache), fed to a fresh
+catalog in 4 shuffled batches with the incremental update after each, then re-clustered; scored on
+each photo's labelled face (evaluate.labelled_face), with Immich's rule on the same embeddings.
+Scale (--scale 1000000 --scale-add 10000): 10,000 new faces placed into a settled catalog of 1M
+synthetic faces (built once in --cache), `people.update()` alone timed.
+
 Speed, on face-like synthetic embeddings (as bench/index_bench.py) stored in a real SQLite catalog:
 full re-cluster of 10k and 100k faces, then the incremental update after adding 1,000 new faces
 (new photos of stored people and some newcomers) to the largest catalog.

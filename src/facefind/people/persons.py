@@ -1,7 +1,10 @@
 """Persons in the catalog: grouped by clustering, named, merged and split by users.
 
 Clustering is Chinese whispers over a graph linking faces whose similarity reaches the
-threshold of `Settings.people_max_fmr` (chosen by measurement, bench/people_bench.py).
+threshold of `people_fmr`: `Settings.people_max_fmr`, stricter as the catalog grows (chosen by
+measurement, bench/people_bench.py). Every run, incremental or full, then splits groups whose
+parts link through too few face pairs, keeps one face per photo per person, and finally enforces
+the recorded decisions (`_honour_decisions`): pinned faces stay, rejections hold.
 - `update()` runs after every index: only new faces (id above the last one clustered) are
   placed. They and their nearest faces form a small graph in which faces already in a person
   are fixed; new faces join persons through it, or form new persons of at least `min_faces`.
