@@ -1176,6 +1176,21 @@ def people_answer(
             out.print(f"{a.item}: not person {a.person} (remembered)")
         else:
             out.print(f"{a.item}: skipped (asked again after the other questions)")
+@people_app.command("min-template")
+def people_min_template(
+    px: Annotated[int, typer.Argument(help="Shorter side in pixels; 0 keeps a template for every face.")],
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Data minimisation: faces smaller than PX in photos indexed from now on get no template at all."""
+    with session(db) as ff:
+        under = ff.people.set_min_template(px)
+    if as_json:
+        emit_json({"min_template_px": px, "stored_faces_under": under})
+        return
+    out.print(f"faces under {px} px indexed from now on get no template")
+    if under:
+        out.print(f"{under} stored face(s) are under it; they go when their photos are erased or re-indexed")
 
 
 @people_app.command("cluster")

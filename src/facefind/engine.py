@@ -36,7 +36,7 @@ from .images import (
 )
 from .ingest import Indexer, Progress
 from .paths import require_text
-from .people import People, listing
+from .people import People, background, listing, people_fmr, people_threshold
 from .people.review import REVIEW_MAX_FMR, ReviewQueue
 from .publish import run as publishing
 from .publish.detect import RecallDetector
@@ -90,6 +90,7 @@ class Runtime:
         self.catalog = Catalog(self.db, create_folders=db is None and not os.environ.get("FACEFIND_DB"))
         # The catalog's active recognizer (`facefind models use`); the built-in SFace by default.
         self.settings = recognizers.with_active(self.catalog, settings or Settings())
+        self.settings = background.with_min_template(self.catalog, self.settings)
         # Keep the signing key away from the catalog (FACEFIND_AUDIT_KEY) so whoever can edit the
         # catalog cannot also sign a forged head or checkpoint; by default it sits beside an SQLite
         # file, and for a database server in the user data dir (accountability/witness.py).
@@ -439,12 +440,13 @@ class FaceFind:
     @property
     def people(self) -> People:
         """Faces grouped into persons: `ff.people.all()`, `.get(id)`, `.name(id, "Ann")`, `.merge`..."""
-        threshold = self.calibration().threshold(self.settings.people_max_fmr)
         return People(
             self.catalog,
             self.backend.model_id,
             self.settings,
-            threshold,
+            people_threshold(
+                self.calibration(), people_fmr(self.catalog, self.backend.model_id, self.settings)
+            ),
             log=lambda decision, details: self.audit.record(
                 self.actor, "person", {"decision": decision, **details}
             ),

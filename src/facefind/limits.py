@@ -106,6 +106,7 @@ MAX_UPLOAD_PIXELS = Limit(
 MAX_FILE_BYTES = Limit("FACEFIND_MAX_FILE_BYTES", 2**20, 2**36, example="1073741824 for 1 GiB")
 OFFSET = Limit("offset", 0, MAX_ID, example="0 for the first page")
 PAGE = Limit("limit", 1, 10_000, example="100 a page")
+MIN_TEMPLATE_PX = Limit("PX", 0, 4096, example="24; 0 keeps a template for every face", name="px")
 
 
 def is_id(value: int) -> bool:

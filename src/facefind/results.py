@@ -153,6 +153,7 @@ class Person(BaseModel):
     face_count: int
     cover: PersonFace | None  # the chosen face, else the best-quality one
     faces: list[PersonFace]  # best quality first
+    background: bool = False  # its only face is a bystander's (people/background.py): not listed by default
 
 
 class PurgeReport(BaseModel):

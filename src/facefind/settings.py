@@ -98,6 +98,19 @@ class Settings:
     # at least people_min_faces faces.
     people_max_fmr: float = 1e-4
     people_min_faces: int = 2
+    # The rate is per pair of faces, so a catalog of n faces expects about n * FMR chance links per
+    # face: links use at most people_false_links / n (0.05: lfw_dev's 7,736 faces link at FMR
+    # 6.5e-6, BCubed precision 0.83 -> 0.99; docs/design.md "People"). Groups whose parts are
+    # linked by less than people_min_link_density of their face pairs are split (no chaining).
+    people_false_links: float = 0.05
+    people_min_link_density: float = 0.01
+    # Background faces (people/background.py): shorter side under this, or under this share of the
+    # largest face in the photo (lfw_dev: 99.9% of subjects above both, docs/design.md).
+    background_face_px: int = 40
+    background_face_ratio: float = 0.7
+    # Data minimisation: faces under this many pixels get no template at all (0: every face does);
+    # a catalog setting, `facefind people min-template PX`.
+    min_template_px: int = 0
     # Refuse images larger than this many pixels (decompression bombs) or with absurd sides.
     # Default: Pillow's own bomb limit (~9459x9459, 89 MP); FACEFIND_MAX_PIXELS raises it.
     max_image_pixels: int = field(default_factory=lambda: max_pixels_from_environment())

@@ -291,3 +291,68 @@ def page(
     query = query.offset(offset).limit(limit)
     with catalog.engine.connect() as conn:
         return [(r, int(r.n)) for r in conn.execute(query).all()]
+def photos_of(catalog: Catalog, model_id: str, face_ids: np.ndarray) -> np.ndarray:
+    """The photo (image id) of each face in `face_ids` (ascending ids of one model), aligned."""
+    query = sa.select(faces.c.id, faces.c.image_id).where(faces.c.model_id == model_id).order_by(faces.c.id)
+    with catalog.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    photos = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+    out = np.full(len(face_ids), -1, np.int64)
+    if len(ids):
+        pos = np.clip(np.searchsorted(ids, face_ids), 0, len(ids) - 1)
+        found = ids[pos] == face_ids
+        out[found] = photos[pos[found]]
+    # A face without a row (deleted between the two reads) gets a photo of its own.
+    missing = np.flatnonzero(out < 0)
+    out[missing] = int(photos.max(initial=0)) + 1 + np.arange(len(missing))
+    return out
+
+
+def face_count(catalog: Catalog, model_id: str) -> int:
+    with catalog.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).where(faces.c.model_id == model_id)).scalar() or 0)
+
+
+def single_face_persons(catalog: Catalog, model_id: str) -> list[sa.Row]:
+    """(person, size_px of its one face, size_px of the largest face in that face's photo) of every
+    person of the model with exactly one face."""
+    single = (
+        sa.select(face_persons.c.person_id, sa.func.min(face_persons.c.face_id).label("face_id"))
+        .join(persons, persons.c.id == face_persons.c.person_id)
+        .where(persons.c.model_id == model_id)
+        .group_by(face_persons.c.person_id)
+        .having(sa.func.count() == 1)
+        .subquery()
+    )
+    other = faces.alias("other")
+    query = (
+        sa.select(single.c.person_id, faces.c.size_px, sa.func.max(other.c.size_px))
+        .join(faces, faces.c.id == single.c.face_id)
+        .join(other, other.c.image_id == faces.c.image_id)
+        .group_by(single.c.person_id, faces.c.size_px)
+    )
+    with catalog.engine.connect() as conn:
+        return list(conn.execute(query).all())
+
+
+def face_sizes(catalog: Catalog, model_id: str, face_ids: list[int]) -> list[sa.Row]:
+    """(face, size_px, size_px of the largest face in its photo) of each of `face_ids`."""
+    other = faces.alias("other")
+    rows: list[sa.Row] = []
+    with catalog.engine.connect() as conn:
+        for i in range(0, len(face_ids), 500):
+            query = (
+                sa.select(faces.c.id, faces.c.size_px, sa.func.max(other.c.size_px))
+                .join(other, other.c.image_id == faces.c.image_id)
+                .where(faces.c.id.in_(face_ids[i : i + 500]), faces.c.model_id == model_id)
+                .group_by(faces.c.id, faces.c.size_px)
+            )
+            rows += conn.execute(query).all()
+    return rows
+
+
+def faces_under(catalog: Catalog, model_id: str, px: float) -> int:
+    query = sa.select(sa.func.count()).where(faces.c.model_id == model_id, faces.c.size_px < px)
+    with catalog.engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)

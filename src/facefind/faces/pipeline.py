@@ -72,7 +72,8 @@ def analyze(
     """All faces in `image`, largest first."""
     times = times or StageTimes()
     t = time.perf_counter()
-    detections = backend.detect(image)
+    # Data minimisation: a face too small to keep gets no template (it is never embedded).
+    detections = [d for d in backend.detect(image) if min(d.box[2], d.box[3]) >= settings.min_template_px]
     t = times.add("detect", t)
     chips = [backend.align(image, d) for d in detections]
     t = times.add("align", t)

@@ -1,7 +1,10 @@
 """Persons in the catalog: grouped by clustering, named, merged and split by users.
 
 Clustering is Chinese whispers over a graph linking faces whose similarity reaches the
-threshold of `Settings.people_max_fmr` (chosen by measurement, bench/people_bench.py).
+threshold of `people_fmr`: `Settings.people_max_fmr`, stricter as the catalog grows (chosen by
+measurement, bench/people_bench.py). Every run, incremental or full, then splits groups whose
+parts link through too few face pairs, keeps one face per photo per person, and finally enforces
+the recorded decisions (`_honour_decisions`): pinned faces stay, rejections hold.
 - `update()` runs after every index: only new faces (id above the last one clustered) are
   placed. They and their nearest faces form a small graph in which faces already in a person
   are fixed; new faces join persons through it, or form new persons of at least `min_faces`.
@@ -37,9 +40,34 @@ from ..errors import FacefindError, NotFound
 from ..limits import is_id
 from ..results import Box, ClusterReport, Person, PersonFace
 from ..settings import Settings
-from .clustering import chinese_whispers, threshold_graph
+from . import background
+from .clustering import (
+    chinese_whispers,
+    cut_same_photo,
+    link_density,
+    separate_same_photo,
+    split_incoherent,
+    threshold_graph,
+)
 
+EXACT_POOL = 200_000  # above, new faces are placed through the persons nearest them (_neighbours_via_persons)
+CANDIDATE_PERSONS = 5
 NEIGHBOURS = 60  # graph degree; 30 made glint_dev12 results depend on the random seed (docs/benchmarks.md)
+
+
+def people_fmr(catalog: Catalog, model_id: str, settings: Settings) -> float:
+    """The false-match rate at which clustering links two faces: `people_max_fmr`, made stricter as
+    the catalog grows so that each face expects at most `people_false_links` chance links."""
+    faces_ = store.face_count(catalog, model_id)
+    return min(settings.people_max_fmr, settings.people_false_links / max(faces_, 1))
+
+
+def people_threshold(calibration: Any, fmr: float) -> float:
+    """The similarity of `fmr`; a calibration without a tail model (made before it fitted one)
+    gives its lowest measured rate's instead of refusing to cluster."""
+    if fmr < calibration.measured_floor and calibration.tail is None:
+        fmr = calibration.measured_floor
+    return float(calibration.threshold(fmr))
 
 
 class PersonNotFound(NotFound):
@@ -56,6 +84,8 @@ class _Snapshot:
     person: np.ndarray
     pinned: np.ndarray
     rejected: set[tuple[int, int]]  # (face id, person id)
+    photo: np.ndarray  # image id: two faces of one photo are never one person
+    quality: np.ndarray
 
 
 class People:
@@ -90,6 +120,7 @@ class People:
         just_placed = unplaced & (snap.person >= 0) & snap.good
         self._attach(snap, np.flatnonzero(~new & ~snap.good & unplaced), just_placed)
         bound.update(self._withhold_joins(snap, unplaced))
+        self._honour_decisions(snap, unplaced)
         self._write(snap, incremental=True, bound=bound)
         if len(snap.ids):
             self.catalog.set_setting(self._upto_key, str(int(snap.ids.max())))
@@ -106,13 +137,16 @@ class People:
         snap = self._snapshot()
         old = snap.person.copy()
         nodes = np.flatnonzero(snap.good | snap.pinned)
-        graph = threshold_graph(snap.embeddings[nodes], self.threshold, NEIGHBOURS)
+        graph = cut_same_photo(
+            threshold_graph(snap.embeddings[nodes], self.threshold, NEIGHBOURS), snap.photo[nodes]
+        )
         fixed = np.where(snap.pinned[nodes], snap.person[nodes], -1)
-        labels = chinese_whispers(graph, fixed)
+        labels = self._constrain(snap, nodes, chinese_whispers(graph, fixed), fixed)
         snap.person[~snap.pinned] = -1
         created = self._adopt_groups(snap, nodes, labels, set(fixed[fixed >= 0].tolist()), old)
         self._attach(snap, np.flatnonzero(~snap.good & ~snap.pinned))
         bound = self._withhold_joins(snap, snap.person != old)
+        self._honour_decisions(snap, snap.person != old)
         self._write(snap, incremental=False, bound=bound)
         if len(snap.ids):
             self.catalog.set_setting(self._upto_key, str(int(snap.ids.max())))
@@ -133,18 +167,77 @@ class People:
         if not len(new):
             return 0, 0
         pool = np.flatnonzero(snap.good | (snap.person >= 0))
-        rows, cols, sims = _neighbours(snap.embeddings, new, pool, NEIGHBOURS, self.threshold)
+        if len(pool) <= EXACT_POOL:
+            rows, cols, sims = _neighbours(snap.embeddings, new, pool, NEIGHBOURS, self.threshold)
+        else:
+            rows, cols, sims = _neighbours_via_persons(snap, new, NEIGHBOURS, self.threshold)
         nodes = np.unique(np.concatenate([new, cols]))
         n = len(nodes)
         a = np.searchsorted(nodes, rows)
         b = np.searchsorted(nodes, cols)
         graph = sp.coo_matrix((sims, (a, b)), shape=(n, n)).tocsr()
-        graph = graph.maximum(graph.T).tocsr()
+        graph = cut_same_photo(graph.maximum(graph.T).tocsr(), snap.photo[nodes])
         fixed = snap.person[nodes]
         labels = chinese_whispers(graph, fixed)
+        labels = self._gate_joins(snap, nodes, labels, fixed)
+        labels = self._constrain(snap, nodes, labels, fixed)
         before = int((snap.person >= 0).sum())
         created = self._adopt_groups(snap, nodes, labels, set(fixed[fixed >= 0].tolist()), None)
         return int((snap.person >= 0).sum()) - before, created
+
+    def _constrain(
+        self, snap: _Snapshot, nodes: np.ndarray, labels: np.ndarray, fixed: np.ndarray
+    ) -> np.ndarray:
+        """Labels after the checks every run applies: incoherent groups split, one face per photo."""
+        x = snap.embeddings[nodes]
+        labels = split_incoherent(x, labels, fixed, self.threshold, self.settings.people_min_link_density)
+        return separate_same_photo(x, labels, snap.photo[nodes], fixed)
+
+    def _gate_joins(
+        self, snap: _Snapshot, nodes: np.ndarray, labels: np.ndarray, fixed: np.ndarray
+    ) -> np.ndarray:
+        """A new face joins an existing person only if it links to at least
+        `people_min_link_density` of all that person's faces (not just the neighbours in the
+        graph): the statistic `split_incoherent` checks in a full run. Else it gets a label of its
+        own (and may still form a new person with other new faces)."""
+        joining = np.flatnonzero((fixed < 0) & np.isin(labels, fixed[fixed >= 0]))
+        if not len(joining):
+            return labels
+        targets = np.unique(labels[joining])
+        members = np.flatnonzero(np.isin(snap.person, targets))
+        members = members[np.argsort(snap.person[members], kind="stable")]
+        starts = np.searchsorted(snap.person[members], targets)
+        ends = np.searchsorted(snap.person[members], targets, side="right")
+        labels = labels.copy()
+        next_label = int(labels.max(initial=-1)) + 1
+        for target, a, b in zip(targets.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            who = joining[labels[joining] == target]
+            density = link_density(snap.embeddings[nodes[who]], snap.embeddings[members[a:b]], self.threshold)
+            refused = who[density < self.settings.people_min_link_density]
+            labels[refused] = next_label + np.arange(len(refused))
+            next_label += len(refused)
+        return labels
+
+    def _honour_decisions(self, snap: _Snapshot, moved: np.ndarray) -> None:
+        """The last word of every run, whatever the steps before did: a face (among `moved`) never
+        sits in a person that rejected it, nor in a person that holds another face of its photo
+        (pinned faces and faces that did not move are kept; among the moved, the best quality)."""
+        for face in np.flatnonzero(moved & (snap.person >= 0) & ~snap.pinned).tolist():
+            if (int(snap.ids[face]), int(snap.person[face])) in snap.rejected:
+                snap.person[face] = -1
+        placed = np.flatnonzero(snap.person >= 0)
+        key = snap.person[placed] * (int(snap.photo.max(initial=0)) + 1) + snap.photo[placed]
+        order = np.argsort(key, kind="stable")
+        dup = np.flatnonzero(key[order][1:] == key[order][:-1])
+        if not len(dup):
+            return
+        for k in np.unique(key[order][dup]).tolist():
+            clash = placed[key == k]
+            rank = snap.pinned[clash] * 4 + ~moved[clash] * 2
+            best = clash[np.lexsort((-snap.quality[clash], -rank))[0]]
+            for face in clash.tolist():
+                if face != best and not snap.pinned[face] and moved[face]:
+                    snap.person[face] = -1
 
     def _adopt_groups(
         self,
@@ -207,19 +300,43 @@ class People:
 
     # reading ---------------------------------------------------------------------------------
     def all(self, include_hidden: bool = False) -> list[Person]:
-        """Persons with at least one face that may be shown, most faces first; hidden ones only
-        if asked for. Persons whose consent does not (or no longer) cover being shown are never
+        """Persons with at least one face that may be shown, most faces first; hidden ones and
+        background ones (a single bystander's face, people/background.py) only if asked for.
+        Persons whose consent does not (or no longer) cover being shown are never
         listed, nor are persons all of whose faces are opted out or withheld, named or not."""
         withheld = consent.withheld_persons(self.catalog, "results")
         rows = store.rows(self.catalog, self.model_id, include_hidden=include_hidden, leave_out=withheld)
         members = self._faces_of([r.id for r in rows])
-        out = [_person(r, members[r.id]) for r in rows if members.get(r.id)]
+        bystanders = self.background_persons()
+        out = [_person(r, members[r.id], r.id in bystanders) for r in rows if members.get(r.id)]
+        if not include_hidden:
+            out = [p for p in out if not p.background or p.name]
         return sorted(out, key=lambda p: (-p.face_count, p.id))
 
     def get(self, person_id: int) -> Person:
         """A person with the faces that may be shown (callers showing it check `require_shown`)."""
         row = self._row(person_id)
-        return _person(row, self._faces_of([person_id]).get(person_id, []))
+        return _person(
+            row, self._faces_of([person_id]).get(person_id, []), person_id in self.background_persons()
+        )
+
+    def background_persons(self) -> set[int]:
+        """Persons whose only face is a background face: not listed by default, never suggested."""
+        return background.persons(self.catalog, self.model_id, self.settings)
+
+    def background_faces(self, face_ids: Iterable[int]) -> set[int]:
+        """Which of these faces are background faces (a review queue leaves them out)."""
+        return background.faces(
+            self.catalog, self.model_id, self.settings, sorted({int(f) for f in face_ids})
+        )
+
+    def set_min_template(self, px: int) -> int:
+        """Data minimisation: faces under `px` pixels indexed from now on get no template at all
+        (0: every face does). Returns how many stored faces are under it (kept until re-indexed
+        or erased)."""
+        background.set_min_template(self.catalog, px)
+        self._log("min_template", {"px": int(px)})
+        return store.faces_under(self.catalog, self.model_id, px)
 
     def photos(self, person_id: int) -> list[str]:
         """Paths of every photo the person is in, in path order."""
@@ -325,7 +442,8 @@ class People:
             pos = np.searchsorted(ids, a[:, 0])
             person[pos], pinned[pos] = a[:, 1], a[:, 2].astype(bool)
         good = (size_px >= self.settings.min_face_px) & (quality >= self.settings.min_quality)
-        return _Snapshot(ids, embeddings, good, person, pinned, rejected)
+        photo = store.photos_of(self.catalog, self.model_id, ids)
+        return _Snapshot(ids, embeddings, good, person, pinned, rejected, photo, quality)
 
     def _write(self, snap: _Snapshot, incremental: bool, bound: dict[int, int]) -> None:
         """Store the assignment of every unpinned face (incremental: only faces newly placed), and
@@ -412,8 +530,50 @@ def _neighbours(
     return rows[keep], cols[keep], sims.ravel()[keep]
 
 
-def _person(row: Any, members: list[PersonFace]) -> Person:
+def _neighbours_via_persons(
+    snap: _Snapshot, queries: np.ndarray, k: int, threshold: float, persons: int = CANDIDATE_PERSONS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_neighbours` for large catalogs: exact against faces in no person, and against every face of
+    the `persons` persons whose mean embedding is nearest each query (a search over persons, not
+    over every face: 10,000 new faces into 1M stored ones, docs/benchmarks.md)."""
+    loose = np.flatnonzero(snap.good & (snap.person < 0))
+    rows, cols, sims = _neighbours(snap.embeddings, queries, loose, k, threshold)
+    placed = np.flatnonzero(snap.person >= 0)
+    if not len(placed):
+        return rows, cols, sims
+    placed = placed[np.argsort(snap.person[placed], kind="stable")]
+    ids, starts, counts = np.unique(snap.person[placed], return_index=True, return_counts=True)
+    sums = np.add.reduceat(snap.embeddings[placed], starts, axis=0)
+    centres = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    index = faiss.IndexFlatIP(centres.shape[1])
+    index.add(np.ascontiguousarray(centres, np.float32))
+    _, nearest = index.search(
+        np.ascontiguousarray(snap.embeddings[queries], np.float32), min(persons, len(ids))
+    )
+    # Every (query, face of a candidate person) pair, as flat arrays.
+    pair_query = np.repeat(np.repeat(queries, nearest.shape[1]), counts[nearest.ravel()])
+    first = np.repeat(starts[nearest.ravel()], counts[nearest.ravel()])
+    offset = np.arange(len(first)) - np.repeat(
+        np.cumsum(counts[nearest.ravel()]) - counts[nearest.ravel()], counts[nearest.ravel()]
+    )
+    pair_face = placed[first + offset]
+    pair_sim = np.einsum("ij,ij->i", snap.embeddings[pair_query], snap.embeddings[pair_face])
+    keep = (pair_sim >= threshold) & (pair_face != pair_query)
+    return (
+        np.concatenate([rows, pair_query[keep]]),
+        np.concatenate([cols, pair_face[keep]]),
+        np.concatenate([sims, pair_sim[keep]]),
+    )
+
+
+def _person(row: Any, members: list[PersonFace], bystander: bool = False) -> Person:
     cover = next((f for f in members if f.face_id == row.cover_face_id), members[0] if members else None)
     return Person(
-        id=row.id, name=row.name, hidden=row.hidden, face_count=len(members), cover=cover, faces=members
+        id=row.id,
+        name=row.name,
+        hidden=row.hidden,
+        face_count=len(members),
+        cover=cover,
+        faces=members,
+        background=bystander,
     )
