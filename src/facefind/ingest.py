@@ -28,7 +28,7 @@ from .catalog import Catalog
 from .errors import FacefindError, ImageError
 from .faces import Face, FaceBackend, analyze, load_backend, prepare_backend
 from .faces.pipeline import StageTimes
-from .images import EXTENSIONS, decode_image, is_image_path, read_photo
+from .images import EXTENSIONS, Photo, decode_image, decode_photo, is_image_path, read_photo
 from .limits import WORKERS
 from .results import FileError, IndexReport
 from .settings import Settings
@@ -117,20 +117,27 @@ def process_file(task: FileTask, backend: FaceBackend, settings: Settings) -> Fi
     if result.sha256 == task.known_sha256:
         result.unchanged = True
         return result
+    name = Path(task.path).name
     try:
-        image = decode_image(data, settings, name=Path(task.path).name, notes=result.damage)
+        if settings.reduced_decode:
+            photo = decode_photo(data, settings, settings.detect_max_side, name=name, notes=result.damage)
+        else:
+            photo = Photo.of(decode_image(data, settings, name=name, notes=result.damage))
     except ImageError as err:
-        result.error = str(err).removeprefix(Path(task.path).name + ": ")
+        result.error = str(err).removeprefix(name + ": ")
         return result
     except MemoryError:
         result.error = f"not enough memory to decode it ({len(data) / 2**20:.1f} MiB file)"
         return result
     result.times.add("decode", started)
-    result.shape = (image.shape[0], image.shape[1])
+    result.shape = photo.shape
     try:
-        result.faces = analyze(backend, image, settings, result.times)
+        result.faces = analyze(backend, photo, settings, result.times)
+    except ImageError as err:  # the full decode a small face needed failed
+        result.error = str(err).removeprefix(name + ": ")
+        result.faces = []
     except MemoryError:
-        result.error = f"not enough memory to analyse it ({image.shape[1]}x{image.shape[0]})"
+        result.error = f"not enough memory to analyse it ({photo.shape[1]}x{photo.shape[0]})"
     except Exception as err:  # one odd image must not stop a run of thousands
         result.error = f"face analysis failed ({type(err).__name__}: {err})"
     return result

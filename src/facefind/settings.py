@@ -78,6 +78,12 @@ class Settings:
 
     # Detection runs on a copy downscaled to this longest side; chips are cut from full resolution.
     detect_max_side: int = 1280
+    # Photos are decoded at the smallest size that keeps detect_max_side (JPEG DCT scaling, 1/2
+    # to 1/8); a face's chip is cut from that unless the face is smaller there than
+    # chip_from_reduced_px (shorter box side), then from the photo decoded in full.
+    # reduced_decode=False decodes every photo in full (the way before; for benchmarks).
+    reduced_decode: bool = True
+    chip_from_reduced_px: int = 96
     detect_score_threshold: float = 0.6
     # Faces smaller than this (shorter box side, in original pixels) or below min_quality are
     # stored but excluded from search unless asked for.
