@@ -320,7 +320,7 @@ def decode_photo(
             reduced = _decode_reduced(data, settings, name, min_side)
         except ImageError:
             raise
-        except Exception:  # noqa: BLE001 - any failure: the full decode below says what is wrong
+        except Exception:  # any failure: the full decode below says what is wrong
             reduced = None
         finally:
             said.extend(dict.fromkeys(str(w.message) for w in caught))

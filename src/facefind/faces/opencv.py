@@ -129,7 +129,7 @@ def _shrunk_around(image: np.ndarray, d: Detection) -> tuple[np.ndarray, Detecti
         interpolation=cv2.INTER_AREA,
     )
     fx, fy = crop.shape[1] / small.shape[1], crop.shape[0] / small.shape[0]
-    marks = (d.landmarks - np.float32([left, top]) + 0.5) / np.float32([fx, fy]) - 0.5
+    marks = (d.landmarks - np.array([left, top], np.float32) + 0.5) / np.array([fx, fy], np.float32) - 0.5
     moved = Detection(
         box=((x - left + 0.5) / fx - 0.5, (y - top + 0.5) / fy - 0.5, w / fx, h / fy),
         landmarks=marks.astype(np.float32),

@@ -110,7 +110,7 @@ def _scaled(d: Detection, sx: float, sy: float) -> Detection:
     """A detection in a reduced image, in the full photo's pixels (a pixel's centre maps to the
     centre of the block of full pixels it stands for)."""
     x, y, w, h = d.box
-    marks = (d.landmarks + 0.5) * np.float32([sx, sy]) - 0.5
+    marks = (d.landmarks + 0.5) * np.array([sx, sy], np.float32) - 0.5
     return Detection(
         box=((x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5, w * sx, h * sy),
         landmarks=marks.astype(np.float32),
