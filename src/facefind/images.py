@@ -347,10 +347,8 @@ def _decode_reduced(
                 return None
             if _opencv_can_decode(opened, data):
                 bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _CV_REDUCED[k])
-            elif b"\xff\xd9" not in data[-4096:]:
-                return None  # truncated: the full decode reports it
-            else:  # CMYK, or what OpenCV does not take: Pillow scales the DCT too
-                opened.draft(opened.mode, (-(-w // k), -(-h // k)))
+            else:  # CMYK, data after the image, truncated: Pillow scales the DCT too (or raises)
+                opened.draft(opened.mode, (w // k, h // k))  # Pillow picks the scale: w // (w // k) = k
                 ImageOps.exif_transpose(opened, in_place=True)
                 bgr = _to_bgr(opened)
     finally:

@@ -120,7 +120,7 @@ def process_file(task: FileTask, backend: FaceBackend, settings: Settings) -> Fi
     name = Path(task.path).name
     try:
         if settings.reduced_decode:
-            photo = decode_photo(data, settings, settings.detect_max_side, name=name, notes=result.damage)
+            photo = decode_photo(data, settings, settings.decode_min_side, name=name, notes=result.damage)
         else:
             photo = Photo.of(decode_image(data, settings, name=name, notes=result.damage))
     except ImageError as err:
