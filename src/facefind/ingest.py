@@ -216,6 +216,37 @@ class Indexer:
         report = IndexReport(root=str(root), collection=collection)
         collection_id = self.catalog.collection_id(collection)
         known = self.catalog.known_images(collection_id, root)
+        pools: list[ProcessPoolExecutor] = []  # started by _run once it is sure to be needed
+        try:
+            return self._run(
+                root,
+                collection,
+                collection_id,
+                known,
+                report,
+                started,
+                pools,
+                on_progress,
+                retry_errors,
+                within,
+            )
+        finally:
+            for pool in pools:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(
+        self,
+        root: Path,
+        collection: str,
+        collection_id: int,
+        known: dict,
+        report: IndexReport,
+        started: float,
+        pools: list[ProcessPoolExecutor],
+        on_progress: Progress | None,
+        retry_errors: bool,
+        within: Path | None,
+    ) -> IndexReport:
 
         tasks: list[FileTask] = []
         unreadable: list[FileError] = []
@@ -242,7 +273,12 @@ class Indexer:
                     item, known_id=old.id, known_sha256=old.sha256 if old.status == "indexed" else None
                 )
             )
+            if len(tasks) == IN_PROCESS_MAX + 1 and self.workers > 1 and not self.dask:
+                # Work for the workers: they start (import, load the models: a second or two)
+                # while the rest of the folder is scanned, not after.
+                pools.extend(filter(None, [_early_pool(self.settings, self.workers)]))
         report.files_seen = len(seen)
+        tasks.sort(key=lambda t: t.size, reverse=True)  # largest first: no long photo at the end
         gone = [img.id for path, img in known.items() if path not in seen]
         with self.catalog.transaction() as conn:
             self.catalog.remove_images(conn, gone)
@@ -285,7 +321,7 @@ class Indexer:
 
             file_results = analyse_on_dask(tasks, self.settings, self.dask, self.workers)
         else:
-            file_results = analyse_files(tasks, self.settings, self.workers, self.backend)
+            file_results = analyse_files(tasks, self.settings, self.workers, self.backend, *pools)
         try:
             for result in file_results:
                 pending.append(result)
@@ -356,21 +392,20 @@ def analyse_files(
     settings: Settings,
     workers: int,
     backend: Callable[[], FaceBackend],
+    pool: ProcessPoolExecutor | None = None,
 ) -> Iterator[FileResult]:
-    """Results of `process_file` for every task, in completion order, on `workers` processes."""
+    """Results of `process_file` for every task, in completion order, on `workers` processes
+    (those of `pool` if given: the caller shuts it down)."""
     if workers <= 1 or len(tasks) <= IN_PROCESS_MAX:
         in_process = backend()
         for task in tasks:
             yield process_file(task, in_process, settings)
         return
-    prepare_backend()  # download or fail once, here, not in every worker
-    _require_main_guard()
-    context = multiprocessing.get_context("spawn")  # OpenCV is not fork-safe
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(settings, os.getpid())
-    )
+    own = pool is None
+    pool = pool or start_pool(settings, workers)
     try:
         queue = iter(tasks)
+        # Each worker has work queued behind the photo it is on: never waits for the parent.
         running = {pool.submit(_work, task): task for task in islice(queue, workers * 4)}
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -379,7 +414,34 @@ def analyse_files(
                 running.update({pool.submit(_work, t): t for t in islice(queue, 1)})
                 yield _result(future, task)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if own:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_pool(settings: Settings, workers: int) -> ProcessPoolExecutor:
+    """`workers` processes, started now (each imports facefind and loads the models)."""
+    prepare_backend()  # download or fail once, here, not in every worker
+    _require_main_guard()
+    context = multiprocessing.get_context("spawn")  # OpenCV is not fork-safe
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(settings, os.getpid())
+    )
+    for _ in range(workers):  # a process is spawned per submission, up to `workers`
+        pool.submit(_ready)
+    return pool
+
+
+def _early_pool(settings: Settings, workers: int) -> ProcessPoolExecutor | None:
+    """start_pool, or None if it cannot start (a script without a main guard): a handful of photos
+    is then still indexed in this process, and more get the error from analyse_files."""
+    try:
+        return start_pool(settings, workers)
+    except FacefindError:
+        return None
+
+
+def _ready() -> None:
+    """Nothing: submitted to start a worker."""
 
 
 def _result(future: Future[FileResult], task: FileTask) -> FileResult:
