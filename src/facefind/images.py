@@ -258,7 +258,7 @@ def _decode(data: bytes, settings: Settings, name: str, upload: bool = False) ->
         Image.MAX_IMAGE_PIXELS = pillow_limit
 
 
-@dataclass
+@dataclass(eq=False)
 class Photo:
     """A decoded photo, maybe decoded smaller than it is: `image` is the photo at 1/`scale` of
     its size (JPEG DCT scaling), `shape` the full photo's (height, width) with EXIF orientation
