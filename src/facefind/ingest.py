@@ -278,7 +278,6 @@ class Indexer:
                 # while the rest of the folder is scanned, not after.
                 pools.extend(filter(None, [_early_pool(self.settings, self.workers)]))
         report.files_seen = len(seen)
-        tasks.sort(key=lambda t: t.size, reverse=True)  # largest first: no long photo at the end
         gone = [img.id for path, img in known.items() if path not in seen]
         with self.catalog.transaction() as conn:
             self.catalog.remove_images(conn, gone)
