@@ -109,9 +109,9 @@ def _shrunk_around(image: np.ndarray, d: Detection) -> tuple[np.ndarray, Detecti
     """The face's surroundings area-averaged down until the face is at most ALIGN_MAX_FACE pixels,
     and the detection in that copy. alignCrop samples bilinearly without averaging: from a face 4x
     the chip or more it picks scattered pixels (aliasing), and the chip then depends on the
-    resolution it was cut from: embeddings of one face cut from a photo and from the same photo
-    decoded at 1/4 size agreed to cosine 0.995 (median; 0.973 for the worst tenth) instead of
-    0.999 (0.994) with this (bench/ingest_bench.py --chip-rule)."""
+    resolution it was cut from: embeddings of one face (192-256 px in the smaller copy) cut from
+    a 24 MP photo and from the same photo decoded at 1/4 or 1/8 agreed to cosine 0.995 (median;
+    0.974 for the worst tenth), 0.999 (0.994) with this (docs/design.md, camera photos)."""
     x, y, w, h = d.box
     side = max(w, h)
     f = side / ALIGN_MAX_FACE
