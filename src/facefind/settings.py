@@ -86,7 +86,7 @@ class Settings:
     # full. reduced_decode=False decodes every photo in full (the way before; for benchmarks).
     # docs/design.md "Decoding camera photos", bench/ingest_bench.py --camera.
     reduced_decode: bool = True
-    chip_from_reduced_px: int = 96
+    chip_from_reduced_px: int = 64
     detect_score_threshold: float = 0.6
     # Faces smaller than this (shorter box side, in original pixels) or below min_quality are
     # stored but excluded from search unless asked for.
