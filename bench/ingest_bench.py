@@ -1,9 +1,14 @@
 """Ingest throughput: facefind index (2 workers) vs face_recognition (HOG + dlib, 2 processes).
 
     python bench/ingest_bench.py [--runs 3] [--datasets ../shared/datasets] [--json]
+    python bench/ingest_bench.py --camera [--runs 3] [--before main] [--json]
 
 Each run indexes every folder of the datasets into a fresh catalog, and the baseline encodes the
 same files; medians over runs are reported, with facefind's ms per stage.
+
+--camera (bench/camera_bench.py): camera-size photos (24 MP, JPEG q92) made under /tmp, whole
+process, paired runs of facefind, facefind before the change and face_recognition; CPU cores busy,
+peak memory per process, and TAR at FAR 1e-3 on lfw_dev photos upscaled into 24 MP frames.
 """
 
 from __future__ import annotations
@@ -56,6 +61,12 @@ def run_baseline(folders: list[Path], processes: int) -> dict:
 
 
 def main() -> None:
+    if "--camera" in sys.argv:
+        import camera_bench
+
+        sys.argv.remove("--camera")
+        camera_bench.main()
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)

@@ -28,7 +28,7 @@ from .catalog import Catalog, manual
 from .errors import FacefindError, ImageError
 from .faces import Face, FaceBackend, analyze, load_backend, prepare_backend
 from .faces.pipeline import StageTimes
-from .images import EXTENSIONS, decode_image, is_image_path, read_photo
+from .images import EXTENSIONS, Photo, decode_image, decode_photo, is_image_path, read_photo
 from .limits import WORKERS
 from .manual_faces import marked
 from .results import FileError, IndexReport
@@ -118,20 +118,27 @@ def process_file(task: FileTask, backend: FaceBackend, settings: Settings) -> Fi
     if result.sha256 == task.known_sha256:
         result.unchanged = True
         return result
+    name = Path(task.path).name
     try:
-        image = decode_image(data, settings, name=Path(task.path).name, notes=result.damage)
+        if settings.reduced_decode:
+            photo = decode_photo(data, settings, settings.decode_min_side, name=name, notes=result.damage)
+        else:
+            photo = Photo.of(decode_image(data, settings, name=name, notes=result.damage))
     except ImageError as err:
-        result.error = str(err).removeprefix(Path(task.path).name + ": ")
+        result.error = str(err).removeprefix(name + ": ")
         return result
     except MemoryError:
         result.error = f"not enough memory to decode it ({len(data) / 2**20:.1f} MiB file)"
         return result
     result.times.add("decode", started)
-    result.shape = (image.shape[0], image.shape[1])
+    result.shape = photo.shape
     try:
-        result.faces = analyze(backend, image, settings, result.times)
+        result.faces = analyze(backend, photo, settings, result.times)
+    except ImageError as err:  # the full decode a small face needed failed
+        result.error = str(err).removeprefix(name + ": ")
+        result.faces = []
     except MemoryError:
-        result.error = f"not enough memory to analyse it ({image.shape[1]}x{image.shape[0]})"
+        result.error = f"not enough memory to analyse it ({photo.shape[1]}x{photo.shape[0]})"
     except Exception as err:  # one odd image must not stop a run of thousands
         result.error = f"face analysis failed ({type(err).__name__}: {err})"
     return result
@@ -210,6 +217,37 @@ class Indexer:
         report = IndexReport(root=str(root), collection=collection)
         collection_id = self.catalog.collection_id(collection)
         known = self.catalog.known_images(collection_id, root)
+        pools: list[ProcessPoolExecutor] = []  # started by _run once it is sure to be needed
+        try:
+            return self._run(
+                root,
+                collection,
+                collection_id,
+                known,
+                report,
+                started,
+                pools,
+                on_progress,
+                retry_errors,
+                within,
+            )
+        finally:
+            for pool in pools:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(
+        self,
+        root: Path,
+        collection: str,
+        collection_id: int,
+        known: dict,
+        report: IndexReport,
+        started: float,
+        pools: list[ProcessPoolExecutor],
+        on_progress: Progress | None,
+        retry_errors: bool,
+        within: Path | None,
+    ) -> IndexReport:
 
         tasks: list[FileTask] = []
         unreadable: list[FileError] = []
@@ -236,6 +274,10 @@ class Indexer:
                     item, known_id=old.id, known_sha256=old.sha256 if old.status == "indexed" else None
                 )
             )
+            if len(tasks) == IN_PROCESS_MAX + 1 and self.workers > 1 and not self.dask:
+                # Work for the workers: they start (import, load the models: a second or two)
+                # while the rest of the folder is scanned, not after.
+                pools.extend(filter(None, [_early_pool(self.settings, self.workers)]))
         report.files_seen = len(seen)
         gone = [img.id for path, img in known.items() if path not in seen]
         with self.catalog.transaction() as conn:
@@ -279,7 +321,7 @@ class Indexer:
 
             file_results = analyse_on_dask(tasks, self.settings, self.dask, self.workers)
         else:
-            file_results = analyse_files(tasks, self.settings, self.workers, self.backend)
+            file_results = analyse_files(tasks, self.settings, self.workers, self.backend, *pools)
         try:
             for result in file_results:
                 pending.append(result)
@@ -353,21 +395,20 @@ def analyse_files(
     settings: Settings,
     workers: int,
     backend: Callable[[], FaceBackend],
+    pool: ProcessPoolExecutor | None = None,
 ) -> Iterator[FileResult]:
-    """Results of `process_file` for every task, in completion order, on `workers` processes."""
+    """Results of `process_file` for every task, in completion order, on `workers` processes
+    (those of `pool` if given: the caller shuts it down)."""
     if workers <= 1 or len(tasks) <= IN_PROCESS_MAX:
         in_process = backend()
         for task in tasks:
             yield process_file(task, in_process, settings)
         return
-    prepare_backend()  # download or fail once, here, not in every worker
-    _require_main_guard()
-    context = multiprocessing.get_context("spawn")  # OpenCV is not fork-safe
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(settings, os.getpid())
-    )
+    own = pool is None
+    pool = pool or start_pool(settings, workers)
     try:
         queue = iter(tasks)
+        # Each worker has work queued behind the photo it is on: never waits for the parent.
         running = {pool.submit(_work, task): task for task in islice(queue, workers * 4)}
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -376,7 +417,34 @@ def analyse_files(
                 running.update({pool.submit(_work, t): t for t in islice(queue, 1)})
                 yield _result(future, task)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if own:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_pool(settings: Settings, workers: int) -> ProcessPoolExecutor:
+    """`workers` processes, started now (each imports facefind and loads the models)."""
+    prepare_backend()  # download or fail once, here, not in every worker
+    _require_main_guard()
+    context = multiprocessing.get_context("spawn")  # OpenCV is not fork-safe
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(settings, os.getpid())
+    )
+    for _ in range(workers):  # a process is spawned per submission, up to `workers`
+        pool.submit(_ready)
+    return pool
+
+
+def _early_pool(settings: Settings, workers: int) -> ProcessPoolExecutor | None:
+    """start_pool, or None if it cannot start (a script without a main guard): a handful of photos
+    is then still indexed in this process, and more get the error from analyse_files."""
+    try:
+        return start_pool(settings, workers)
+    except FacefindError:
+        return None
+
+
+def _ready() -> None:
+    """Nothing: submitted to start a worker."""
 
 
 def _result(future: Future[FileResult], task: FileTask) -> FileResult:

@@ -78,6 +78,15 @@ class Settings:
 
     # Detection runs on a copy downscaled to this longest side; chips are cut from full resolution.
     detect_max_side: int = 1280
+    # JPEGs are decoded at the smallest size (DCT scaling: 1/2, 1/4, 1/8) that keeps twice
+    # detect_max_side, so the one resize to the detector's size still averages 2x2 pixels or more
+    # and the detector sees what it saw in a full decode (at 1x, faces moved by a few pixels and
+    # their embeddings by up to cosine 0.96). A face's chip is cut from that decode unless the face
+    # is smaller there than chip_from_reduced_px (shorter box side), then from the photo decoded in
+    # full. reduced_decode=False decodes every photo in full (the way before; for benchmarks).
+    # docs/design.md "Decoding camera photos", bench/ingest_bench.py --camera.
+    reduced_decode: bool = True
+    chip_from_reduced_px: int = 64
     detect_score_threshold: float = 0.6
     # Faces smaller than this (shorter box side, in original pixels) or below min_quality are
     # stored but excluded from search unless asked for.
@@ -121,6 +130,11 @@ class Settings:
     # The registered recognizer in use (`facefind models use`); None is the built-in SFace. Kept
     # here so worker processes, which get the settings, load the same model as the parent.
     recognizer: RecognizerSpec | None = None
+
+    @property
+    def decode_min_side(self) -> int:
+        """The longer side a photo is decoded at, at least (see reduced_decode)."""
+        return 2 * self.detect_max_side
 
     def searchable(self, size_px: float, quality: float) -> bool:
         return size_px >= self.min_face_px and quality >= self.min_quality

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..images import Photo
 from ..settings import Settings
 from .backend import Detection, FaceBackend
 from .quality import Quality, assess
@@ -65,17 +66,37 @@ def prepare_backend() -> None:
 
 def analyze(
     backend: FaceBackend,
-    image: np.ndarray,
+    image: np.ndarray | Photo,
     settings: Settings,
     times: StageTimes | None = None,
 ) -> list[Face]:
-    """All faces in `image`, largest first."""
+    """All faces in `image`, largest first, in the coordinates of the full photo.
+
+    A `Photo` decoded smaller (images.decode_photo) is searched for faces as it is; each face's
+    chip is cut from it when the face is at least `settings.chip_from_reduced_px` pixels there,
+    else from the photo decoded in full (once, only for photos with such a face).
+    """
+    photo = image if isinstance(image, Photo) else Photo.of(image)
     times = times or StageTimes()
     t = time.perf_counter()
-    # Data minimisation: a face too small to keep gets no template (it is never embedded).
-    detections = [d for d in backend.detect(image) if min(d.box[2], d.box[3]) >= settings.min_template_px]
+    found = backend.detect(photo.image)
     t = times.add("detect", t)
-    chips = [backend.align(image, d) for d in detections]
+    sx, sy = photo.scale
+    detections = found if not photo.reduced else [_scaled(d, sx, sy) for d in found]
+    # Data minimisation: a face too small to keep (in the full photo) gets no template, never embedded.
+    kept = [min(d.box[2], d.box[3]) >= settings.min_template_px for d in detections]
+    found = [d for d, keep in zip(found, kept, strict=True) if keep]
+    detections = [d for d, keep in zip(detections, kept, strict=True) if keep]
+    chips = []
+    for small, det in zip(found, detections, strict=True):
+        if not photo.reduced or min(small.box[2:]) >= settings.chip_from_reduced_px:
+            chips.append(backend.align(photo.image, small))
+        else:
+            if photo.needs_full_decode:
+                t = times.add("align", t)
+                photo.full()
+                t = times.add("decode_full", t)
+            chips.append(backend.align(photo.full(), det))
     t = times.add("align", t)
     embeddings = backend.embed(chips)
     t = times.add("embed", t)
@@ -87,3 +108,15 @@ def analyze(
     times.add("quality", t)
     faces.sort(key=lambda f: f.area, reverse=True)
     return faces
+
+
+def _scaled(d: Detection, sx: float, sy: float) -> Detection:
+    """A detection in a reduced image, in the full photo's pixels (a pixel's centre maps to the
+    centre of the block of full pixels it stands for)."""
+    x, y, w, h = d.box
+    marks = (d.landmarks + 0.5) * np.array([sx, sy], np.float32) - 0.5
+    return Detection(
+        box=((x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5, w * sx, h * sy),
+        landmarks=marks.astype(np.float32),
+        score=d.score,
+    )
