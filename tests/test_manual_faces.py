@@ -6,8 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import facefind
+from facefind.catalog.schema import not_faces
 from facefind.errors import FacefindError, InvalidValue, NotFound
 from facefind.manual_faces import iou
 
@@ -89,6 +91,20 @@ def test_not_a_face_survives_indexing_the_photo_again(kit: tuple[Path, Path], tm
         # Another photo of the same person keeps its face: the mark is of that photo's content.
         kept = sorted((photos / "Kit_Harington").iterdir())[0]
         assert len(_faces_of(ff, kept)) == 1
+
+
+def test_erasing_the_photo_erases_its_not_a_face_mark(kit: tuple[Path, Path]) -> None:
+    """A mark keeps a photo's content hash: once no photo with that content is left, it goes too."""
+    db, photos = kit
+    photo = sorted((photos / "Kit_Harington").iterdir())[1]
+    with facefind.open(db) as ff:
+        (face,) = _faces_of(ff, photo)
+        ff.not_a_face(face.id)
+        with ff.catalog.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(not_faces)).scalar_one() == 1
+        ff.erase("image", str(photo), confirm=True)
+        with ff.catalog.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(not_faces)).scalar_one() == 0
 
 
 def test_bad_requests_say_what_to_do(kit: tuple[Path, Path], tmp_path: Path) -> None:

@@ -1176,6 +1176,8 @@ def people_answer(
             out.print(f"{a.item}: not person {a.person} (remembered)")
         else:
             out.print(f"{a.item}: skipped (asked again after the other questions)")
+
+
 @people_app.command("min-template")
 def people_min_template(
     px: Annotated[int, typer.Argument(help="Shorter side in pixels; 0 keeps a template for every face.")],

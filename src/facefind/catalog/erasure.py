@@ -22,6 +22,7 @@ from .schema import (
     faces,
     images,
     meta,
+    not_faces,
     now,
     persons,
 )
@@ -100,10 +101,21 @@ def erase(
         _record_erased_photos(conn, hashes, receipt)
     for i in range(0, len(image_ids or []), 500):
         conn.execute(sa.delete(images).where(images.c.id.in_((image_ids or [])[i : i + 500])))
+    _drop_orphan_marks(conn, hashes)
     persons_gone = _drop_empty_persons(conn, person_id)
     if collection is not None:
         conn.execute(sa.delete(collections).where(collections.c.name == collection))
     return Erased(hashes, len(image_ids or []), int(face_count), persons_gone)
+
+
+def _drop_orphan_marks(conn: Connection, hashes: list[str]) -> None:
+    """ "Not a face" marks of erased photo content no other photo of the catalog still has."""
+    for i in range(0, len(hashes), 500):
+        chunk = hashes[i : i + 500]
+        still = set(conn.execute(sa.select(images.c.sha256).where(images.c.sha256.in_(chunk))).scalars())
+        gone = [h for h in chunk if h not in still]
+        if gone:
+            conn.execute(sa.delete(not_faces).where(not_faces.c.sha256.in_(gone)))
 
 
 def _record_erased_photos(conn: Connection, hashes: list[str], receipt: str | None) -> None:

@@ -291,6 +291,8 @@ def page(
     query = query.offset(offset).limit(limit)
     with catalog.engine.connect() as conn:
         return [(r, int(r.n)) for r in conn.execute(query).all()]
+
+
 def photos_of(catalog: Catalog, model_id: str, face_ids: np.ndarray) -> np.ndarray:
     """The photo (image id) of each face in `face_ids` (ascending ids of one model), aligned."""
     query = sa.select(faces.c.id, faces.c.image_id).where(faces.c.model_id == model_id).order_by(faces.c.id)
