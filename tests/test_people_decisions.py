@@ -224,6 +224,41 @@ def test_a_person_of_one_bystander_face_is_not_listed_by_default(tmp_path: Path)
         assert ff.people.background_faces([crowd[0], crowd[1], ids[1]]) == {crowd[1]}
 
 
+def test_the_review_queue_never_asks_about_a_bystander(tmp_path: Path) -> None:
+    """Two people who look somewhat like a named person (similarity ~0.4: worth a question, too
+    far to be clustered with them): the one alone in a photo is asked about, the one seen only
+    small (36 px: searchable, but a bystander) in the background of a crowd photo is not."""
+    rng = np.random.default_rng(7)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    centre = rng.standard_normal(DIM)
+    lookalikes = [
+        unit(centre / np.linalg.norm(centre) + 2.3 * unit(rng.standard_normal(DIM))) for _ in range(2)
+    ]
+    with facefind.open(tmp_path / "c.db") as ff:
+        ids = []
+        for i in range(3):
+            ids += add_image(ff.catalog, f"/p{i}.jpg", unit(centre + 0.05 * rng.standard_normal(DIM))[None])
+        alone = add_image(ff.catalog, "/alone.jpg", lookalikes[0][None])
+        crowd = add_image(
+            ff.catalog, "/crowd.jpg", np.vstack([unit(rng.standard_normal(DIM)), lookalikes[1]])
+        )
+        with ff.catalog.transaction() as conn:
+            conn.exec_driver_sql(f"update faces set size_px = 36 where id = {crowd[1]}")
+        ff.people.update()
+        by_face = {f.face_id: p.id for p in ff.people.all(include_hidden=True) for f in p.faces}
+        subject = by_face[ids[0]]  # a person needs two faces: the look-alikes stay faces in no person
+        assert {by_face.get(i) for i in ids} == {subject} and not {alone[0], crowd[1]} & set(by_face)
+        ff.consent_add(
+            subject, given_by="s", scope="search,results,clustering", expires="2099-01-01", evidence="t"
+        )
+        ff.people.name(subject, "Subject")
+        asked = {q.item for q in ff.review.questions()}
+        assert f"face:{alone[0]}" in asked and f"face:{crowd[1]}" not in asked
+
+
 def test_faces_under_the_minimum_get_no_template(tmp_path: Path) -> None:
     photo = tmp_path / "photos"
     photo.mkdir()

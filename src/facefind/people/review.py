@@ -127,11 +127,15 @@ class ReviewQueue:
 
         in_named = usable & np.isin(snap.person, list(nameable))
         placed = snap.person >= 0
-        unnamed = usable & placed & ~np.isin(snap.person, list(named | left_out))
+        # Bystanders (people/background.py) are never asked about: a lone small face in the crowd.
+        bystanders = self.people.background_persons()
+        unnamed = usable & placed & ~np.isin(snap.person, list(named | left_out | bystanders))
         out: list[_Question] = []
 
         # Faces in no person, against named persons.
         loose = np.flatnonzero(usable & ~placed)
+        background = self.people.background_faces(snap.ids[loose].tolist())
+        loose = np.array([f for f in loose if int(snap.ids[f]) not in background], dtype=np.int64)
         for face, (person, sim, other) in _best(snap, loose, np.flatnonzero(in_named), threshold).items():
             fid = int(snap.ids[face])
             if (fid, person) not in rejected:
