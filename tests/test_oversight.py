@@ -17,8 +17,10 @@ import pytest
 
 import facefind
 from facefind.accountability.audit import entry_hash
+from facefind.policy import Role
 
 from .conftest import BIDEN, FR, OBAMA, new_catalog, run_cli, run_json
+from .server import serve_copy
 
 
 def _searches(db: Path) -> list[dict]:
@@ -163,8 +165,8 @@ def test_audit_export_of_a_date_range_verifies(searched: Path, tmp_path: Path) -
     assert bad.returncode != 0 and "is not a date" in bad.stderr
 
 
-def test_policy_lists_every_collection(tmp_path: Path) -> None:
-    db = new_catalog(tmp_path / "catalog.db", "family")
+def test_policy_lists_every_collection(backend_db: str | Path, tmp_path: Path) -> None:
+    db = new_catalog(backend_db, "family")
     run_cli(
         "collection", "create", "staff | badges", "--owner", "HR <hr@example.org>", "--basis", "consent",
         "--retention", "2y", "--note", "door badges; consent forms in HR file 7",
@@ -213,3 +215,27 @@ def test_purge_destroys_photos_unused_since_the_rule_with_a_receipt(tmp_path: Pa
     # Nothing else is due: a second purge erases nothing.
     assert run_json("purge", db=db)["receipts"] == []
     assert run_json("audit", "verify", db=db)["ok"]
+
+
+def test_an_auditor_downloads_a_signed_export_through_the_api(fr_db: Path, tmp_path: Path) -> None:
+    with serve_copy(fr_db, tmp_path, workers=1) as server:
+        with server.client(Role.operator) as operator:
+            searched = operator.post(
+                "/v1/search",
+                files={"photo": ("obama.jpg", OBAMA.read_bytes(), "image/jpeg")},
+                data={"purpose": "case 12"},
+            )
+            assert searched.status_code == 200, searched.text
+            assert operator.get("/v1/audit/export/signed").status_code == 403
+        with server.client(Role.auditor) as auditor:
+            got = auditor.get("/v1/audit/export/signed", params={"format": "csv"})
+            assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+            assert auditor.get("/v1/audit/export/signed", params={"format": "xml"}).status_code == 400
+    out = tmp_path / "audit.csv"
+    out.write_bytes(got.content)
+    checked = run_json("audit", "verify-export", out)
+    assert checked["ok"] and checked["signed"], checked
+    search = next(e for e in _parse(got.text, "csv")[1] if e["action"] == "search")
+    details = json.loads(search["details"])
+    assert search["actor"] == "operator-key" and search["purpose"] == "case 12"
+    assert details["reference"]["catalog_state"] and "started" in details and details["verifiers"] == []

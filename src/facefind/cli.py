@@ -1745,7 +1745,7 @@ def audit_export(
     --out a file with the chain proof; audited."""
     if output is not None:
         with session(db, actor) as ff:
-            proof = ff.export_audit(output, fmt=fmt, since=since, until=until)
+            proof, _ = ff.export_audit(output, fmt=fmt, since=since, until=until)
         reply(
             proof,
             as_json,

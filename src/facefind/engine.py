@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import limits, manual_faces, policy, recognizers
+from . import filemodes, limits, manual_faces, policy, recognizers
 from .accountability import audit_export, collections, consent, erasure, optouts, report, schedule
 from .accountability import keys as service_keys
 from .accountability.audit import AuditLog, check_retention, default_actor
@@ -333,11 +333,20 @@ class FaceFind:
         return schedule.build(collections.all_(self.catalog))
 
     def export_audit(
-        self, out: str | Path, *, fmt: str = "jsonl", since: str | None = None, until: str | None = None
-    ) -> audit_export.ExportProof:
-        """Write the audit entries from `since` to `until` with their chain proof to `out` (for an
-        authority; `audit_export.verify_export` checks it offline); the export itself is audited."""
-        proof = audit_export.export(self.audit, Path(out), fmt, since, until)
+        self,
+        out: str | Path | None,
+        *,
+        fmt: str = "jsonl",
+        since: str | None = None,
+        until: str | None = None,
+    ) -> tuple[audit_export.ExportProof, str]:
+        """The audit entries from `since` to `until` with their chain proof, as the text of an export
+        file (jsonl or csv), also written to `out` if given; for an authority, checked offline by
+        `audit_export.verify_export`. The export itself is audited."""
+        proof, text = audit_export.export(self.audit, fmt, since, until)
+        if out is not None:
+            filemodes.create_file(Path(out))  # private (0600) when new: it names who searched for what
+            Path(out).write_text(text, encoding="utf-8")
         details = {
             "what": "audit log",
             "format": fmt,
@@ -348,7 +357,7 @@ class FaceFind:
         self.audit.record(
             self.actor, "export", {**details, "first_seq": proof.first_seq, "last_seq": proof.last_seq}
         )
-        return proof
+        return proof, text
 
     # erasure -----------------------------------------------------------------------------
     def erase(self, kind: str, target: str, *, confirm: bool = False) -> erasure.ErasureReceipt:

@@ -63,10 +63,10 @@ class ExportVerification(BaseModel):
 
 
 def export(
-    log: AuditLog, out: Path, fmt: str = "jsonl", since: str | None = None, until: str | None = None
-) -> ExportProof:
-    """Write the entries from `since` to `until` and their proof to `out`. Refused while the log does
-    not verify (as `head` is): a broken log is not signed."""
+    log: AuditLog, fmt: str = "jsonl", since: str | None = None, until: str | None = None
+) -> tuple[ExportProof, str]:
+    """The entries from `since` to `until` and their proof, as the text of an export file. Refused
+    while the log does not verify (as `head` is): a broken log is not signed."""
     if fmt not in FORMATS:
         raise InvalidValue(f"--format {fmt!r}: give jsonl or csv")
     rows = log.stored_rows(since, until)
@@ -95,9 +95,7 @@ def export(
         proof.signature = log.witness.sign(proof.statement())
         proof.public_key = log.witness.public_key()
     entries = [{k: (int(r.seq) if k == "seq" else getattr(r, k)) for k in FIELDS} for r in rows]
-    text = _jsonl(proof, entries) if fmt == "jsonl" else _csv(proof, entries)
-    out.write_text(text, encoding="utf-8")
-    return proof
+    return proof, _jsonl(proof, entries) if fmt == "jsonl" else _csv(proof, entries)
 
 
 def _jsonl(proof: ExportProof, entries: list[dict[str, Any]]) -> str:

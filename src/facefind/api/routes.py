@@ -574,6 +574,23 @@ def audit_export(
         return entries
 
 
+@router.get("/audit/export/signed", tags=["audit"])
+def audit_export_signed(
+    request: Request,
+    who: CanAudit,
+    since: Since = None,
+    until: Until = None,
+    format: Annotated[str, Query(description="jsonl or csv")] = "jsonl",
+) -> Response:
+    """An export file for an authority: the entries with their hashes and the signed chain proof
+    (`facefind audit verify-export FILE` checks it offline); the export itself is audited."""
+    with service(request).acting(who, "audit") as ff:
+        _, text = ff.export_audit(None, fmt=format, since=since, until=until)
+    media = "application/x-ndjson" if format == "jsonl" else "text/csv"
+    disposition = f'attachment; filename="facefind-audit.{format}"'
+    return Response(text, media_type=media, headers={"Content-Disposition": disposition})
+
+
 @router.get("/report", tags=["audit"])
 def report(request: Request, who: CanReport, since: str | None = None) -> dict[str, Any]:
     with service(request).acting(who, "report") as ff:
