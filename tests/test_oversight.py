@@ -163,6 +163,13 @@ def test_audit_export_of_a_date_range_verifies(searched: Path, tmp_path: Path) -
     assert run_json("audit", "verify-export", out)["ok"]
     bad = run_cli("audit", "export", "--since", "yesterday", "--out", out, db=searched)
     assert bad.returncode != 0 and "is not a date" in bad.stderr
+    (tmp_path / "notes.txt").write_text("minutes of the meeting\n")
+    bad = run_cli("audit", "verify-export", tmp_path / "notes.txt")
+    assert (
+        bad.returncode == 1
+        and "is not a facefind audit export" in bad.stderr
+        and "Traceback" not in bad.stderr
+    )
 
 
 def test_policy_lists_every_collection(backend_db: str | Path, tmp_path: Path) -> None:
@@ -229,13 +236,15 @@ def test_an_auditor_downloads_a_signed_export_through_the_api(fr_db: Path, tmp_p
             assert operator.get("/v1/audit/export/signed").status_code == 403
         with server.client(Role.auditor) as auditor:
             got = auditor.get("/v1/audit/export/signed", params={"format": "csv"})
-            assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+            assert got.status_code == 200, got.text
             assert auditor.get("/v1/audit/export/signed", params={"format": "xml"}).status_code == 400
     out = tmp_path / "audit.csv"
-    out.write_bytes(got.content)
+    content = got.json()["content"]
+    out.write_text(content)
     checked = run_json("audit", "verify-export", out)
     assert checked["ok"] and checked["signed"], checked
-    search = next(e for e in _parse(got.text, "csv")[1] if e["action"] == "search")
+    assert checked["last_seq"] == got.json()["proof"]["last_seq"]
+    search = next(e for e in _parse(content, "csv")[1] if e["action"] == "search")
     details = json.loads(search["details"])
     assert search["actor"] == "operator-key" and search["purpose"] == "case 12"
     assert details["reference"]["catalog_state"] and "started" in details and details["verifiers"] == []

@@ -1777,7 +1777,10 @@ def audit_verify_export(
     them and the signed statement of the range. Exit 1 if it does not verify."""
     from .accountability.audit_export import verify_export
 
-    result = verify_export(file, public_key)
+    try:
+        result = verify_export(file, public_key)
+    except FacefindError as e:
+        failed(e)
     if as_json:
         emit_json(result)
     elif result.ok:

@@ -134,8 +134,14 @@ def read(path: Path) -> tuple[ExportProof, list[dict[str, Any]], Literal["jsonl"
             entries = [_from_cells(r[1:]) for r in rows[2:] if r and r[0] == "entry"]
             return proof, entries, "csv"
         lines = [json.loads(line) for line in text.splitlines() if line.strip()]
-        return ExportProof(**lines[0]["proof"]), lines[1:], "jsonl"
-    except (ValueError, KeyError, IndexError, TypeError) as e:
+        entries = lines[1:]
+        for n, entry in enumerate(entries):
+            if not isinstance(entry.get("seq"), int) or any(
+                not isinstance(entry.get(k), str | None) for k in FIELDS[1:]
+            ):
+                raise ValueError(f"line {n + 2} is not an audit entry")
+        return ExportProof(**lines[0]["proof"]), entries, "jsonl"
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
         raise InvalidValue(
             f"{path} is not a facefind audit export (`facefind audit export --out FILE` makes one): {e}"
         ) from None

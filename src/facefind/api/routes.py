@@ -18,6 +18,7 @@ from pydantic import AliasChoices, BaseModel, Field
 from .. import results
 from ..accountability import consent, erasure, keys, optouts
 from ..accountability.audit import AuditEntry, AuditVerification
+from ..accountability.audit_export import ExportProof
 from ..accountability.collections import Collection
 from ..errors import InvalidValue, Refused
 from ..paths import from_stored
@@ -574,6 +575,12 @@ def audit_export(
         return entries
 
 
+class SignedExport(BaseModel):
+    format: str
+    proof: ExportProof
+    content: str  # the export file (ASCII): save it, then `facefind audit verify-export FILE`
+
+
 @router.get("/audit/export/signed", tags=["audit"])
 def audit_export_signed(
     request: Request,
@@ -581,14 +588,12 @@ def audit_export_signed(
     since: Since = None,
     until: Until = None,
     format: Annotated[str, Query(description="jsonl or csv")] = "jsonl",
-) -> Response:
+) -> SignedExport:
     """An export file for an authority: the entries with their hashes and the signed chain proof
     (`facefind audit verify-export FILE` checks it offline); the export itself is audited."""
     with service(request).acting(who, "audit") as ff:
-        _, text = ff.export_audit(None, fmt=format, since=since, until=until)
-    media = "application/x-ndjson" if format == "jsonl" else "text/csv"
-    disposition = f'attachment; filename="facefind-audit.{format}"'
-    return Response(text, media_type=media, headers={"Content-Disposition": disposition})
+        proof, text = ff.export_audit(None, fmt=format, since=since, until=until)
+    return SignedExport(format=format, proof=proof, content=text)
 
 
 @router.get("/report", tags=["audit"])
