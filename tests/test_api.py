@@ -68,6 +68,7 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/audit"): "audit",
     ("GET", "/v1/audit/verify"): "audit",
     ("GET", "/v1/audit/export"): "audit",
+    ("GET", "/v1/audit/export/signed"): "audit",
     ("GET", "/v1/report"): "report",
 }
 

@@ -1273,6 +1273,17 @@ Root = Annotated[
 ]
 
 
+DestroyAfter = Annotated[
+    int | None,
+    typer.Option(
+        "--destroy-after-last-use",
+        metavar="DAYS",
+        help="Destroy photos DAYS after their last interaction: last indexed, or last returned by a "
+        "search or shown as a crop (`facefind purge` applies it; BIPA Sec. 15(a): at most 3 years).",
+    ),
+]
+
+
 @collection_app.command("create")
 def collection_create(
     name: Annotated[str, typer.Argument(help="Collection name (used with `index --collection`).")],
@@ -1283,6 +1294,7 @@ def collection_create(
         str | None, typer.Option("--note", help="Details; required for legitimate-interest.")
     ] = None,
     root: Root = None,
+    destroy_after_last_use: DestroyAfter = None,
     actor: Actor = None,
     db: Db = None,
     as_json: Json = False,
@@ -1292,6 +1304,8 @@ def collection_create(
         created = ff.create_collection(
             name, owner=owner, basis=basis, retention=retention, note=note, roots=root or []
         )
+        if destroy_after_last_use is not None:
+            created = ff.set_destroy_rule(name, destroy_after_last_use)
     reply(
         created,
         as_json,
@@ -1307,14 +1321,21 @@ def collection_update(
     remove_root: Annotated[
         list[str] | None, typer.Option("--remove-root", help="A folder that is no longer an index root.")
     ] = None,
+    destroy_after_last_use: DestroyAfter = None,
     actor: Actor = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Add or remove index roots: the folders the service (`facefind serve`) may index it from."""
+    """Add or remove index roots: the folders the service (`facefind serve`) may index it from;
+    set the rule destroying photos after their last use."""
     with session(db, actor) as ff:
-        updated = ff.update_collection(name, add_roots=root or [], remove_roots=remove_root or [])
-    reply(updated, as_json, f"collection {safe(updated.name)}: {_roots(updated.roots)}")
+        if destroy_after_last_use is not None:
+            updated = ff.set_destroy_rule(name, destroy_after_last_use)
+        if root or remove_root or destroy_after_last_use is None:
+            updated = ff.update_collection(name, add_roots=root or [], remove_roots=remove_root or [])
+    rule = updated.destroy_after_last_use_days
+    after = f", destroyed {rule} days after last use" if rule else ""
+    reply(updated, as_json, f"collection {safe(updated.name)}: {_roots(updated.roots)}{after}")
 
 
 def _roots(roots: list[str]) -> str:
@@ -1584,6 +1605,33 @@ Since = Annotated[str | None, typer.Option("--since", help="From this date or ti
 Until = Annotated[str | None, typer.Option("--until", help="Up to this date or time (UTC, ISO 8601).")]
 
 
+@app.command("policy")
+def retention_policy(
+    fmt: Annotated[str, typer.Option("--format", help="markdown | html")] = "markdown",
+    output: Annotated[Path | None, typer.Option("--out", help="Write it to this file.")] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """The public retention schedule and purposes of every collection (BIPA Sec. 15(a)): publish it."""
+    from .accountability import schedule
+
+    if fmt not in ("markdown", "html"):
+        fail(f"--format {fmt!r}: give markdown or html")
+    with session(db) as ff:
+        data = ff.policy()
+    if as_json:
+        emit_json(data)
+        return
+    text = schedule.markdown(data) if fmt == "markdown" else schedule.to_html(data)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        out.print(
+            f"retention schedule of {len(data.collections)} collection(s) written to {safe(str(output))}"
+        )
+    else:
+        sys.stdout.write(text)
+
+
 @app.command("report")
 def transparency_report(
     since: Since = None,
@@ -1694,14 +1742,77 @@ def _detail(value: Any) -> str | None:
 
 
 @audit_app.command("export")
-def audit_export(since: Since = None, until: Until = None, actor: Actor = None, db: Db = None) -> None:
-    """Entries as JSON lines on stdout (one entry per line, with hashes, for archiving); audited."""
+def audit_export(
+    since: Since = None,
+    until: Until = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl | csv (with --out).")] = "jsonl",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write the entries with the chain proof (signed) to this file, for an authority; "
+            "`facefind audit verify-export FILE` checks it offline.",
+        ),
+    ] = None,
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Entries as JSON lines on stdout (one entry per line, with hashes, for archiving), or with
+    --out a file with the chain proof; audited."""
+    if output is not None:
+        with session(db, actor) as ff:
+            proof, _ = ff.export_audit(output, fmt=fmt, since=since, until=until)
+        reply(
+            proof,
+            as_json,
+            f"{proof.entries} entries (#{proof.first_seq}..#{proof.last_seq}) "
+            f"written to {safe(str(output))}, "
+            f"{'signed with key ' + proof.public_key if proof.public_key else 'not signed (no audit key)'}",
+        )
+        return
+    if fmt != "jsonl":
+        fail("--format csv needs --out FILE")
     with session(db, actor) as ff:
         entries = list(ff.audit.entries(since, until))
         for e in entries:
             sys.stdout.write(as_json_text(e, indent=None) + "\n")
         details = {"what": "audit log", "since": since, "until": until, "entries": len(entries)}
         ff.audit.record(ff.actor, "export", details)
+
+
+@audit_app.command("verify-export")
+def audit_verify_export(
+    file: Annotated[Path, typer.Argument(help="An export made by `facefind audit export --out FILE`.")],
+    public_key: Annotated[
+        str | None,
+        typer.Option("--public-key", help="The operator's published audit key (`facefind audit head`)."),
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Check an audit export offline, without the catalog: every entry's hash, the links between
+    them and the signed statement of the range. Exit 1 if it does not verify."""
+    from .accountability.audit_export import verify_export
+
+    try:
+        result = verify_export(file, public_key)
+    except FacefindError as e:
+        failed(e)
+    if as_json:
+        emit_json(result)
+    elif result.ok:
+        out.print(
+            f"export intact: {result.entries} entries (#{result.first_seq}..#{result.last_seq})", markup=False
+        )
+        out.print(f"checked: {result.scope}", markup=False)
+    else:
+        out.print(
+            f"[bold red]export BROKEN[/]: {len(result.problems)} problem(s) in {result.entries} entries"
+        )
+        for p in result.problems:
+            out.print(f"  {f'entry #{p.seq}' if p.seq else 'the export'}: {p.problem}", markup=False)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 # the service ------------------------------------------------------------------------------

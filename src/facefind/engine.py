@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import limits, manual_faces, policy, recognizers
-from .accountability import collections, consent, erasure, optouts, report
+from . import filemodes, limits, manual_faces, policy, recognizers
+from .accountability import audit_export, collections, consent, erasure, optouts, report, schedule
 from .accountability import keys as service_keys
 from .accountability.audit import AuditLog, check_retention, default_actor
 from .accountability.optouts import OptOut
@@ -319,8 +319,46 @@ class FaceFind:
         self.audit.record(self.actor, "collection", details)
         return updated
 
+    def set_destroy_rule(self, name: str, days: int | None) -> collections.Collection:
+        """Destroy the photos of collection `name` `days` after their last interaction: last
+        indexed, or last returned by a search or shown as a crop (`purge` applies it; None: no rule)."""
+        updated = collections.set_destroy_rule(self.catalog, name, days)
+        self.audit.record(self.actor, "collection", {"updated": name, "destroy_after_last_use_days": days})
+        return updated
+
     def collections(self) -> list[collections.Collection]:
         return collections.all_(self.catalog)
+
+    def policy(self) -> schedule.RetentionSchedule:
+        """The public retention schedule and purposes of every collection (BIPA Sec. 15(a))."""
+        return schedule.build(collections.all_(self.catalog))
+
+    def export_audit(
+        self,
+        out: str | Path | None,
+        *,
+        fmt: str = "jsonl",
+        since: str | None = None,
+        until: str | None = None,
+    ) -> tuple[audit_export.ExportProof, str]:
+        """The audit entries from `since` to `until` with their chain proof, as the text of an export
+        file (jsonl or csv), also written to `out` if given; for an authority, checked offline by
+        `audit_export.verify_export`. The export itself is audited."""
+        proof, text = audit_export.export(self.audit, fmt, since, until)
+        if out is not None:
+            filemodes.create_file(Path(out))  # private (0600) when new: it names who searched for what
+            Path(out).write_text(text, encoding="utf-8")
+        details = {
+            "what": "audit log",
+            "format": fmt,
+            "since": since,
+            "until": until,
+            "entries": proof.entries,
+        }
+        self.audit.record(
+            self.actor, "export", {**details, "first_seq": proof.first_seq, "last_seq": proof.last_seq}
+        )
+        return proof, text
 
     # erasure -----------------------------------------------------------------------------
     def erase(self, kind: str, target: str, *, confirm: bool = False) -> erasure.ErasureReceipt:
@@ -358,6 +396,14 @@ class FaceFind:
             if expired:
                 target = f"{c.name}: indexed before {cutoff[:10]}"
                 receipts.append(erasure.erase(self.catalog, "retention", target, self.actor, expired))
+        for c in collections.all_(self.catalog):  # destroy after the last interaction (BIPA Sec. 15(a))
+            if c.destroy_after_last_use_days is None:
+                continue
+            cutoff = (today - timedelta(days=c.destroy_after_last_use_days)).isoformat(timespec="seconds")
+            unused = collections.unused_since(self.catalog, c.name, cutoff)
+            if unused:
+                target = f"{c.name}: no interaction since {cutoff[:10]} (destroy after last use)"
+                receipts.append(erasure.erase(self.catalog, "retention", target, self.actor, unused))
         for person_id in sorted(consent.lapsed_persons(self.catalog)):
             receipts.append(erasure.erase(self.catalog, "person", str(person_id), self.actor))
         self._scrub(receipts)
@@ -597,6 +643,7 @@ class FaceFind:
         at max_fpir / n, so the stated rate holds whatever the photos; on lfw_dev two photos miss
         1.1% of people instead of one photo's 4.8% (docs/pipeline.md, bench/fnir_bench.py).
         """
+        started = _moment()  # Art. 12(3) EU AI Act: the start and end of each use are logged
         photos: list[ImageSource] = list(image) if isinstance(image, list | tuple) else [image]
         limits.PHOTOS.check(len(photos))
         share = len(photos)  # photos sharing the FPIR (FMR) of the search: a union bound
@@ -690,6 +737,17 @@ class FaceFind:
             "top_k": top_k,
             "collections": collections,
             "searched": result.faces_searched,
+            # The reference database (EU AI Act Art. 12(3)): the collections searched and the state
+            # of the catalog's faces (catalog.state_id), so a past search is tied to what it searched.
+            "reference": {
+                "collections": collections
+                if collections is not None
+                else [c.name for c in self.collections()],
+                "catalog_state": self.catalog.state_id(),
+            },
+            "started": started,
+            "ended": _moment(),
+            "verifiers": [],  # who verified and confirmed a candidate (none yet: confirmations, issue 26)
             "faces": [
                 {"face": f.face, "matches": [[m.face_id, m.similarity] for m in f.matches]} for f in out
             ],
@@ -991,6 +1049,11 @@ def _guarded(embedding: np.ndarray, guards: np.ndarray, cut: float) -> bool:
 def _box(box: tuple[float, float, float, float]) -> Box:
     x, y, w, h = (round(float(v), 1) for v in box)
     return Box(x=x, y=y, w=w, h=h)
+
+
+def _moment() -> str:
+    """Now in UTC to the millisecond: the start and end of a search (audit log, Art. 12(3))."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _sha256(image: ImageSource, settings: Settings) -> str | None:

@@ -89,6 +89,9 @@ MAX_FPIR = Limit("--max-fpir", 0, 1, above_low=True, below_high=True, example="0
 RETENTION_DAYS = Limit(
     "--retention", 1, 100 * 365, example="5y; past 100 years dates overflow", name="retention"
 )
+DESTROY_AFTER_DAYS = Limit(
+    "--destroy-after-last-use", 1, 100 * 365, example="1095; BIPA asks for at most 3 years", name="days"
+)
 MODEL_INPUT = Limit("--input", 16, 1024, example="112", name="input_size")
 MODEL_MEAN = Limit("--mean", -1e6, 1e6, example="127.5", name="mean")
 MODEL_STD = Limit("--std", 0, 1e6, above_low=True, example="127.5", name="std")

@@ -178,6 +178,15 @@ class AuditLog:
 
     def entries(self, since: str | None = None, until: str | None = None) -> Iterator[AuditEntry]:
         """Entries in order; `since`/`until` are ISO dates or times (UTC), inclusive."""
+        for r in self.stored_rows(since, until):
+            try:
+                details = json.loads(r.details)
+            except json.JSONDecodeError:
+                details = {"unreadable": r.details}
+            yield AuditEntry(**{**r._mapping, "details": details})
+
+    def stored_rows(self, since: str | None = None, until: str | None = None) -> list[Any]:
+        """The entries as stored (details as their hashed JSON text), `since`/`until` as in `entries`."""
         for option, value in (("--since", since), ("--until", until)):
             try:
                 if value:
@@ -187,12 +196,7 @@ class AuditLog:
                     f"{option} {value!r} is not a date or time; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC)"
                 ) from None
         end = until + ("T99" if until and len(until) == 10 else "") if until else None
-        for r in store.rows(self.catalog, since, end):
-            try:
-                details = json.loads(r.details)
-            except json.JSONDecodeError:
-                details = {"unreadable": r.details}
-            yield AuditEntry(**{**r._mapping, "details": details})
+        return store.rows(self.catalog, since, end)
 
     def purge(self, older_than_days: int, actor: str) -> AuditEntry | None:
         """Delete entries older than `older_than_days` (retention; at least MIN_RETENTION_DAYS) and
@@ -242,6 +246,10 @@ class AuditLog:
         if newest is None:
             raise FacefindError("the audit log is empty: there is no head to export yet")
         return self.witness.advance(self._catalog_id(), int(newest.seq), newest.hash, newest.at)
+
+    def catalog_id(self) -> str:
+        """The catalog's audit id, as its signed heads name it (needs the key file)."""
+        return self._catalog_id()
 
     def _catalog_id(self) -> str:
         """The catalog's audit id (meta `audit_catalog_id`), made under the key file's lock the first

@@ -15,9 +15,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ..catalog import Catalog
+from ..catalog import audit as audit_store
 from ..catalog import collections as store
 from ..errors import Conflict, FacefindError, InvalidValue, NotFound, Refused
-from ..limits import RETENTION_DAYS
+from ..limits import DESTROY_AFTER_DAYS, RETENTION_DAYS
 from ..paths import shown
 
 BASES = {
@@ -38,6 +39,9 @@ class Collection(BaseModel):
     created_at: str
     images: int
     roots: list[str] = []  # folders the service may index from (absolute, links resolved)
+    # Photos are destroyed this many days after their last interaction (last indexed, or returned
+    # by a search): `facefind purge` applies it (BIPA Sec. 15(a)); None: no such rule.
+    destroy_after_last_use_days: int | None = None
 
 
 def parse_retention(text: str, option: str = "--retention") -> int:
@@ -97,6 +101,7 @@ def get(catalog: Catalog, name: str) -> Collection:
 
 def all_(catalog: Catalog) -> list[Collection]:
     roots = store.roots(catalog)
+    rules = store.destroy_rules(catalog)
     return [
         Collection(
             name=r.name,
@@ -107,6 +112,7 @@ def all_(catalog: Catalog) -> list[Collection]:
             created_at=r.created_at,
             images=r.n,
             roots=roots.get(r.id, []),
+            destroy_after_last_use_days=rules.get(r.id),
         )
         for r in store.all_(catalog)
     ]
@@ -193,3 +199,23 @@ def require_basis(catalog: Catalog, name: str) -> None:
         )
     if known[name].basis is None:
         raise FacefindError(f"collection {name!r} has no lawful basis yet (made before facefind 0.2): {how}")
+
+
+def set_destroy_rule(catalog: Catalog, name: str, days: int | None) -> Collection:
+    """Destroy the photos of collection `name` `days` after their last interaction (None: no rule)."""
+    if days is not None:
+        DESTROY_AFTER_DAYS.check(days)
+    if not store.set_destroy_rule(catalog, name, days):
+        raise NotFound(f"no collection named {name!r}; `facefind collection list` shows them")
+    return get(catalog, name)
+
+
+def unused_since(catalog: Catalog, name: str, cutoff: str) -> list[int]:
+    """Photos of collection `name` whose last interaction is before `cutoff`: indexed before it,
+    and none of their faces returned by a search (or shown as a crop) since (the audit log says)."""
+    candidates = catalog.images_indexed_before(name, cutoff)
+    if not candidates:
+        return []
+    used = catalog.face_rows(audit_store.faces_used_since(catalog, cutoff)).values()
+    recent = {row.image_id for row in used if row.collection == name}
+    return [i for i in candidates if i not in recent]

@@ -18,6 +18,7 @@ from pydantic import AliasChoices, BaseModel, Field
 from .. import results
 from ..accountability import consent, erasure, keys, optouts
 from ..accountability.audit import AuditEntry, AuditVerification
+from ..accountability.audit_export import ExportProof
 from ..accountability.collections import Collection
 from ..errors import InvalidValue, Refused
 from ..paths import from_stored
@@ -572,6 +573,27 @@ def audit_export(
         details = {"what": "audit log", "since": since, "until": until, "entries": len(entries)}
         ff.audit.record(ff.actor, "export", details)
         return entries
+
+
+class SignedExport(BaseModel):
+    format: str
+    proof: ExportProof
+    content: str  # the export file (ASCII): save it, then `facefind audit verify-export FILE`
+
+
+@router.get("/audit/export/signed", tags=["audit"])
+def audit_export_signed(
+    request: Request,
+    who: CanAudit,
+    since: Since = None,
+    until: Until = None,
+    format: Annotated[str, Query(description="jsonl or csv")] = "jsonl",
+) -> SignedExport:
+    """An export file for an authority: the entries with their hashes and the signed chain proof
+    (`facefind audit verify-export FILE` checks it offline); the export itself is audited."""
+    with service(request).acting(who, "audit") as ff:
+        proof, text = ff.export_audit(None, fmt=format, since=since, until=until)
+    return SignedExport(format=format, proof=proof, content=text)
 
 
 @router.get("/report", tags=["audit"])

@@ -79,3 +79,23 @@ def newest(catalog: Catalog) -> sa.Row | None:
     query = sa.select(audit_log.c.seq, audit_log.c.hash, audit_log.c.at).order_by(audit_log.c.seq.desc())
     with catalog.engine.connect() as conn:
         return conn.execute(query.limit(1)).one_or_none()
+
+
+def faces_used_since(catalog: Catalog, since: str) -> set[int]:
+    """Faces a search returned as a match, or a view showed as a crop, since `since`: their last
+    interaction is that recent (retention by last use). Only the ids an entry recorded count."""
+    query = sa.select(audit_log.c.action, audit_log.c.details).where(
+        audit_log.c.action.in_(("search", "view")), audit_log.c.at >= since
+    )
+    used: set[int] = set()
+    with catalog.engine.connect() as conn:
+        for action, details in conn.execute(query):
+            try:
+                found = json.loads(details)
+                if action == "search":
+                    used.update(int(m[0]) for f in found.get("faces") or [] for m in f.get("matches") or [])
+                elif isinstance(found.get("face"), int):
+                    used.add(int(found["face"]))
+            except (ValueError, TypeError, AttributeError, IndexError, KeyError):
+                continue
+    return used

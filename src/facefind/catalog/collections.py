@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .core import Catalog
-from .schema import collection_roots, collections, images, now
+from .schema import collection_roots, collection_rules, collections, images, now
 
 
 def save(catalog: Catalog, name: str, roots: list[str], **values: Any) -> str | None:
@@ -64,3 +64,24 @@ def all_(catalog: Catalog) -> list[sa.Row]:
     )
     with catalog.engine.connect() as conn:
         return list(conn.execute(query).all())
+
+
+def destroy_rules(catalog: Catalog) -> dict[int, int]:
+    """Days after the last interaction each collection's photos are destroyed, by collection id."""
+    with catalog.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(collection_rules.c.collection_id, collection_rules.c.destroy_after_days)
+        )
+        return {int(r.collection_id): int(r.destroy_after_days) for r in rows}
+
+
+def set_destroy_rule(catalog: Catalog, name: str, days: int | None) -> bool:
+    """Set (None: remove) a collection's destroy-after-last-use rule; False if there is no such collection."""
+    with catalog.transaction() as conn:
+        found = conn.execute(sa.select(collections.c.id).where(collections.c.name == name)).scalar()
+        if found is None:
+            return False
+        conn.execute(sa.delete(collection_rules).where(collection_rules.c.collection_id == found))
+        if days is not None:
+            conn.execute(sa.insert(collection_rules).values(collection_id=found, destroy_after_days=days))
+    return True

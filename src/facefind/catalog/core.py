@@ -337,6 +337,16 @@ class Catalog:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def state_id(self) -> str:
+        """Which faces a search could reach, as 'f<highest face id>.t<last tombstone>': face ids are
+        never reused and every face deletion logs a tombstone, so indexing a face or erasing one
+        changes it, and the same id means the same faces (the audit log's reference database)."""
+        face = sa.select(sa.func.coalesce(sa.func.max(faces.c.id), 0)).scalar_subquery()
+        tomb = sa.select(sa.func.coalesce(sa.func.max(face_tombstones.c.seq), 0)).scalar_subquery()
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(face, tomb)).one()
+        return f"f{int(row[0])}.t{int(row[1])}"
+
     def face_count(self, model_id: str) -> int:
         with self.engine.connect() as conn:
             query = sa.select(sa.func.count()).where(faces.c.model_id == model_id)

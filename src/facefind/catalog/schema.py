@@ -321,6 +321,16 @@ not_faces = sa.Table(
     sa.Column("marked_at", sa.String(32), nullable=False),
 )
 sa.Index("ix_not_faces_sha256", not_faces.c.sha256)
+# Retention by last use (BIPA Sec. 15(a)): a collection's photos are destroyed `destroy_after_days`
+# after their last interaction (indexed, or returned by a search); `facefind purge` applies it.
+collection_rules = sa.Table(
+    "collection_rules",
+    metadata,
+    sa.Column(
+        "collection_id", sa.Integer, sa.ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("destroy_after_days", sa.Integer, nullable=False),
+)
 
 
 def now() -> str:
@@ -388,8 +398,9 @@ def _migrate_8_to_9(conn: Connection) -> None:
 
 
 def _migrate_9_to_10(conn: Connection) -> None:
-    """People at scale (issue 24): review skips, manual faces, "not a face" marks."""
-    metadata.create_all(conn, tables=[review_skips, manual_faces, not_faces])
+    """People at scale (issue 24): review skips, manual faces, "not a face" marks; oversight
+    (issue 26): collections' destroy-after-last-use rules."""
+    metadata.create_all(conn, tables=[review_skips, manual_faces, not_faces, collection_rules])
 
 
 # MIGRATIONS[n] takes a catalog from schema version n + 1 to n + 2. A new catalog is created
