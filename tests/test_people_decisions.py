@@ -63,6 +63,24 @@ def photos_of(rng: np.random.Generator, centres: np.ndarray, count: int, two_fac
 decision = st.tuples(st.sampled_from(["remove", "split", "merge"]), st.integers(0, 50), st.integers(0, 50))
 
 
+def decide(ff: facefind.FaceFind, decisions: list[tuple[str, int, int]]) -> None:
+    """A reviewer's decisions, drawn by Hypothesis: (remove | split | merge, which person, which face)."""
+    for kind, a, b in decisions:
+        persons = ff.people.all(include_hidden=True)
+        if not persons:
+            return
+        person = persons[a % len(persons)]
+        chosen = [person.faces[b % person.face_count].face_id]
+        if kind == "remove":
+            ff.people.remove(person.id, chosen)
+        elif kind == "split" and person.face_count > 1:
+            ff.people.split(person.id, chosen)
+        elif kind == "merge" and len(persons) > 1:
+            other = persons[b % len(persons)]
+            if other.id != person.id:
+                ff.people.merge([other.id], into=person.id, confirm=True)
+
+
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     seed=st.integers(0, 2**16),
@@ -88,20 +106,7 @@ def test_no_run_violates_a_recorded_decision(
             add_image(ff.catalog, f"/a{i}.jpg", vectors)
         ff.people.update()
         assert_decisions_hold(ff, {})
-        for kind, a, b in decisions:
-            persons = ff.people.all(include_hidden=True)
-            if not persons:
-                break
-            person = persons[a % len(persons)]
-            chosen = [person.faces[b % person.face_count].face_id]
-            if kind == "remove":
-                ff.people.remove(person.id, chosen)
-            elif kind == "split" and person.face_count > 1:
-                ff.people.split(person.id, chosen)
-            elif kind == "merge" and len(persons) > 1:
-                other = persons[b % len(persons)]
-                if other.id != person.id:
-                    ff.people.merge([other.id], into=person.id, confirm=True)
+        decide(ff, decisions)
         decided = pins(ff)
         for i, vectors in enumerate(photos_of(rng, centres, 3 * identities, two_faces, noise)):
             add_image(ff.catalog, f"/b{i}.jpg", vectors)
@@ -121,18 +126,7 @@ def test_decisions_on_real_faces_survive_full_reclustering(
     db = tmp_path_factory.mktemp("fr") / "c.db"
     shutil.copy(fr_db, db)
     with facefind.open(db) as ff:
-        for kind, a, b in decisions:
-            persons = ff.people.all(include_hidden=True)
-            person = persons[a % len(persons)]
-            chosen = [person.faces[b % person.face_count].face_id]
-            if kind == "remove":
-                ff.people.remove(person.id, chosen)
-            elif kind == "split" and person.face_count > 1:
-                ff.people.split(person.id, chosen)
-            elif kind == "merge" and len(persons) > 1:
-                other = persons[b % len(persons)]
-                if other.id != person.id:
-                    ff.people.merge([other.id], into=person.id, confirm=True)
+        decide(ff, decisions)
         decided = pins(ff)
         _, rejected, _ = state(ff)
         for _ in range(2):
