@@ -161,6 +161,12 @@ def detected(path: Path, truth: list[np.ndarray]) -> tuple[int, list[tuple[int, 
     return faces, hits
 
 
+def video_defaults():  # type: ignore[no-untyped-def]
+    from facefind.publish.video import VideoSettings
+
+    return VideoSettings()
+
+
 def run(args: argparse.Namespace) -> dict:
     import facefind
     from facefind.publish import video
@@ -170,7 +176,7 @@ def run(args: argparse.Namespace) -> dict:
     photos = labelled(args.data, args.photos)
     clip = work / "clip.mp4"
     truth = make_clip(clip, photos, args.seconds)
-    settings = video.VideoSettings(detect_every=args.detect_every)
+    settings = video.VideoSettings(detect_every=args.detect_every, detect_scale=args.detect_scale)
     (work / "out").mkdir()
     with facefind.open(work / "catalog.db") as ff:
         started = time.perf_counter()
@@ -195,6 +201,7 @@ def run(args: argparse.Namespace) -> dict:
             "photos": [str(p.relative_to(args.data)) for p, _ in photos],
         },
         "detect_every": args.detect_every,
+        "detect_scale": args.detect_scale,
         "fps_processed": round(done.frames / seconds, 2),
         "realtime": round(done.frames / seconds / FPS, 2),
         "tracks": done.tracks,
@@ -216,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--photos", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--detect-every", type=int, default=1)
+    ap.add_argument("--detect-scale", type=float, default=video_defaults().detect_scale)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     res = run(args)
@@ -227,7 +235,10 @@ def main(argv: list[str] | None = None) -> None:
         f"clip: {c['size'][0]}x{c['size'][1]}, {c['fps']} fps, {c['frames']} frames, "
         f"{len(c['photos'])} photos"
     )
-    print(f"detect every {res['detect_every']}: {res['fps_processed']} fps ({res['realtime']}x real time)")
+    print(
+        f"detect every {res['detect_every']}, at {res['detect_scale']}x: {res['fps_processed']} fps "
+        f"({res['realtime']}x real time)"
+    )
     print(
         f"labelled faces >= {MIN_PX} px, all frames: {res['labelled_faces_20px']}; "
         f"indexing detector finds {res['detected_in_input']} in the input, "

@@ -205,3 +205,30 @@ def test_bad_videos_are_refused_and_leave_nothing(fr_copy: Path, tmp_path: Path)
     (error,) = json.loads(proc.stdout)["errors"]
     assert "exceed the limit of 1000000 pixels" in error["error"] and "FACEFIND_MAX_PIXELS" in error["error"]
     assert list(out.iterdir()) == []
+
+
+def test_interrupted_video_leaves_nothing(fr_copy: Path, tmp_path: Path) -> None:
+    """Ctrl-C while the output is being written: no file, partial or whole, is left in --out."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "long.mp4"
+    make_clip(source, frames=150, audio=True)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "facefind", "redact", str(source), "--out", str(out), "--keep", "none",
+           "--db", str(fr_copy)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = False
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if out.is_dir() and any(p.name.endswith(".partial.mp4") for p in out.iterdir()):
+            seen = True
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.01)
+    proc.communicate(timeout=120)
+    assert seen, "the run ended before its output was being written"
+    assert proc.returncode != 0
+    assert list(out.iterdir()) == []

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 from pydantic import BaseModel
 
@@ -62,10 +63,12 @@ def is_video_input(path: str | Path) -> bool:
 
 @dataclass(frozen=True)
 class VideoSettings:
-    # The recall detector on every frame at the frame's own size and a half-size copy (for faces
-    # that fill the frame); the enlarged passes of photos cost 3-6x more per frame (measured in
-    # bench/redact_bench.py --video) and find faces under 20 px that the carry covers anyway.
+    # The recall detector on every frame, on a copy scaled to `detect_scale` (0.75: 1280x720 is
+    # searched at 960x540, a face of 20 px at 15; YuNet finds faces from about 10 px), at that
+    # copy's size and half of it (faces that fill the frame); the enlarged passes of photos cost
+    # 3-6x more per frame (bench/redact_bench.py --video measured each; docs/benchmarks.md).
     detector: RecallSettings = field(default_factory=lambda: RecallSettings(scales=(0.5, 1.0)))
+    detect_scale: float = 0.75
     # Detect in every frame (1), or every other (2: about 1.6x faster; the carry covers the rest).
     detect_every: int = 1
     # A hidden box also covers this many frames before and after the frame it was found in.
@@ -184,6 +187,21 @@ class VideoRedactor:
         self.detector = RecallDetector(self.settings.detector)
 
     # pass 1 ---------------------------------------------------------------------------------
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces of a frame, found on a copy scaled by `detect_scale`, in the frame's pixels."""
+        k = self.settings.detect_scale
+        if k == 1.0:
+            return self.detector.detect(image)
+        small = cv2.resize(image, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+        return [
+            Detection(
+                box=(d.box[0] / k, d.box[1] / k, d.box[2] / k, d.box[3] / k),
+                landmarks=d.landmarks / k,
+                score=d.score,
+            )
+            for d in self.detector.detect(small)
+        ]
+
     def track(self, path: Path, total: int, on_progress: Progress | None) -> tuple[list[_Track], int, dict]:
         ff = self.publisher.ff
         gallery = self.publisher.gallery
@@ -204,7 +222,7 @@ class VideoRedactor:
                 if image.shape[1] * image.shape[0] > limit:  # a stream may change size midway
                     raise FacefindError(f"{shown(str(path))}: a frame exceeds the limit of {limit} pixels")
                 if (n - 1) % self.settings.detect_every == 0:
-                    self._link(tracks, n - 1, self.detector.detect(image), image, gallery)
+                    self._link(tracks, n - 1, self.detect(image), image, gallery)
                 if on_progress:
                     on_progress(n, total)
             info = {
