@@ -32,7 +32,11 @@ def largest_face(image: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def make_clip(
-    path: Path, size: tuple[int, int] = SIZE, frames: int = FRAMES, audio: bool = True
+    path: Path,
+    size: tuple[int, int] = SIZE,
+    frames: int = FRAMES,
+    audio: bool = True,
+    codecs: tuple[str, str, int] = ("libx264", "aac", 16000),
 ) -> list[dict[str, tuple[float, float, float, float]]]:
     """Pan from Obama to Biden while zooming in; each frame's true face box of each person."""
     photos = {"obama": cv2.imread(str(OBAMA)), "biden": cv2.imread(str(BIDEN))}
@@ -49,9 +53,10 @@ def make_clip(
     ch, cw = canvas.shape[:2]
     width, high = size
     container = av.open(str(path), "w")
-    video = container.add_stream("libx264", rate=FPS)
+    video = container.add_stream(codecs[0], rate=FPS)
     video.width, video.height, video.pix_fmt = width, high, "yuv420p"
-    sound = container.add_stream("aac", rate=16000) if audio else None
+    hz = codecs[2]
+    sound = container.add_stream(codecs[1], rate=hz) if audio else None
     truth = []
     for t in range(frames):
         zoom = 1.0 + 0.4 * t / frames
@@ -64,11 +69,12 @@ def make_clip(
             container.mux(packet)
     container.mux(video.encode(None))
     if sound is not None:
-        n = 16000 * frames // FPS
-        wave = (0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / 16000)).astype(np.float32)
-        for i in range(0, n, 1024):
-            frame = av.AudioFrame.from_ndarray(wave[None, i : i + 1024], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i
+        n = hz * frames // FPS
+        wave = (0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / hz)).astype(np.float32)
+        step = 960 if codecs[1] == "libopus" else 1024
+        for i in range(0, n, step):
+            frame = av.AudioFrame.from_ndarray(wave[None, i : i + step], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = hz, i
             container.mux(sound.encode(frame))
         container.mux(sound.encode(None))
     container.close()
@@ -232,3 +238,24 @@ def test_interrupted_video_leaves_nothing(fr_copy: Path, tmp_path: Path) -> None
     assert seen, "the run ended before its output was being written"
     assert proc.returncode != 0
     assert list(out.iterdir()) == []
+
+
+def test_webm_becomes_matroska_with_its_audio(fr_copy: Path, tmp_path: Path) -> None:
+    """A WebM (VP9 + Opus) comes out as Matroska: H.264 video, the Opus audio copied, same frames."""
+    source = tmp_path / "clip.webm"
+    truth = make_clip(source, frames=25, codecs=("libvpx-vp9", "libopus", 48000))
+    report = run_json("redact", source, "--out", tmp_path / "out", "--keep", "none", db=fr_copy)
+    (video,) = report["videos"]
+    output = Path(video["output"])
+    assert output == tmp_path / "out" / "clip.mkv" and video["frames"] == 25
+    with av.open(str(output)) as container:
+        codecs = {s.type: s.codec_context.name for s in container.streams}
+    assert codecs == {"video": "h264", "audio": "opus"}
+    frames, _, _ = streams(output)
+    assert frames == 25
+    for t, faces in enumerate(shown_faces(output)):
+        for name in ("obama", "biden"):
+            if in_view(truth[t][name]):
+                assert not any(iou(d.box, truth[t][name]) >= 0.3 for d in faces), (
+                    f"{name} visible in frame {t}"
+                )

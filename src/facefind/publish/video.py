@@ -410,6 +410,8 @@ def redact_video(
     import json
     import time
 
+    import av
+
     from ..paths import for_json
 
     check_source(path)
@@ -434,7 +436,10 @@ def redact_video(
     verdicts = {tr.id: redactor.verdict(tr) for tr in tracks}
     faces = redactor.boxes_by_frame(tracks, verdicts, frames)
     with _Temp(output) as video_temp:
-        codec = redactor.write(path, video_temp.path, suffix, faces, style, margin, frames, on_progress)
+        try:
+            codec = redactor.write(path, video_temp.path, suffix, faces, style, margin, frames, on_progress)
+        except (av.error.FFmpegError, ValueError, OSError) as err:  # e.g. audio the container cannot hold
+            raise FacefindError(f"{shown(str(path))}: could not write {output.name}: {err}") from None
         manifest = VideoManifest(
             input=str(path), input_sha256=digest, output=str(output), width=info["width"],
             height=info["height"], frames=frames, fps=round(info["fps"], 3),
