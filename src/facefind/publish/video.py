@@ -77,9 +77,9 @@ class VideoSettings:
     # the track was seen within `max_gap` frames.
     track_iou: float = 0.3
     max_gap: int = 12
-    # Faces of a track recognised: its first, then one every `sample_every` frames, at most `samples`.
+    # Faces of a track recognised: its first, then one every `sample_every` detections to its end
+    # (a track that passes from one person to another, as two cross, is caught within 10 frames).
     sample_every: int = 10
-    samples: int = 5
 
 
 class VideoTrack(BaseModel):
@@ -224,7 +224,7 @@ class VideoRedactor:
                 if (n - 1) % self.settings.detect_every == 0:
                     self._link(tracks, n - 1, self.detect(image), image, gallery)
                 if on_progress:
-                    on_progress(n, total)
+                    on_progress(n, 2 * total)  # each frame is counted twice: found, then written
             info = {
                 "width": width,
                 "height": height,
@@ -265,7 +265,7 @@ class VideoRedactor:
             tr = assigned.get(i) or _Track(id=len(tracks) + 1)
             if tr.id > len(tracks):
                 tracks.append(tr)
-            due = not tr.decisions or (len(tr.decisions) < s.samples and len(tr.frames) % s.sample_every == 0)
+            due = len(tr.frames) % s.sample_every == 0
             tr.frames.append(t)
             tr.rows.append((d.box[0], d.box[1], d.box[2], d.box[3], d.score))
             if due:
