@@ -3,6 +3,7 @@
     python bench/redact_bench.py [--data ../shared/datasets/wider_dev] [--every 1] [--offset 0]
                                  [--ablation] [--json]
     python bench/redact_bench.py --merge part0.json part1.json ...   # parts run with --every N --offset i
+    python bench/redact_bench.py --video [--photos 5] [--seconds 2] [--json]    # redact_video_bench.py
 
 Photos: WIDER FACE validation photos with every face labelled (boxes.tsv; rows marked invalid or
 with a degenerate box are left out). A labelled face counts as found when a detection overlaps
@@ -131,6 +132,11 @@ def boxes_of(rows: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
+    if "--video" in sys.argv[1:]:  # videos: redact_video_bench.py (speed, faces left visible)
+        import redact_video_bench
+
+        redact_video_bench.main(sys.argv[1:])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared/datasets/wider_dev")
     ap.add_argument("--every", type=int, default=1, help="use every Nth photo (1: all)")

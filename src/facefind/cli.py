@@ -590,7 +590,7 @@ def redact(
     ],
     inputs: Annotated[
         list[Path] | None,
-        typer.Argument(help="Photos, or folders of photos, to publish."),
+        typer.Argument(help="Photos, folders of photos, or video files (MP4, MOV, MKV, WebM) to publish."),
     ] = None,
     keep: Annotated[
         str,
@@ -621,9 +621,16 @@ def redact(
         for p in report.photos:
             persons = f" (persons {', '.join(map(str, p.kept_persons))})" if p.kept_persons else ""
             out.print(f"{safe(p.output)}: {p.hidden} face(s) hidden, {p.kept} kept{persons}")
+        for v in report.videos:
+            persons = f" (persons {', '.join(map(str, v.kept_persons))})" if v.kept_persons else ""
+            out.print(
+                f"{safe(v.output)}: {v.frames} frames, {v.hidden} face track(s) hidden, {v.kept} kept"
+                f"{persons} ({v.fps_processed:.1f} frames/s)"
+            )
         for e in report.errors:
             err.print(f"[red]skipped[/] {safe(e.path)}: {safe(e.error)}")
-        out.print(f"{len(report.photos)} photo(s) written to {safe(report.out)}")
+        videos = f" and {len(report.videos)} video(s)" if report.videos else ""
+        out.print(f"{len(report.photos)} photo(s){videos} written to {safe(report.out)}")
     if report.errors:
         raise typer.Exit(EXIT_COMPLETED_WITH_ERRORS)
 

@@ -72,6 +72,19 @@ class Redacted(BaseModel):
     audit_seq: int | None = None
 
 
+class RedactedVideo(BaseModel):
+    input: str
+    output: str
+    manifest: str
+    frames: int
+    tracks: int
+    kept: int
+    hidden: int
+    kept_persons: list[int]
+    fps_processed: float
+    audit_seq: int | None = None
+
+
 class RedactError(BaseModel):
     path: str
     error: str
@@ -82,6 +95,7 @@ class RedactReport(BaseModel):
     keep: str
     style: str
     photos: list[Redacted]
+    videos: list[RedactedVideo] = []
     errors: list[RedactError]
 
 

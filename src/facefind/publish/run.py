@@ -21,6 +21,7 @@ from ..ingest import scan
 from ..paths import shown
 from ..results import Box, FileError
 from . import redact as r
+from . import video
 from .decide import Decision, Gallery
 from .detect import RecallDetector
 
@@ -157,7 +158,14 @@ def redact(
     publisher = Publisher(ff, keep, purpose)  # a missing purpose is refused before anything is made
     out = Path(out).expanduser()
     r.check_out_folder(out)
-    found, errors = photos(inputs, out)
+    clips = [Path(i).expanduser() for i in inputs if video.is_video_input(i)]
+    found, errors = photos([i for i in inputs if Path(i).expanduser() not in clips], out)
+    videos: list[r.RedactedVideo] = []
+    for clip in clips:
+        try:
+            videos.append(video.redact_video(publisher, clip, out, style, margin, on_progress))
+        except FacefindError as err:
+            errors.append(r.RedactError(path=str(clip), error=str(err)))
     done: list[r.Redacted] = []
     for n, (photo, root) in enumerate(found, 1):
         output = out / r.output_name(photo, root)
@@ -170,7 +178,7 @@ def redact(
             errors.append(r.RedactError(path=str(photo), error=str(err)))
         if on_progress:
             on_progress(n, len(found))
-    return r.RedactReport(out=str(out), keep=keep, style=style, photos=done, errors=errors)
+    return r.RedactReport(out=str(out), keep=keep, style=style, photos=done, videos=videos, errors=errors)
 
 
 def reapply(
