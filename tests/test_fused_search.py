@@ -24,8 +24,8 @@ def _similarities(result: facefind.SearchResult) -> dict[int, float]:
     return {m.face_id: m.similarity for f in result.faces for m in f.matches}
 
 
-def test_two_photos_of_one_person_are_one_query_at_half_the_fpir_each(fr_db: Path) -> None:
-    with facefind.open(fr_db) as ff:
+def test_two_photos_of_one_person_are_one_query_at_half_the_fpir_each(fr_copy: Path) -> None:
+    with facefind.open(fr_copy) as ff:
         a = ff.search(OBAMA_A, purpose="t", top_k=50, max_fpir=0.3)  # low: every candidate
         b = ff.search(OBAMA_B, purpose="t", top_k=50, max_fpir=0.3)
         both = ff.search([OBAMA_A, OBAMA_B], purpose="t", top_k=50)
@@ -57,8 +57,8 @@ def test_two_photos_of_one_person_are_one_query_at_half_the_fpir_each(fr_db: Pat
     assert a.faces_searched == gallery and top.fpir_upper == pytest.approx(min(1.0, 2 * single.fpir_upper))
 
 
-def test_photos_of_a_stranger_find_no_one_and_two_people_are_flagged(fr_db: Path) -> None:
-    with facefind.open(fr_db) as ff:
+def test_photos_of_a_stranger_find_no_one_and_two_people_are_flagged(fr_copy: Path) -> None:
+    with facefind.open(fr_copy) as ff:
         stranger = ff.search([KEANU_A, KEANU_B], purpose="t")
         mixed = ff.search([OBAMA_A, KEANU_A], purpose="t")
         with pytest.raises(FacefindError, match="largest face of each"):
@@ -70,12 +70,12 @@ def test_photos_of_a_stranger_find_no_one_and_two_people_are_flagged(fr_db: Path
     assert mixed.matched  # the search looks for either: Obama is found
 
 
-def test_cli_searches_several_photos_as_one_query(fr_db: Path) -> None:
-    found = run_json("search", OBAMA_A, OBAMA_B, "--purpose", "t", db=fr_db)
+def test_cli_searches_several_photos_as_one_query(fr_copy: Path) -> None:
+    found = run_json("search", OBAMA_A, OBAMA_B, "--purpose", "t", db=fr_copy)
     assert len(found["faces"]) == 1 and len(found["fused"]) == 2 and found["faces"][0]["matches"]
-    text = run_cli("search", OBAMA_A, KEANU_A, "--purpose", "t", db=fr_db, check=True).stdout
+    text = run_cli("search", OBAMA_A, KEANU_A, "--purpose", "t", db=fr_copy, check=True).stdout
     assert "one person in 2 photos" in text and "may not show the same person" in text
-    one = run_json("search", OBAMA_A, "--purpose", "t", db=fr_db)
+    one = run_json("search", OBAMA_A, "--purpose", "t", db=fr_copy)
     assert one["fused"] == [] and one["query"] == str(OBAMA_A)
 
 
