@@ -71,7 +71,9 @@ function personsOnRecord(list) {
 function consentForm(done, persons) {
   const person = h("input", { type: "number", name: "person_id", min: 1, required: true, list: persons.id });
   const givenBy = h("input", { type: "text", name: "given_by", required: true, maxlength: 200 });
-  const scopes = ["search", "results", "clustering"].map((s) => h("input", { type: "checkbox", name: "scope", value: s, checked: true }));
+  // publication (facefind redact keeps the face visible) is never implied: it is asked for on its own.
+  const scopes = ["search", "results", "clustering", "publication"].map((s) =>
+    h("input", { type: "checkbox", name: "scope", value: s, checked: s !== "publication" }));
   const expires = h("input", { type: "date", name: "expires", required: true });
   const evidence = h("input", { type: "text", name: "evidence", required: true, maxlength: 2000 });
   const record = async () => {
