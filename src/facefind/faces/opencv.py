@@ -52,14 +52,7 @@ class OpenCVBackend:
         rows = self._detect_rows(image, self.settings.detect_max_side, pad=0.0)
         if len(rows) == 0:
             rows = self._detect_rows(image, RETRY_MAX_SIDE, pad=0.5)
-        return [
-            Detection(
-                box=(float(r[0]), float(r[1]), float(r[2]), float(r[3])),
-                landmarks=r[4:14].reshape(5, 2).astype(np.float32),
-                score=float(r[14]),
-            )
-            for r in rows
-        ]
+        return detections(rows)
 
     def _detect_rows(self, image: np.ndarray, max_side: int, pad: float) -> np.ndarray:
         h, w = image.shape[:2]
@@ -140,3 +133,15 @@ def _shrunk_around(image: np.ndarray, d: Detection) -> tuple[np.ndarray, Detecti
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return (x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
+
+
+def detections(rows: np.ndarray) -> list[Detection]:
+    """YuNet's output rows (box, five landmarks, score) as `Detection`s."""
+    return [
+        Detection(
+            box=(float(r[0]), float(r[1]), float(r[2]), float(r[3])),
+            landmarks=r[4:14].reshape(5, 2).astype(np.float32),
+            score=float(r[14]),
+        )
+        for r in rows
+    ]

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import models
 from ..faces.backend import Detection
+from ..faces.opencv import detections
 
 # Columns of YuNet's rows that are positions (not the width and height): x's and y's.
 _XS = [0, 4, 6, 8, 10, 12]
@@ -55,15 +56,7 @@ class RecallDetector:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Every face found in a BGR image, as boxes in its pixels with landmarks and score."""
-        rows = self.rows(image)
-        return [
-            Detection(
-                box=(float(r[0]), float(r[1]), float(r[2]), float(r[3])),
-                landmarks=r[4:14].reshape(5, 2).astype(np.float32),
-                score=float(r[14]),
-            )
-            for r in rows
-        ]
+        return detections(self.rows(image))
 
     def rows(self, image: np.ndarray) -> np.ndarray:
         """YuNet's rows (x, y, w, h, 5 landmarks, score) of every pass, merged."""
