@@ -22,7 +22,7 @@ from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration, default
 from .catalog import Catalog, FaceRow
 from .catalog.core import redacted
 from .errors import FacefindError, ImageError, InvalidValue, NoFaceError, NotFound, Refused
-from .faces import Face, FaceBackend, analyze, load_backend
+from .faces import Face, FaceBackend, analyze, embedding_dim, load_backend, model_id
 from .faces.quality import warnings as quality_warnings
 from .images import (
     ImageSource,
@@ -34,7 +34,7 @@ from .images import (
     read_catalogued,
     read_photo,
 )
-from .ingest import Indexer, Progress
+from .ingest import Indexer, Progress, Workers
 from .paths import require_text
 from .people import People, background, listing, people_fmr, people_threshold
 from .people.review import REVIEW_MAX_FMR, ReviewQueue
@@ -99,6 +99,7 @@ class Runtime:
         self.vectors: VectorStore | None = None
         self.calibration: Calibration | None = None
         self.recall: RecallDetector | None = None  # redaction's detector (publish/detect.py)
+        self.workers = Workers()  # indexing's worker processes, kept for the next folder
 
 
 class FaceFind:
@@ -144,6 +145,7 @@ class FaceFind:
         self.close()
 
     def close(self) -> None:
+        self.runtime.workers.close()
         if self.runtime.vectors is not None:
             self.runtime.vectors.save()
         self.catalog.close()
@@ -153,6 +155,11 @@ class FaceFind:
         if self.runtime.backend is None:
             self.runtime.backend = load_backend(self.settings)
         return self.runtime.backend
+
+    @property
+    def model_id(self) -> str:
+        """The id of the recognizer in use (stored with every embedding), without loading it."""
+        return model_id(self.settings)
 
     @property
     def models(self) -> recognizers.Models:
@@ -193,18 +200,18 @@ class FaceFind:
         if confine:
             path, within = collections.index_root(self.catalog, collection, str(path))
         backend: Callable[[], FaceBackend] = lambda: self.backend  # noqa: E731
-        templates = optouts.Templates(self.catalog, self.backend.model_id)
+        # The models load here only if photos are analysed here (the workers load their own).
+        templates = optouts.Templates(self.catalog, self.model_id)
         refuse = (lambda face: templates.matches(face.embedding)) if len(templates.vectors) else None
-        report = Indexer(self.catalog, self.settings, backend, workers, refuse, dask).run(
-            Path(path), collection, on_progress, retry_errors=retry_errors, within=within
-        )
+        indexer = Indexer(self.catalog, self.settings, backend, workers, refuse, dask, self.runtime.workers)
+        report = indexer.run(Path(path), collection, on_progress, retry_errors=retry_errors, within=within)
         # The vector index catches up with what was just catalogued (rebuilding, compacting or
         # switching kind if due, with progress) and is saved.
         self.vectors.index(on_progress)
         self.vectors.save(on_progress=on_progress)
         # New faces join persons (or form new ones) without re-clustering the catalog.
         report.people = self.people.update()
-        optouts.suppress(self.catalog, self.backend.model_id)  # new faces of opted-out persons
+        optouts.suppress(self.catalog, self.model_id)  # new faces of opted-out persons
         return report
 
     # consent -----------------------------------------------------------------------------
@@ -250,9 +257,7 @@ class FaceFind:
             raise FacefindError(f"face {face} does not exist: the photo has {len(found)} face(s)")
         chosen = found[face or 0]
         threshold = self.calibration().threshold(optouts.DEFAULT_MAX_FMR)
-        added = optouts.add(
-            self.catalog, self.backend.model_id, chosen.embedding, threshold, note, self.actor
-        )
+        added = optouts.add(self.catalog, self.model_id, chosen.embedding, threshold, note, self.actor)
         self.audit.record(
             self.actor,
             "optout",
@@ -417,7 +422,7 @@ class FaceFind:
     def _drop_other_indexes(self) -> None:
         """Delete the saved vector indexes of models other than the active one (they rebuild on demand)."""
         for folder in vectors_dir(self.db).glob("*"):
-            if folder.is_dir() and folder.name != self.backend.model_id:
+            if folder.is_dir() and folder.name != self.model_id:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _scrub(self, receipts: list[erasure.ErasureReceipt]) -> None:
@@ -488,11 +493,9 @@ class FaceFind:
         """Faces grouped into persons: `ff.people.all()`, `.get(id)`, `.name(id, "Ann")`, `.merge`..."""
         return People(
             self.catalog,
-            self.backend.model_id,
+            self.model_id,
             self.settings,
-            people_threshold(
-                self.calibration(), people_fmr(self.catalog, self.backend.model_id, self.settings)
-            ),
+            people_threshold(self.calibration(), people_fmr(self.catalog, self.model_id, self.settings)),
             log=lambda decision, details: self.audit.record(
                 self.actor, "person", {"decision": decision, **details}
             ),
@@ -541,7 +544,7 @@ class FaceFind:
         face, alignment = manual_faces.embed_box(
             self.backend, image, manual_faces.parse_box(box, image.shape), self.settings
         )
-        if optouts.Templates(self.catalog, self.backend.model_id).matches(face.embedding):
+        if optouts.Templates(self.catalog, self.model_id).matches(face.embedding):
             raise Refused("that face matches an opt-out: it is never stored")
         face_id = manual.add(self.catalog, image_id, face, self.actor)
         self.vectors.index()
@@ -595,9 +598,9 @@ class FaceFind:
     def calibration(self) -> Calibration:
         """The user's calibration (`facefind calibrate`) if there is one, else the shipped one."""
         if self.runtime.calibration is None:
-            stored = self.catalog.load_calibration(self.backend.model_id)
+            stored = self.catalog.load_calibration(self.model_id)
             self.runtime.calibration = (
-                Calibration.from_dict(stored) if stored else default_calibration(self.backend.model_id)
+                Calibration.from_dict(stored) if stored else default_calibration(self.model_id)
             )
         return self.runtime.calibration
 
@@ -719,7 +722,7 @@ class FaceFind:
             )
         result = SearchResult(
             query=" + ".join(_describe(p) for p in photos),
-            model_id=self.backend.model_id,
+            model_id=self.model_id,
             threshold=round(cut, 4),
             threshold_extrapolated=calibration.estimate(cut).extrapolated,
             rule=rule,
@@ -819,7 +822,7 @@ class FaceFind:
         asks could be that person's photo that clustering missed (a new photo, a poor one): it
         is left out too, so a looser threshold never reaches around an opt-out or a withdrawal
         (down to a false match rate of policy.LOOSEST_FMR, the loosest the service allows)."""
-        templates = optouts.Templates(self.catalog, self.backend.model_id).vectors
+        templates = optouts.Templates(self.catalog, self.model_id).vectors
         stored = [r.embedding for r in self.catalog.face_rows(int(i) for i in withheld).values()]
         vectors = [templates.reshape(-1, self.backend.dim), *(v.reshape(1, -1) for v in stored)]
         return np.vstack(vectors).astype(np.float32) if stored or len(templates) else np.zeros((0, 0))
@@ -905,7 +908,7 @@ class FaceFind:
         verification = Verification(
             a=_describe(a),
             b=_describe(b),
-            model_id=self.backend.model_id,
+            model_id=self.model_id,
             similarity=round(similarity, 4),
             fmr=calibration.fmr(similarity),
             fmr_floor=calibration.fmr_floor,
@@ -948,7 +951,7 @@ class FaceFind:
             folder = vectors_dir(self.db)
             kind = self.catalog.get_setting("index_kind", "auto")
             self.runtime.vectors = VectorStore(
-                self.catalog, self.backend.model_id, self.backend.dim, folder, IndexPolicy(kind=kind)
+                self.catalog, self.model_id, embedding_dim(self.settings), folder, IndexPolicy(kind=kind)
             )
         return self.runtime.vectors
 

@@ -189,6 +189,7 @@ class Indexer:
         workers: int | None = None,
         refuse: Callable[[Face], bool] | None = None,
         dask: str | None = None,
+        pool: Workers | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
@@ -196,6 +197,7 @@ class Indexer:
         self.backend = backend  # only used when indexing in this process
         self.workers = WORKERS.check(workers) if workers is not None else min(os.cpu_count() or 1, 8)
         self.dask = dask  # a Dask scheduler address, or "local": analyse photos there (dask_ingest.py)
+        self.pool = pool  # the session's worker processes, kept for its next folder (Workers)
 
     def run(
         self,
@@ -217,23 +219,26 @@ class Indexer:
         report = IndexReport(root=str(root), collection=collection)
         collection_id = self.catalog.collection_id(collection)
         known = self.catalog.known_images(collection_id, root)
-        pools: list[ProcessPoolExecutor] = []  # started by _run once it is sure to be needed
+        pool = self.pool or Workers()  # started by _run once it is sure to be needed
+        finished = False
         try:
-            return self._run(
+            report = self._run(
                 root,
                 collection,
                 collection_id,
                 known,
                 report,
                 started,
-                pools,
+                pool,
                 on_progress,
                 retry_errors,
                 within,
             )
+            finished = not report.interrupted
+            return report
         finally:
-            for pool in pools:
-                pool.shutdown(wait=False, cancel_futures=True)
+            if pool is not self.pool or not finished:  # an interrupted run leaves no busy worker behind
+                pool.close()
 
     def _run(
         self,
@@ -243,7 +248,7 @@ class Indexer:
         known: dict,
         report: IndexReport,
         started: float,
-        pools: list[ProcessPoolExecutor],
+        pool: Workers,
         on_progress: Progress | None,
         retry_errors: bool,
         within: Path | None,
@@ -277,7 +282,7 @@ class Indexer:
             if len(tasks) == IN_PROCESS_MAX + 1 and self.workers > 1 and not self.dask:
                 # Work for the workers: they start (import, load the models: a second or two)
                 # while the rest of the folder is scanned, not after.
-                pools.extend(filter(None, [_early_pool(self.settings, self.workers)]))
+                pool.start(self.settings, self.workers)
         report.files_seen = len(seen)
         gone = [img.id for path, img in known.items() if path not in seen]
         with self.catalog.transaction() as conn:
@@ -321,7 +326,8 @@ class Indexer:
 
             file_results = analyse_on_dask(tasks, self.settings, self.dask, self.workers)
         else:
-            file_results = analyse_files(tasks, self.settings, self.workers, self.backend, *pools)
+            running = pool.running(self.settings, self.workers)
+            file_results = analyse_files(tasks, self.settings, self.workers, self.backend, running)
         try:
             for result in file_results:
                 pending.append(result)
@@ -398,8 +404,9 @@ def analyse_files(
     pool: ProcessPoolExecutor | None = None,
 ) -> Iterator[FileResult]:
     """Results of `process_file` for every task, in completion order, on `workers` processes
-    (those of `pool` if given: the caller shuts it down)."""
-    if workers <= 1 or len(tasks) <= IN_PROCESS_MAX:
+    (those of `pool` if given: the caller shuts it down; a handful of photos without a running
+    pool are analysed in this process, saving the workers' start-up)."""
+    if workers <= 1 or (len(tasks) <= IN_PROCESS_MAX and pool is None):
         in_process = backend()
         for task in tasks:
             yield process_file(task, in_process, settings)
@@ -434,13 +441,37 @@ def start_pool(settings: Settings, workers: int) -> ProcessPoolExecutor:
     return pool
 
 
-def _early_pool(settings: Settings, workers: int) -> ProcessPoolExecutor | None:
-    """start_pool, or None if it cannot start (a script without a main guard): a handful of photos
-    is then still indexed in this process, and more get the error from analyse_files."""
-    try:
-        return start_pool(settings, workers)
-    except FacefindError:
-        return None
+class Workers:
+    """The worker processes of a session (`facefind.open`): started when a folder first needs them,
+    while its scan goes on, and kept for the session's next folder, so indexing several folders
+    starts them (imports, models: about a second of CPU each) once. `close()` stops them; the
+    session closes them with itself, and a run that was interrupted or failed closes them at once."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._made_for: tuple[Settings, int] | None = None
+
+    def running(self, settings: Settings, workers: int) -> ProcessPoolExecutor | None:
+        """The pool, if it runs `workers` processes with these settings."""
+        return self._pool if self._made_for == (settings, workers) else None
+
+    def start(self, settings: Settings, workers: int) -> None:
+        """Start the pool unless it runs already; if it cannot start (a script without a main
+        guard) a handful of photos is still indexed in this process, and more get the error from
+        analyse_files."""
+        if self.running(settings, workers) is not None:
+            return
+        self.close()
+        try:
+            self._pool = start_pool(settings, workers)
+        except FacefindError:
+            return
+        self._made_for = (settings, workers)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._made_for = None
 
 
 def _ready() -> None:

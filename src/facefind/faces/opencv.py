@@ -104,23 +104,29 @@ def _shrunk_around(image: np.ndarray, d: Detection) -> tuple[np.ndarray, Detecti
     the chip or more it picks scattered pixels (aliasing), and the chip then depends on the
     resolution it was cut from: embeddings of one face (192-256 px in the smaller copy) cut from
     a 24 MP photo and from the same photo decoded at 1/4 or 1/8 agreed to cosine 0.995 (median;
-    0.974 for the worst tenth), 0.999 (0.994) with this (docs/design.md, camera photos)."""
+    0.974 for the worst tenth), 0.999 (0.994) with this (docs/design.md, camera photos).
+    The copy spans half a face around the box (the chip spans ~1.2 faces) and is shrunk first by
+    a whole factor (OpenCV's area resize then sums pixel blocks: 3-20x faster than by a fraction),
+    then by the fraction left on the smaller copy."""
     x, y, w, h = d.box
     side = max(w, h)
     f = side / ALIGN_MAX_FACE
     if f <= 1.0:
         return image, d
     height, width = image.shape[:2]
-    left, top = max(0, int(x - side)), max(0, int(y - side))
-    right, bottom = min(width, int(x + w + side) + 1), min(height, int(y + h + side) + 1)
+    margin = side / 2
+    left, top = max(0, int(x - margin)), max(0, int(y - margin))
+    right, bottom = min(width, int(x + w + margin) + 1), min(height, int(y + h + margin) + 1)
+    k = int(f)  # first by whole blocks of k x k pixels, then the rest of the way (a factor under 2)
+    right, bottom = left + (right - left) // k * k, top + (bottom - top) // k * k
     if right <= left or bottom <= top:
         return image, d
     crop = image[top:bottom, left:right]
-    small = cv2.resize(
-        crop,
-        (max(1, round(crop.shape[1] / f)), max(1, round(crop.shape[0] / f))),
-        interpolation=cv2.INTER_AREA,
-    )
+    small = cv2.resize(crop, (crop.shape[1] // k, crop.shape[0] // k), interpolation=cv2.INTER_AREA)
+    rest = f / k
+    if rest > 1.0:
+        size = (max(1, round(small.shape[1] / rest)), max(1, round(small.shape[0] / rest)))
+        small = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
     fx, fy = crop.shape[1] / small.shape[1], crop.shape[0] / small.shape[0]
     marks = (d.landmarks - np.array([left, top], np.float32) + 0.5) / np.array([fx, fy], np.float32) - 0.5
     moved = Detection(
