@@ -18,6 +18,7 @@ from .accountability import keys as service_keys
 from .accountability.audit import AuditLog, check_retention, default_actor
 from .accountability.optouts import OptOut
 from .accountability.witness import default_key_file
+from .analysis import Workers
 from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration, default_calibration
 from .catalog import Catalog, FaceRow
 from .catalog.core import redacted
@@ -34,7 +35,7 @@ from .images import (
     read_catalogued,
     read_photo,
 )
-from .ingest import Indexer, Progress, Workers
+from .ingest import Indexer, Progress
 from .paths import require_text
 from .people import People, background, listing, people_fmr, people_threshold
 from .people.review import REVIEW_MAX_FMR, ReviewQueue
