@@ -490,7 +490,7 @@ class FaceFind:
             self.catalog,
             self.backend.model_id,
             self.settings,
-            people_threshold(
+            lambda: people_threshold(
                 self.calibration(), people_fmr(self.catalog, self.backend.model_id, self.settings)
             ),
             log=lambda decision, details: self.audit.record(
