@@ -191,7 +191,9 @@ def test_cli_review_and_answer(fr_copy: Path) -> None:
     )
     assert [a["answer"] for a in answered] == ["yes", "yes"]
     bad = run_cli("people", "answer", f"face:{loose[0]}", db=fr_copy)
-    assert bad.returncode == 1 and "exactly one of --yes PERSON, --no PERSON or --skip" in bad.stderr
+    assert (
+        bad.returncode == 1 and "exactly one of --yes PERSON, --no PERSON, --skip or --together" in bad.stderr
+    )
     shown = run_json("people", "show", str(obama), db=fr_copy)
     assert set(loose) <= {f["face_id"] for f in shown["faces"]}
 
@@ -234,3 +236,41 @@ def test_queue_answers_and_pages_on_both_databases(backend_db: str | Path) -> No
         assert [p.id for p in first] == [anna.id] and following is not None
         rest, last = ff.persons_page(limit=100, after=following)
         assert len(rest) == 1 and rest[0].id != anna.id and rest[0].face_count == 2 and last is None
+
+
+def test_look_alike_faces_in_no_person_are_asked_together_and_become_a_person(fr_copy: Path) -> None:
+    """An identity none of whose faces is in a person (its photos link only at the review's looser
+    rate): the queue asks whether its faces are one person; yes makes a new person, to name."""
+    with facefind.open(fr_copy) as ff:
+        kit = next(p for p in ff.people.all() if "/Kit_Harington/" in p.faces[0].path)
+        faces = sorted(_in(ff, kit.id))
+        _leave_out(ff, faces)
+        page = ff.suggestions(limit=100)
+        (question,) = [
+            s
+            for s in page.suggestions
+            if s.kind == "together" and set(s.items) & {f"face:{f}" for f in faces}
+        ]
+        assert question.candidate is None and question.candidate_face is None
+        assert {f"face:{f}" for f in faces} <= set(question.items) and len(question.faces) == len(
+            question.items
+        )
+        assert question.similarity > 0.5 and question.fmr < 1e-3
+        with pytest.raises(FacefindError, match="exactly one of"):
+            ff.review.answer(question.items, together=True, skip=True)
+        placed = next(iter(_in(ff, next(p.id for p in ff.people.all()))))
+        with pytest.raises(FacefindError, match="in a person already"):
+            ff.review.answer([f"face:{faces[0]}", f"face:{placed}"], together=True)
+        answers = ff.review.answer([f"face:{f}" for f in faces], together=True)
+        (person,) = {a.person for a in answers}
+        assert person is not None and _in(ff, person) == set(faces)
+        assert all(f.pinned for f in ff.people.get(person).faces)
+        ff.people.recluster()
+        assert _in(ff, person) == set(faces)
+        assert not [
+            s
+            for s in ff.suggestions(limit=100).suggestions
+            if s.kind == "together" and set(s.items) & {f"face:{f}" for f in faces}
+        ]
+        (entry,) = [e.details for e in ff.audit.entries() if e.details.get("answer") == "together"]
+        assert entry["person"] == person and entry["items"] == [f"face:{f}" for f in faces]

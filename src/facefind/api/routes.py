@@ -325,6 +325,7 @@ class Answers(BaseModel):
     yes: int | None = Field(None, description="They are this person.")
     no: int | None = Field(None, description="They are not this person (remembered).")
     skip: bool = Field(False, description="Ask again after every other question.")
+    together: bool = Field(False, description="These faces in no person are one new person.")
 
 
 # Before /people/{person_id}, which would take "suggestions" for an id.
@@ -344,9 +345,9 @@ def people_suggestions(
 
 @router.post("/people/suggestions/answers", tags=["people"])
 def people_answers(request: Request, who: CanWritePeople, body: Answers) -> list[results.Answer]:
-    """Answer review questions: exactly one of `yes`, `no` (a person id) or `skip`. Audited."""
+    """Answer review questions: exactly one of `yes`, `no` (a person id), `skip` or `together`. Audited."""
     with service(request).acting(who, "people.write") as ff:
-        return ff.review.answer(body.items, yes=body.yes, no=body.no, skip=body.skip)
+        return ff.review.answer(body.items, yes=body.yes, no=body.no, skip=body.skip, together=body.together)
 
 
 @router.get("/people/{person_id}", tags=["people"])
