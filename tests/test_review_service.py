@@ -123,3 +123,67 @@ def test_the_api_removes_a_false_face_and_adds_one_by_box(server: Server) -> Non
         assert reviewer.get(f"/v1/faces/{new['face_id']}/crop").status_code == 200
         bad = reviewer.post("/v1/faces", json={"path": face.path, "box": "1,2"})
         assert bad.status_code == 400 and "x,y,w,h" in bad.json()["error"]["message"]
+
+
+def test_the_people_page_removes_a_false_face_and_adds_one_drawn_on_the_photo(server: Server) -> None:
+    """On a person's page a reviewer marks a detection "not a face", and drags a box on another
+    face's photo (shown scaled: by the server and by the page) to add a face the detector missed:
+    the box arrives in the photo's own pixels."""
+    from .test_web_ui import CHROMIUM, Pages, every_control_is_labelled, screenshot, sync_api
+
+    expect = sync_api.expect
+    with facefind.open(server.db) as ff:
+        kit = next(p for p in ff.people.all() if "/Kit_Harington/" in p.faces[0].path)
+        drawn_on = next(f for f in kit.faces if f.path.endswith("john1.jpeg"))  # 1200x599 pixels
+        removed = next(f for f in kit.faces if f.face_id != drawn_on.face_id)
+    with server.client(Role.operator) as operator:
+        assert operator.get(f"/v1/faces/{drawn_on.face_id}/photo").status_code == 403
+    with server.client(Role.reviewer) as reviewer:
+        small = reviewer.get(f"/v1/faces/{drawn_on.face_id}/photo", params={"size": 600})
+        assert small.status_code == 200 and small.headers["content-type"] == "image/jpeg"
+        assert float(small.headers["X-Facefind-Scale"]) == 0.5
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
+        pages = Pages(browser, server)
+        try:
+            page = pages.open(Role.reviewer, width=900)
+            page.goto(f"{server.url}/#/people/{kit.id}")
+            card = page.locator(f'li.face-card[data-face="{removed.face_id}"]')
+            card.get_by_role("button", name="Not a face").click()
+            expect(page.locator("main p.ok")).to_contain_text(f"Face {removed.face_id} removed: not a face")
+            expect(card).to_have_count(0)
+
+            page.locator(f'li.face-card[data-face="{drawn_on.face_id}"]').get_by_role(
+                "button", name="Add a missed face here"
+            ).click()
+            page.wait_for_function("document.querySelector('img.draw-photo')?.naturalWidth > 0")
+            shown = page.locator("img.draw-photo").bounding_box()
+            assert shown is not None and shown["width"] < 1200  # the page scales it down too
+            x0, y0, x1, y1 = 0.05, 0.10, 0.20, 0.45  # a box in a corner, as shares of the photo
+            page.mouse.move(shown["x"] + x0 * shown["width"], shown["y"] + y0 * shown["height"])
+            page.mouse.down()
+            page.mouse.move(shown["x"] + x1 * shown["width"], shown["y"] + y1 * shown["height"], steps=5)
+            page.mouse.up()
+            expect(page.locator(".draw-box")).to_be_visible()
+            screenshot(page, "draw-face")
+            every_control_is_labelled(page)
+            box = page.get_by_label("Box (x,y,w,h in the photo's pixels)").input_value()
+            expected = (x0 * 1200, y0 * 599, (x1 - x0) * 1200, (y1 - y0) * 599)
+            drawn = [float(v) for v in box.split(",")]
+            assert all(abs(a - b) <= 3 for a, b in zip(drawn, expected, strict=True)), (drawn, expected)
+            page.get_by_role("button", name="Add this face").click()
+            expect(page.locator("main p.ok")).to_contain_text("added (centred in the box)")
+        finally:
+            pages.close()
+            browser.close()
+    with facefind.open(server.db) as ff:
+        rows = ff.catalog.face_rows(range(1, 1000))
+        assert removed.face_id not in rows
+        (added,) = [r for r in rows.values() if r.path == drawn_on.path and r.id != drawn_on.face_id]
+        assert [round(v) for v in added.box] == [round(v) for v in drawn]
+        details = [e.details for e in ff.audit.entries() if e.action in ("face", "view")]
+        assert any(d.get("not_a_face") == removed.face_id for d in details)
+        assert any(d.get("photo_of_face") == drawn_on.face_id for d in details)
+        assert any(d.get("added") == added.id for d in details)

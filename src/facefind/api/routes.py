@@ -256,6 +256,27 @@ def face_crop(
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
+@router.get(
+    "/faces/{face_id}/photo",
+    tags=["people"],
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "The photo, as a JPEG."}},
+)
+def face_photo(
+    request: Request,
+    who: CanReadPeople,
+    face_id: int,
+    size: Annotated[int, Query(description="Longer side at most this many pixels (64..4096).")] = 1600,
+) -> Response:
+    """The whole photo a face is in, for a reviewer to draw a missed face on (`POST /v1/faces`);
+    faces no answer may show are covered. `X-Facefind-Scale`: shown pixels per photo pixel.
+    Audited as a view."""
+    with service(request).acting(who, "people.read") as ff:
+        jpeg, scale = ff.face_photo(face_id, size=size)
+    headers = {"Cache-Control": "private, no-store", "X-Facefind-Scale": f"{scale:.6f}"}
+    return Response(jpeg, media_type="image/jpeg", headers=headers)
+
+
 class NewFace(BaseModel):
     path: str = Field(description="An indexed photo, as the catalog names it (a face's `path`).")
     box: str = Field(examples=["120,80,96,110"], description="x,y,w,h in pixels.")
