@@ -19,7 +19,8 @@ LOOSE = 3  # Obama faces left in no person
 
 @pytest.fixture(scope="module")
 def server(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The face_recognition catalog with Obama named and three of his faces in no person."""
+    """The face_recognition catalog with Obama named and three of his faces in no person, and
+    Alex Lacamoire's faces in no person (his photos: an "are these one person?" question)."""
     folder = tmp_path_factory.mktemp("review")
     db = folder / "catalog.db"
     shutil.copy(fr_db, db)
@@ -28,6 +29,8 @@ def server(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
         ff.consent_add(obama.id, **CONSENT)
         ff.people.name(obama.id, "Barack Obama")
         _leave_out(ff, sorted(_in(ff, obama.id))[:LOOSE])
+        alex = next(p for p in ff.people.all() if "/Alex_Lacamoire/" in p.faces[0].path)
+        _leave_out(ff, sorted(_in(ff, alex.id)))
     with serve(db, folder, workers=1) as running:
         yield running
 
@@ -187,3 +190,41 @@ def test_the_people_page_removes_a_false_face_and_adds_one_drawn_on_the_photo(se
         assert any(d.get("not_a_face") == removed.face_id for d in details)
         assert any(d.get("photo_of_face") == drawn_on.face_id for d in details)
         assert any(d.get("added") == added.id for d in details)
+
+
+def test_the_review_page_makes_look_alike_faces_one_person(server: Server) -> None:
+    from .test_web_ui import CHROMIUM, Pages, sync_api
+
+    expect = sync_api.expect
+    with facefind.open(server.db) as ff:
+        rows = ff.catalog.face_rows(range(1, 1000))
+    alex = sorted(r.id for r in rows.values() if "/Alex_Lacamoire/" in r.path)
+    assert len(alex) >= 2 and all(rows[f].person_id is None for f in alex)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
+        pages = Pages(browser, server)
+        try:
+            page = pages.open(Role.reviewer)
+            page.get_by_role("link", name="Review").click()
+            section = page.locator("section.together").filter(
+                has=page.locator(f'li[data-item="face:{alex[0]}"]')
+            )
+            expect(section.get_by_role("heading")).to_have_text("Are these one person?")
+            shown = [
+                int(i.split(":")[1])
+                for i in section.locator("li.question").evaluate_all("els => els.map(e => e.dataset.item)")
+            ]
+            assert set(alex) <= set(shown)
+            for face in set(shown) - set(alex):  # someone else: unchecked
+                section.locator(f'li[data-item="face:{face}"]').get_by_role("checkbox").uncheck()
+            section.get_by_role("button", name="Yes: the checked faces are one person").click()
+            expect(page.locator("main p.ok")).to_contain_text(f"{len(alex)} faces are now one person")
+        finally:
+            pages.close()
+            browser.close()
+    with facefind.open(server.db) as ff:
+        rows = ff.catalog.face_rows(alex)
+        (person,) = {rows[f].person_id for f in alex}
+        assert person is not None and {f.face_id for f in ff.people.get(person).faces} == set(alex)
