@@ -274,3 +274,23 @@ def test_look_alike_faces_in_no_person_are_asked_together_and_become_a_person(fr
         ]
         (entry,) = [e.details for e in ff.audit.entries() if e.details.get("answer") == "together"]
         assert entry["person"] == person and entry["items"] == [f"face:{f}" for f in faces]
+
+
+def test_a_face_clustering_put_in_the_wrong_named_person_is_asked_about(fr_copy: Path) -> None:
+    with facefind.open(fr_copy) as ff:
+        obama = _named(ff, "Barack_Obama", "Barack Obama")
+        biden = _named(ff, "Joe_Biden", "Joe Biden")
+        stray = min(_in(ff, biden))
+        with ff.catalog.transaction() as conn:  # as if a run had put one of Biden's faces in Obama
+            conn.exec_driver_sql(
+                f"update face_persons set person_id = {obama}, pinned = 0 where face_id = {stray}"
+            )
+        questions = {s.item: s for s in ff.suggestions(limit=100).suggestions}
+        question = questions[f"face:{stray}"]
+        assert (question.kind, question.candidate, question.candidate_name) == ("move", biden, "Joe Biden")
+        assert not [s for s in questions.values() if s.kind == "move" and s.item != f"face:{stray}"]
+        ff.review.answer([f"face:{stray}"], yes=biden)
+        assert stray in _in(ff, biden) and stray not in _in(ff, obama)
+        ff.people.recluster()
+        assert stray in _in(ff, biden)
+        assert f"face:{stray}" not in {s.item for s in ff.suggestions(limit=100).suggestions}

@@ -166,6 +166,7 @@ class Suggestion(BaseModel):
 
     item: str  # "face:12" (a face in no person) or "person:7" (an unnamed person)
     # "face", "person" (candidate named: "is this Anna?"), "merge" (both unnamed: "one person?"),
+    # "move" (a face in a named person, candidate another: "is this Beth, not Anna?"),
     # "together" (faces in no person: "are these one new person?", no candidate)
     kind: str
     items: list[str]  # what to answer: the item; for "together", every face shown

@@ -7,6 +7,9 @@ A question asks whether an item is a person, with the similarity of the closest 
   similar named person: "yes" merges it into the named one;
 - "merge": two unnamed persons that may be one (among the MERGE_POOL largest unnamed persons, so
   the question stays cheap at 100k persons): "yes" merges the smaller into the larger;
+- "move": a face clustering placed in a named person whose nearest face of another named person
+  is more similar than any of its own person's ("is this Beth, not Anna?"; among the MOVE_POOL
+  most recent): "yes" moves it, pinned;
 - "together": faces in no person that look more like each other than like any named person, and
   no named person's face reaches the similarity at which clustering links (a face and its nearest
   such faces, each face in one question; among the TOGETHER_POOL best): "yes" (`together`) makes
@@ -49,6 +52,7 @@ from .persons import People, _Snapshot
 REVIEW_MAX_FMR = 1e-2  # the loosest the service allows a search (policy.LOOSEST_FMR)
 NEIGHBOURS = 10  # nearest candidate faces looked at per face
 MERGE_POOL = 2000  # unnamed persons (largest first) among which merges are suggested
+MOVE_POOL = 20_000  # faces in named persons (most recent first) checked against other named persons
 TOGETHER_POOL = 20_000  # faces in no person (best quality first) among which look-alikes are grouped
 SHOWN_FACES = 4  # faces of an item in a question
 
@@ -158,6 +162,10 @@ class ReviewQueue:
             fid = int(snap.ids[face])
             if face not in grouped and (fid, person) not in rejected:
                 out.append(_Question("face", "face", fid, person, sim, other, ("face", fid) in skipped))
+
+        # Faces a run placed in a named person that look more like another named person.
+        inside = np.flatnonzero(in_named & ~snap.pinned)[-MOVE_POOL:]  # the most recent
+        out += _moves(snap, inside, np.flatnonzero(in_named), threshold, skipped)
 
         # Unnamed persons, against named persons.
         subjects = np.flatnonzero(unnamed)
@@ -380,6 +388,36 @@ def _best(
             if (int(ids[face]), person) not in rejected:
                 out[face] = (person, round(sim, 4), int(ids[other]))
                 break
+    return out
+
+
+def _moves(
+    snap: _Snapshot, faces: np.ndarray, pool: np.ndarray, threshold: float, skipped: set[tuple[str, int]]
+) -> list[_Question]:
+    """Faces (positions) whose nearest face of another person in `pool` is more similar than every
+    other face of their own person: "is this Beth (not Anna)?". A face alone in its person is not
+    asked here (its person is: a "person" question)."""
+    out = []
+    by_person = np.argsort(snap.person, kind="stable")
+    sorted_persons = snap.person[by_person]
+    for face, hits in _neighbours(snap, faces, pool, threshold).items():
+        own, fid = int(snap.person[face]), int(snap.ids[face])
+        other, sim = next(
+            (
+                (o, s)
+                for o, s in hits
+                if snap.person[o] != own and (fid, int(snap.person[o])) not in snap.rejected
+            ),
+            (-1, -2.0),
+        )
+        if other < 0:
+            continue
+        span = np.searchsorted(sorted_persons, [own, own + 1])
+        mates = by_person[span[0] : span[1]]
+        mates = mates[mates != face]
+        if len(mates) and sim > float((snap.embeddings[mates] @ snap.embeddings[face]).max()):
+            person, near = int(snap.person[other]), int(snap.ids[other])
+            out.append(_Question("move", "face", fid, person, round(sim, 4), near, ("face", fid) in skipped))
     return out
 
 
