@@ -236,6 +236,21 @@ def test_queue_answers_and_pages_on_both_databases(backend_db: str | Path) -> No
         assert [p.id for p in first] == [anna.id] and following is not None
         rest, last = ff.persons_page(limit=100, after=following)
         assert len(rest) == 1 and rest[0].id != anna.id and rest[0].face_count == 2 and last is None
+        # A "yes" for one face of a photo takes Anna off the photo's other face; "together".
+        pair = add_image(ff.catalog, "/anna/pair.jpg", np.vstack([like_centre(), like_centre()]))
+        ff.people.update()
+        (placed,) = set(pair) & _in(ff, anna.id)
+        (other_face,) = set(pair) - {placed}
+        ff.review.answer([f"face:{other_face}"], yes=anna.id)
+        assert other_face in _in(ff, anna.id) and placed not in _in(ff, anna.id)
+        newcomer = unit(rng, 1)[0]
+        twins = [
+            add_image(ff.catalog, f"/new/{i}.jpg", newcomer[None].astype(np.float32))[0] for i in range(2)
+        ]
+        ff.people.update()  # until clustering saw them, new faces are shown to nobody
+        _leave_out(ff, twins)
+        (made,) = {a.person for a in ff.review.answer([f"face:{f}" for f in twins], together=True)}
+        assert made is not None and _in(ff, made) == set(twins)
 
 
 def test_look_alike_faces_in_no_person_are_asked_together_and_become_a_person(fr_copy: Path) -> None:
