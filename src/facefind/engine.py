@@ -515,7 +515,12 @@ class FaceFind:
         page = self.review.page(
             after=after, limit=limit, max_fmr=REVIEW_MAX_FMR if max_fmr is None else max_fmr
         )
-        shown = {"review": [[s.item, s.candidate] if s.candidate else s.items for s in page.suggestions]}
+        # Each question: [item, candidate]; an "are these one person?" one: the faces it shows.
+        shown = {
+            "review": [
+                [s.item, s.candidate] if s.candidate is not None else s.items for s in page.suggestions
+            ]
+        }
         self.audit.record(self.actor, "view", shown, self.purpose)
         return page
 
