@@ -44,6 +44,7 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/search"): "search",
     ("POST", "/v1/verify"): "verify",
     ("GET", "/v1/faces/{face_id}/crop"): "faces.read",
+    ("GET", "/v1/faces/{face_id}/photo"): "people.read",
     ("POST", "/v1/faces"): "people.write",
     ("POST", "/v1/faces/{face_id}/not-a-face"): "people.write",
     ("GET", "/v1/people"): "people.read",

@@ -1137,11 +1137,22 @@ def people_review(
             "person (or each was answered)"
         )
         return
-    groups: dict[int, list[Any]] = {}
+    groups: dict[int | None, list[Any]] = {}
     for q in page.suggestions:
         groups.setdefault(q.candidate, []).append(q)
     for candidate, questions in groups.items():
         first = questions[0]
+        if candidate is None:  # "together": faces in no person that may be one new person
+            for q in questions:
+                out.print(
+                    f"are these one person? similarity {q.similarity:.3f}  FMR {_fmr(q.fmr, page.fmr_floor)}"
+                )
+                for face in q.faces:
+                    out.print(f"  face:{face.face_id:<9} {safe(face.path)}")
+                out.print(
+                    f"  [dim]yes (those that are): facefind people answer {' '.join(q.items)} --together[/]"
+                )
+            continue
         who = f"person {candidate}" + (f" ({safe(first.candidate_name)})" if first.candidate_name else "")
         cover = f"  [dim]closest face {first.candidate_face.face_id}: {safe(first.candidate_face.path)}[/]"
         out.print(f"is this {who}?{cover if first.candidate_face else ''}")
@@ -1166,13 +1177,17 @@ def people_answer(
     yes: Annotated[int | None, typer.Option("--yes", help="They are this person.")] = None,
     no: Annotated[int | None, typer.Option("--no", help="They are not this person (remembered).")] = None,
     skip: Annotated[bool, typer.Option("--skip", help="Ask again after every other question.")] = False,
+    together: Annotated[
+        bool, typer.Option("--together", help="These faces in no person are one new person.")
+    ] = False,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Answer review questions: --yes PERSON puts the items in that person (pinned), --no PERSON
-    says they are not (clustering never gives them to it), --skip asks later. Audited."""
+    says they are not (clustering never gives them to it), --skip asks later, --together makes
+    faces in no person one new person (pinned; name it next). Audited."""
     with session(db) as ff:
-        answers = ff.review.answer(items, yes=yes, no=no, skip=skip)
+        answers = ff.review.answer(items, yes=yes, no=no, skip=skip, together=together)
     if as_json:
         emit_json(answers)
         return

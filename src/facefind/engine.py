@@ -496,7 +496,9 @@ class FaceFind:
             self.catalog,
             self.model_id,
             self.settings,
-            people_threshold(self.calibration(), people_fmr(self.catalog, self.model_id, self.settings)),
+            lambda: people_threshold(
+                self.calibration(), people_fmr(self.catalog, self.model_id, self.settings)
+            ),
             log=lambda decision, details: self.audit.record(
                 self.actor, "person", {"decision": decision, **details}
             ),
@@ -519,7 +521,12 @@ class FaceFind:
         page = self.review.page(
             after=after, limit=limit, max_fmr=REVIEW_MAX_FMR if max_fmr is None else max_fmr
         )
-        shown = {"review": [[s.item, s.candidate] for s in page.suggestions]}
+        # Each question: [item, candidate]; an "are these one person?" one: the faces it shows.
+        shown = {
+            "review": [
+                [s.item, s.candidate] if s.candidate is not None else s.items for s in page.suggestions
+            ]
+        }
         self.audit.record(self.actor, "view", shown, self.purpose)
         return page
 
@@ -870,6 +877,37 @@ class FaceFind:
         crop = face_thumbnail(image, row.box, size)
         self.audit.record(self.actor, "view", {"face": face_id, "collection": row.collection}, self.purpose)
         return crop
+
+    def face_photo(self, face_id: int, *, size: int = 1600) -> tuple[bytes, float]:
+        """The whole photo of a face, for a reviewer to draw a missed face on: a JPEG at most `size`
+        pixels on its longer side, and its scale (shown pixels per photo pixel). Faces no answer
+        may show are covered (photo_view.py); "not found" as for `face_crop`. Audited as a view."""
+        from . import photo_view
+        from .catalog import photos
+
+        limits.PHOTO_PX.check(size)
+        row = self.catalog.face_rows([face_id]).get(face_id) if limits.is_id(face_id) else None
+        hidden = set(policy.hidden_faces(self.catalog, "results").tolist())
+        if row is None or face_id in hidden:
+            raise NotFound(f"no face {face_id} that you may see")
+        try:
+            data = read_catalogued(Path(row.path), photos.sha256(self.catalog, row.image_id), self.settings)
+            image = decode_image(data, self.settings, name=row.path)
+        except PhotoChanged:
+            raise NotFound(f"the photo of face {face_id} changed since it was indexed; re-index it") from None
+        except ImageError as err:
+            raise NotFound(f"the photo of face {face_id} cannot be read now: {err}") from err
+        covered = [box for f, box in photos.face_boxes(self.catalog, row.image_id).items() if f in hidden]
+        templates = optouts.Templates(self.catalog, self.backend.model_id)
+        if len(templates.vectors):  # faces an opt-out kept out of the catalog are in the photo still
+            covered += [
+                f.box for f in analyze(self.backend, image, self.settings) if templates.matches(f.embedding)
+            ]
+        shown, scale = photo_view.jpeg(photo_view.cover(image, covered), size)
+        self.audit.record(
+            self.actor, "view", {"photo_of_face": face_id, "collection": row.collection}, self.purpose
+        )
+        return shown, scale
 
     def person_photos(self, person_id: int, *, purpose: str | None = None) -> list[str]:
         """Every photo of a catalogued person (a search by person: audited, purpose required)."""

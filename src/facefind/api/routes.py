@@ -256,6 +256,27 @@ def face_crop(
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
+@router.get(
+    "/faces/{face_id}/photo",
+    tags=["people"],
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "The photo, as a JPEG."}},
+)
+def face_photo(
+    request: Request,
+    who: CanReadPeople,
+    face_id: int,
+    size: Annotated[int, Query(description="Longer side at most this many pixels (64..4096).")] = 1600,
+) -> Response:
+    """The whole photo a face is in, for a reviewer to draw a missed face on (`POST /v1/faces`);
+    faces no answer may show are covered. `X-Facefind-Scale`: shown pixels per photo pixel.
+    Audited as a view."""
+    with service(request).acting(who, "people.read") as ff:
+        jpeg, scale = ff.face_photo(face_id, size=size)
+    headers = {"Cache-Control": "private, no-store", "X-Facefind-Scale": f"{scale:.6f}"}
+    return Response(jpeg, media_type="image/jpeg", headers=headers)
+
+
 class NewFace(BaseModel):
     path: str = Field(description="An indexed photo, as the catalog names it (a face's `path`).")
     box: str = Field(examples=["120,80,96,110"], description="x,y,w,h in pixels.")
@@ -325,6 +346,7 @@ class Answers(BaseModel):
     yes: int | None = Field(None, description="They are this person.")
     no: int | None = Field(None, description="They are not this person (remembered).")
     skip: bool = Field(False, description="Ask again after every other question.")
+    together: bool = Field(False, description="These faces in no person are one new person.")
 
 
 # Before /people/{person_id}, which would take "suggestions" for an id.
@@ -344,9 +366,9 @@ def people_suggestions(
 
 @router.post("/people/suggestions/answers", tags=["people"])
 def people_answers(request: Request, who: CanWritePeople, body: Answers) -> list[results.Answer]:
-    """Answer review questions: exactly one of `yes`, `no` (a person id) or `skip`. Audited."""
+    """Answer review questions: exactly one of `yes`, `no` (a person id), `skip` or `together`. Audited."""
     with service(request).acting(who, "people.write") as ff:
-        return ff.review.answer(body.items, yes=body.yes, no=body.no, skip=body.skip)
+        return ff.review.answer(body.items, yes=body.yes, no=body.no, skip=body.skip, together=body.together)
 
 
 @router.get("/people/{person_id}", tags=["people"])
