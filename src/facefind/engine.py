@@ -898,7 +898,7 @@ class FaceFind:
         except ImageError as err:
             raise NotFound(f"the photo of face {face_id} cannot be read now: {err}") from err
         covered = [box for f, box in photos.face_boxes(self.catalog, row.image_id).items() if f in hidden]
-        templates = optouts.Templates(self.catalog, self.backend.model_id)
+        templates = optouts.Templates(self.catalog, self.model_id)
         if len(templates.vectors):  # faces an opt-out kept out of the catalog are in the photo still
             covered += [
                 f.box for f in analyze(self.backend, image, self.settings) if templates.matches(f.embedding)
