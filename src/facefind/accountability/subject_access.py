@@ -16,7 +16,7 @@ and, per action, an allow-list of details, with only their own face, person, con
 ids; the query photo's file name is left out (it may name someone), its SHA-256 kept.
 
 A search by the subject's own photo (`photo`) is an audited search with the purpose
-"subject access request"; its candidates are matches at the search's FPIR, not proof of identity:
+"subject access request"; its candidates are matches at an FPIR of 0.001 (MAX_FPIR), not proof of identity:
 the DPO checks the requester is the person before handing the export over.
 """
 
@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     from ..engine import FaceFind
 
 PURPOSE = "subject access request"
+# A false match hands one person's data to another: the search by the subject's own photo decides
+# at a tenth of search's default FPIR (their own photo of them is usually far above it).
+MAX_FPIR = 1e-3
 COLLECTION_FIELDS = {"name", "owner", "basis", "note", "retention_days", "destroy_after_last_use_days"}
 RECEIPT_FIELDS = (
     "receipt",
@@ -165,7 +168,7 @@ def export(
 
 def _matches(ff: FaceFind, photo: ImageSource, face: int | None, rgb: bool) -> list[SubjectMatch]:
     """The catalogued faces like the subject's face in their own photo (an audited search)."""
-    found = ff.search(photo, face=face, purpose=PURPOSE, rgb=rgb)
+    found = ff.search(photo, face=face, purpose=PURPOSE, rgb=rgb, max_fpir=MAX_FPIR)
     if face is None and len(found.faces) > 1:
         raise FacefindError(
             f"the photo shows {len(found.faces)} faces; a subject access request is for one person: "
