@@ -39,7 +39,7 @@ from ..catalog import FaceRow, now, photos
 from ..catalog import subjects as store
 from ..errors import FacefindError, ImageError, InvalidValue, NotFound
 from ..images import ImageSource, PhotoChanged, decode_image, face_thumbnail, read_catalogued
-from ..paths import for_json
+from ..paths import for_json, json_text
 from ..publish.detect import RecallDetector
 from ..publish.redact import ManifestFace, draw, encode, overlaps, write_new
 from ..results import Box
@@ -466,7 +466,8 @@ def _zip(record: dict[str, Any], files: dict[str, bytes]) -> bytes:
 
 
 def _e(value: Any) -> str:
-    return html.escape("-" if value is None or value == [] else str(value))
+    """A value as HTML text: escaped, and a file name that is not UTF-8 in its stored form."""
+    return html.escape(json_text("-" if value is None or value == [] else str(value)))
 
 
 def _table(columns: list[str], rows: list[list[Any]]) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-from .core import Catalog
+from .core import Catalog, _chunks
 from .schema import consents, face_persons, face_subjects, face_suppressions, faces, persons
 
 
@@ -46,21 +46,21 @@ def faces_of(catalog: Catalog, person_ids: Iterable[int]) -> list[int]:
 def faces_in_images(catalog: Catalog, image_ids: Iterable[int]) -> list[sa.Row]:
     """(id, image_id, x, y, w, h) of every face stored on these photos, whoever's."""
     ids = sorted({int(i) for i in image_ids})
-    query = sa.select(faces.c.id, faces.c.image_id, faces.c.x, faces.c.y, faces.c.w, faces.c.h).where(
-        faces.c.image_id.in_(ids)
-    )
+    found: list[sa.Row] = []
     with catalog.engine.connect() as conn:
-        return list(conn.execute(query.order_by(faces.c.id)).all())
+        for chunk in _chunks(ids, 500):  # a person may be in thousands of photos
+            query = sa.select(faces.c.id, faces.c.image_id, faces.c.x, faces.c.y, faces.c.w, faces.c.h)
+            found += conn.execute(query.where(faces.c.image_id.in_(chunk))).all()
+    return sorted(found, key=lambda r: r.id)
 
 
 def suppressing_optouts(catalog: Catalog, face_ids: Iterable[int]) -> dict[int, list[int]]:
     """opt-out id -> the faces among `face_ids` it suppresses."""
     ids = sorted({int(f) for f in face_ids})
-    query = sa.select(face_suppressions.c.optout_id, face_suppressions.c.face_id).where(
-        face_suppressions.c.face_id.in_(ids)
-    )
     out: dict[int, list[int]] = {}
     with catalog.engine.connect() as conn:
-        for optout_id, face_id in conn.execute(query):
-            out.setdefault(int(optout_id), []).append(int(face_id))
+        for chunk in _chunks(ids, 500):
+            query = sa.select(face_suppressions.c.optout_id, face_suppressions.c.face_id)
+            for optout_id, face_id in conn.execute(query.where(face_suppressions.c.face_id.in_(chunk))):
+                out.setdefault(int(optout_id), []).append(int(face_id))
     return {k: sorted(v) for k, v in out.items()}
