@@ -50,7 +50,7 @@ def world(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
     names = {"obama": "Barack Obama", "biden": "Joe <i>Biden</i> & co", "kit": "Kit Harington"}
     with facefind.open(db, actor="setup") as ff:
         ff.create_collection(
-            "events", owner="press office", basis="consent", retention="2y", note="event photos"
+            "events", owner="press office", basis="consent", retention="2y", note="event photos <b>2026</b>"
         )
         ff.index(MULTI, collection="events", workers=1)
         persons = {
@@ -226,6 +226,7 @@ def test_dpia_lists_every_collection_the_operating_point_and_an_evaluation(
     world: World, tmp_path: Path
 ) -> None:
     from facefind import evaluate
+    from facefind.accountability import dpia
 
     with facefind.open(world.db) as ff:
         pack = ff.dpia()
@@ -240,9 +241,10 @@ def test_dpia_lists_every_collection_the_operating_point_and_an_evaluation(
         loaded = evaluate.load_labelled(labelled, ff.settings, 1, lambda: ff.backend)
         result = evaluate.report(loaded, ff.threshold(None, None), ff.calibration())
     assert [c["name"] for c in pack["collections"]] == ["default", "events"]
-    assert (
-        pack["collections"][1]["purposes"] == "event photos" and pack["collections"][1]["basis"] == "consent"
-    )
+    assert pack["collections"][1]["purposes"] == "event photos <b>2026</b>"
+    assert pack["collections"][1]["basis"] == "consent"
+    page = dpia.to_html(pack)  # free text is text, never markup
+    assert "event photos &lt;b&gt;2026&lt;/b&gt;" in page and "<b>" not in page
     point = pack["accuracy"]["search_operating_point"]
     assert point["faces_searched"] == searchable and point["threshold"] == round(expected, 4)
     assert 0 < point["fpir"] <= DEFAULT_MAX_FPIR * 1.0001 and point["fmr_per_comparison"] < point["fpir"]
