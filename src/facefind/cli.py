@@ -1893,21 +1893,16 @@ def subject_export(
     them (subject.json and a readable index.html). Audited."""
     with session(db, actor) as ff:
         done, _ = ff.subject_export(output, person=person, photo=photo, face=face, crops=crops)
-    reply(
-        done,
-        as_json,
-        [
-            f"person(s) {', '.join(map(str, done.persons)) or '-'}: {done.faces} face(s), "
-            f"{done.photos} photo(s){' as crops' if crops else ''}, {done.audit_entries} audit entries",
-            f"written to {safe(str(output))} (sha256 {done.sha256}); audit entry #{done.audit_seq}",
-            *(f"not exported (listed in subject.json): {safe(u)}" for u in done.unreadable),
-            *(
-                [f"found by the photo's matches (check the requester is this person): "
-                 f"{', '.join(f'face {m.face_id} similarity {m.similarity:.3f}' for m in done.matched)}"]
-                if done.matched else []
-            ),
-        ],
-    )  # fmt: skip
+    lines = [
+        f"person(s) {', '.join(map(str, done.persons)) or '-'}: {done.faces} face(s), "
+        f"{done.photos} photo(s){' as crops' if crops else ''}, {done.audit_entries} audit entries",
+        f"written to {safe(str(output))} (sha256 {done.sha256}); audit entry #{done.audit_seq}",
+        *(f"not exported (listed in subject.json): {safe(u)}" for u in done.unreadable),
+    ]
+    if done.matched:
+        found = ", ".join(f"face {m.face_id} similarity {m.similarity:.3f}" for m in done.matched)
+        lines.append(f"found by the photo's matches (check the requester is this person): {found}")
+    reply(done, as_json, lines)
 
 
 # the service ------------------------------------------------------------------------------
