@@ -229,9 +229,8 @@ def test_dpia_lists_every_collection_the_operating_point_and_an_evaluation(
     from facefind.accountability import dpia
 
     with facefind.open(world.db) as ff:
+        searched = ff.search(OBAMA, purpose="the operating point, as a search has it")
         pack = ff.dpia()
-        searchable = ff.stats()["faces_searchable"]
-        expected = ff.calibration().threshold_for_fpir(DEFAULT_MAX_FPIR, searchable)
         # An evaluation on labelled photos with the groups an operator supplied (groups.csv).
         labelled = tmp_path / "labelled"
         shutil.copytree(FR, labelled, ignore=shutil.ignore_patterns("*.txt", "*.csv"))
@@ -246,7 +245,8 @@ def test_dpia_lists_every_collection_the_operating_point_and_an_evaluation(
     page = dpia.to_html(pack)  # free text is text, never markup
     assert "event photos &lt;b&gt;2026&lt;/b&gt;" in page and "<b>" not in page
     point = pack["accuracy"]["search_operating_point"]
-    assert point["faces_searched"] == searchable and point["threshold"] == round(expected, 4)
+    assert (point["faces_searched"], point["threshold"]) == (searched.faces_searched, searched.threshold)
+    assert point["faces_searched"] == 30 and searched.max_fpir == DEFAULT_MAX_FPIR
     assert 0 < point["fpir"] <= DEFAULT_MAX_FPIR * 1.0001 and point["fmr_per_comparison"] < point["fpir"]
     assert pack["accuracy"]["calibration"]["kind"] == "shipped with facefind"
     assert pack["volumes"]["searches_last_30_days"] >= 2 and pack["volumes"]["consents_active"] == 3

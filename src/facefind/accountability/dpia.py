@@ -66,7 +66,10 @@ def build(ff: FaceFind, evaluation: dict[str, Any] | None = None) -> dict[str, A
     stats = ff.stats()
     calibration = ff.calibration()
     stored = catalog.load_calibration(ff.backend.model_id) is not None
-    gallery = int(stats.get("faces_searchable") or 0)
+    # The faces a default search compares with, counted as search counts them (size and quality
+    # minimums; opted-out and consent-withheld faces left out): the gallery its FPIR is stated at.
+    hidden = policy.hidden_faces(catalog, "search")
+    gallery = ff.vector_index().count_allowed(ff.settings.min_face_px, ff.settings.min_quality, None, hidden)
     cut = calibration.threshold_for_fpir(DEFAULT_MAX_FPIR, max(gallery, 1))
     at_cut, fpir = calibration.estimate(cut), calibration.fpir(cut, max(gallery, 1))
     verify_cut = calibration.threshold(DEFAULT_MAX_FMR)
@@ -221,7 +224,7 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]] |
                 ["calibration", f"{cal['kind']}: {cal['source']}"],
                 ["calibration pairs: genuine, impostor", f"{cal['genuine_pairs']}, {cal['impostor_pairs']}"],
                 ["search decision", op["rule"]],
-                ["faces searched (this catalog)", op["faces_searched"]],
+                ["faces a search compares with (this catalog)", op["faces_searched"]],
                 ["threshold (similarity)", op["threshold"]],
                 ["FPIR at it (upper bound)", f"{op['fpir']:.3g} ({op['fpir_upper']:.3g})"],
                 ["FMR a comparison (upper bound)", f"{op['fmr_per_comparison']:.3g} ({op['fmr_upper']:.3g})"],
