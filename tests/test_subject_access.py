@@ -59,9 +59,8 @@ def world(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
             "kit": _person_of(ff, FR / "Kit_Harington" / "john1.jpeg"),
         }
         for who, pid in persons.items():
-            ff.consent_add(
-                pid, given_by=who, scope="search,results,clustering", expires="2099-01-01", evidence="form"
-            )
+            scope = "search,results,clustering" + (",publication" if who == "biden" else "")
+            ff.consent_add(pid, given_by=who, scope=scope, expires="2099-01-01", evidence="form")
             ff.people.name(pid, names[who])
         faces = {who: {f.face_id for f in ff.people.get(pid).faces} for who, pid in persons.items()}
     with facefind.open(db, actor="officer") as ff:
@@ -69,6 +68,8 @@ def world(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
         ff.search(BIDEN, purpose="case biden")
         ff.person(persons["kit"])  # a view of someone else
         ff.face_crop(min(faces["obama"]))
+        # A copy for publishing keeps Biden's face (his consent covers it) and hides Obama's.
+        ff.redact([TWO], db.parent / "published", purpose="newsletter")
     return World(db, persons, faces, names)
 
 
@@ -119,11 +120,12 @@ def test_export_holds_every_photo_and_audit_entry_of_the_person_and_nothing_of_a
             if e.action == "search"
             else set()
         )
-        return bool(found & mine) or d.get("person") == biden or d.get("person_id") == biden
+        kept = {k["person_id"] for k in d.get("kept") or []} if e.action == "redact" else set()
+        return bool(found & mine) or biden in kept or d.get("person") == biden or d.get("person_id") == biden
 
     exported = {a["seq"] for a in record["audit"]}
     wanted = {e.seq for e in entries if names_them(e)}
-    assert {e.action for e in entries if e.seq in wanted} >= {"search", "consent", "person"}
+    assert {e.action for e in entries if e.seq in wanted} >= {"search", "consent", "person", "redact"}
     assert wanted <= exported, wanted - exported
     assert all(names_them(e) for e in entries if e.seq in exported), "an entry not about them"
     by_seq = {a["seq"]: a for a in record["audit"]}

@@ -383,6 +383,8 @@ def _audit(
         d = e.details
         named_persons = set().union(*(_ids(d.get(k)) for k in PERSON_KEYS)) if d else set()
         named_persons |= _items(d.get("items"), "person") | _items(d.get("review"), "person")
+        if e.action == "redact":  # the faces a published copy kept visible, with their persons
+            named_persons |= _ids([k.get("person_id") for k in d.get("kept") or [] if isinstance(k, dict)])
         if e.action == "consent":
             named_persons = _ids(d.get("person_id"))
         if e.action in (
