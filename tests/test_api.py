@@ -71,6 +71,9 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/audit/export"): "audit",
     ("GET", "/v1/audit/export/signed"): "audit",
     ("GET", "/v1/report"): "report",
+    ("GET", "/v1/subjects/export"): "subject.export",
+    ("POST", "/v1/subjects/export"): "subject.export",
+    ("GET", "/v1/report/dpia"): "report.dpia",
 }
 
 

@@ -13,7 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from . import filemodes, limits, manual_faces, policy, recognizers
-from .accountability import audit_export, collections, consent, erasure, optouts, report, schedule
+from .accountability import (
+    audit_export,
+    collections,
+    consent,
+    dpia,
+    erasure,
+    optouts,
+    report,
+    schedule,
+    subject_access,
+)
 from .accountability import keys as service_keys
 from .accountability.audit import AuditLog, check_retention, default_actor
 from .accountability.optouts import OptOut
@@ -365,6 +375,24 @@ class FaceFind:
             self.actor, "export", {**details, "first_seq": proof.first_seq, "last_seq": proof.last_seq}
         )
         return proof, text
+
+    def subject_export(
+        self,
+        out: str | Path | None,
+        *,
+        person: int | None = None,
+        photo: ImageSource | None = None,
+        face: int | None = None,
+        crops: bool = False,
+        rgb: bool = False,
+    ) -> tuple[subject_access.SubjectExport, bytes]:
+        """Everything the catalog holds about one person (GDPR Art. 15, 20) as a zip, also written
+        to `out` (never over a file): their photos with every other face hidden (`crops`: only
+        their face crops), faces, person, consents, opt-outs, erasure receipts and the audit
+        entries that found or touched them (accountability/subject_access.py). The person by id,
+        or by their own `photo` (an audited search, purpose "subject access request"; `face` picks
+        the face of a photo with several). The export itself is audited with the zip's SHA-256."""
+        return subject_access.export(self, out, person=person, photo=photo, face=face, crops=crops, rgb=rgb)
 
     # erasure -----------------------------------------------------------------------------
     def erase(self, kind: str, target: str, *, confirm: bool = False) -> erasure.ErasureReceipt:
@@ -1047,6 +1075,12 @@ class FaceFind:
     def report(self, since: str | None = None) -> dict:
         """The transparency report (accountability/report.py) as a dict; see `report.markdown`."""
         return report.build(self.catalog, self.audit, since)
+
+    def dpia(self, evaluation: dict | None = None) -> dict:
+        """The impact-assessment pack (accountability/dpia.py) as a dict: purposes, bases, volumes,
+        accuracy at the operating point (with an `evaluate --json` result if given), oversight,
+        the audit log, and the questions only the operator can answer; see `dpia.markdown`."""
+        return dpia.build(self, evaluation)
 
     def errors(self, collection: str | None = None) -> list[FileError]:
         """Every file that could not be indexed, with the reason (all collections by default)."""

@@ -58,6 +58,9 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "erase": frozenset({Role.dpo}),
     "audit": frozenset({Role.auditor}),
     "report": frozenset({Role.auditor}),
+    # A subject access export holds a person's photos and every audit entry about them: the DPO's.
+    "subject.export": frozenset({Role.dpo}),
+    "report.dpia": frozenset({Role.auditor, Role.dpo}),
 }
 
 

@@ -41,6 +41,8 @@ CanReadPeople = Annotated[Principal, allowed("people.read")]
 CanReport = Annotated[Principal, allowed("report")]
 CanSearch = Annotated[Principal, allowed("search")]
 CanStats = Annotated[Principal, allowed("stats")]
+CanExportSubject = Annotated[Principal, allowed("subject.export")]
+CanReportDpia = Annotated[Principal, allowed("report.dpia")]
 CanVerify = Annotated[Principal, allowed("verify")]
 CanWriteCollections = Annotated[Principal, allowed("collections.write")]
 CanWriteConsent = Annotated[Principal, allowed("consent.write")]
@@ -618,7 +620,60 @@ def audit_export_signed(
     return SignedExport(format=format, proof=proof, content=text)
 
 
+# subject access -------------------------------------------------------------------------------
+ZIP: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/zip": {}}, "description": "subject.json, index.html and the photos."}
+}
+
+
+def _zip(data: bytes) -> Response:
+    headers = {
+        "Cache-Control": "private, no-store",
+        "Content-Disposition": 'attachment; filename="subject.zip"',
+    }
+    return Response(data, media_type="application/zip", headers=headers)
+
+
+@router.get("/subjects/export", tags=["requests"], response_class=Response, responses=ZIP)
+def subject_export(
+    request: Request,
+    who: CanExportSubject,
+    person: Annotated[int | None, Query(description="The person's id.")] = None,
+    crops: Annotated[bool, Query(description="Only crops of their faces, not their photos.")] = False,
+) -> Response:
+    """Everything the catalog holds about one person (GDPR Art. 15, 20) as a zip: their photos
+    with every other face hidden, faces, person, consents, opt-outs, erasure receipts, the audit
+    entries that found them. The export is audited with the zip's SHA-256."""
+    with service(request).acting(who, "subject.export") as ff:
+        _, data = ff.subject_export(None, person=person, crops=crops)
+    return _zip(data)
+
+
+@router.post("/subjects/export", tags=["requests"], response_class=Response, responses=ZIP)
+def subject_export_by_photo(
+    request: Request,
+    who: CanExportSubject,
+    photo: Photo,
+    face: Annotated[int | None, Form(description="The subject's face, if the photo shows several.")] = None,
+    crops: Annotated[bool, Form()] = False,
+) -> Response:
+    """The same, for the person the subject's own photo finds (an audited search, purpose
+    "subject access request"); check the requester is that person before handing it over."""
+    data = read_upload(request, photo)
+    with service(request).acting(who, "subject.export") as ff:
+        _, zipped = ff.subject_export(None, photo=data, face=face, crops=crops)
+    return _zip(zipped)
+
+
 @router.get("/report", tags=["audit"])
 def report(request: Request, who: CanReport, since: str | None = None) -> dict[str, Any]:
     with service(request).acting(who, "report") as ff:
         return ff.report(since)
+
+
+@router.get("/report/dpia", tags=["audit"])
+def report_dpia(request: Request, who: CanReportDpia) -> dict[str, Any]:
+    """The impact-assessment pack: purposes, bases, volumes, accuracy at the operating point,
+    oversight, the audit log, and the questions only the operator can answer."""
+    with service(request).acting(who, "report.dpia") as ff:
+        return ff.dpia()
