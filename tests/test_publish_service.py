@@ -27,6 +27,7 @@ from facefind.policy import ACTIONS, Role
 
 from .conftest import BIDEN, MULTI
 from .server import Server, serve
+from .test_redact_video import make_clip
 
 TWO = MULTI / "two_people.jpg"  # Obama on the left half, Biden on the right
 PURPOSE = {"purpose": "club newsletter 12"}
@@ -195,8 +196,6 @@ def test_a_folder_under_a_collection_root_is_a_job_with_progress_and_a_zip(serve
 def test_a_video_is_a_job_with_progress_and_its_copy_downloads(server: Server, tmp_path: Path) -> None:
     import av
 
-    from .test_redact_video import make_clip
-
     clip = tmp_path / "match day.mp4"
     make_clip(clip, size=(320, 180), frames=12)
     with server.client(Role.publisher) as client:
@@ -252,7 +251,8 @@ def test_the_publish_page_boxes_toggles_draws_and_downloads(server: Server, tmp_
             page.get_by_role("button", name="Redact", exact=True).click()
             kept, hidden = page.locator("button.pbox.kept"), page.locator("button.pbox.hidden")
             expect(kept).to_have_count(1)  # Obama, who consented
-            expect(hidden.first).to_have_attribute("title", re.compile("no publication consent"))
+            expect(page.locator("button.pbox.hidden[title*='no publication consent']").first).to_be_attached()
+            total = page.locator("button.pbox").count()
             before = [hidden.nth(i).get_attribute("data-box") or "" for i in range(hidden.count())]
             boxes = {b: dict(zip("xywh", map(float, b.split(",")), strict=True)) for b in before}
             # The largest hidden face that is not Biden's (he opted out: the server keeps him hidden).
@@ -269,6 +269,7 @@ def test_the_publish_page_boxes_toggles_draws_and_downloads(server: Server, tmp_
             page.mouse.down()
             page.mouse.move(frame["x"] + 50, frame["y"] + 60, steps=5)
             page.mouse.up()
+            expect(page.locator("button.pbox")).to_have_count(total + 1)
             expect(hidden).to_have_count(len(before))  # one switched to kept, one drawn
             page.get_by_role("button", name="Render again").click()
             expect(page.get_by_role("status").filter(has_text="Rendered again")).to_be_visible()
@@ -285,6 +286,18 @@ def test_the_publish_page_boxes_toggles_draws_and_downloads(server: Server, tmp_
             assert change(data, dict(zip("xywh", map(float, drawn.split(",")), strict=True))) > 5
             page.get_by_role("button", name="Delete from the server").click()
             expect(page.get_by_text("Deleted from the server")).to_be_visible()
+
+            # A video is a job: its row shows the progress, then a download.
+            clip = tmp_path / "club video.mp4"
+            make_clip(clip, size=(320, 180), frames=12)
+            page.get_by_label("Photo or video").set_input_files(str(clip))
+            page.get_by_role("button", name="Redact", exact=True).click()
+            row = page.locator("tr[data-redaction]")
+            expect(row).to_have_attribute("data-state", "done", timeout=120_000)
+            expect(row.locator("progress")).to_have_attribute("value", "24")
+            expect(row.get_by_role("link", name="Download")).to_be_visible()
+            row.get_by_role("button", name="Delete").click()
+            expect(page.get_by_text("No video or folder redactions of yours")).to_be_visible()
         finally:
             browser.close()
     assert not errors, errors
