@@ -166,8 +166,15 @@ class Redactions:
             )
         return self._alive(state)
 
+    def _beat(self, state: dict[str, Any]) -> float:
+        """When a job last showed it lives: its progress, or the heartbeat its thread keeps."""
+        try:
+            return max(state["beat"], (self._dir(state["id"]) / "beat").stat().st_mtime)
+        except OSError:
+            return float(state["beat"])
+
     def _alive(self, state: dict[str, Any]) -> dict[str, Any]:
-        if state["state"] == "running" and time.time() - state["beat"] > STALE_SECONDS:
+        if state["state"] == "running" and time.time() - self._beat(state) > STALE_SECONDS:
             state.update(state="failed", error="the server process running it stopped; start it again")
         return state
 
@@ -212,7 +219,7 @@ class Redactions:
                     if entry.stat().st_mtime < cutoff:
                         shutil.rmtree(entry, ignore_errors=True)
                 continue
-            if max(state["used"], state["beat"]) < cutoff:
+            if max(state["used"], self._beat(state)) < cutoff:
                 shutil.rmtree(entry, ignore_errors=True)
 
     # what the owner sees ------------------------------------------------------------------------
@@ -439,6 +446,9 @@ class Redactions:
                 state.update(done=done, total=total, beat=time.time())
                 self._write(state)
 
+        # The heartbeat goes on while the thread lives, however long one photo or frame takes.
+        finished = threading.Event()
+        threading.Thread(target=self._heartbeat, args=(rid, finished), daemon=True).start()
         try:
             with engine.open(self.db, actor=state["owner"]) as ff:
                 report = ff.redact(
@@ -483,6 +493,7 @@ class Redactions:
                 )
             state.update(state="done", done=state["total"] or 1, total=state["total"] or 1)
         except KeyboardInterrupt:
+            finished.set()
             self.remove(rid)  # deleted, or asked to: nothing of it is kept
             return
         except FacefindError as err:
@@ -490,9 +501,17 @@ class Redactions:
         except Exception:  # logged, never shown: it could name anything the server touched
             log.exception("redaction job %s failed", rid)
             state.update(state="failed", error="internal error; the server log has the details")
+        finally:
+            finished.set()
         state.update(beat=time.time(), used=time.time())
         if self._dir(rid).exists():
             self._write(state)
+
+    def _heartbeat(self, rid: str, finished: threading.Event) -> None:
+        beat = self._dir(rid) / "beat"
+        while not finished.wait(HEARTBEAT_SECONDS):
+            with contextlib.suppress(OSError):
+                beat.touch()
 
     def _zip(self, out: Path, outputs: list[Path]) -> Path:
         """The folder's redacted copies in one ZIP file (their manifests stay on the server: they
