@@ -237,6 +237,18 @@ def test_a_video_is_a_job_with_progress_and_its_copy_downloads(server: Server, t
             assert client.delete(f"/v1/redactions/{made['id']}").status_code == 200
         assert client.get("/v1/redactions").json() == []
 
+        # Deleting a running job stops it, and nothing of it is left.
+        long = tmp_path / "long.mp4"
+        make_clip(long, size=(320, 180), frames=150, audio=False)
+        running = upload(client, long.name, long.read_bytes()).json()
+        assert running["state"] == "running"
+        assert client.delete(f"/v1/redactions/{running['id']}").json()["state"] == "cancelled"
+        deadline = time.monotonic() + 60
+        while running["id"] in leftovers(server) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert running["id"] not in leftovers(server)
+        assert client.get("/v1/redactions").json() == []
+
 
 CHROMIUM = Path(os.environ.get("FACEFIND_CHROMIUM", "/usr/bin/chromium"))
 
