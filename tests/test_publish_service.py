@@ -51,8 +51,10 @@ def server(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
             "club", owner="the club", basis="consent", retention="5y", roots=[str(club_photos(here))]
         )
         OTHER["key"] = ff.keys_add("other-publisher", "publisher").key
+    shutil.rmtree(folder(db), ignore_errors=True)  # an earlier run's, of a catalog at this path
     with serve(db, here) as running:
         yield running
+    shutil.rmtree(folder(db), ignore_errors=True)
 
 
 def club_photos(here: Path) -> Path:

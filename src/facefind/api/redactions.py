@@ -136,7 +136,11 @@ class Redactions:
 
     def __init__(self, db: str | Path) -> None:
         self.db = db
-        self.root = folder(db)
+
+    @property
+    def root(self) -> Path:
+        """The redaction folder, made when first needed (a server nobody publishes with makes none)."""
+        return folder(self.db)
 
     # state ------------------------------------------------------------------------------------
     def _dir(self, rid: str) -> Path:
@@ -266,12 +270,13 @@ class Redactions:
     def delete(self, who: Principal, rid: str) -> Redaction:
         """Delete a redaction now (a running job stops at its next progress step)."""
         state = self._owned(who, rid)
+        running = state["state"] == "running"
         (self._dir(rid) / "cancel").touch()
-        if state["state"] == "running":
-            state["state"] = "cancelled"
         seen = self.view(state)
         seen.download = None
-        if state["state"] != "running":
+        if running:  # its thread deletes it (at its next step, or as it ends)
+            seen.state = "cancelled"
+        else:
             self.remove(rid)
         return seen
 
@@ -503,15 +508,19 @@ class Redactions:
             state.update(state="failed", error="internal error; the server log has the details")
         finally:
             finished.set()
+        if (self._dir(rid) / "cancel").exists():  # deleted while it ran
+            self.remove(rid)
+            return
         state.update(beat=time.time(), used=time.time())
-        if self._dir(rid).exists():
-            self._write(state)
+        self._write(state)
 
     def _heartbeat(self, rid: str, finished: threading.Event) -> None:
         beat = self._dir(rid) / "beat"
+        with contextlib.suppress(OSError):
+            beat.touch()
         while not finished.wait(HEARTBEAT_SECONDS):
             with contextlib.suppress(OSError):
-                beat.touch()
+                os.utime(beat)  # never makes the file again once the redaction was deleted
 
     def _zip(self, out: Path, outputs: list[Path]) -> Path:
         """The folder's redacted copies in one ZIP file (their manifests stay on the server: they
