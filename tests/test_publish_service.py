@@ -261,6 +261,8 @@ def test_the_publish_page_boxes_toggles_draws_and_downloads(server: Server, tmp_
             pytest.fail(f"CI must run the browser tests, but there is no Chromium at {CHROMIUM}")
         pytest.skip(f"no Chromium at {CHROMIUM}")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in .[dev])")
+    from .test_web_ui import every_control_is_labelled, screenshot  # needs Chromium (checked above)
+
     expect, errors = sync_api.expect, []
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -276,6 +278,7 @@ def test_the_publish_page_boxes_toggles_draws_and_downloads(server: Server, tmp_
             page.get_by_label("API key").fill(server.keys[Role.publisher])
             page.get_by_role("button", name="Sign in").click()
             expect(page.get_by_role("heading", name="Publish")).to_be_visible()
+            every_control_is_labelled(page)
             page.get_by_label("Photo or video").set_input_files(str(TWO))
             page.locator("input[name=purpose]").fill("club newsletter 13")
             page.get_by_role("button", name="Redact", exact=True).click()
@@ -306,6 +309,7 @@ def test_the_publish_page_boxes_toggles_draws_and_downloads(server: Server, tmp_
             expect(page.locator(f'button.pbox.kept[data-box="{target}"]')).to_have_attribute(
                 "title", re.compile("your decision")
             )
+            screenshot(page, "publish")  # its pictures blurred, as every README screenshot
             drawn = next(b for b in page.locator("button.pbox.hidden").evaluate_all(
                 "els => els.map(e => e.dataset.box)") if b not in boxes)  # fmt: skip
             with page.expect_download() as download:
