@@ -44,6 +44,7 @@ NAV = {
     Role.operator: ["Search", "Collections"],
     Role.reviewer: ["People", "Review"],
     Role.dpo: ["Collections", "Requests"],
+    Role.publisher: ["Publish", "Collections"],
     Role.auditor: ["Collections", "Audit"],
 }
 

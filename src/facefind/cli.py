@@ -2065,7 +2065,7 @@ app.add_typer(keys_app, name="keys")
 @keys_app.command("add")
 def keys_add(
     name: Annotated[str, typer.Argument(help="Who or what uses the key; the audit log's actor.")],
-    role: Annotated[str, typer.Option(help="admin, operator, reviewer, dpo or auditor.")],
+    role: Annotated[str, typer.Option(help="admin, operator, reviewer, dpo, auditor or publisher.")],
     collection: Annotated[
         list[str] | None,
         typer.Option("--collection", help="Limit an operator key to this collection (repeat for several)."),

@@ -492,6 +492,7 @@ class FaceFind:
         purpose: str | None = None,
         manifest: str | Path | None = None,
         on_progress: Progress | None = None,
+        within: Path | None = None,
     ) -> RedactReport:
         """Redacted copies of photos (files, or every photo under folders) in the folder `out`:
         faces of persons whose active consent covers `publication` stay visible (`keep="none"`:
@@ -500,14 +501,15 @@ class FaceFind:
         each output and an audit entry per photo. Recognising faces is an audited identification:
         `purpose` required.
         `manifest`: apply that (reviewer-edited) manifest to its photo instead (publish/run.py); its
-        style and margin unless given."""
+        style and margin unless given. `within` (the service's index root): links under a folder
+        that lead out of it are skipped and reported."""
         if manifest is not None:
             if inputs:
                 raise FacefindError("give photos to redact, or --manifest FILE to re-apply one, not both")
             return publishing.reapply(self, manifest, out, style=style, margin=margin, purpose=purpose)
         return publishing.redact(
             self, inputs, out, keep=keep, style=style or "blur", margin=0.2 if margin is None else margin,
-            purpose=purpose, on_progress=on_progress,
+            purpose=purpose, on_progress=on_progress, within=within,
         )  # fmt: skip
 
     def publish_check(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi.responses import FileResponse
 from pydantic import AliasChoices, BaseModel, Field
 
 from .. import results
@@ -23,8 +24,10 @@ from ..accountability.collections import Collection
 from ..errors import InvalidValue, Refused
 from ..paths import from_stored
 from ..policy import LOOSEST_FMR, MAX_SERVICE_TOP_K, Principal, as_seen_by, require_searched
+from ..publish.video import is_video_input
 from .app import allowed, principal, read_upload, service
 from .jobs import Job, jobs
+from .redactions import Edit, FolderRequest, Redaction, redactions
 
 router = APIRouter(prefix="/v1")
 Who = Annotated[Principal, Depends(principal)]
@@ -38,6 +41,7 @@ CanOptout = Annotated[Principal, allowed("optout")]
 CanReadCollections = Annotated[Principal, allowed("collections.read")]
 CanReadConsent = Annotated[Principal, allowed("consent.read")]
 CanReadPeople = Annotated[Principal, allowed("people.read")]
+CanRedact = Annotated[Principal, allowed("redact")]
 CanReport = Annotated[Principal, allowed("report")]
 CanSearch = Annotated[Principal, allowed("search")]
 CanStats = Annotated[Principal, allowed("stats")]
@@ -542,6 +546,76 @@ def purge(request: Request, who: CanErase, body: PurgeRequest) -> results.PurgeR
         )
     with service(request).acting(who, "erase") as ff:
         return ff.purge()
+
+
+# publishing ---------------------------------------------------------------------------------
+@router.post("/redactions", tags=["publish"], status_code=201)
+def redactions_add(
+    request: Request,
+    who: CanRedact,
+    file: Annotated[UploadFile, File(description="A photo, or a short video (MP4, MOV, MKV, WebM).")],
+    purpose: Annotated[str | None, Form(description="Why (kept in the audit log); required.")] = None,
+    style: Annotated[str, Form(description="blur, pixelate or fill")] = "blur",
+    margin: Annotated[float, Form(description="Grow each hidden box by this share of its size.")] = 0.2,
+) -> Redaction:
+    """A redacted copy to publish: faces of persons whose consent covers publication kept, every
+    other face hidden, metadata stripped; audited with its purpose. A photo is done in the answer
+    (every face with its box and decision); a video is a job: poll GET /v1/redactions/{id}. Kept
+    on the server 30 minutes after last use, then deleted (DELETE deletes it at once)."""
+    data = read_upload(request, file, "file")
+    if is_video_input(data.name or ""):
+        with service(request).acting(who, "redact"):
+            pass  # the role, and the key's request rate
+        return redactions(request).video(who, data, purpose, style, margin)
+    with service(request).acting(who, "redact", purpose) as ff:
+        return redactions(request).photo(ff, who, data, purpose, style, margin)
+
+
+@router.post("/redactions/folders", tags=["publish"], status_code=201)
+def redactions_folder(request: Request, who: CanRedact, body: FolderRequest) -> Redaction:
+    """Redact every photo under a folder on the server (under an index root of the collection):
+    a job; GET /v1/redactions/{id} for its progress, then its file (a ZIP of the copies)."""
+    with service(request).acting(who, "redact", body.purpose) as ff:
+        body = body.model_copy(update={"path": from_stored(body.path)})
+        return redactions(request).folder_job(ff, who, body)
+
+
+@router.get("/redactions", tags=["publish"])
+def redactions_list(request: Request, who: CanRedact) -> list[Redaction]:
+    """Your redactions still kept, oldest first (jobs with their progress, rate and ETA)."""
+    return redactions(request).mine(who)
+
+
+@router.get("/redactions/{redaction_id}", tags=["publish"])
+def redactions_show(request: Request, who: CanRedact, redaction_id: str) -> Redaction:
+    return redactions(request).get(who, redaction_id)
+
+
+@router.get(
+    "/redactions/{redaction_id}/file",
+    tags=["publish"],
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}, "video/mp4": {}, "application/zip": {}}}},
+)
+def redactions_file(request: Request, who: CanRedact, redaction_id: str) -> FileResponse:
+    """The redacted copy (a folder's: a ZIP of them), without metadata."""
+    path, media_type, name = redactions(request).file(who, redaction_id)
+    headers = {"Cache-Control": "private, no-store"}
+    return FileResponse(path, media_type=media_type, filename=name, headers=headers)
+
+
+@router.post("/redactions/{redaction_id}/manifest", tags=["publish"])
+def redactions_edit(request: Request, who: CanRedact, redaction_id: str, body: Edit) -> Redaction:
+    """Render a photo again with your decisions: every face kept or hidden, boxes added for faces
+    the detector missed. A face of someone who opted out or withheld consent stays hidden."""
+    with service(request).acting(who, "redact") as ff:
+        return redactions(request).edit(ff, who, redaction_id, body)
+
+
+@router.delete("/redactions/{redaction_id}", tags=["publish"])
+def redactions_delete(request: Request, who: CanRedact, redaction_id: str) -> Redaction:
+    """Delete a redaction and its files now (a running job stops)."""
+    return redactions(request).delete(who, redaction_id)
 
 
 # audit and report ---------------------------------------------------------------------------
