@@ -42,9 +42,9 @@ Browser, Page, expect = sync_api.Browser, sync_api.Page, sync_api.expect
 NAV = {
     Role.admin: ["Collections", "Keys"],
     Role.operator: ["Search", "Collections"],
-    Role.reviewer: ["People", "Review"],
+    Role.reviewer: ["People", "Review", "Awaiting confirmation"],
     Role.dpo: ["Collections", "Requests"],
-    Role.auditor: ["Collections", "Audit"],
+    Role.auditor: ["Awaiting confirmation", "Collections", "Audit"],
 }
 
 

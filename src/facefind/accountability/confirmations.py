@@ -23,7 +23,7 @@ removes it then), or sooner, when no candidate of the search is left (erased).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
@@ -160,8 +160,16 @@ class Confirmations:
         """Candidates neither identified nor rejected yet, newest search first (audited as a view
         when they show photo paths: they say who may be in which photo)."""
         limits.PAGE.check(limit)
-        found = [c for c in self._candidates() if c.state == "awaiting"][:limit]
-        return self._shown(found, show_paths)
+        hidden = set(policy.hidden_faces(self.catalog, "results").tolist())
+        rows: list[Any] = []
+        offset = 0
+        while len(rows) < limit:  # faces no one may see now (opted out, consent) are skipped
+            page = store.awaiting(self.catalog, limit, offset)
+            rows += [r for r in page if int(r.face_id) not in hidden]
+            offset += limit
+            if len(page) < limit:
+                break
+        return self._shown(self._described(rows[:limit]), show_paths)
 
     def status(self, search_seq: int, *, show_paths: bool = True) -> SearchReview:
         """The review of one search: its candidates, their decisions and the search's verifiers."""
@@ -270,7 +278,12 @@ class Confirmations:
         if not rows:
             return []
         hidden = set(policy.hidden_faces(self.catalog, "results").tolist())
-        rows = [r for r in rows if int(r.face_id) not in hidden]
+        return self._described([r for r in rows if int(r.face_id) not in hidden])
+
+    def _described(self, rows: list[Any]) -> list[Candidate]:
+        """Candidate rows with their decisions, state and where the face is."""
+        if not rows:
+            return []
         by_candidate: dict[tuple[int, int], list[Decision]] = {}
         for d in store.decisions(self.catalog, {int(r.search_seq) for r in rows}):
             by_candidate.setdefault((int(d.search_seq), int(d.face_id)), []).append(

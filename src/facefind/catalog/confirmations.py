@@ -89,6 +89,28 @@ def candidates(catalog: Catalog, search_seq: int | None = None, face_id: int | N
         return list(conn.execute(query).all())
 
 
+def awaiting(catalog: Catalog, limit: int, offset: int = 0) -> list[sa.Row]:
+    """Candidates no one rejected and fewer distinct people confirmed than required, newest
+    search first: one page of them."""
+    c, d = review_candidates, review_decisions
+    same = sa.and_(d.c.search_seq == c.c.search_seq, d.c.face_id == c.c.face_id)
+    rejected = sa.select(d.c.id).where(same, d.c.decision == "reject").exists()
+    confirmed = (
+        sa.select(sa.func.count(sa.distinct(d.c.person)))
+        .where(same, d.c.decision == "confirm")
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(c)
+        .where(~rejected, confirmed < c.c.required)
+        .order_by(c.c.search_seq.desc(), c.c.query_face, c.c.similarity.desc(), c.c.face_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    with catalog.engine.connect() as conn:
+        return list(conn.execute(query).all())
+
+
 def decisions(catalog: Catalog, search_seqs: Iterable[int] | None = None) -> list[sa.Row]:
     """Decisions in the order they were made (of some searches, if given)."""
     query = sa.select(review_decisions).order_by(review_decisions.c.id)

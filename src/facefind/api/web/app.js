@@ -6,6 +6,7 @@ import { api, setCsrfToken } from "./api.js";
 import { h, say } from "./dom.js";
 import * as audit from "./pages/audit.js";
 import * as collections from "./pages/collections.js";
+import * as confirm from "./pages/confirm.js";
 import * as keys from "./pages/keys.js";
 import * as people from "./pages/people.js";
 import * as requests from "./pages/requests.js";
@@ -18,6 +19,7 @@ const PAGES = [
   { path: "search", title: "Search", action: "search", page: search },
   { path: "people", title: "People", action: "people.read", page: people },
   { path: "review", title: "Review", action: "people.write", page: review },
+  { path: "confirm", title: "Awaiting confirmation", action: "review.read", page: confirm },
   { path: "collections", title: "Collections", action: "collections.read", page: collections },
   { path: "keys", title: "Keys", action: "keys", page: keys },
   { path: "requests", title: "Requests", action: "consent.write", page: requests },
@@ -25,7 +27,7 @@ const PAGES = [
 ];
 
 // Where each role starts: its own work first, the shared collections list last.
-const HOME = ["search", "people", "review", "requests", "audit", "collections", "keys"];
+const HOME = ["search", "people", "review", "requests", "audit", "confirm", "collections", "keys"];
 
 let session = null;
 let leaving = [];
