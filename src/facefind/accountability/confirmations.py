@@ -119,21 +119,22 @@ def record(
     """Make every match of `faces` a candidate of the search `search_seq`; keep the query face
     crops (`crops`, by query face) until the shortest retention of their candidates' collections."""
     rules = store.required(catalog)
-    rows, kept = [], []
+    rows: dict[int, dict[str, Any]] = {}  # by face: a face matching two query faces is one candidate
+    kept = []
     for f in faces:
         for m in f.matches:
-            rows.append(
-                dict(
-                    search_seq=search_seq,
-                    face_id=m.face_id,
-                    query_face=f.face,
-                    similarity=m.similarity,
-                    fmr=m.fmr,
-                    required=rules.get(m.collection, DEFAULT_CONFIRMATIONS),
-                    searcher=searcher,
-                    searched_at=searched_at,
-                    purpose=purpose,
-                )
+            if m.face_id in rows and rows[m.face_id]["similarity"] >= m.similarity:
+                continue
+            rows[m.face_id] = dict(
+                search_seq=search_seq,
+                face_id=m.face_id,
+                query_face=f.face,
+                similarity=m.similarity,
+                fmr=m.fmr,
+                required=rules.get(m.collection, DEFAULT_CONFIRMATIONS),
+                searcher=searcher,
+                searched_at=searched_at,
+                purpose=purpose,
             )
         if f.matches and f.face in crops:
             days = [retention_days.get(m.collection) for m in f.matches]
@@ -141,7 +142,7 @@ def record(
             expires = datetime.fromisoformat(searched_at) + timedelta(days=keep)
             jpeg = crops[f.face]
             kept.append(dict(search_seq=search_seq, query_face=f.face, jpeg=jpeg, expires_at=_iso(expires)))
-    store.add_candidates(catalog, rows, kept)
+    store.add_candidates(catalog, list(rows.values()), kept)
 
 
 def drop_expired_crops(catalog: Catalog) -> int:

@@ -60,18 +60,21 @@ def add_candidates(catalog: Catalog, rows: list[dict[str, Any]], crops: list[dic
     meanwhile is skipped (it is no candidate)."""
     if not rows:
         return
-    with catalog.transaction() as conn:
-        present = {
-            int(i)
-            for (i,) in conn.execute(
-                sa.select(faces.c.id).where(faces.c.id.in_([r["face_id"] for r in rows]))
-            )
-        }
-        kept = [r for r in rows if r["face_id"] in present]
-        if kept:
-            conn.execute(sa.insert(review_candidates), kept)
-        if crops:
-            conn.execute(sa.insert(review_query_faces), crops)
+    ids = [r["face_id"] for r in rows]
+    for attempt in range(3):  # a face erased by another process between the check and the insert
+        try:
+            with catalog.transaction() as conn:
+                found = conn.execute(sa.select(faces.c.id).where(faces.c.id.in_(ids)))
+                present = {int(i) for (i,) in found}
+                kept = [r for r in rows if r["face_id"] in present]
+                if kept:
+                    conn.execute(sa.insert(review_candidates), kept)
+                if crops:
+                    conn.execute(sa.insert(review_query_faces), crops)
+            return
+        except sa.exc.IntegrityError:
+            if attempt == 2:
+                raise
 
 
 def candidates(catalog: Catalog, search_seq: int | None = None, face_id: int | None = None) -> list[sa.Row]:
