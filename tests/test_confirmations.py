@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 import facefind
+from facefind.errors import NotFound
 from facefind.policy import Role
 
 from .conftest import BIDEN, OBAMA, run_cli, run_json
@@ -215,3 +218,30 @@ def test_the_page_lets_a_reviewer_confirm_an_auditor_read_and_refuses_an_operato
     with facefind.open(server.db) as ff:
         decided = ff.confirmations.status(seq).candidates[0]
         assert decided.confirmed_by == ["reviewer-key"] and decided.decisions[0].note == "same mole, same ear"
+
+
+def test_the_query_face_is_kept_under_retention_and_goes_with_the_candidates(fr_copy: Path) -> None:
+    with facefind.open(fr_copy, actor="officer") as ff:
+        seq = _search(fr_copy, "officer")
+        face = ff.confirmations.status(seq).candidates[0].face_id
+        assert ff.confirmations.query_crop(seq, face)[:2] == b"\xff\xd8"
+        with sqlite3.connect(fr_copy) as conn:
+            ((expires, at),) = conn.execute(
+                "select expires_at, searched_at from review_query_faces q join review_candidates c "
+                "on c.search_seq = q.search_seq and c.query_face = q.query_face where q.search_seq = ? "
+                "group by q.search_seq",
+                (seq,),
+            )
+            # The collection keeps photos a year: so long is the query face kept.
+            assert datetime.fromisoformat(expires) - datetime.fromisoformat(at) == timedelta(days=365)
+            conn.execute("update review_query_faces set expires_at = '2000-01-01T00:00:00+00:00'")
+        ff.purge()
+        with pytest.raises(NotFound, match="no longer kept"):
+            ff.confirmations.query_crop(seq, face)
+        # An erasure that leaves a search no candidate removes its query face at once.
+        later = _search(fr_copy, "officer")
+        ff.erase("collection", "default", confirm=True)
+        with pytest.raises(NotFound):
+            ff.confirmations.status(later)
+        with sqlite3.connect(fr_copy) as conn:
+            assert conn.execute("select count(*) from review_query_faces").fetchone() == (0,)
