@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ..engine import FaceFind
 
 DEFAULT_CONFIRMATIONS = 2  # for 1:N search, Art. 14(5)
+MAX_NOTE = 2000  # characters of a decision's note
 CROP_DAYS_WITHOUT_RETENTION = 365  # a query face of a collection without retention (before schema 4)
 State = Literal["awaiting", "identified", "rejected"]
 
@@ -219,6 +220,8 @@ class Confirmations:
                 if decision == "confirm"
                 else "a rejection needs a note (--note TEXT): why this is not the person searched for"
             )
+        if len(note) > MAX_NOTE:
+            raise InvalidValue(f"the note has {len(note)} characters; keep it under {MAX_NOTE}")
         (candidate,) = self._visible(search_seq, face_id)
         person = person_of(self.catalog, self.ff.actor)
         if decision == "confirm":
