@@ -33,7 +33,7 @@ def server(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     with serve(db, folder, workers=1) as running:
         with facefind.open(db, actor="setup") as ff:
             KEYS["ann-laptop"] = ff.keys_add("ann-laptop", "reviewer", person="Ann").key
-            KEYS["ann-phone"] = ff.keys_add("ann-phone", "reviewer", person="Ann").key
+            KEYS["ann-phone"] = ff.keys_add("ann-phone", "reviewer", person="ann").key  # one Ann
             KEYS["bob"] = ff.keys_add("bob", "reviewer").key
         yield running
 
@@ -59,7 +59,7 @@ def test_the_cli_identifies_a_candidate_only_after_two_distinct_people(server: S
     )
     assert first["state"] == "awaiting" and first["confirmed_by"] == ["officer"]
     again = run_cli(
-        "review", "confirm", seq, best["face_id"], "--note", "sure", "--actor", "officer", "--json", db=db
+        "review", "confirm", seq, best["face_id"], "--note", "sure", "--actor", "Officer", "--json", db=db
     )
     assert again.returncode == 1 and "already confirmed" in json.loads(again.stdout)["error"]["message"]
     no_note = run_cli("review", "confirm", seq, best["face_id"], "--note", " ", "--actor", "carol", db=db)
@@ -149,7 +149,7 @@ def test_over_http_the_same_person_under_two_keys_counts_once(server: Server) ->
         assert first.json()["confirmed_by"] == ["Ann"] and first.json()["state"] == "awaiting"
     with server.client(key=KEYS["ann-phone"]) as phone:
         twice = phone.post(f"{path}/confirm", json={"note": "really the same"})
-        assert twice.status_code == 409 and "Ann already confirmed" in twice.json()["error"]["message"]
+        assert twice.status_code == 409 and "ann already confirmed" in twice.json()["error"]["message"]
     with server.client(Role.operator) as operator:
         assert operator.post(f"{path}/confirm", json={"note": "mine"}).status_code == 403
     with server.client(key=KEYS["bob"]) as bob:

@@ -22,6 +22,8 @@ removes it then), or sooner, when no candidate of the search is left (erased).
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -182,7 +184,7 @@ class Confirmations:
                 f"match erased); `facefind review list` shows those awaiting confirmation"
             )
         first = found[0]
-        verifiers = list(dict.fromkeys(p for c in found for p in c.confirmed_by))
+        verifiers = _distinct(p for c in found for p in c.confirmed_by)
         return SearchReview(
             search_seq=search_seq,
             searcher=first.searcher,
@@ -230,15 +232,15 @@ class Confirmations:
                     f"face {face_id} of search #{search_seq} was rejected by "
                     f"{', '.join(candidate.rejected_by)}: it cannot become an identification"
                 )
-            if person in candidate.confirmed_by:
+            if _key(person) in map(_key, candidate.confirmed_by):
                 raise Conflict(
                     f"{person} already confirmed face {face_id} of search #{search_seq}; a person counts "
                     f"once, whichever key they use: another reviewer must confirm it"
                 )
-        elif person in candidate.rejected_by:
+        elif _key(person) in map(_key, candidate.rejected_by):
             raise Conflict(f"{person} already rejected face {face_id} of search #{search_seq}")
-        confirmed = candidate.confirmed_by + ([person] if decision == "confirm" else [])
-        rejected = candidate.rejected_by + ([person] if decision == "reject" else [])
+        confirmed = _distinct(candidate.confirmed_by + ([person] if decision == "confirm" else []))
+        rejected = _distinct(candidate.rejected_by + ([person] if decision == "reject" else []))
         state = _state(confirmed, rejected, candidate.required)
         details = {
             "search_seq": search_seq,
@@ -297,8 +299,8 @@ class Confirmations:
         out = []
         for r in rows:
             decisions = by_candidate.get((int(r.search_seq), int(r.face_id)), [])
-            confirmed = list(dict.fromkeys(d.person for d in decisions if d.decision == "confirm"))
-            rejected = list(dict.fromkeys(d.person for d in decisions if d.decision == "reject"))
+            confirmed = _distinct(d.person for d in decisions if d.decision == "confirm")
+            rejected = _distinct(d.person for d in decisions if d.decision == "reject")
             face = faces.get(int(r.face_id))
             out.append(
                 Candidate(
@@ -328,6 +330,19 @@ class Confirmations:
             shown = {"candidates": [[c.search_seq, c.face_id] for c in found]}
             self.ff.audit.record(self.ff.actor, "view", shown, self.ff.purpose)
         return found
+
+
+def _key(person: str) -> str:
+    """A person's name as compared: case, Unicode width forms and spacing do not make another person."""
+    return " ".join(unicodedata.normalize("NFKC", person).casefold().split())
+
+
+def _distinct(people: Iterable[str]) -> list[str]:
+    """Each person once (as first spelled), in order."""
+    seen: dict[str, str] = {}
+    for p in people:
+        seen.setdefault(_key(p), p)
+    return list(seen.values())
 
 
 def _state(confirmed: list[str], rejected: list[str], required: int) -> State:
