@@ -1861,7 +1861,9 @@ review_app = typer.Typer(
 )
 app.add_typer(review_app, name="review")
 SearchSeq = Annotated[int, typer.Argument(help="The search's audit entry number (`review list` shows it).")]
-CandidateFace = Annotated[int, typer.Argument(help="The candidate's face id.")]
+CandidateFace = Annotated[
+    str, typer.Argument(help="The candidate's face id, or its photo (if no other candidate is in it).")
+]
 Note = Annotated[str, typer.Option("--note", help="What you compared and why you decided (audited).")]
 
 
@@ -1913,6 +1915,11 @@ def review_show(search: SearchSeq, actor: Actor = None, db: Db = None, as_json: 
     out.print(f"verifiers: {verifiers}; identified faces: {identified}")
 
 
+def _face(ff: FaceFind, search: int, face: str) -> int:
+    """A face id as given, or the candidate face of the search in the photo given."""
+    return int(face) if face.strip().isdigit() else ff.confirmations.face_in(search, face)
+
+
 def _decided(c: Candidate, as_json: bool) -> None:
     reply(c, as_json, _candidate_line(c))
 
@@ -1929,7 +1936,7 @@ def review_confirm(
     """Confirm a candidate shows the person searched for; it is an identification once as many
     distinct people as its collection requires confirmed it."""
     with session(db, actor) as ff:
-        _decided(ff.confirmations.confirm(search, face, note=note), as_json)
+        _decided(ff.confirmations.confirm(search, _face(ff, search, face), note=note), as_json)
 
 
 @review_app.command("reject")
@@ -1943,7 +1950,7 @@ def review_reject(
 ) -> None:
     """Reject a candidate: it is not the person searched for, and cannot become an identification."""
     with session(db, actor) as ff:
-        _decided(ff.confirmations.reject(search, face, note=note), as_json)
+        _decided(ff.confirmations.reject(search, _face(ff, search, face), note=note), as_json)
 
 
 @app.command()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -33,7 +34,7 @@ from .. import limits, policy
 from ..catalog import Catalog, now
 from ..catalog import confirmations as store
 from ..errors import Conflict, InvalidValue, NotFound
-from ..paths import require_text
+from ..paths import require_text, shown
 from ..results import QueryFace
 
 if TYPE_CHECKING:
@@ -202,6 +203,19 @@ class Confirmations:
     def reject(self, search_seq: int, face_id: int, *, note: str) -> Candidate:
         """Reject the candidate: it is not the person searched for; no one may act on it."""
         return self._decide(search_seq, face_id, "reject", note)
+
+    def face_in(self, search_seq: int, photo: str) -> int:
+        """The candidate face of search `search_seq` in the photo `photo` (a path, as indexed or
+        leading to it): how the CLI takes a photo for a face id. It must be exactly one."""
+        wanted = {photo, str(Path(photo).expanduser().resolve())}
+        found = [c for c in self._candidates(search_seq) if c.path in wanted]
+        if len(found) != 1:
+            several = "several candidates are" if found else "no candidate is"
+            raise NotFound(
+                f"{several} in {shown(photo)} among those of search #{search_seq}; give the face id "
+                f"(`facefind review show {search_seq}` lists them)"
+            )
+        return found[0].face_id
 
     def query_crop(self, search_seq: int, face_id: int) -> bytes:
         """The JPEG of the query face a candidate was found for (audited as a view)."""
