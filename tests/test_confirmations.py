@@ -17,7 +17,7 @@ import facefind
 from facefind.errors import Conflict, InvalidValue, NotFound
 from facefind.policy import Role
 
-from .conftest import BIDEN, OBAMA, run_cli, run_json
+from .conftest import BIDEN, FR, OBAMA, new_catalog, run_cli, run_json
 from .server import Server, serve
 
 # Keys beyond the one per role: Ann has two reviewer keys, Bob one (made by the `server` fixture).
@@ -232,3 +232,28 @@ def test_the_query_face_is_kept_under_retention_and_goes_with_the_candidates(fr_
             ff.confirmations.status(later)
         with sqlite3.connect(fr_copy) as conn:
             assert conn.execute("select count(*) from review_query_faces").fetchone() == (0,)
+
+
+def test_the_same_rules_hold_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("obama.jpg", "obama2.jpg", "obama-720p.jpg"):
+        shutil.copy(FR / "Barack_Obama" / name, photos / name)
+    with facefind.open(new_catalog(pg_url), actor="officer") as ff:
+        ff.index(photos, workers=1)
+        ff.keys_add("a1", "reviewer", person="Ann")
+        ff.keys_add("a2", "reviewer", person="ann")
+        ff.search(OBAMA, purpose="case 40", top_k=3)
+        pending = ff.confirmations.pending()
+        assert len(pending) == 3, pending
+        seq, face = pending[0].search_seq, pending[0].face_id
+        assert ff.confirmations.query_crop(seq, face)[:2] == b"\xff\xd8"
+        assert ff.acting_as("a1").confirmations.confirm(seq, face, note="chin").state == "awaiting"
+        with pytest.raises(Conflict, match="already confirmed"):
+            ff.acting_as("a2").confirmations.confirm(seq, face, note="chin again")
+        assert ff.confirmations.confirm(seq, face, note="ears").state == "identified"
+        ff.acting_as("bob").confirmations.reject(seq, pending[1].face_id, note="another man")
+        assert [c.face_id for c in ff.confirmations.pending()] == [pending[2].face_id]
+        assert ff.set_confirmations("default", 3).confirmations == 3
+        ff.erase("collection", "default", confirm=True)
+        assert ff.confirmations.pending() == [] and ff.audit.verify().ok
