@@ -804,8 +804,7 @@ class FaceFind:
             crops = {f.face: face_thumbnail(image, box(f), 160) for f in out if f.matches}
         except ImageError:  # the photo changed since it was searched: review without it
             crops = {}
-        retention = {c.name: c.retention_days for c in collections.all_(self.catalog)}
-        confirmations.record(self.catalog, seq, self.actor, at, purpose, out, crops, retention)
+        confirmations.record(self.catalog, seq, self.actor, at, purpose, out, crops)
 
     def _fused_photos(
         self, photos: list[ImageSource], faces: list[Face], calibration: Calibration

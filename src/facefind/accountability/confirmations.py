@@ -118,11 +118,10 @@ def record(
     purpose: str | None,
     faces: list[QueryFace],
     crops: dict[int, bytes],
-    retention_days: dict[str, int | None],
 ) -> None:
     """Make every match of `faces` a candidate of the search `search_seq`; keep the query face
     crops (`crops`, by query face) until the shortest retention of their candidates' collections."""
-    rules = store.required(catalog)
+    rules, retention_days = store.required(catalog), store.retention_days(catalog)
     rows: dict[int, dict[str, Any]] = {}  # by face: a face matching two query faces is one candidate
     kept = []
     for f in faces:

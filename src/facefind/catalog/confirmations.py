@@ -30,6 +30,13 @@ def required(catalog: Catalog) -> dict[str, int]:
         return {str(r.name): int(r.required) for r in conn.execute(query)}
 
 
+def retention_days(catalog: Catalog) -> dict[str, int | None]:
+    """Each collection's retention period in days, by name (without counting its photos)."""
+    with catalog.engine.connect() as conn:
+        rows = conn.execute(sa.select(collections.c.name, collections.c.retention_days))
+        return {str(r.name): r.retention_days for r in rows}
+
+
 def set_required(catalog: Catalog, name: str, count: int) -> bool:
     """Set a collection's rule; False if there is no such collection."""
     with catalog.transaction() as conn:
