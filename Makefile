@@ -32,7 +32,8 @@ browser:
 
 # The README's screenshots, taken by the web UI tests from a real browser.
 screenshots: install browser
-	FACEFIND_SCREENSHOTS=$(abspath docs/screenshots) $(BIN)/python -m pytest -q tests/test_web_ui.py
+	FACEFIND_SCREENSHOTS=$(abspath docs/screenshots) $(BIN)/python -m pytest -q tests/test_web_ui.py \
+		tests/test_publish_service.py -k "page"
 
 # make demo PHOTOS=~/Pictures QUERY=me.jpg [DB=photos.db]
 demo: install

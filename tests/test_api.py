@@ -44,6 +44,7 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/search"): "search",
     ("POST", "/v1/verify"): "verify",
     ("GET", "/v1/faces/{face_id}/crop"): "faces.read",
+    ("GET", "/v1/faces/{face_id}/photo"): "people.read",
     ("POST", "/v1/faces"): "people.write",
     ("POST", "/v1/faces/{face_id}/not-a-face"): "people.write",
     ("GET", "/v1/people"): "people.read",
@@ -75,6 +76,16 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/audit/export"): "audit",
     ("GET", "/v1/audit/export/signed"): "audit",
     ("GET", "/v1/report"): "report",
+    ("GET", "/v1/subjects/export"): "subject.export",
+    ("POST", "/v1/subjects/export"): "subject.export",
+    ("GET", "/v1/report/dpia"): "report.dpia",
+    ("POST", "/v1/redactions"): "redact",
+    ("POST", "/v1/redactions/folders"): "redact",
+    ("GET", "/v1/redactions"): "redact",
+    ("GET", "/v1/redactions/{redaction_id}"): "redact",
+    ("GET", "/v1/redactions/{redaction_id}/file"): "redact",
+    ("POST", "/v1/redactions/{redaction_id}/manifest"): "redact",
+    ("DELETE", "/v1/redactions/{redaction_id}"): "redact",
 }
 
 
@@ -102,7 +113,9 @@ def test_docs_are_served_without_a_cdn(server: Server) -> None:
 
 
 def _call(client: httpx.Client, method: str, path: str) -> httpx.Response:
-    ids = dict.fromkeys(("job_id", "person_id", "consent_id", "optout_id", "face_id", "search_seq"), 999999)
+    ids = dict.fromkeys(
+        ("job_id", "person_id", "consent_id", "optout_id", "face_id", "redaction_id", "search_seq"), 999999
+    )
     url = path.format(name="nobody", **ids)
     return client.request(method, url, json={} if method in ("POST", "PUT") else None)
 

@@ -67,20 +67,19 @@ print(ff.index({photos!r}, workers=2).indexed)
 """
 
 
-def test_a_script_without_main_guard_is_told_so(tmp_path: Path) -> None:
-    """face_recognition-style scripts have no main guard; worker processes re-import them."""
+def test_a_script_without_main_guard_just_works(tmp_path: Path) -> None:
+    """face_recognition-style scripts have no main guard: the worker processes must not import
+    them (they would index again from every worker), and with a guard it works the same."""
     photos = FR.parent / "deepface"  # 61 photos: more than are analysed in-process
     plain = tmp_path / "plain.py"
     plain.write_text(SCRIPT.format(db=str(tmp_path / "a.db"), photos=str(photos)))
     guarded = tmp_path / "guarded.py"
     body = SCRIPT.format(db=str(tmp_path / "b.db"), photos=str(photos)).strip().splitlines()
     guarded.write_text("if __name__ == '__main__':\n" + "\n".join("    " + line for line in body) + "\n")
-    failed = subprocess.run([sys.executable, plain], capture_output=True, text=True, timeout=300)
-    assert failed.returncode != 0
-    assert 'if __name__ == "__main__":' in failed.stderr and "worker process died" not in failed.stderr
-    ran = subprocess.run([sys.executable, guarded], capture_output=True, text=True, timeout=300)
-    assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.strip().splitlines()[-1] == "61"
+    for script in (plain, guarded):
+        ran = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=300)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.strip().splitlines() == ["61"]  # printed once: no worker ran the script
 
 
 def test_the_same_opt_out_twice_counts_its_faces_once(db: Path) -> None:

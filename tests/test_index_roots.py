@@ -294,8 +294,9 @@ def test_a_photo_swapped_for_a_link_between_scan_and_read_is_not_read(tmp_path: 
     """A job scans the root, then someone swaps a photo (or the folder holding it) for a link
     leading out: the read does not follow it, and its error is the same whatever the link points
     to (an existing file or none: no existence oracle)."""
+    from facefind.analysis import FileTask, process_file
     from facefind.faces import load_backend
-    from facefind.ingest import FileTask, process_file, scan
+    from facefind.ingest import scan
     from facefind.settings import Settings
 
     root, outside = tmp_path / "root", tmp_path / "outside"

@@ -130,3 +130,47 @@ def test_bad_requests_say_what_to_do(kit: tuple[Path, Path], tmp_path: Path) -> 
                 call()
     proc = run_cli("faces", "add", photo, "--box", "x", db=db)
     assert proc.returncode == 1 and "give x,y,w,h" in proc.stderr
+
+
+def test_the_photo_to_draw_on_covers_faces_no_answer_may_show(tmp_path: Path) -> None:
+    """A reviewer sees the whole photo of a face to draw a missed one on; an opted-out person in
+    it is covered, whether their face was stored before the opt-out (now suppressed) or refused
+    at indexing after it (never stored: found again by detection)."""
+    import cv2
+    import numpy as np
+
+    from .conftest import MULTI
+
+    photos = tmp_path / "photos"
+    shutil.copytree(FR / "Rose_Leslie", photos / "Rose_Leslie")
+    shutil.copy(MULTI / "kit_with_rose.jpg", photos / "kit_with_rose.jpg")
+    db = new_catalog(tmp_path / "c.db")
+
+    def grey(jpeg: bytes, box: tuple[float, float, float, float], scale: float) -> bool:
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        x, y, w, h = (round(v * scale) for v in box)
+        return bool(np.abs(image[y : y + h, x : x + w].astype(int) - 128).mean() < 6)
+
+    with facefind.open(db) as ff:
+        ff.index(photos, workers=1)
+        rose_photo = sorted((photos / "Rose_Leslie").iterdir())[0]
+        (rose_alone,) = _faces_of(ff, rose_photo)
+        both = _faces_of(ff, photos / "kit_with_rose.jpg")
+        rose = max(both, key=lambda r: float(r.embedding @ rose_alone.embedding))
+        (kit,) = [r for r in both if r.id != rose.id]
+        shown, scale = ff.face_photo(kit.id, size=400)
+        assert scale == 400 / 700 and not grey(shown, rose.box, scale) and not grey(shown, kit.box, scale)
+
+        ff.optout_add(rose_photo, note="asked to be left out")
+        shown, scale = ff.face_photo(kit.id, size=400)
+        assert grey(shown, rose.box, scale) and not grey(shown, kit.box, scale)
+        with pytest.raises(NotFound):
+            ff.face_photo(rose.id)
+
+        shutil.copy(photos / "kit_with_rose.jpg", photos / "again.jpg")
+        ff.index(photos, workers=1)
+        (kit_again,) = _faces_of(ff, photos / "again.jpg")  # her face was refused at indexing
+        shown, scale = ff.face_photo(kit_again.id, size=400)
+        assert grey(shown, rose.box, scale) and not grey(shown, kit.box, scale)
+        views = [e.details for e in ff.audit.entries() if e.action == "view" and "photo_of_face" in e.details]
+        assert [v["photo_of_face"] for v in views] == [kit.id, kit.id, kit_again.id]

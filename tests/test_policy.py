@@ -19,6 +19,7 @@ def test_the_auditor_only_reads_and_nobody_holds_every_right() -> None:
         "stats",
         "audit",
         "report",
+        "report.dpia",
         "collections.read",
         "review.read",
     }

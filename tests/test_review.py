@@ -191,7 +191,9 @@ def test_cli_review_and_answer(fr_copy: Path) -> None:
     )
     assert [a["answer"] for a in answered] == ["yes", "yes"]
     bad = run_cli("people", "answer", f"face:{loose[0]}", db=fr_copy)
-    assert bad.returncode == 1 and "exactly one of --yes PERSON, --no PERSON or --skip" in bad.stderr
+    assert (
+        bad.returncode == 1 and "exactly one of --yes PERSON, --no PERSON, --skip or --together" in bad.stderr
+    )
     shown = run_json("people", "show", str(obama), db=fr_copy)
     assert set(loose) <= {f["face_id"] for f in shown["faces"]}
 
@@ -234,3 +236,76 @@ def test_queue_answers_and_pages_on_both_databases(backend_db: str | Path) -> No
         assert [p.id for p in first] == [anna.id] and following is not None
         rest, last = ff.persons_page(limit=100, after=following)
         assert len(rest) == 1 and rest[0].id != anna.id and rest[0].face_count == 2 and last is None
+        # A "yes" for one face of a photo takes Anna off the photo's other face; "together".
+        pair = add_image(ff.catalog, "/anna/pair.jpg", np.vstack([like_centre(), like_centre()]))
+        ff.people.update()
+        (placed,) = set(pair) & _in(ff, anna.id)
+        (other_face,) = set(pair) - {placed}
+        ff.review.answer([f"face:{other_face}"], yes=anna.id)
+        assert other_face in _in(ff, anna.id) and placed not in _in(ff, anna.id)
+        newcomer = unit(rng, 1)[0]
+        twins = [
+            add_image(ff.catalog, f"/new/{i}.jpg", newcomer[None].astype(np.float32))[0] for i in range(2)
+        ]
+        ff.people.update()  # until clustering saw them, new faces are shown to nobody
+        _leave_out(ff, twins)
+        (made,) = {a.person for a in ff.review.answer([f"face:{f}" for f in twins], together=True)}
+        assert made is not None and _in(ff, made) == set(twins)
+
+
+def test_look_alike_faces_in_no_person_are_asked_together_and_become_a_person(fr_copy: Path) -> None:
+    """An identity none of whose faces is in a person (its photos link only at the review's looser
+    rate): the queue asks whether its faces are one person; yes makes a new person, to name."""
+    with facefind.open(fr_copy) as ff:
+        kit = next(p for p in ff.people.all() if "/Kit_Harington/" in p.faces[0].path)
+        faces = sorted(_in(ff, kit.id))
+        _leave_out(ff, faces)
+        page = ff.suggestions(limit=100)
+        (question,) = [
+            s
+            for s in page.suggestions
+            if s.kind == "together" and set(s.items) & {f"face:{f}" for f in faces}
+        ]
+        assert question.candidate is None and question.candidate_face is None
+        assert {f"face:{f}" for f in faces} <= set(question.items) and len(question.faces) == len(
+            question.items
+        )
+        assert question.similarity > 0.5 and question.fmr < 1e-3
+        with pytest.raises(FacefindError, match="exactly one of"):
+            ff.review.answer(question.items, together=True, skip=True)
+        placed = next(iter(_in(ff, next(p.id for p in ff.people.all()))))
+        with pytest.raises(FacefindError, match="in a person already"):
+            ff.review.answer([f"face:{faces[0]}", f"face:{placed}"], together=True)
+        answers = ff.review.answer([f"face:{f}" for f in faces], together=True)
+        (person,) = {a.person for a in answers}
+        assert person is not None and _in(ff, person) == set(faces)
+        assert all(f.pinned for f in ff.people.get(person).faces)
+        ff.people.recluster()
+        assert _in(ff, person) == set(faces)
+        assert not [
+            s
+            for s in ff.suggestions(limit=100).suggestions
+            if s.kind == "together" and set(s.items) & {f"face:{f}" for f in faces}
+        ]
+        (entry,) = [e.details for e in ff.audit.entries() if e.details.get("answer") == "together"]
+        assert entry["person"] == person and entry["items"] == [f"face:{f}" for f in faces]
+
+
+def test_a_face_clustering_put_in_the_wrong_named_person_is_asked_about(fr_copy: Path) -> None:
+    with facefind.open(fr_copy) as ff:
+        obama = _named(ff, "Barack_Obama", "Barack Obama")
+        biden = _named(ff, "Joe_Biden", "Joe Biden")
+        stray = min(_in(ff, biden))
+        with ff.catalog.transaction() as conn:  # as if a run had put one of Biden's faces in Obama
+            conn.exec_driver_sql(
+                f"update face_persons set person_id = {obama}, pinned = 0 where face_id = {stray}"
+            )
+        questions = {s.item: s for s in ff.suggestions(limit=100).suggestions}
+        question = questions[f"face:{stray}"]
+        assert (question.kind, question.candidate, question.candidate_name) == ("move", biden, "Joe Biden")
+        assert not [s for s in questions.values() if s.kind == "move" and s.item != f"face:{stray}"]
+        ff.review.answer([f"face:{stray}"], yes=biden)
+        assert stray in _in(ff, biden) and stray not in _in(ff, obama)
+        ff.people.recluster()
+        assert stray in _in(ff, biden)
+        assert f"face:{stray}" not in {s.item for s in ff.suggestions(limit=100).suggestions}

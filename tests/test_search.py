@@ -13,8 +13,8 @@ from facefind.errors import FacefindError, NoFaceError
 from .conftest import BIDEN, FR, GLINT, MULTI, OBAMA, new_catalog
 
 
-def test_search_finds_the_person_and_only_above_threshold(fr_db: Path) -> None:
-    with facefind.open(fr_db, purpose="test") as ff:
+def test_search_finds_the_person_and_only_above_threshold(fr_copy: Path) -> None:
+    with facefind.open(fr_copy, purpose="test") as ff:
         result = ff.search(FR / "Barack_Obama" / "obama2.jpg", top_k=20)
     (face,) = result.faces
     assert face.matches, "Obama's other photos must match"
@@ -28,9 +28,9 @@ def test_search_finds_the_person_and_only_above_threshold(fr_db: Path) -> None:
     assert all(m.fpir <= 0.01 and m.fmr <= 0.01 / 23 for m in face.matches)
 
 
-def test_stranger_gets_no_match_rather_than_a_wrong_person(fr_db: Path) -> None:
+def test_stranger_gets_no_match_rather_than_a_wrong_person(fr_copy: Path) -> None:
     stranger = GLINT / "Keanu_Reeves" / sorted(p.name for p in (GLINT / "Keanu_Reeves").iterdir())[0]
-    with facefind.open(fr_db, purpose="test") as ff:
+    with facefind.open(fr_copy, purpose="test") as ff:
         result = ff.search(stranger)
         loose = ff.search(stranger, threshold=-1.0, top_k=3)
     assert result.faces[0].matches == []
@@ -38,8 +38,8 @@ def test_stranger_gets_no_match_rather_than_a_wrong_person(fr_db: Path) -> None:
     assert len(loose.faces[0].matches) == 3  # the catalog is not empty: the threshold did it
 
 
-def test_several_faces_are_each_searched_or_one_chosen(fr_db: Path) -> None:
-    with facefind.open(fr_db, purpose="test") as ff:
+def test_several_faces_are_each_searched_or_one_chosen(fr_copy: Path) -> None:
+    with facefind.open(fr_copy, purpose="test") as ff:
         both = ff.search(MULTI / "two_people.jpg")
         second = ff.search(MULTI / "two_people.jpg", face=1)
         with pytest.raises(FacefindError, match="has 2 face"):
@@ -51,16 +51,16 @@ def test_several_faces_are_each_searched_or_one_chosen(fr_db: Path) -> None:
     assert second.faces[0].matches[0].path == both.faces[1].matches[0].path
 
 
-def test_query_without_face_is_a_clear_error(fr_db: Path) -> None:
+def test_query_without_face_is_a_clear_error(fr_copy: Path) -> None:
     blank = np.full((400, 400, 3), 128, np.uint8)
-    with facefind.open(fr_db, purpose="test") as ff, pytest.raises(NoFaceError, match="no face found"):
+    with facefind.open(fr_copy, purpose="test") as ff, pytest.raises(NoFaceError, match="no face found"):
         ff.search(blank)
 
 
-def test_query_as_bytes_and_array(fr_db: Path) -> None:
+def test_query_as_bytes_and_array(fr_copy: Path) -> None:
     from facefind.images import load_image
 
-    with facefind.open(fr_db, purpose="test") as ff:
+    with facefind.open(fr_copy, purpose="test") as ff:
         by_bytes = ff.search(BIDEN.read_bytes())
         by_array = ff.search(load_image(BIDEN))
     assert by_bytes.faces[0].matches[0].path == str(BIDEN)
@@ -69,8 +69,8 @@ def test_query_as_bytes_and_array(fr_db: Path) -> None:
     )
 
 
-def test_verify_same_and_different(fr_db: Path) -> None:
-    with facefind.open(fr_db, purpose="test") as ff:
+def test_verify_same_and_different(fr_copy: Path) -> None:
+    with facefind.open(fr_copy, purpose="test") as ff:
         same = ff.verify(OBAMA, FR / "Barack_Obama" / "obama-720p.jpg")
         different = ff.verify(OBAMA, BIDEN)
         strict = ff.verify(OBAMA, FR / "Barack_Obama" / "obama-720p.jpg", threshold=0.999)
@@ -79,15 +79,15 @@ def test_verify_same_and_different(fr_db: Path) -> None:
     assert not strict.same_person and strict.threshold == 0.999
 
 
-def test_max_fmr_moves_the_threshold(fr_db: Path) -> None:
-    with facefind.open(fr_db, purpose="test") as ff:
+def test_max_fmr_moves_the_threshold(fr_copy: Path) -> None:
+    with facefind.open(fr_copy, purpose="test") as ff:
         assert ff.threshold(1e-2, None) < ff.threshold(1e-3, None) < ff.threshold(1e-5, None)
         with pytest.raises(FacefindError, match="cosine similarity"):
             ff.threshold(None, 3.0)
 
 
-def test_exclusions_and_collections_still_give_top_k(fr_db: Path) -> None:
-    with facefind.open(fr_db, purpose="test") as ff:
+def test_exclusions_and_collections_still_give_top_k(fr_copy: Path) -> None:
+    with facefind.open(fr_copy, purpose="test") as ff:
         everything = ff.search(OBAMA, threshold=-1.0, top_k=8).faces[0].matches
         excluded = [m.face_id for m in everything[:3]]
         rest = ff.search(OBAMA, threshold=-1.0, top_k=8, exclude=excluded).faces[0].matches

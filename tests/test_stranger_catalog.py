@@ -9,6 +9,7 @@ searched through `FaceFind.search` with their photo file, at the default decisio
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -44,9 +45,10 @@ def _embeddings(people: dict[str, list[Path]]) -> tuple[list[str], list[str], np
     root = CACHE / "lfw_dev-gallery"  # only the gallery people: links to the shared photos
     for photo in map(Path, paths):
         link = root / photo.parent.name / photo.name
-        if not link.exists():
+        if not link.is_symlink():
             link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(photo)
+            with contextlib.suppress(FileExistsError):  # made meanwhile by another test run
+                link.symlink_to(photo)
     settings = Settings()
     backend = load_backend(settings)
     labelled = load_labelled(root, settings, 2, lambda: backend)
@@ -54,9 +56,11 @@ def _embeddings(people: dict[str, list[Path]]) -> tuple[list[str], list[str], np
     order = [by_link[Path(p).parent.name + "/" + Path(p).name] for p in paths]
     persons = [labelled.persons[i] for i in order]
     embeddings, detected = labelled.embeddings[order], labelled.detected[order]
+    partial = cache.with_name(f"{cache.stem}.{os.getpid()}.npz")  # whole or absent for other runs
     np.savez(
-        cache, paths=np.array(paths), persons=np.array(persons), embeddings=embeddings, detected=detected
+        partial, paths=np.array(paths), persons=np.array(persons), embeddings=embeddings, detected=detected
     )
+    partial.replace(cache)
     return paths, persons, embeddings, detected
 
 

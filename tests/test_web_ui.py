@@ -44,6 +44,7 @@ NAV = {
     Role.operator: ["Search", "Collections"],
     Role.reviewer: ["People", "Review", "Awaiting confirmation"],
     Role.dpo: ["Collections", "Requests"],
+    Role.publisher: ["Publish", "Collections"],
     Role.auditor: ["Awaiting confirmation", "Collections", "Audit"],
 }
 
@@ -155,7 +156,7 @@ def collection_row(page: Page, name: str) -> sync_api.Locator:
     return page.locator("tbody tr").filter(has=page.locator("th", has_text=re.compile(f"^{name}$")))
 
 
-def search(page: Page, photo: Path, purpose: str) -> None:
+def search(page: Page, photo: Path | list[Path], purpose: str) -> None:
     if not page.url.endswith("#/search"):
         page.get_by_role("navigation").get_by_role("link", name="Search").click()
     page.locator("#photo").set_input_files(photo)
@@ -224,6 +225,18 @@ def test_a_stranger_gets_no_match(pages: Pages) -> None:
     expect(page.locator(".nomatch")).to_contain_text("No match")
     assert page.locator(".candidate").count() == 0
     screenshot(page, "search-no-match")
+
+
+def test_several_photos_of_one_person_are_searched_as_one(pages: Pages) -> None:
+    page = pages.open(Role.operator)
+    obama = FR / "Barack_Obama"
+    search(page, [obama / "obama.jpg", obama / "obama1.jpg"], "web UI test: two photos")
+    fused = page.locator(".results .fused")
+    expect(fused.get_by_role("heading")).to_have_text("Searched as one person: 2 photos")
+    expect(fused.locator("li").nth(1)).to_contain_text("similarity to the first")
+    assert page.locator(".results section.face").count() == 1  # one query: the person
+    first = page.locator(".results section.face .candidate").first
+    expect(first.locator(".path")).to_contain_text("Barack_Obama")
 
 
 def test_a_reviewer_merges_two_persons(pages: Pages) -> None:

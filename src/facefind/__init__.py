@@ -1,8 +1,8 @@
 """facefind: self-hosted, consent-first face search.
 
 Photos are indexed into a collection with an owner, a lawful basis and a retention period, and
-every search states its purpose (kept in the audit log). Indexing spawns worker processes that
-import the calling script, so a script keeps its work under a main guard::
+every search states its purpose (kept in the audit log). Indexing runs worker processes, which
+do not import the calling script (a main guard is good practice, not required)::
 
     import facefind
 
@@ -22,11 +22,37 @@ import the calling script, so a script keeps its work under a main guard::
 The README's Python example is run by tests/test_readme.py; this one is the same API.
 """
 
-from .calibration import Calibration
-from .engine import FaceFind, open
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .errors import FacefindError, ImageError, ModelUnavailable, NoFaceError
-from .results import IndexReport, Match, SearchResult, Verification
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .calibration import Calibration
+    from .engine import FaceFind, open
+    from .results import IndexReport, Match, SearchResult, Verification
+
+# Imported on first use: indexing's worker processes import `facefind.analysis`, which must not
+# pay for the catalog, the service and their libraries (half a second of CPU a worker).
+_LAZY = {
+    "Calibration": ".calibration",
+    "FaceFind": ".engine",
+    "open": ".engine",
+    "IndexReport": ".results",
+    "Match": ".results",
+    "SearchResult": ".results",
+    "Verification": ".results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'facefind' has no attribute {name!r}")
+
 
 __all__ = [
     "Calibration",

@@ -1139,11 +1139,22 @@ def people_review(
             "person (or each was answered)"
         )
         return
-    groups: dict[int, list[Any]] = {}
+    groups: dict[int | None, list[Any]] = {}
     for q in page.suggestions:
         groups.setdefault(q.candidate, []).append(q)
     for candidate, questions in groups.items():
         first = questions[0]
+        if candidate is None:  # "together": faces in no person that may be one new person
+            for q in questions:
+                out.print(
+                    f"are these one person? similarity {q.similarity:.3f}  FMR {_fmr(q.fmr, page.fmr_floor)}"
+                )
+                for face in q.faces:
+                    out.print(f"  face:{face.face_id:<9} {safe(face.path)}")
+                out.print(
+                    f"  [dim]yes (those that are): facefind people answer {' '.join(q.items)} --together[/]"
+                )
+            continue
         who = f"person {candidate}" + (f" ({safe(first.candidate_name)})" if first.candidate_name else "")
         cover = f"  [dim]closest face {first.candidate_face.face_id}: {safe(first.candidate_face.path)}[/]"
         out.print(f"is this {who}?{cover if first.candidate_face else ''}")
@@ -1168,13 +1179,17 @@ def people_answer(
     yes: Annotated[int | None, typer.Option("--yes", help="They are this person.")] = None,
     no: Annotated[int | None, typer.Option("--no", help="They are not this person (remembered).")] = None,
     skip: Annotated[bool, typer.Option("--skip", help="Ask again after every other question.")] = False,
+    together: Annotated[
+        bool, typer.Option("--together", help="These faces in no person are one new person.")
+    ] = False,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Answer review questions: --yes PERSON puts the items in that person (pinned), --no PERSON
-    says they are not (clustering never gives them to it), --skip asks later. Audited."""
+    says they are not (clustering never gives them to it), --skip asks later, --together makes
+    faces in no person one new person (pinned; name it next). Audited."""
     with session(db) as ff:
-        answers = ff.review.answer(items, yes=yes, no=no, skip=skip)
+        answers = ff.review.answer(items, yes=yes, no=no, skip=skip, together=together)
     if as_json:
         emit_json(answers)
         return
@@ -1672,14 +1687,33 @@ def retention_policy(
 @app.command("report")
 def transparency_report(
     since: Since = None,
-    output: Annotated[Path | None, typer.Option("--output", help="Write the Markdown here.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "--out", help="Write the report here.")] = None,
     chart: Annotated[Path | None, typer.Option("--chart", help="Write a PNG of searches per day.")] = None,
+    dpia: Annotated[
+        bool,
+        typer.Option(
+            "--dpia",
+            help="The impact-assessment pack instead: purposes, bases, volumes, accuracy at the "
+            "operating point, oversight, and the questions only you can answer.",
+        ),
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="With --dpia: markdown | html | json.")] = "markdown",
+    evaluation: Annotated[
+        Path | None,
+        typer.Option(
+            "--evaluation", help="With --dpia: a `facefind evaluate LABELLED --json` result to include."
+        ),
+    ] = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Transparency report: searches per actor and purpose, hit rates, opt-outs, erasures, consents."""
+    """Transparency report: searches per actor and purpose, hit rates, opt-outs, erasures, consents
+    (--dpia: the impact-assessment pack)."""
     from .accountability import report as reporting
 
+    if dpia:
+        _dpia_report(fmt, output, evaluation, db, as_json)
+        return
     with session(db) as ff:
         data = ff.report(since)
     if chart:
@@ -1691,6 +1725,30 @@ def transparency_report(
         emit_json(data)
     else:
         out.print(text, markup=False)
+
+
+def _dpia_report(
+    fmt: str, output: Path | None, evaluation: Path | None, db: str | None, as_json: bool
+) -> None:
+    from .accountability import dpia
+
+    if fmt not in dpia.FORMATS:
+        fail(f"--format {fmt!r}: give markdown, html or json")
+    with session(db) as ff:
+        try:
+            given = dpia.read_evaluation(evaluation) if evaluation else None
+        except FacefindError as e:
+            failed(e)
+        data = ff.dpia(given)
+    if as_json or fmt == "json":
+        text = as_json_text(data) + "\n"
+    else:
+        text = dpia.markdown(data) if fmt == "markdown" else dpia.to_html(data)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"impact-assessment pack ({fmt}) written to {safe(str(output))}")
+    else:
+        sys.stdout.write(text)
 
 
 # audit ------------------------------------------------------------------------------------
@@ -1850,6 +1908,46 @@ def audit_verify_export(
             out.print(f"  {f'entry #{p.seq}' if p.seq else 'the export'}: {p.problem}", markup=False)
     if not result.ok:
         raise typer.Exit(1)
+
+
+# subject access ---------------------------------------------------------------------------
+subject_app = typer.Typer(help="A person's own data, for their access request (GDPR Art. 15, 20).")
+app.add_typer(subject_app, name="subject")
+
+
+@subject_app.command("export")
+def subject_export(
+    output: Annotated[Path, typer.Option("--out", help="The zip to write (never over an existing file).")],
+    person: Annotated[int | None, typer.Option("--person", help="The person's id.")] = None,
+    photo: Annotated[
+        Path | None,
+        typer.Option("--photo", help="The subject's own photo: find them by an audited search."),
+    ] = None,
+    face: Annotated[
+        int | None, typer.Option("--face", help="With --photo: the subject's face if it shows several.")
+    ] = None,
+    crops: Annotated[
+        bool, typer.Option("--crops", help="Only crops of their faces, not their photos (others hidden).")
+    ] = False,
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Everything the catalog holds about one person, as a zip: their photos with every other face
+    hidden, faces, person, consents, opt-outs, erasure receipts and the audit entries that found
+    them (subject.json and a readable index.html). Audited."""
+    with session(db, actor) as ff:
+        done, _ = ff.subject_export(output, person=person, photo=photo, face=face, crops=crops)
+    lines = [
+        f"person(s) {', '.join(map(str, done.persons)) or '-'}: {done.faces} face(s), "
+        f"{done.photos} photo(s){' as crops' if crops else ''}, {done.audit_entries} audit entries",
+        f"written to {safe(str(output))} (sha256 {done.sha256}); audit entry #{done.audit_seq}",
+        *(f"not exported (listed in subject.json): {safe(u)}" for u in done.unreadable),
+    ]
+    if done.matched:
+        found = ", ".join(f"face {m.face_id} similarity {m.similarity:.3f}" for m in done.matched)
+        lines.append(f"found by the photo's matches (check the requester is this person): {found}")
+    reply(done, as_json, lines)
 
 
 # the service ------------------------------------------------------------------------------
@@ -2097,7 +2195,7 @@ app.add_typer(keys_app, name="keys")
 @keys_app.command("add")
 def keys_add(
     name: Annotated[str, typer.Argument(help="Who or what uses the key; the audit log's actor.")],
-    role: Annotated[str, typer.Option(help="admin, operator, reviewer, dpo or auditor.")],
+    role: Annotated[str, typer.Option(help="admin, operator, reviewer, dpo, auditor or publisher.")],
     collection: Annotated[
         list[str] | None,
         typer.Option("--collection", help="Limit an operator key to this collection (repeat for several)."),

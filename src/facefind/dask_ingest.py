@@ -30,15 +30,17 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from .analysis import FileResult, FileTask, process_file
 from .errors import FacefindError
 from .faces import FaceBackend, load_backend, prepare_backend
-from .ingest import FileResult, FileTask, _require_main_guard, process_file
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -212,3 +214,22 @@ def _analyse_one(task: FileTask, backend: FaceBackend, settings: Settings) -> Fi
             f"given to facefind index (a shared mount)"
         )
     return result
+
+
+def _require_main_guard() -> None:
+    """Worker processes start by re-importing the caller's script: one that calls facefind at its
+    top level, without `if __name__ == "__main__":`, would start workers from every worker."""
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    if main is None or getattr(main, "__spec__", None) is not None or not script:
+        return  # `python -m ...`, an interactive session or a notebook: nothing is re-imported
+    try:
+        text = Path(script).read_text(errors="replace")
+    except OSError:
+        return
+    if "__main__" not in text:
+        raise FacefindError(
+            f"facefind analyses photos in worker processes, which start by importing your script "
+            f'{script}; put the code that calls facefind under `if __name__ == "__main__":` '
+            f"(as Python's multiprocessing requires), or pass workers=1."
+        )

@@ -18,20 +18,23 @@ from .accountability import (
     collections,
     confirmations,
     consent,
+    dpia,
     erasure,
     optouts,
     report,
     schedule,
+    subject_access,
 )
 from .accountability import keys as service_keys
 from .accountability.audit import AuditLog, check_retention, default_actor
 from .accountability.optouts import OptOut
 from .accountability.witness import default_key_file
+from .analysis import Workers
 from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration, default_calibration
 from .catalog import Catalog, FaceRow
 from .catalog.core import redacted
 from .errors import FacefindError, ImageError, InvalidValue, NoFaceError, NotFound, Refused
-from .faces import Face, FaceBackend, analyze, load_backend
+from .faces import Face, FaceBackend, analyze, embedding_dim, load_backend, model_id
 from .faces.quality import warnings as quality_warnings
 from .images import (
     ImageSource,
@@ -108,6 +111,7 @@ class Runtime:
         self.vectors: VectorStore | None = None
         self.calibration: Calibration | None = None
         self.recall: RecallDetector | None = None  # redaction's detector (publish/detect.py)
+        self.workers = Workers()  # indexing's worker processes, kept for the next folder
 
 
 class FaceFind:
@@ -153,6 +157,7 @@ class FaceFind:
         self.close()
 
     def close(self) -> None:
+        self.runtime.workers.close()
         if self.runtime.vectors is not None:
             self.runtime.vectors.save()
         self.catalog.close()
@@ -162,6 +167,11 @@ class FaceFind:
         if self.runtime.backend is None:
             self.runtime.backend = load_backend(self.settings)
         return self.runtime.backend
+
+    @property
+    def model_id(self) -> str:
+        """The id of the recognizer in use (stored with every embedding), without loading it."""
+        return model_id(self.settings)
 
     @property
     def models(self) -> recognizers.Models:
@@ -202,18 +212,18 @@ class FaceFind:
         if confine:
             path, within = collections.index_root(self.catalog, collection, str(path))
         backend: Callable[[], FaceBackend] = lambda: self.backend  # noqa: E731
-        templates = optouts.Templates(self.catalog, self.backend.model_id)
+        # The models load here only if photos are analysed here (the workers load their own).
+        templates = optouts.Templates(self.catalog, self.model_id)
         refuse = (lambda face: templates.matches(face.embedding)) if len(templates.vectors) else None
-        report = Indexer(self.catalog, self.settings, backend, workers, refuse, dask).run(
-            Path(path), collection, on_progress, retry_errors=retry_errors, within=within
-        )
+        indexer = Indexer(self.catalog, self.settings, backend, workers, refuse, dask, self.runtime.workers)
+        report = indexer.run(Path(path), collection, on_progress, retry_errors=retry_errors, within=within)
         # The vector index catches up with what was just catalogued (rebuilding, compacting or
         # switching kind if due, with progress) and is saved.
         self.vectors.index(on_progress)
         self.vectors.save(on_progress=on_progress)
         # New faces join persons (or form new ones) without re-clustering the catalog.
         report.people = self.people.update()
-        optouts.suppress(self.catalog, self.backend.model_id)  # new faces of opted-out persons
+        optouts.suppress(self.catalog, self.model_id)  # new faces of opted-out persons
         return report
 
     # consent -----------------------------------------------------------------------------
@@ -259,9 +269,7 @@ class FaceFind:
             raise FacefindError(f"face {face} does not exist: the photo has {len(found)} face(s)")
         chosen = found[face or 0]
         threshold = self.calibration().threshold(optouts.DEFAULT_MAX_FMR)
-        added = optouts.add(
-            self.catalog, self.backend.model_id, chosen.embedding, threshold, note, self.actor
-        )
+        added = optouts.add(self.catalog, self.model_id, chosen.embedding, threshold, note, self.actor)
         self.audit.record(
             self.actor,
             "optout",
@@ -389,6 +397,24 @@ class FaceFind:
         )
         return proof, text
 
+    def subject_export(
+        self,
+        out: str | Path | None,
+        *,
+        person: int | None = None,
+        photo: ImageSource | None = None,
+        face: int | None = None,
+        crops: bool = False,
+        rgb: bool = False,
+    ) -> tuple[subject_access.SubjectExport, bytes]:
+        """Everything the catalog holds about one person (GDPR Art. 15, 20) as a zip, also written
+        to `out` (never over a file): their photos with every other face hidden (`crops`: only
+        their face crops), faces, person, consents, opt-outs, erasure receipts and the audit
+        entries that found or touched them (accountability/subject_access.py). The person by id,
+        or by their own `photo` (an audited search, purpose "subject access request"; `face` picks
+        the face of a photo with several). The export itself is audited with the zip's SHA-256."""
+        return subject_access.export(self, out, person=person, photo=photo, face=face, crops=crops, rgb=rgb)
+
     # erasure -----------------------------------------------------------------------------
     def erase(self, kind: str, target: str, *, confirm: bool = False) -> erasure.ErasureReceipt:
         """Erase a photo (path; a folder erases every photo under it), a person (id) or a collection
@@ -447,7 +473,7 @@ class FaceFind:
     def _drop_other_indexes(self) -> None:
         """Delete the saved vector indexes of models other than the active one (they rebuild on demand)."""
         for folder in vectors_dir(self.db).glob("*"):
-            if folder.is_dir() and folder.name != self.backend.model_id:
+            if folder.is_dir() and folder.name != self.model_id:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _scrub(self, receipts: list[erasure.ErasureReceipt]) -> None:
@@ -489,6 +515,7 @@ class FaceFind:
         purpose: str | None = None,
         manifest: str | Path | None = None,
         on_progress: Progress | None = None,
+        within: Path | None = None,
     ) -> RedactReport:
         """Redacted copies of photos (files, or every photo under folders) in the folder `out`:
         faces of persons whose active consent covers `publication` stay visible (`keep="none"`:
@@ -497,14 +524,15 @@ class FaceFind:
         each output and an audit entry per photo. Recognising faces is an audited identification:
         `purpose` required.
         `manifest`: apply that (reviewer-edited) manifest to its photo instead (publish/run.py); its
-        style and margin unless given."""
+        style and margin unless given. `within` (the service's index root): links under a folder
+        that lead out of it are skipped and reported."""
         if manifest is not None:
             if inputs:
                 raise FacefindError("give photos to redact, or --manifest FILE to re-apply one, not both")
             return publishing.reapply(self, manifest, out, style=style, margin=margin, purpose=purpose)
         return publishing.redact(
             self, inputs, out, keep=keep, style=style or "blur", margin=0.2 if margin is None else margin,
-            purpose=purpose, on_progress=on_progress,
+            purpose=purpose, on_progress=on_progress, within=within,
         )  # fmt: skip
 
     def publish_check(
@@ -519,10 +547,10 @@ class FaceFind:
         """Faces grouped into persons: `ff.people.all()`, `.get(id)`, `.name(id, "Ann")`, `.merge`..."""
         return People(
             self.catalog,
-            self.backend.model_id,
+            self.model_id,
             self.settings,
-            people_threshold(
-                self.calibration(), people_fmr(self.catalog, self.backend.model_id, self.settings)
+            lambda: people_threshold(
+                self.calibration(), people_fmr(self.catalog, self.model_id, self.settings)
             ),
             log=lambda decision, details: self.audit.record(
                 self.actor, "person", {"decision": decision, **details}
@@ -546,7 +574,12 @@ class FaceFind:
         page = self.review.page(
             after=after, limit=limit, max_fmr=REVIEW_MAX_FMR if max_fmr is None else max_fmr
         )
-        shown = {"review": [[s.item, s.candidate] for s in page.suggestions]}
+        # Each question: [item, candidate]; an "are these one person?" one: the faces it shows.
+        shown = {
+            "review": [
+                [s.item, s.candidate] if s.candidate is not None else s.items for s in page.suggestions
+            ]
+        }
         self.audit.record(self.actor, "view", shown, self.purpose)
         return page
 
@@ -572,7 +605,7 @@ class FaceFind:
         face, alignment = manual_faces.embed_box(
             self.backend, image, manual_faces.parse_box(box, image.shape), self.settings
         )
-        if optouts.Templates(self.catalog, self.backend.model_id).matches(face.embedding):
+        if optouts.Templates(self.catalog, self.model_id).matches(face.embedding):
             raise Refused("that face matches an opt-out: it is never stored")
         face_id = manual.add(self.catalog, image_id, face, self.actor)
         self.vectors.index()
@@ -626,9 +659,9 @@ class FaceFind:
     def calibration(self) -> Calibration:
         """The user's calibration (`facefind calibrate`) if there is one, else the shipped one."""
         if self.runtime.calibration is None:
-            stored = self.catalog.load_calibration(self.backend.model_id)
+            stored = self.catalog.load_calibration(self.model_id)
             self.runtime.calibration = (
-                Calibration.from_dict(stored) if stored else default_calibration(self.backend.model_id)
+                Calibration.from_dict(stored) if stored else default_calibration(self.model_id)
             )
         return self.runtime.calibration
 
@@ -750,7 +783,7 @@ class FaceFind:
             )
         result = SearchResult(
             query=" + ".join(_describe(p) for p in photos),
-            model_id=self.backend.model_id,
+            model_id=self.model_id,
             threshold=round(cut, 4),
             threshold_extrapolated=calibration.estimate(cut).extrapolated,
             rule=rule,
@@ -868,7 +901,7 @@ class FaceFind:
         asks could be that person's photo that clustering missed (a new photo, a poor one): it
         is left out too, so a looser threshold never reaches around an opt-out or a withdrawal
         (down to a false match rate of policy.LOOSEST_FMR, the loosest the service allows)."""
-        templates = optouts.Templates(self.catalog, self.backend.model_id).vectors
+        templates = optouts.Templates(self.catalog, self.model_id).vectors
         stored = [r.embedding for r in self.catalog.face_rows(int(i) for i in withheld).values()]
         vectors = [templates.reshape(-1, self.backend.dim), *(v.reshape(1, -1) for v in stored)]
         return np.vstack(vectors).astype(np.float32) if stored or len(templates) else np.zeros((0, 0))
@@ -916,6 +949,37 @@ class FaceFind:
         self.audit.record(self.actor, "view", {"face": face_id, "collection": row.collection}, self.purpose)
         return crop
 
+    def face_photo(self, face_id: int, *, size: int = 1600) -> tuple[bytes, float]:
+        """The whole photo of a face, for a reviewer to draw a missed face on: a JPEG at most `size`
+        pixels on its longer side, and its scale (shown pixels per photo pixel). Faces no answer
+        may show are covered (photo_view.py); "not found" as for `face_crop`. Audited as a view."""
+        from . import photo_view
+        from .catalog import photos
+
+        limits.PHOTO_PX.check(size)
+        row = self.catalog.face_rows([face_id]).get(face_id) if limits.is_id(face_id) else None
+        hidden = set(policy.hidden_faces(self.catalog, "results").tolist())
+        if row is None or face_id in hidden:
+            raise NotFound(f"no face {face_id} that you may see")
+        try:
+            data = read_catalogued(Path(row.path), photos.sha256(self.catalog, row.image_id), self.settings)
+            image = decode_image(data, self.settings, name=row.path)
+        except PhotoChanged:
+            raise NotFound(f"the photo of face {face_id} changed since it was indexed; re-index it") from None
+        except ImageError as err:
+            raise NotFound(f"the photo of face {face_id} cannot be read now: {err}") from err
+        covered = [box for f, box in photos.face_boxes(self.catalog, row.image_id).items() if f in hidden]
+        templates = optouts.Templates(self.catalog, self.model_id)
+        if len(templates.vectors):  # faces an opt-out kept out of the catalog are in the photo still
+            covered += [
+                f.box for f in analyze(self.backend, image, self.settings) if templates.matches(f.embedding)
+            ]
+        shown, scale = photo_view.jpeg(photo_view.cover(image, covered), size)
+        self.audit.record(
+            self.actor, "view", {"photo_of_face": face_id, "collection": row.collection}, self.purpose
+        )
+        return shown, scale
+
     def person_photos(self, person_id: int, *, purpose: str | None = None) -> list[str]:
         """Every photo of a catalogued person (a search by person: audited, purpose required)."""
         purpose = self._purpose(purpose)
@@ -954,7 +1018,7 @@ class FaceFind:
         verification = Verification(
             a=_describe(a),
             b=_describe(b),
-            model_id=self.backend.model_id,
+            model_id=self.model_id,
             similarity=round(similarity, 4),
             fmr=calibration.fmr(similarity),
             fmr_floor=calibration.fmr_floor,
@@ -997,7 +1061,7 @@ class FaceFind:
             folder = vectors_dir(self.db)
             kind = self.catalog.get_setting("index_kind", "auto")
             self.runtime.vectors = VectorStore(
-                self.catalog, self.backend.model_id, self.backend.dim, folder, IndexPolicy(kind=kind)
+                self.catalog, self.model_id, embedding_dim(self.settings), folder, IndexPolicy(kind=kind)
             )
         return self.runtime.vectors
 
@@ -1054,6 +1118,12 @@ class FaceFind:
     def report(self, since: str | None = None) -> dict:
         """The transparency report (accountability/report.py) as a dict; see `report.markdown`."""
         return report.build(self.catalog, self.audit, since)
+
+    def dpia(self, evaluation: dict | None = None) -> dict:
+        """The impact-assessment pack (accountability/dpia.py) as a dict: purposes, bases, volumes,
+        accuracy at the operating point (with an `evaluate --json` result if given), oversight,
+        the audit log, and the questions only the operator can answer; see `dpia.markdown`."""
+        return dpia.build(self, evaluation)
 
     def errors(self, collection: str | None = None) -> list[FileError]:
         """Every file that could not be indexed, with the reason (all collections by default)."""

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .analysis import FileTask, analyse_files
 from .calibration import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, Calibration, Tail
 from .errors import FacefindError
 from .faces import Face, FaceBackend
 from .images import is_image_path
-from .ingest import FileTask, Progress, analyse_files
+from .ingest import Progress
 from .results import FileError
 from .settings import Settings
 

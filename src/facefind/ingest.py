@@ -6,29 +6,22 @@ loses at most the batch in flight, which the next run simply redoes.
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
-import multiprocessing
 import os
-import signal
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
-from itertools import islice
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
 from .accountability.erasure import refusal
+from .analysis import IN_PROCESS_MAX, FileResult, FileTask, Workers, analyse_files
 from .catalog import Catalog, manual
-from .errors import FacefindError, ImageError
-from .faces import Face, FaceBackend, analyze, load_backend, prepare_backend
+from .errors import FacefindError
+from .faces import Face, FaceBackend
 from .faces.pipeline import StageTimes
-from .images import EXTENSIONS, Photo, decode_image, decode_photo, is_image_path, read_photo
+from .images import EXTENSIONS, is_image_path
 from .limits import WORKERS
 from .manual_faces import marked
 from .results import FileError, IndexReport
@@ -36,32 +29,6 @@ from .settings import Settings
 
 Progress = Callable[[int, int], None]
 BATCH_IMAGES, BATCH_SECONDS = 64, 2.0
-# Starting worker processes costs about a second; a handful of photos is quicker done here.
-IN_PROCESS_MAX = 8
-
-
-@dataclass(frozen=True)
-class FileTask:
-    path: str
-    size: int
-    mtime_ns: int
-    known_id: int | None = None  # catalog id when the path was indexed before
-    known_sha256: str | None = None  # if the content still hashes to this, nothing changed
-    within: str | None = None  # a service job's index root: read from it down, following no link
-
-
-@dataclass
-class FileResult:
-    task: FileTask
-    sha256: str | None = None
-    shape: tuple[int, int] | None = None
-    faces: list[Face] = field(default_factory=list)
-    error: str | None = None
-    damage: list[str] = field(default_factory=list)  # what the decoder worked around
-    unchanged: bool = False
-    times: StageTimes = field(default_factory=StageTimes)
-
-
 OUTSIDE = "a link leading outside the collection's index root; skipped"
 
 
@@ -105,81 +72,6 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def process_file(task: FileTask, backend: FaceBackend, settings: Settings) -> FileResult:
-    result = FileResult(task)
-    started = time.perf_counter()
-    try:
-        within = Path(task.within) if task.within is not None else None
-        data = read_photo(Path(task.path), settings, within=within)
-    except ImageError as err:
-        result.error = str(err).removeprefix(f"{task.path}: ")
-        return result
-    result.sha256 = hashlib.sha256(data).hexdigest()
-    if result.sha256 == task.known_sha256:
-        result.unchanged = True
-        return result
-    name = Path(task.path).name
-    try:
-        if settings.reduced_decode:
-            photo = decode_photo(data, settings, settings.decode_min_side, name=name, notes=result.damage)
-        else:
-            photo = Photo.of(decode_image(data, settings, name=name, notes=result.damage))
-    except ImageError as err:
-        result.error = str(err).removeprefix(name + ": ")
-        return result
-    except MemoryError:
-        result.error = f"not enough memory to decode it ({len(data) / 2**20:.1f} MiB file)"
-        return result
-    result.times.add("decode", started)
-    result.shape = photo.shape
-    try:
-        result.faces = analyze(backend, photo, settings, result.times)
-    except ImageError as err:  # the full decode a small face needed failed
-        result.error = str(err).removeprefix(name + ": ")
-        result.faces = []
-    except MemoryError:
-        result.error = f"not enough memory to analyse it ({photo.shape[1]}x{photo.shape[0]})"
-    except Exception as err:  # one odd image must not stop a run of thousands
-        result.error = f"face analysis failed ({type(err).__name__}: {err})"
-    return result
-
-
-_worker: tuple[FaceBackend, Settings] | None = None
-
-
-def _init_worker(settings: Settings, parent: int) -> None:
-    import cv2
-
-    global _worker
-    _die_with(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
-    cv2.setNumThreads(1)  # parallelism comes from processes; threads would oversubscribe
-    _worker = (load_backend(settings), settings)
-
-
-def _die_with(parent: int) -> None:
-    """A worker must not outlive its parent killed with SIGKILL: it would go on decoding for
-    a minute, holding ~200 MB, with nobody to take its results."""
-    if sys.platform.startswith("linux"):
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    else:  # pragma: no cover - elsewhere, watch for being re-parented
-
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(1)
-            os._exit(1)
-
-        threading.Thread(target=watch, daemon=True).start()
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)
-
-
-def _work(task: FileTask) -> FileResult:
-    assert _worker is not None
-    return process_file(task, *_worker)
-
-
 class Indexer:
     def __init__(
         self,
@@ -189,6 +81,7 @@ class Indexer:
         workers: int | None = None,
         refuse: Callable[[Face], bool] | None = None,
         dask: str | None = None,
+        pool: Workers | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
@@ -196,6 +89,7 @@ class Indexer:
         self.backend = backend  # only used when indexing in this process
         self.workers = WORKERS.check(workers) if workers is not None else min(os.cpu_count() or 1, 8)
         self.dask = dask  # a Dask scheduler address, or "local": analyse photos there (dask_ingest.py)
+        self.pool = pool  # the session's worker processes, kept for its next folder (Workers)
 
     def run(
         self,
@@ -217,23 +111,26 @@ class Indexer:
         report = IndexReport(root=str(root), collection=collection)
         collection_id = self.catalog.collection_id(collection)
         known = self.catalog.known_images(collection_id, root)
-        pools: list[ProcessPoolExecutor] = []  # started by _run once it is sure to be needed
+        pool = self.pool or Workers()  # started by _run once it is sure to be needed
+        finished = False
         try:
-            return self._run(
+            report = self._run(
                 root,
                 collection,
                 collection_id,
                 known,
                 report,
                 started,
-                pools,
+                pool,
                 on_progress,
                 retry_errors,
                 within,
             )
+            finished = not report.interrupted
+            return report
         finally:
-            for pool in pools:
-                pool.shutdown(wait=False, cancel_futures=True)
+            if pool is not self.pool or not finished:  # an interrupted run leaves no busy worker behind
+                pool.close()
 
     def _run(
         self,
@@ -243,7 +140,7 @@ class Indexer:
         known: dict,
         report: IndexReport,
         started: float,
-        pools: list[ProcessPoolExecutor],
+        pool: Workers,
         on_progress: Progress | None,
         retry_errors: bool,
         within: Path | None,
@@ -277,7 +174,7 @@ class Indexer:
             if len(tasks) == IN_PROCESS_MAX + 1 and self.workers > 1 and not self.dask:
                 # Work for the workers: they start (import, load the models: a second or two)
                 # while the rest of the folder is scanned, not after.
-                pools.extend(filter(None, [_early_pool(self.settings, self.workers)]))
+                pool.start(self.settings, self.workers)
         report.files_seen = len(seen)
         gone = [img.id for path, img in known.items() if path not in seen]
         with self.catalog.transaction() as conn:
@@ -321,7 +218,8 @@ class Indexer:
 
             file_results = analyse_on_dask(tasks, self.settings, self.dask, self.workers)
         else:
-            file_results = analyse_files(tasks, self.settings, self.workers, self.backend, *pools)
+            running = pool.running(self.settings, self.workers)
+            file_results = analyse_files(tasks, self.settings, self.workers, self.backend, running)
         try:
             for result in file_results:
                 pending.append(result)
@@ -388,90 +286,3 @@ class Indexer:
             report.indexed += 1
             report.faces_found += len(kept)
             report.faces_searchable += sum(f.usable for f in kept)
-
-
-def analyse_files(
-    tasks: list[FileTask],
-    settings: Settings,
-    workers: int,
-    backend: Callable[[], FaceBackend],
-    pool: ProcessPoolExecutor | None = None,
-) -> Iterator[FileResult]:
-    """Results of `process_file` for every task, in completion order, on `workers` processes
-    (those of `pool` if given: the caller shuts it down)."""
-    if workers <= 1 or len(tasks) <= IN_PROCESS_MAX:
-        in_process = backend()
-        for task in tasks:
-            yield process_file(task, in_process, settings)
-        return
-    own = pool is None
-    pool = pool or start_pool(settings, workers)
-    try:
-        queue = iter(tasks)
-        # Each worker has work queued behind the photo it is on: never waits for the parent.
-        running = {pool.submit(_work, task): task for task in islice(queue, workers * 4)}
-        while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                task = running.pop(future)
-                running.update({pool.submit(_work, t): t for t in islice(queue, 1)})
-                yield _result(future, task)
-    finally:
-        if own:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-
-def start_pool(settings: Settings, workers: int) -> ProcessPoolExecutor:
-    """`workers` processes, started now (each imports facefind and loads the models)."""
-    prepare_backend()  # download or fail once, here, not in every worker
-    _require_main_guard()
-    context = multiprocessing.get_context("spawn")  # OpenCV is not fork-safe
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(settings, os.getpid())
-    )
-    for _ in range(workers):  # a process is spawned per submission, up to `workers`
-        pool.submit(_ready)
-    return pool
-
-
-def _early_pool(settings: Settings, workers: int) -> ProcessPoolExecutor | None:
-    """start_pool, or None if it cannot start (a script without a main guard): a handful of photos
-    is then still indexed in this process, and more get the error from analyse_files."""
-    try:
-        return start_pool(settings, workers)
-    except FacefindError:
-        return None
-
-
-def _ready() -> None:
-    """Nothing: submitted to start a worker."""
-
-
-def _result(future: Future[FileResult], task: FileTask) -> FileResult:
-    """The worker's result; an exception it raised (it catches what it expects) fails that file
-    only. A worker that died is a BrokenProcessPool, which stops the run."""
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        raise
-    except Exception as err:
-        return FileResult(task, error=f"analysis failed ({type(err).__name__}: {err})")
-
-
-def _require_main_guard() -> None:
-    """Worker processes start by re-importing the caller's script: one that calls facefind at its
-    top level, without `if __name__ == "__main__":`, would start workers from every worker."""
-    main = sys.modules.get("__main__")
-    script = getattr(main, "__file__", None)
-    if main is None or getattr(main, "__spec__", None) is not None or not script:
-        return  # `python -m ...`, an interactive session or a notebook: nothing is re-imported
-    try:
-        text = Path(script).read_text(errors="replace")
-    except OSError:
-        return
-    if "__main__" not in text:
-        raise FacefindError(
-            f"facefind analyses photos in worker processes, which start by importing your script "
-            f'{script}; put the code that calls facefind under `if __name__ == "__main__":` '
-            f"(as Python's multiprocessing requires), or pass workers=1."
-        )

@@ -97,6 +97,7 @@ MODEL_INPUT = Limit("--input", 16, 1024, example="112", name="input_size")
 MODEL_MEAN = Limit("--mean", -1e6, 1e6, example="127.5", name="mean")
 MODEL_STD = Limit("--std", 0, 1e6, above_low=True, example="127.5", name="std")
 CROP_PX = Limit("size", 16, 1024, example="160 pixels")
+PHOTO_PX = Limit("size", 64, 4096, example="1600 pixels")
 RATE_LIMIT = Limit(
     "--rate-limit", 0, 1_000_000, example="600 requests a minute; 0 for none", name="rate_limit"
 )

@@ -31,15 +31,17 @@ class Role(StrEnum):
     reviewer = "reviewer"  # people decisions
     dpo = "dpo"  # consent, opt-out, erasure, purge
     auditor = "auditor"  # audit log and transparency report, read-only
+    publisher = "publisher"  # redacted copies to publish (faces without publication consent hidden)
 
 
 EVERYONE = frozenset(Role)
 
 # action -> roles allowed. Reads a role needs for its own work are granted with it: a reviewer sees
-# consent records (naming needs one), an operator sees collections (to index into one).
+# consent records (naming needs one), an operator sees collections (to index into one), a publisher
+# too (to redact a folder under one's index root).
 ACTIONS: dict[str, frozenset[Role]] = {
     "stats": EVERYONE,
-    "collections.read": frozenset({Role.admin, Role.operator, Role.dpo, Role.auditor}),
+    "collections.read": frozenset({Role.admin, Role.operator, Role.dpo, Role.auditor, Role.publisher}),
     "collections.write": frozenset({Role.admin}),
     "keys": frozenset({Role.admin}),
     "index": frozenset({Role.operator}),
@@ -63,6 +65,15 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "erase": frozenset({Role.dpo}),
     "audit": frozenset({Role.auditor}),
     "report": frozenset({Role.auditor}),
+    # A subject access export holds a person's photos and every audit entry about them: the DPO's.
+    "subject.export": frozenset({Role.dpo}),
+    "report.dpia": frozenset({Role.auditor, Role.dpo}),
+    # Redacting recognises faces, but only against persons whose consent covers publication: the
+    # publisher learns who of them is in its own photo (audited with a purpose), nothing of anyone
+    # else; why another face is hidden (opted out, consent withheld) it is never told
+    # (docs/security.md, "Publishing"). A role of its own: a club secretary who publishes photos
+    # needs no search of the catalog, and an operator who may search needs no second power.
+    "redact": frozenset({Role.publisher}),
 }
 
 

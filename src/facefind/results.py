@@ -165,8 +165,12 @@ class Suggestion(BaseModel):
     """One question of the review queue (people/review.py): is `item` the person `candidate`?"""
 
     item: str  # "face:12" (a face in no person) or "person:7" (an unnamed person)
-    kind: str  # "face", "person" (candidate named: "is this Anna?"), "merge" (both unnamed: "one person?")
-    candidate: int
+    # "face", "person" (candidate named: "is this Anna?"), "merge" (both unnamed: "one person?"),
+    # "move" (a face in a named person, candidate another: "is this Beth, not Anna?"),
+    # "together" (faces in no person: "are these one new person?", no candidate)
+    kind: str
+    items: list[str]  # what to answer: the item; for "together", every face shown
+    candidate: int | None
     candidate_name: str | None
     similarity: float  # of the closest pair of faces, one on each side
     fmr: float  # the false match rate that similarity implies (calibration): the chance it is a stranger

@@ -47,6 +47,7 @@ from ..policy import Principal
 from ..settings import Settings
 from .guard import NO_KEY, Guard, hosts_from_env
 from .jobs import JobRunner
+from .redactions import Redactions
 from .throttle import ACTOR, Failures, keep_audited, record_failure
 
 MAX_UPLOAD_BYTES = 32 * 2**20  # a photo upload; the guard stops reading a request past its photos
@@ -116,6 +117,7 @@ def create_app(db: str | Path | None = None, settings: Settings | None = None, *
             options["requests_per_minute"] = int(limit)
         app.state.service = Service(ff, **options)
         app.state.jobs = JobRunner(ff.catalog, ff.db)
+        app.state.redactions = Redactions(ff.db)
         record = _audit_failures(ff)
         auditing = asyncio.create_task(keep_audited(failures, record))
         yield

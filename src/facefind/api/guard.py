@@ -42,7 +42,14 @@ from ..policy import Principal
 from .throttle import ACTOR, Failures, too_many
 
 SMALL_BODY = 64 * 1024  # JSON, sign-in, form fields
-PHOTO_ROUTES = {"/v1/search": 1, "/v1/verify": 2, "/v1/optouts": 1}  # POST: photos each takes
+# POST: photos each takes (a redaction's: a photo or a video)
+PHOTO_ROUTES = {
+    "/v1/search": 1,
+    "/v1/verify": 2,
+    "/v1/optouts": 1,
+    "/v1/subjects/export": 1,
+    "/v1/redactions": 1,
+}
 STALL_SECONDS = 10.0  # a body with no byte for this long is cut off
 # And every body has a total deadline: BODY_SECONDS plus its size (as announced, else the route's
 # cap) at MIN_BYTES_PER_SECOND (35 minutes for a 32 MiB photo at 128 kbit/s, 34 s for JSON); the

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi.responses import FileResponse
 from pydantic import AliasChoices, BaseModel, Field
 
 from .. import results
@@ -23,8 +24,10 @@ from ..accountability.collections import Collection
 from ..errors import InvalidValue, Refused
 from ..paths import from_stored
 from ..policy import LOOSEST_FMR, MAX_SERVICE_TOP_K, Principal, as_seen_by, require_searched
+from ..publish.video import is_video_input
 from .app import allowed, principal, read_upload, service
 from .jobs import Job, jobs
+from .redactions import Edit, FolderRequest, Redaction, redactions
 
 router = APIRouter(prefix="/v1")
 Who = Annotated[Principal, Depends(principal)]
@@ -40,9 +43,12 @@ CanReadConsent = Annotated[Principal, allowed("consent.read")]
 CanReadPeople = Annotated[Principal, allowed("people.read")]
 CanReadReview = Annotated[Principal, allowed("review.read")]
 CanDecideReview = Annotated[Principal, allowed("review.decide")]
+CanRedact = Annotated[Principal, allowed("redact")]
 CanReport = Annotated[Principal, allowed("report")]
 CanSearch = Annotated[Principal, allowed("search")]
 CanStats = Annotated[Principal, allowed("stats")]
+CanExportSubject = Annotated[Principal, allowed("subject.export")]
+CanReportDpia = Annotated[Principal, allowed("report.dpia")]
 CanVerify = Annotated[Principal, allowed("verify")]
 CanWriteCollections = Annotated[Principal, allowed("collections.write")]
 CanWriteConsent = Annotated[Principal, allowed("consent.write")]
@@ -261,6 +267,27 @@ def face_crop(
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
+@router.get(
+    "/faces/{face_id}/photo",
+    tags=["people"],
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "The photo, as a JPEG."}},
+)
+def face_photo(
+    request: Request,
+    who: CanReadPeople,
+    face_id: int,
+    size: Annotated[int, Query(description="Longer side at most this many pixels (64..4096).")] = 1600,
+) -> Response:
+    """The whole photo a face is in, for a reviewer to draw a missed face on (`POST /v1/faces`);
+    faces no answer may show are covered. `X-Facefind-Scale`: shown pixels per photo pixel.
+    Audited as a view."""
+    with service(request).acting(who, "people.read") as ff:
+        jpeg, scale = ff.face_photo(face_id, size=size)
+    headers = {"Cache-Control": "private, no-store", "X-Facefind-Scale": f"{scale:.6f}"}
+    return Response(jpeg, media_type="image/jpeg", headers=headers)
+
+
 class NewFace(BaseModel):
     path: str = Field(description="An indexed photo, as the catalog names it (a face's `path`).")
     box: str = Field(examples=["120,80,96,110"], description="x,y,w,h in pixels.")
@@ -330,6 +357,7 @@ class Answers(BaseModel):
     yes: int | None = Field(None, description="They are this person.")
     no: int | None = Field(None, description="They are not this person (remembered).")
     skip: bool = Field(False, description="Ask again after every other question.")
+    together: bool = Field(False, description="These faces in no person are one new person.")
 
 
 # Before /people/{person_id}, which would take "suggestions" for an id.
@@ -349,9 +377,9 @@ def people_suggestions(
 
 @router.post("/people/suggestions/answers", tags=["people"])
 def people_answers(request: Request, who: CanWritePeople, body: Answers) -> list[results.Answer]:
-    """Answer review questions: exactly one of `yes`, `no` (a person id) or `skip`. Audited."""
+    """Answer review questions: exactly one of `yes`, `no` (a person id), `skip` or `together`. Audited."""
     with service(request).acting(who, "people.write") as ff:
-        return ff.review.answer(body.items, yes=body.yes, no=body.no, skip=body.skip)
+        return ff.review.answer(body.items, yes=body.yes, no=body.no, skip=body.skip, together=body.together)
 
 
 @router.get("/people/{person_id}", tags=["people"])
@@ -582,6 +610,76 @@ def purge(request: Request, who: CanErase, body: PurgeRequest) -> results.PurgeR
         return ff.purge()
 
 
+# publishing ---------------------------------------------------------------------------------
+@router.post("/redactions", tags=["publish"], status_code=201)
+def redactions_add(
+    request: Request,
+    who: CanRedact,
+    file: Annotated[UploadFile, File(description="A photo, or a short video (MP4, MOV, MKV, WebM).")],
+    purpose: Annotated[str | None, Form(description="Why (kept in the audit log); required.")] = None,
+    style: Annotated[str, Form(description="blur, pixelate or fill")] = "blur",
+    margin: Annotated[float, Form(description="Grow each hidden box by this share of its size.")] = 0.2,
+) -> Redaction:
+    """A redacted copy to publish: faces of persons whose consent covers publication kept, every
+    other face hidden, metadata stripped; audited with its purpose. A photo is done in the answer
+    (every face with its box and decision); a video is a job: poll GET /v1/redactions/{id}. Kept
+    on the server 30 minutes after last use, then deleted (DELETE deletes it at once)."""
+    data = read_upload(request, file, "file")
+    if is_video_input(data.name or ""):
+        with service(request).acting(who, "redact"):
+            pass  # the role, and the key's request rate
+        return redactions(request).video(who, data, purpose, style, margin)
+    with service(request).acting(who, "redact", purpose) as ff:
+        return redactions(request).photo(ff, who, data, purpose, style, margin)
+
+
+@router.post("/redactions/folders", tags=["publish"], status_code=201)
+def redactions_folder(request: Request, who: CanRedact, body: FolderRequest) -> Redaction:
+    """Redact every photo under a folder on the server (under an index root of the collection):
+    a job; GET /v1/redactions/{id} for its progress, then its file (a ZIP of the copies)."""
+    with service(request).acting(who, "redact", body.purpose) as ff:
+        body = body.model_copy(update={"path": from_stored(body.path)})
+        return redactions(request).folder_job(ff, who, body)
+
+
+@router.get("/redactions", tags=["publish"])
+def redactions_list(request: Request, who: CanRedact) -> list[Redaction]:
+    """Your redactions still kept, oldest first (jobs with their progress, rate and ETA)."""
+    return redactions(request).mine(who)
+
+
+@router.get("/redactions/{redaction_id}", tags=["publish"])
+def redactions_show(request: Request, who: CanRedact, redaction_id: str) -> Redaction:
+    return redactions(request).get(who, redaction_id)
+
+
+@router.get(
+    "/redactions/{redaction_id}/file",
+    tags=["publish"],
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}, "video/mp4": {}, "application/zip": {}}}},
+)
+def redactions_file(request: Request, who: CanRedact, redaction_id: str) -> FileResponse:
+    """The redacted copy (a folder's: a ZIP of them), without metadata."""
+    path, media_type, name = redactions(request).file(who, redaction_id)
+    headers = {"Cache-Control": "private, no-store"}
+    return FileResponse(path, media_type=media_type, filename=name, headers=headers)
+
+
+@router.post("/redactions/{redaction_id}/manifest", tags=["publish"])
+def redactions_edit(request: Request, who: CanRedact, redaction_id: str, body: Edit) -> Redaction:
+    """Render a photo again with your decisions: every face kept or hidden, boxes added for faces
+    the detector missed. A face of someone who opted out or withheld consent stays hidden."""
+    with service(request).acting(who, "redact") as ff:
+        return redactions(request).edit(ff, who, redaction_id, body)
+
+
+@router.delete("/redactions/{redaction_id}", tags=["publish"])
+def redactions_delete(request: Request, who: CanRedact, redaction_id: str) -> Redaction:
+    """Delete a redaction and its files now (a running job stops)."""
+    return redactions(request).delete(who, redaction_id)
+
+
 # audit and report ---------------------------------------------------------------------------
 @router.get("/audit", tags=["audit"])
 def audit_show(
@@ -658,7 +756,60 @@ def audit_export_signed(
     return SignedExport(format=format, proof=proof, content=text)
 
 
+# subject access -------------------------------------------------------------------------------
+ZIP: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/zip": {}}, "description": "subject.json, index.html and the photos."}
+}
+
+
+def _zip(data: bytes) -> Response:
+    headers = {
+        "Cache-Control": "private, no-store",
+        "Content-Disposition": 'attachment; filename="subject.zip"',
+    }
+    return Response(data, media_type="application/zip", headers=headers)
+
+
+@router.get("/subjects/export", tags=["requests"], response_class=Response, responses=ZIP)
+def subject_export(
+    request: Request,
+    who: CanExportSubject,
+    person: Annotated[int | None, Query(description="The person's id.")] = None,
+    crops: Annotated[bool, Query(description="Only crops of their faces, not their photos.")] = False,
+) -> Response:
+    """Everything the catalog holds about one person (GDPR Art. 15, 20) as a zip: their photos
+    with every other face hidden, faces, person, consents, opt-outs, erasure receipts, the audit
+    entries that found them. The export is audited with the zip's SHA-256."""
+    with service(request).acting(who, "subject.export") as ff:
+        _, data = ff.subject_export(None, person=person, crops=crops)
+    return _zip(data)
+
+
+@router.post("/subjects/export", tags=["requests"], response_class=Response, responses=ZIP)
+def subject_export_by_photo(
+    request: Request,
+    who: CanExportSubject,
+    photo: Photo,
+    face: Annotated[int | None, Form(description="The subject's face, if the photo shows several.")] = None,
+    crops: Annotated[bool, Form()] = False,
+) -> Response:
+    """The same, for the person the subject's own photo finds (an audited search, purpose
+    "subject access request"); check the requester is that person before handing it over."""
+    data = read_upload(request, photo)
+    with service(request).acting(who, "subject.export") as ff:
+        _, zipped = ff.subject_export(None, photo=data, face=face, crops=crops)
+    return _zip(zipped)
+
+
 @router.get("/report", tags=["audit"])
 def report(request: Request, who: CanReport, since: str | None = None) -> dict[str, Any]:
     with service(request).acting(who, "report") as ff:
         return ff.report(since)
+
+
+@router.get("/report/dpia", tags=["audit"])
+def report_dpia(request: Request, who: CanReportDpia) -> dict[str, Any]:
+    """The impact-assessment pack: purposes, bases, volumes, accuracy at the operating point,
+    oversight, the audit log, and the questions only the operator can answer."""
+    with service(request).acting(who, "report.dpia") as ff:
+        return ff.dpia()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from .core import Catalog
-from .schema import images
+from .schema import faces, images
 
 
 def sha256(catalog: Catalog, image_id: int) -> str | None:
@@ -14,3 +14,12 @@ def sha256(catalog: Catalog, image_id: int) -> str | None:
     with catalog.engine.connect() as conn:
         found = conn.execute(query).scalar_one_or_none()
     return None if found is None else str(found)
+
+
+def face_boxes(catalog: Catalog, image_id: int) -> dict[int, tuple[float, float, float, float]]:
+    """Every stored face of the photo: face id -> box (x, y, w, h) in the photo's pixels."""
+    query = sa.select(faces.c.id, faces.c.x, faces.c.y, faces.c.w, faces.c.h).where(
+        faces.c.image_id == image_id
+    )
+    with catalog.engine.connect() as conn:
+        return {int(i): (float(x), float(y), float(w), float(h)) for i, x, y, w, h in conn.execute(query)}

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from .consents import bind_current
 from .core import Catalog
-from .schema import face_persons, face_rejections, now, review_skips
+from .schema import face_persons, face_rejections, faces, now, review_skips
 
 
 def skipped(catalog: Catalog) -> set[tuple[str, int]]:
@@ -40,9 +40,17 @@ def unskip(catalog: Catalog, subjects: list[tuple[str, int]]) -> None:
 
 
 def place(catalog: Catalog, person_id: int, face_ids: list[int]) -> None:
-    """The faces go into the person, pinned (a reviewer's "yes"); consent follows them."""
+    """The faces go into the person, pinned (a reviewer's "yes"); consent follows them. A person
+    is once in a photo: another face of the same photo leaves that person (to no person)."""
     with catalog.transaction() as conn:
         bind_current(conn)
+        photos = sa.select(faces.c.image_id).where(faces.c.id.in_(face_ids))
+        same_photo = sa.select(faces.c.id).where(faces.c.image_id.in_(photos), faces.c.id.not_in(face_ids))
+        conn.execute(
+            sa.delete(face_persons).where(
+                face_persons.c.person_id == person_id, face_persons.c.face_id.in_(same_photo)
+            )
+        )
         conn.execute(sa.delete(face_persons).where(face_persons.c.face_id.in_(face_ids)))
         conn.execute(
             sa.insert(face_persons),

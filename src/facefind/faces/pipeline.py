@@ -57,6 +57,24 @@ def load_backend(settings: Settings | None = None) -> FaceBackend:
     return OpenCVBackend(settings)
 
 
+def model_id(settings: Settings) -> str:
+    """The `model_id` the backend of `settings` gives its embeddings, without loading it."""
+    if settings.recognizer is not None:
+        return settings.recognizer.model_id
+    from .opencv import FLIP_SUFFIX, MODEL_ID
+
+    return MODEL_ID + (FLIP_SUFFIX if settings.flip_average else "")
+
+
+def embedding_dim(settings: Settings) -> int:
+    """The length of the embeddings the backend of `settings` makes, without loading it."""
+    if settings.recognizer is not None:
+        return settings.recognizer.dim
+    from .opencv import OpenCVBackend
+
+    return OpenCVBackend.dim
+
+
 def prepare_backend() -> None:
     """Make sure the model files are present (downloading them if need be)."""
     from .opencv import model_files

@@ -94,12 +94,21 @@ class People:
         catalog: Catalog,
         model_id: str,
         settings: Settings,
-        threshold: float,
+        threshold: float | Callable[[], float],
         log: Callable[[str, dict], object] | None = None,
     ) -> None:
-        self.catalog, self.model_id, self.settings, self.threshold = catalog, model_id, settings, threshold
+        self.catalog, self.model_id, self.settings = catalog, model_id, settings
+        self._threshold = threshold
         self._log = log or (lambda decision, details: None)  # user decisions go to the audit log
         self._upto_key = f"people_upto:{model_id}"
+
+    @property
+    def threshold(self) -> float:
+        """The similarity at which clustering links two faces; given as a function, it is computed
+        on first use and kept (it counts the catalog's faces: listing and naming never need it)."""
+        if callable(self._threshold):
+            self._threshold = float(self._threshold())
+        return self._threshold
 
     # clustering ------------------------------------------------------------------------------
     def update(self) -> ClusterReport:

@@ -6,7 +6,16 @@ A question asks whether an item is a person, with the similarity of the closest 
 - "person": an unnamed person (clustering made it, often of one or two faces) against the most
   similar named person: "yes" merges it into the named one;
 - "merge": two unnamed persons that may be one (among the MERGE_POOL largest unnamed persons, so
-  the question stays cheap at 100k persons): "yes" merges the smaller into the larger.
+  the question stays cheap at 100k persons): "yes" merges the smaller into the larger;
+- "move": a face clustering placed in a named person whose nearest face of another named person
+  is more similar than any of its own person's ("is this Beth, not Anna?"; among the MOVE_POOL
+  most recent): "yes" moves it, pinned;
+- "together": faces in no person that look more like each other than like any named person, and
+  no named person's face reaches the similarity at which clustering links (a face and its nearest
+  such faces, each face in one question; among the TOGETHER_POOL best): "yes" (`together`) makes
+  the faces the reviewer picks among them a new person, to name next. Clustering links faces at a
+  false match rate that shrinks with the catalog (persons.py); a person whose few photos link
+  only at the review's looser rate is named this way.
 Only named persons with an active consent are offered (naming needs one; a "yes" puts faces under
 it), never persons withheld by consent, hidden by a reviewer, or faces no answer may show.
 Questions whose similarity is below the threshold of `max_fmr` (default REVIEW_MAX_FMR) are not
@@ -14,10 +23,11 @@ asked. Order: questions not skipped first, most similar first; pages are keyset 
 is the last question's key): the ranking is computed over embeddings each call (like clustering,
 vectorised), but faces, paths and names are read for one page only.
 
-Answers: "yes" places faces in the person, pinned (clustering never moves them again); "no" is
-a rejection (face_rejections: clustering never gives those faces to that person, and the queue
-never asks again); "skip" sends the item after every question not skipped. Every answer is
-audited (a "person" decision "review"), and a bulk answer (several items) is one entry.
+Answers: "yes" places faces in the person, pinned (clustering never moves them again; another
+face of the same photo leaves that person); "no" is a rejection (face_rejections: clustering
+never gives those faces to that person, and the queue never asks again); "skip" sends the item
+after every question not skipped. Every answer is audited (a "person" decision "review"), and
+a bulk answer (several items) is one entry.
 """
 
 from __future__ import annotations
@@ -42,6 +52,8 @@ from .persons import People, _Snapshot
 REVIEW_MAX_FMR = 1e-2  # the loosest the service allows a search (policy.LOOSEST_FMR)
 NEIGHBOURS = 10  # nearest candidate faces looked at per face
 MERGE_POOL = 2000  # unnamed persons (largest first) among which merges are suggested
+MOVE_POOL = 20_000  # faces in named persons (most recent first) checked against other named persons
+TOGETHER_POOL = 20_000  # faces in no person (best quality first) among which look-alikes are grouped
 SHOWN_FACES = 4  # faces of an item in a question
 
 
@@ -54,6 +66,7 @@ class _Question:
     similarity: float  # rounded to 4 places: the key must sort as shown
     candidate_face: int
     skipped: bool
+    members: tuple[int, ...] = ()  # "together": the faces asked about besides the subject
 
     @property
     def item(self) -> str:
@@ -132,14 +145,27 @@ class ReviewQueue:
         unnamed = usable & placed & ~np.isin(snap.person, list(named | left_out | bystanders))
         out: list[_Question] = []
 
-        # Faces in no person, against named persons.
+        # Faces in no person: against named persons, or, where another face in no person is more
+        # similar than any named person's face, together with such faces (each face asked once).
         loose = np.flatnonzero(usable & ~placed)
         background = self.people.background_faces(snap.ids[loose].tolist())
         loose = np.array([f for f in loose if int(snap.ids[f]) not in background], dtype=np.int64)
-        for face, (person, sim, other) in _best(snap, loose, np.flatnonzero(in_named), threshold).items():
+        named_best = _best(snap, loose, np.flatnonzero(in_named), threshold)
+        pool = np.sort(loose[np.argsort(-snap.quality[loose], kind="stable")[:TOGETHER_POOL]])
+        alike = _neighbours(snap, pool, pool, threshold)  # exact: O(pool^2), hence the cap
+        link = self.people.threshold
+        near = {f: named_best[f][1] if f in named_best else -2.0 for f in alike}
+        closer = {f for f, h in alike.items() if near[f] < link and h[0][1] > near[f]}
+        together, grouped = _together(snap, {f: h for f, h in alike.items() if f in closer}, closer, skipped)
+        out += together
+        for face, (person, sim, other) in named_best.items():
             fid = int(snap.ids[face])
-            if (fid, person) not in rejected:
+            if face not in grouped and (fid, person) not in rejected:
                 out.append(_Question("face", "face", fid, person, sim, other, ("face", fid) in skipped))
+
+        # Faces a run placed in a named person that look more like another named person.
+        inside = np.flatnonzero(in_named & ~snap.pinned)[-MOVE_POOL:]  # the most recent
+        out += _moves(snap, inside, np.flatnonzero(in_named), threshold, skipped)
 
         # Unnamed persons, against named persons.
         subjects = np.flatnonzero(unnamed)
@@ -188,7 +214,7 @@ class ReviewQueue:
         """The page's questions with their faces: rows read for this page only."""
         persons = sorted({q.subject_id for q in questions if q.subject == "person"})
         members = self.people._faces_of(persons)
-        loose = [q.subject_id for q in questions if q.subject == "face"] + [
+        loose = [f for q in questions if q.subject == "face" for f in (q.subject_id, *q.members)] + [
             q.candidate_face for q in questions
         ]
         rows = self.catalog.face_rows(loose)
@@ -198,32 +224,41 @@ class ReviewQueue:
         for q in questions:
             every = members.get(q.subject_id, []) if q.subject == "person" else []
             if q.subject == "face":
-                every = [_face(rows[q.subject_id])] if q.subject_id in rows else []
+                every = [_face(rows[f]) for f in (q.subject_id, *q.members) if f in rows]
             other = rows.get(q.candidate_face)
+            together = q.kind == "together"
             out.append(
                 Suggestion(
                     item=q.item,
                     kind=q.kind,
-                    candidate=q.candidate,
+                    items=[f"face:{f.face_id}" for f in every] if together else [q.item],
+                    candidate=None if together else q.candidate,
                     candidate_name=names.get(q.candidate),
                     similarity=q.similarity,
                     fmr=self.calibration.fmr(q.similarity),
                     skipped=q.skipped,
                     face_count=len(every),
-                    faces=every[:SHOWN_FACES],
-                    candidate_face=_face(other) if other else None,
+                    faces=every if together else every[:SHOWN_FACES],
+                    candidate_face=_face(other) if other and not together else None,
                 )
             )
         return out
 
     # answers ---------------------------------------------------------------------------------
     def answer(
-        self, items: list[str], *, yes: int | None = None, no: int | None = None, skip: bool = False
+        self,
+        items: list[str],
+        *,
+        yes: int | None = None,
+        no: int | None = None,
+        skip: bool = False,
+        together: bool = False,
     ) -> list[Answer]:
         """Answer questions about `items` ("face:12", "person:7"): they are person `yes`, they are
-        not person `no`, or ask again later (`skip`). Several items: one bulk answer, one audit entry."""
-        if sum((yes is not None, no is not None, skip)) != 1:
-            raise FacefindError("answer with exactly one of --yes PERSON, --no PERSON or --skip")
+        not person `no`, ask again later (`skip`), or these faces in no person are one new person
+        (`together`). Several items: one bulk answer, one audit entry."""
+        if sum((yes is not None, no is not None, skip, together)) != 1:
+            raise FacefindError("answer with exactly one of --yes PERSON, --no PERSON, --skip or --together")
         subjects = list(dict.fromkeys(parse_item(i) for i in items))
         if not subjects:
             raise FacefindError(
@@ -237,6 +272,8 @@ class ReviewQueue:
                 raise NotFound(
                     f"no face {number} that you may see; `facefind people review` lists the questions"
                 )
+        if together:
+            return self._together(subjects)
         if skip:
             review_store.skip(self.catalog, subjects)
             answers = [
@@ -254,6 +291,26 @@ class ReviewQueue:
         review_store.unskip(self.catalog, subjects)
         verdict = "yes" if yes is not None else "no"
         self._log("review", {"answer": verdict, "person": person, "items": [a.item for a in answers]})
+        return answers
+
+    def _together(self, subjects: list[tuple[str, int]]) -> list[Answer]:
+        """Faces in no person, two or more, of different photos, become one new person (pinned)."""
+        faces = sorted(n for _, n in subjects)
+        rows = self.catalog.face_rows(faces)
+        if any(k != "face" for k, _ in subjects) or len(faces) < 2:
+            raise FacefindError("--together takes two or more faces (face:ID) that are in no person")
+        placed = [f for f in faces if rows[f].person_id is not None]
+        if placed:
+            raise FacefindError(
+                f"face(s) {', '.join(map(str, placed))} are in a person already; answer --yes PERSON "
+                f"to put faces there, or leave those out"
+            )
+        if len({rows[f].image_id for f in faces}) < len(faces):
+            raise FacefindError("two of those faces are in one photo: a person is once in a photo")
+        person = self.people._new_person()
+        review_store.place(self.catalog, person, faces)
+        answers = [Answer(item=f"face:{f}", answer="yes", person=person, moved_faces=[f]) for f in faces]
+        self._log("review", {"answer": "together", "person": person, "items": [a.item for a in answers]})
         return answers
 
     def _decidable(self, person: int) -> None:
@@ -332,6 +389,67 @@ def _best(
                 out[face] = (person, round(sim, 4), int(ids[other]))
                 break
     return out
+
+
+def _moves(
+    snap: _Snapshot, faces: np.ndarray, pool: np.ndarray, threshold: float, skipped: set[tuple[str, int]]
+) -> list[_Question]:
+    """Faces (positions) whose nearest face of another person in `pool` is more similar than every
+    other face of their own person: "is this Beth (not Anna)?". A face alone in its person is not
+    asked here (its person is: a "person" question)."""
+    out = []
+    by_person = np.argsort(snap.person, kind="stable")
+    sorted_persons = snap.person[by_person]
+    for face, hits in _neighbours(snap, faces, pool, threshold).items():
+        own, fid = int(snap.person[face]), int(snap.ids[face])
+        other, sim = next(
+            (
+                (o, s)
+                for o, s in hits
+                if snap.person[o] != own and (fid, int(snap.person[o])) not in snap.rejected
+            ),
+            (-1, -2.0),
+        )
+        if other < 0:
+            continue
+        span = np.searchsorted(sorted_persons, [own, own + 1])
+        mates = by_person[span[0] : span[1]]
+        mates = mates[mates != face]
+        if len(mates) and sim > float((snap.embeddings[mates] @ snap.embeddings[face]).max()):
+            person, near = int(snap.person[other]), int(snap.ids[other])
+            out.append(_Question("move", "face", fid, person, round(sim, 4), near, ("face", fid) in skipped))
+    return out
+
+
+def _together(
+    snap: _Snapshot,
+    hits: dict[int, list[tuple[int, float]]],
+    allowed: set[int],
+    skipped: set[tuple[str, int]],
+) -> tuple[list[_Question], set[int]]:
+    """Groups of look-alike faces (positions): each face of `hits` with its nearest `allowed` others
+    (none of its photo), most similar first; a face is in one group only. Also the faces grouped."""
+    taken: set[int] = set()
+    out = []
+    for face in sorted(hits, key=lambda f: -hits[f][0][1]):
+        if face in taken:
+            continue
+        photos = {int(snap.photo[face])}
+        group = []
+        for other, sim in hits[face]:
+            if other in allowed and other not in taken and int(snap.photo[other]) not in photos:
+                group.append((other, sim))
+                photos.add(int(snap.photo[other]))
+        if not group:
+            continue
+        taken.update([face, *(o for o, _ in group)])
+        fid = int(snap.ids[face])
+        members = tuple(int(snap.ids[o]) for o, _ in group)
+        best = round(max(s for _, s in group), 4)
+        out.append(
+            _Question("together", "face", fid, -1, best, members[0], ("face", fid) in skipped, members)
+        )
+    return out, taken
 
 
 def _face(row: FaceRow) -> PersonFace:

@@ -34,10 +34,10 @@ SAME_FACE_IOU = 0.3
 
 
 def photos(
-    inputs: Sequence[str | Path], out: Path | None
+    inputs: Sequence[str | Path], out: Path | None, within: Path | None = None
 ) -> tuple[list[tuple[Path, Path | None]], list[r.RedactError]]:
     """(photo, the folder it was found under) for every photo named or under a folder named;
-    nothing under the output folder."""
+    nothing under the output folder; `within` (the service's index root): no link leading out."""
     found: list[tuple[Path, Path | None]] = []
     errors: list[r.RedactError] = []
     skip = out.resolve() if out is not None and out.exists() else None
@@ -50,7 +50,7 @@ def photos(
         if root is None and not is_image_path(path):
             errors.append(r.RedactError(path=str(path), error="not a photo (by its extension); skipped"))
             continue
-        for task in scan(path):
+        for task in scan(path, within):
             if isinstance(task, FileError):
                 errors.append(r.RedactError(path=task.path, error=task.error))
                 continue
@@ -151,6 +151,7 @@ def redact(
     margin: float = 0.2,
     purpose: str | None = None,
     on_progress: Progress | None = None,
+    within: Path | None = None,
 ) -> r.RedactReport:
     r.check_style(style, keep, margin)
     if not inputs:
@@ -159,7 +160,7 @@ def redact(
     out = Path(out).expanduser()
     r.check_out_folder(out)
     clips = [Path(i).expanduser() for i in inputs if video.is_video_input(i)]
-    found, errors = photos([i for i in inputs if Path(i).expanduser() not in clips], out)
+    found, errors = photos([i for i in inputs if Path(i).expanduser() not in clips], out, within)
     videos: list[r.RedactedVideo] = []
     for clip in clips:
         try:

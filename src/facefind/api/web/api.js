@@ -58,6 +58,23 @@ function withQuery(path, query) {
   return given.length ? `${path}?${new URLSearchParams(given.map(([k, v]) => [k, String(v)]))}` : path;
 }
 
+// An image from the API (a whole photo to draw a face on): an object URL for an <img> (the CSP
+// allows blob: images) and the response's headers (X-Facefind-Scale). Call `URL.revokeObjectURL`
+// when the image is gone.
+export async function getImage(path, query = {}) {
+  let response;
+  try {
+    response = await fetch(withQuery(path, query), { credentials: "same-origin" });
+  } catch {
+    throw new ApiError(0, "Network", "facefind did not answer: is the server running?");
+  }
+  if (!response.ok) {
+    const data = (response.headers.get("content-type") ?? "").includes("json") ? await response.json() : null;
+    throw new ApiError(response.status, data?.error?.type ?? "HTTP", data?.error?.message ?? response.statusText);
+  }
+  return { url: URL.createObjectURL(await response.blob()), headers: response.headers };
+}
+
 export function get(path, query = {}) {
   return api("GET", withQuery(path, query));
 }

@@ -1,7 +1,8 @@
 // People (reviewer): persons as a grid of cover crops; merge several; open one to name it
-// (consent required), split faces off, say "not this person", or hide it.
+// (consent required), split faces off, say "not this person", or hide it; remove a detection
+// that is not a face, or draw a box on a face's photo to add a face the detector missed.
 
-import { del, get, getPage, post, put } from "../api.js";
+import { del, get, getImage, getPage, post, put } from "../api.js";
 import { crop, field, h, moreButton, pathText, problem, say } from "../dom.js";
 
 // Persons and faces load a page at a time (a "More" button fetches the next).
@@ -184,11 +185,13 @@ function personView(person, consents, editable, reload) {
     parts.push(h("div", { class: "toolbar" }, split, remove));
   }
   parts.push(errors);
+  const drawing = h("div");
+  parts.push(drawing);
   const update = () => faceButtons.forEach((b) => (b.disabled = selected.size === 0));
   const faceCard = (f) =>
     h(
       "li",
-      { class: "face-card" },
+      { class: "face-card", "data-face": f.face_id },
       crop(f.face_id, `Face ${f.face_id} in ${f.path}`),
       editable
         ? h("label", {}, h("input", {
@@ -201,9 +204,95 @@ function personView(person, consents, editable, reload) {
           }), ` Face ${f.face_id}`)
         : h("span", {}, `Face ${f.face_id}`),
       h("p", { class: "path" }, pathText(f.path)),
+      editable
+        ? h(
+            "div",
+            { class: "face-actions" },
+            h("button", { type: "button", class: "secondary", onclick: () => act(post(`/v1/faces/${f.face_id}/not-a-face`), `Face ${f.face_id} removed: not a face. Indexing the photo again will not bring it back.`) }, "Not a face"),
+            h("button", { type: "button", class: "secondary", onclick: () => drawing.replaceChildren(drawPanel(f, person, act)) }, "Add a missed face here"),
+          )
+        : null,
     );
   const grid = h("ul", { class: "grid faces", "aria-label": "Faces" }, person.faces.map(faceCard));
   parts.push(grid);
   // The page's nodes, and how the "More faces" button adds the next page's cards.
   return { parts, addFaces: (faces) => grid.append(...faces.map(faceCard)) };
+}
+
+// The whole photo of face `f`: drag over it to draw a box around a face the detector missed.
+// The box is kept in the photo's own pixels (the image is shown scaled: by the server, whose
+// X-Facefind-Scale says how much, and by the page's layout), and can be typed instead.
+function drawPanel(f, person, act) {
+  const img = h("img", { class: "draw-photo", alt: `The photo of face ${f.face_id}`, draggable: "false" });
+  const rect = h("div", { class: "draw-box", hidden: true });
+  const stage = h("div", { class: "draw-stage" }, img, rect);
+  const boxInput = h("input", { type: "text", name: "box", placeholder: "x,y,w,h", autocomplete: "off", pattern: "\\s*\\d+(\\.\\d+)?(\\s*,\\s*\\d+(\\.\\d+)?){3}\\s*" });
+  const into = h("input", { type: "checkbox", name: "into" });
+  const add = h("button", { type: "submit" }, "Add this face");
+  const status = h("p", { class: "fine", role: "status" }, "Loading the photo…");
+  let scale = 1;
+  let start = null;
+  getImage(`/v1/faces/${f.face_id}/photo`, { size: 1600 })
+    .then(({ url, headers }) => {
+      scale = Number(headers.get("X-Facefind-Scale")) || 1;
+      img.addEventListener("load", () => URL.revokeObjectURL(url), { once: true });
+      img.src = url;
+      status.textContent = "Drag over the photo around the missed face, or type its box.";
+    })
+    .catch((err) => status.replaceWith(problem(err)));
+
+  // Pointer position on the image as shown, clamped to it.
+  const at = (event) => {
+    const r = img.getBoundingClientRect();
+    return [Math.min(Math.max(event.clientX - r.left, 0), r.width), Math.min(Math.max(event.clientY - r.top, 0), r.height)];
+  };
+  const draw = (a, b) => {
+    const [x, y, w, hh] = [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.abs(a[0] - b[0]), Math.abs(a[1] - b[1])];
+    rect.hidden = false;
+    rect.style.left = `${x}px`;
+    rect.style.top = `${y}px`;
+    rect.style.width = `${w}px`;
+    rect.style.height = `${hh}px`;
+    // shown on screen -> the JPEG's pixels -> the photo's pixels
+    const k = img.naturalWidth / img.getBoundingClientRect().width / scale;
+    boxInput.value = [x, y, w, hh].map((v) => Math.round(v * k)).join(",");
+  };
+  stage.addEventListener("pointerdown", (event) => {
+    if (!img.naturalWidth) return;
+    event.preventDefault();
+    start = at(event);
+    stage.setPointerCapture(event.pointerId);
+    draw(start, start);
+  });
+  stage.addEventListener("pointermove", (event) => start && draw(start, at(event)));
+  stage.addEventListener("pointerup", (event) => {
+    if (!start) return;
+    draw(start, at(event));
+    start = null;
+  });
+
+  const name = person.name ?? `Person ${person.id}`;
+  return h(
+    "form",
+    {
+      class: "card draw",
+      onsubmit: (event) => {
+        event.preventDefault();
+        const body = { path: f.path, box: boxInput.value.replace(/\s/g, ""), person: into.checked ? person.id : null };
+        act(post("/v1/faces", body), (added) => `Face ${added.face_id} added (${added.alignment === "detector" ? "aligned by the detector's landmarks" : "centred in the box"})${added.person_id ? `, in person ${added.person_id}` : ""}.`);
+      },
+    },
+    h("h2", {}, "Add a face the detector missed"),
+    h("p", { class: "path" }, pathText(f.path)),
+    stage,
+    status,
+    h(
+      "div",
+      { class: "toolbar" },
+      field("Box (x,y,w,h in the photo's pixels)", boxInput),
+      field(`Put it in ${name} (else grouping places it)`, into),
+      add,
+      h("button", { type: "button", class: "secondary", onclick: (event) => event.target.closest("form").remove() }, "Close"),
+    ),
+  );
 }

@@ -2,6 +2,8 @@
 // person beside the most similar face of a named person, with the similarity and the false
 // match rate it implies; Yes puts it there (pinned), No is remembered ("not this person"),
 // Skip asks again after every other question. "Yes to all" answers a whole group at once.
+// "Are these one person?" shows faces in no person that look alike: the checked ones become a
+// new person (to name on its page).
 
 import { get, post } from "../api.js";
 import { crop, h, moreButton, oneIn, pathText, problem, say } from "../dom.js";
@@ -67,9 +69,52 @@ export function render(main) {
     );
   };
 
+  const together = (q) => {
+    const picked = new Set(q.items);
+    const yes = h("button", { type: "button" }, "Yes: the checked faces are one person");
+    yes.addEventListener("click", () => answer([...picked], { together: true }, `${picked.size} faces are now one person: name them on the People page.`));
+    return h(
+      "section",
+      { class: "review-group together", "data-item": q.item },
+      h("h2", {}, "Are these one person?"),
+      h("p", { class: "fine" }, `Faces in no person, most similar pair: similarity ${q.similarity.toFixed(3)} · strangers score this high ${rate(q.fmr)}. Uncheck those that are someone else.`),
+      h(
+        "ul",
+        { class: "grid questions" },
+        q.faces.map((f) =>
+          h(
+            "li",
+            { class: "question", "data-item": `face:${f.face_id}` },
+            crop(f.face_id, `Face ${f.face_id} in ${f.path}`, 96),
+            h("label", {}, h("input", {
+              type: "checkbox",
+              checked: true,
+              onchange: (event) => {
+                if (event.target.checked) picked.add(`face:${f.face_id}`);
+                else picked.delete(`face:${f.face_id}`);
+                yes.disabled = picked.size < 2;
+              },
+            }), ` Face ${f.face_id}`),
+            h("p", { class: "path" }, pathText(f.path)),
+          ),
+        ),
+      ),
+      h(
+        "div",
+        { class: "toolbar" },
+        yes,
+        h("button", { type: "button", class: "secondary", onclick: () => answer([q.item], { skip: true }, "Skipped.") }, "Skip"),
+      ),
+    );
+  };
+
   const show = (suggestions) => {
     const groups = new Map();
     for (const q of suggestions) {
+      if (q.kind === "together") {
+        list.append(together(q));
+        continue;
+      }
       if (!groups.has(q.candidate)) groups.set(q.candidate, []);
       groups.get(q.candidate).push(q);
     }

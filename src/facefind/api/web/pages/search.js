@@ -1,11 +1,12 @@
-// Search (operator): a photo and a purpose in; per face found, the candidates for human review
-// with their face crops, similarity and the false positive rate each implies, or "no match".
+// Search (operator): a photo (or up to 10 photos of one person, searched as one) and a purpose in;
+// per face found, the candidates for human review with their face crops, similarity and the false
+// positive rate each implies, or "no match".
 
 import { get, post } from "../api.js";
 import { crop, field, h, oneIn, pathText, percent, problem, say } from "../dom.js";
 
 export function render(main, context) {
-  const photo = h("input", { type: "file", name: "photo", accept: "image/*", required: true });
+  const photo = h("input", { type: "file", name: "photo", accept: "image/*", required: true, multiple: true });
   const purpose = h("input", { type: "text", name: "purpose", required: true, maxlength: 500, autocomplete: "off" });
   const collection = h("select", { name: "collection" }, h("option", { value: "" }, "All collections you may search"));
   const strictness = h(
@@ -15,7 +16,8 @@ export function render(main, context) {
     h("option", { value: "0.001" }, "1 in 1,000 (stricter)"),
     h("option", { value: "0.1" }, "1 in 10 (looser: more candidates, more of them wrong)"),
   );
-  const drop = h("label", { class: "drop", for: "photo" }, h("span", {}, "Drop a photo here, or choose one"));
+  const prompt = "Drop a photo here, or choose one (several photos of one person are searched as one)";
+  const drop = h("label", { class: "drop", for: "photo" }, h("span", {}, prompt));
   photo.id = "photo";
   const output = h("section", { "aria-label": "Results", class: "results" });
   const button = h("button", { type: "submit" }, "Search");
@@ -36,7 +38,9 @@ export function render(main, context) {
     }
   });
   photo.addEventListener("change", () => {
-    drop.firstChild.textContent = photo.files[0] ? `Photo: ${photo.files[0].name}` : "Drop a photo here, or choose one";
+    const names = [...photo.files].map((f) => f.name);
+    drop.firstChild.textContent = !names.length ? prompt
+      : names.length === 1 ? `Photo: ${names[0]}` : `${names.length} photos of one person: ${names.join(", ")}`;
   });
 
   const form = h(
@@ -45,10 +49,10 @@ export function render(main, context) {
       class: "card",
       onsubmit: async (event) => {
         event.preventDefault();
-        const file = photo.files[0];
-        if (!file) return;
+        const files = [...photo.files];
+        if (!files.length) return;
         const body = new FormData();
-        body.append("photo", file);
+        for (const file of files) body.append("photo", file);
         body.append("purpose", purpose.value);
         body.append("max_fpir", strictness.value);
         if (collection.value) body.append("collection", collection.value);
@@ -57,7 +61,7 @@ export function render(main, context) {
         say("Searching");
         try {
           const result = await post("/v1/search", body);
-          output.replaceChildren(...showResult(result, file));
+          output.replaceChildren(...showResult(result, files[0]));
           say(result.faces.some((f) => f.matches.length) ? "Candidates found" : "No match");
         } catch (err) {
           output.replaceChildren(problem(err));
@@ -108,7 +112,26 @@ function showResult(result, file) {
     " A candidate's FPIR says how often a face that similar comes back when the person searched for is not here at all.",
   );
   const faces = result.faces.map((face) => showFace(face, result));
-  return [h("div", { class: "result-layout" }, h("figure", {}, figure, h("figcaption", {}, "Faces found, numbered as below")), h("div", {}, summary, faces))];
+  const caption = result.fused.length ? "The first photo's face" : "Faces found, numbered as below";
+  return [h("div", { class: "result-layout" }, h("figure", {}, figure, h("figcaption", {}, caption)), h("div", {}, summary, fused(result), faces))];
+}
+
+// A search by several photos of one person: each photo's face, and whether it looks like the first.
+function fused(result) {
+  if (!result.fused.length) return null;
+  return h(
+    "section",
+    { class: "fused" },
+    h("h2", {}, `Searched as one person: ${result.fused.length} photos`),
+    h("p", { class: "fine" }, "Each catalogued face scores its best similarity to any of them; the false positive rate allowed is shared between them, so the rate stated still holds."),
+    h("ul", {}, result.fused.map((p, i) => h(
+      "li",
+      {},
+      h("span", { class: "path" }, pathText(p.query)),
+      i === 0 ? " (first photo)" : ` · similarity to the first ${p.similarity_to_first.toFixed(3)}`,
+      p.warnings.length ? h("ul", { class: "warnings" }, p.warnings.map((w) => h("li", {}, w))) : null,
+    ))),
+  );
 }
 
 function showFace(face, result) {
