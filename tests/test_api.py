@@ -58,6 +58,11 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/people/{person_id}/split"): "people.write",
     ("POST", "/v1/people/{person_id}/remove"): "people.write",
     ("PUT", "/v1/people/{person_id}/hidden"): "people.write",
+    ("GET", "/v1/review"): "review.read",
+    ("GET", "/v1/review/{search_seq}"): "review.read",
+    ("POST", "/v1/review/{search_seq}/{face_id}/confirm"): "review.decide",
+    ("POST", "/v1/review/{search_seq}/{face_id}/reject"): "review.decide",
+    ("GET", "/v1/review/{search_seq}/{face_id}/query-face"): "review.decide",
     ("GET", "/v1/consents"): "consent.read",
     ("POST", "/v1/consents"): "consent.write",
     ("POST", "/v1/consents/{consent_id}/withdraw"): "consent.write",
@@ -108,7 +113,9 @@ def test_docs_are_served_without_a_cdn(server: Server) -> None:
 
 
 def _call(client: httpx.Client, method: str, path: str) -> httpx.Response:
-    ids = dict.fromkeys(("job_id", "person_id", "consent_id", "optout_id", "face_id", "redaction_id"), 999999)
+    ids = dict.fromkeys(
+        ("job_id", "person_id", "consent_id", "optout_id", "face_id", "redaction_id", "search_seq"), 999999
+    )
     url = path.format(name="nobody", **ids)
     return client.request(method, url, json={} if method in ("POST", "PUT") else None)
 

@@ -21,6 +21,7 @@ def test_the_auditor_only_reads_and_nobody_holds_every_right() -> None:
         "report",
         "report.dpia",
         "collections.read",
+        "review.read",
     }
     for role in Role:
         assert {a for a, roles in ACTIONS.items() if role not in roles}, role

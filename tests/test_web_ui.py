@@ -42,10 +42,10 @@ Browser, Page, expect = sync_api.Browser, sync_api.Page, sync_api.expect
 NAV = {
     Role.admin: ["Collections", "Keys"],
     Role.operator: ["Search", "Collections"],
-    Role.reviewer: ["People", "Review"],
+    Role.reviewer: ["People", "Review", "Awaiting confirmation"],
     Role.dpo: ["Collections", "Requests"],
     Role.publisher: ["Publish", "Collections"],
-    Role.auditor: ["Collections", "Audit"],
+    Role.auditor: ["Awaiting confirmation", "Collections", "Audit"],
 }
 
 

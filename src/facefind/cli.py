@@ -34,6 +34,8 @@ except ImportError:  # pragma: no cover
 
 from . import evaluate as evaluation
 from . import limits
+from .accountability.confirmations import Candidate
+from .accountability.confirmations import check_required as check_confirmations
 from .catalog import embedded
 from .engine import DEFAULT_MAX_FMR, DEFAULT_MAX_FPIR, FaceFind
 from .errors import FacefindError
@@ -1295,6 +1297,23 @@ Root = Annotated[
 ]
 
 
+Confirmations = Annotated[
+    int | None,
+    typer.Option(
+        "--confirmations",
+        metavar="N",
+        help="Distinct people who must confirm a search's candidate before it is an identification "
+        "(default 2, EU AI Act Art. 14(5); 1 needs --allow-single-confirmation).",
+    ),
+]
+AllowSingle = Annotated[
+    bool,
+    typer.Option(
+        "--allow-single-confirmation", help="Let one person's confirmation suffice (with --confirmations 1)."
+    ),
+]
+
+
 DestroyAfter = Annotated[
     int | None,
     typer.Option(
@@ -1317,17 +1336,23 @@ def collection_create(
     ] = None,
     root: Root = None,
     destroy_after_last_use: DestroyAfter = None,
+    confirmations: Confirmations = None,
+    allow_single_confirmation: AllowSingle = False,
     actor: Actor = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Create a collection with its lawful basis; photos can then be indexed into it."""
     with session(db, actor) as ff:
+        if confirmations is not None:  # refused before the collection is made
+            check_confirmations(confirmations, allow_single_confirmation)
         created = ff.create_collection(
             name, owner=owner, basis=basis, retention=retention, note=note, roots=root or []
         )
         if destroy_after_last_use is not None:
             created = ff.set_destroy_rule(name, destroy_after_last_use)
+        if confirmations is not None:
+            created = ff.set_confirmations(name, confirmations, allow_single=allow_single_confirmation)
     reply(
         created,
         as_json,
@@ -1344,20 +1369,25 @@ def collection_update(
         list[str] | None, typer.Option("--remove-root", help="A folder that is no longer an index root.")
     ] = None,
     destroy_after_last_use: DestroyAfter = None,
+    confirmations: Confirmations = None,
+    allow_single_confirmation: AllowSingle = False,
     actor: Actor = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Add or remove index roots: the folders the service (`facefind serve`) may index it from;
-    set the rule destroying photos after their last use."""
+    set the rule destroying photos after their last use, and the confirmations a match needs."""
     with session(db, actor) as ff:
+        if confirmations is not None:
+            updated = ff.set_confirmations(name, confirmations, allow_single=allow_single_confirmation)
         if destroy_after_last_use is not None:
             updated = ff.set_destroy_rule(name, destroy_after_last_use)
-        if root or remove_root or destroy_after_last_use is None:
+        if root or remove_root or (destroy_after_last_use is None and confirmations is None):
             updated = ff.update_collection(name, add_roots=root or [], remove_roots=remove_root or [])
     rule = updated.destroy_after_last_use_days
     after = f", destroyed {rule} days after last use" if rule else ""
-    reply(updated, as_json, f"collection {safe(updated.name)}: {_roots(updated.roots)}{after}")
+    needs = f", {updated.confirmations} confirmation(s) per match" if confirmations is not None else ""
+    reply(updated, as_json, f"collection {safe(updated.name)}: {_roots(updated.roots)}{after}{needs}")
 
 
 def _roots(roots: list[str]) -> str:
@@ -1921,6 +1951,106 @@ def subject_export(
 
 
 # the service ------------------------------------------------------------------------------
+# two-person confirmation -----------------------------------------------------------------
+review_app = typer.Typer(
+    help="Confirm or reject the candidates of searches: a match is an identification only when "
+    "enough distinct people confirmed it (EU AI Act Art. 14(5)).",
+    no_args_is_help=True,
+)
+app.add_typer(review_app, name="review")
+SearchSeq = Annotated[int, typer.Argument(help="The search's audit entry number (`review list` shows it).")]
+CandidateFace = Annotated[
+    str, typer.Argument(help="The candidate's face id, or its photo (if no other candidate is in it).")
+]
+Note = Annotated[str, typer.Option("--note", help="What you compared and why you decided (audited).")]
+
+
+def _candidate_line(c: Candidate) -> str:
+    where = f" {safe(c.path)}" if c.path else ""
+    by = f" by {', '.join(map(safe, c.confirmed_by))}" if c.confirmed_by else ""
+    state = {
+        "awaiting": f"{len(c.confirmed_by)} of {c.required} confirmed{by}",
+        "identified": f"[green]identified[/]: confirmed{by}",
+        "rejected": f"[red]rejected[/] by {', '.join(map(safe, c.rejected_by))}",
+    }[c.state]
+    return f"#{c.search_seq} face {c.face_id}: similarity {c.similarity:.3f},{where}; {state}"
+
+
+@review_app.command("list")
+def review_list(
+    limit: Annotated[int, typer.Option("--limit", help="At most this many candidates (1..10000).")] = 50,
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Candidates awaiting confirmation, newest search first (audited as a view)."""
+    with session(db, actor) as ff:
+        found = ff.confirmations.pending(limit)
+    lines = [_candidate_line(c) for c in found]
+    hint = "confirm: facefind review confirm SEQ FACE --note TEXT; details: facefind review show SEQ"
+    reply(found, as_json, [*lines, hint] if lines else ["no candidate awaits confirmation"])
+
+
+@review_app.command("show")
+def review_show(search: SearchSeq, actor: Actor = None, db: Db = None, as_json: Json = False) -> None:
+    """A search's candidates, every confirmation and rejection with its note, and its verifiers."""
+    with session(db, actor) as ff:
+        review = ff.confirmations.status(search)
+    if as_json:
+        emit_json(review)
+        return
+    out.print(
+        f"search #{review.search_seq} by {safe(review.searcher)} at {review.searched_at}, "
+        f"purpose {safe(repr(review.purpose))}"
+    )
+    for c in review.candidates:
+        out.print(_candidate_line(c))
+        for d in c.decisions:
+            who = f"{safe(d.person)} ({safe(d.actor)}, entry #{d.audit_seq})"
+            out.print(f"  {d.at} {d.decision} by {who}: {safe(d.note)}")
+    verifiers = ", ".join(map(safe, review.verifiers)) or "none yet"
+    identified = ", ".join(map(str, review.identified)) or "none"
+    out.print(f"verifiers: {verifiers}; identified faces: {identified}")
+
+
+def _face(ff: FaceFind, search: int, face: str) -> int:
+    """A face id as given, or the candidate face of the search in the photo given."""
+    return int(face) if face.strip().isdigit() else ff.confirmations.face_in(search, face)
+
+
+def _decided(c: Candidate, as_json: bool) -> None:
+    reply(c, as_json, _candidate_line(c))
+
+
+@review_app.command("confirm")
+def review_confirm(
+    search: SearchSeq,
+    face: CandidateFace,
+    note: Note,
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Confirm a candidate shows the person searched for; it is an identification once as many
+    distinct people as its collection requires confirmed it."""
+    with session(db, actor) as ff:
+        _decided(ff.confirmations.confirm(search, _face(ff, search, face), note=note), as_json)
+
+
+@review_app.command("reject")
+def review_reject(
+    search: SearchSeq,
+    face: CandidateFace,
+    note: Note,
+    actor: Actor = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Reject a candidate: it is not the person searched for, and cannot become an identification."""
+    with session(db, actor) as ff:
+        _decided(ff.confirmations.reject(search, _face(ff, search, face), note=note), as_json)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback unless you say otherwise).")] = (
@@ -2070,13 +2200,21 @@ def keys_add(
         list[str] | None,
         typer.Option("--collection", help="Limit an operator key to this collection (repeat for several)."),
     ] = None,
+    person: Annotated[
+        str | None,
+        typer.Option(
+            "--person",
+            help="Whose key it is (default: its name): confirmations of a match count people, so two "
+            "keys of one person count once.",
+        ),
+    ] = None,
     actor: Actor = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Make a key and print it, once (only its hash is kept)."""
     with session(db, actor) as ff:
-        added = ff.keys_add(name, role, collection or None)
+        added = ff.keys_add(name, role, collection or None, person=person)
     limited = f", only {', '.join(map(safe, added.collections))}" if added.collections else ""
     reply(
         added,
@@ -2096,6 +2234,7 @@ def keys_list(db: Db = None, as_json: Json = False) -> None:
         [
             f"{safe(k.name)}: {k.role}"
             + (f" (only {', '.join(map(safe, k.collections))})" if k.collections else "")
+            + (f", person {safe(k.person)}" if k.person else "")
             + f", made {k.created_at} by {safe(k.created_by)}"
             + (f", [red]revoked {k.revoked_at}[/]" if k.revoked_at else "")
             for k in found

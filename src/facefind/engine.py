@@ -16,6 +16,7 @@ from . import filemodes, limits, manual_faces, policy, recognizers
 from .accountability import (
     audit_export,
     collections,
+    confirmations,
     consent,
     dpia,
     erasure,
@@ -289,11 +290,16 @@ class FaceFind:
     def keys(self) -> list[service_keys.ApiKey]:
         return service_keys.all_(self.catalog)
 
-    def keys_add(self, name: str, role: str, collections: list[str] | None = None) -> service_keys.NewKey:
+    def keys_add(
+        self, name: str, role: str, collections: list[str] | None = None, *, person: str | None = None
+    ) -> service_keys.NewKey:
         """A key for the service (`facefind serve`), optionally limited to some collections; the
-        answer holds the key, once."""
-        added = service_keys.add(self.catalog, name, role, self.actor, collections)
+        answer holds the key, once. `person`: whose key it is, so that two keys of one person
+        count once among the people confirming a match (default: the key's name)."""
+        added = service_keys.add(self.catalog, name, role, self.actor, collections, person)
         details = {"added": added.name, "role": added.role, "collections": added.collections}
+        if person is not None:
+            details["person"] = added.person
         self.audit.record(self.actor, "key", details)
         return added
 
@@ -341,6 +347,21 @@ class FaceFind:
         updated = collections.set_destroy_rule(self.catalog, name, days)
         self.audit.record(self.actor, "collection", {"updated": name, "destroy_after_last_use_days": days})
         return updated
+
+    def set_confirmations(
+        self, name: str, count: int, *, allow_single: bool = False
+    ) -> collections.Collection:
+        """How many distinct people must confirm a candidate of a 1:N search in collection `name`
+        before it is an identification (default 2; 1 only with `allow_single`)."""
+        confirmations.set_required(self.catalog, name, count, allow_single)
+        self.audit.record(self.actor, "collection", {"updated": name, "confirmations": count})
+        return collections.get(self.catalog, name)
+
+    @property
+    def confirmations(self) -> confirmations.Confirmations:
+        """Two-person confirmation of search candidates: `ff.confirmations.pending()`,
+        `.status(search_seq)`, `.confirm(search_seq, face_id, note=...)`, `.reject(...)`."""
+        return confirmations.Confirmations(self)
 
     def collections(self) -> list[collections.Collection]:
         return collections.all_(self.catalog)
@@ -440,6 +461,7 @@ class FaceFind:
                 receipts.append(erasure.erase(self.catalog, "retention", target, self.actor, unused))
         for person_id in sorted(consent.lapsed_persons(self.catalog)):
             receipts.append(erasure.erase(self.catalog, "person", str(person_id), self.actor))
+        confirmations.drop_expired_crops(self.catalog)  # query faces kept for review, past retention
         self._scrub(receipts)
         receipts = [self._receipt(r) for r in receipts]
         checkpoint = None
@@ -464,6 +486,7 @@ class FaceFind:
             self.vectors.rebuild()
             self.vectors.save(force=True)
             self._drop_other_indexes()
+            confirmations.drop_expired_crops(self.catalog)  # query faces of searches with no candidate left
             scrub = erasure.scrub_file(self.catalog)
             erasure.settle(self.catalog, receipts, scrub)
         if scrub is None or scrub.done:
@@ -788,15 +811,33 @@ class FaceFind:
             },
             "started": started,
             "ended": _moment(),
-            "verifiers": [],  # who verified and confirmed a candidate (none yet: confirmations, issue 26)
+            # Who verified and confirmed a candidate: nobody yet. They come later, each in a "confirm"
+            # entry naming this one (accountability/confirmations.py); this entry is never rewritten.
+            "verifiers": [],
             "faces": [
                 {"face": f.face, "matches": [[m.face_id, m.similarity] for m in f.matches]} for f in out
             ],
         }
         if share > 1:
             details["photos_sha256"] = [_sha256(p, self.settings) for p in photos]
-        self.audit.record(self.actor, "search", details, purpose, _sha256(photos[0], self.settings))
+        entry = self.audit.record(self.actor, "search", details, purpose, _sha256(photos[0], self.settings))
+        self._await_confirmation(entry.seq, entry.at, purpose, photos[0], out, rgb)
         return result
+
+    def _await_confirmation(
+        self, seq: int, at: str, purpose: str, photo: ImageSource, out: list[QueryFace], rgb: bool
+    ) -> None:
+        """The matches of search `seq` await confirmation, with the query faces they were found
+        for (small crops, kept under the collections' retention) for reviewers to compare."""
+        if not any(f.matches for f in out):
+            return
+        try:
+            image = load_image(photo, self.settings, rgb)
+            box = lambda f: (f.box.x, f.box.y, f.box.w, f.box.h)  # noqa: E731
+            crops = {f.face: face_thumbnail(image, box(f), 160) for f in out if f.matches}
+        except ImageError:  # the photo changed since it was searched: review without it
+            crops = {}
+        confirmations.record(self.catalog, seq, self.actor, at, purpose, out, crops)
 
     def _fused_photos(
         self, photos: list[ImageSource], faces: list[Face], calibration: Calibration

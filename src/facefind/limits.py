@@ -92,6 +92,7 @@ RETENTION_DAYS = Limit(
 DESTROY_AFTER_DAYS = Limit(
     "--destroy-after-last-use", 1, 100 * 365, example="1095; BIPA asks for at most 3 years", name="days"
 )
+CONFIRMATIONS = Limit("--confirmations", 1, 10, example="2; 1 needs --allow-single-confirmation")
 MODEL_INPUT = Limit("--input", 16, 1024, example="112", name="input_size")
 MODEL_MEAN = Limit("--mean", -1e6, 1e6, example="127.5", name="mean")
 MODEL_STD = Limit("--std", 0, 1e6, above_low=True, example="127.5", name="std")

@@ -54,6 +54,11 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "faces.read": frozenset({Role.operator, Role.reviewer}),
     "people.read": frozenset({Role.reviewer}),
     "people.write": frozenset({Role.reviewer}),
+    # Two-person confirmation of search candidates (accountability/confirmations.py): reviewers
+    # compare and decide; an auditor reads who decided what (without photo paths or faces). An
+    # operator, whose search found them, confirms only through a reviewer key of their own.
+    "review.read": frozenset({Role.reviewer, Role.auditor}),
+    "review.decide": frozenset({Role.reviewer}),
     "consent.read": frozenset({Role.dpo, Role.reviewer}),
     "consent.write": frozenset({Role.dpo}),
     "optout": frozenset({Role.dpo}),

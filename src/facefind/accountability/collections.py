@@ -17,9 +17,11 @@ from pydantic import BaseModel
 from ..catalog import Catalog
 from ..catalog import audit as audit_store
 from ..catalog import collections as store
+from ..catalog import confirmations as confirmation_store
 from ..errors import Conflict, FacefindError, InvalidValue, NotFound, Refused
 from ..limits import DESTROY_AFTER_DAYS, RETENTION_DAYS
 from ..paths import shown
+from .confirmations import DEFAULT_CONFIRMATIONS
 
 BASES = {
     "own": "the operator's own photos (household or personal use)",
@@ -42,6 +44,9 @@ class Collection(BaseModel):
     # Photos are destroyed this many days after their last interaction (last indexed, or returned
     # by a search): `facefind purge` applies it (BIPA Sec. 15(a)); None: no such rule.
     destroy_after_last_use_days: int | None = None
+    # Distinct people who must confirm a candidate of a 1:N search before it is an identification
+    # (accountability/confirmations.py; EU AI Act Art. 14(5)).
+    confirmations: int = DEFAULT_CONFIRMATIONS
 
 
 def parse_retention(text: str, option: str = "--retention") -> int:
@@ -102,6 +107,7 @@ def get(catalog: Catalog, name: str) -> Collection:
 def all_(catalog: Catalog) -> list[Collection]:
     roots = store.roots(catalog)
     rules = store.destroy_rules(catalog)
+    required = confirmation_store.required(catalog)
     return [
         Collection(
             name=r.name,
@@ -113,6 +119,7 @@ def all_(catalog: Catalog) -> list[Collection]:
             images=r.n,
             roots=roots.get(r.id, []),
             destroy_after_last_use_days=rules.get(r.id),
+            confirmations=required.get(r.name, DEFAULT_CONFIRMATIONS),
         )
         for r in store.all_(catalog)
     ]

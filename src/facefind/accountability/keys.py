@@ -15,6 +15,7 @@ import unicodedata
 from pydantic import BaseModel, field_validator
 
 from ..catalog import Catalog, now
+from ..catalog import confirmations as confirmation_store
 from ..catalog import keys as store
 from ..errors import Conflict, InvalidValue, NotFound
 from ..policy import SCOPED_ROLES, Principal, Role
@@ -34,6 +35,9 @@ class ApiKey(BaseModel):
     created_by: str
     revoked_at: str | None = None
     collections: list[str] | None = None  # the only collections it may search and index; None: all
+    # Whose key it is: confirmations of a match count people, so two keys of one person count
+    # once (accountability/confirmations.py); None: the key is its own person (its name).
+    person: str | None = None
 
     @field_validator("collections", mode="before")
     @classmethod
@@ -45,8 +49,19 @@ class NewKey(ApiKey):
     key: str  # shown once; only its hash is stored
 
 
-def add(catalog: Catalog, name: str, role: str, actor: str, collections: list[str] | None = None) -> NewKey:
+def add(
+    catalog: Catalog,
+    name: str,
+    role: str,
+    actor: str,
+    collections: list[str] | None = None,
+    person: str | None = None,
+) -> NewKey:
     name = name.strip()
+    if person is not None:
+        person = person.strip()
+        if not person or len(person) > 200:
+            raise InvalidValue("--person names the person the key belongs to (at most 200 characters)")
     if not name or len(name) > 200:
         raise InvalidValue("a key needs a name (who or what uses it, at most 200 characters)")
     if reserved(name):
@@ -66,17 +81,26 @@ def add(catalog: Catalog, name: str, role: str, actor: str, collections: list[st
             )
     key = PREFIX + secrets.token_urlsafe(32)
     added = NewKey(
-        key=key, name=name, role=Role(role), created_at=now(), created_by=actor, collections=collections
+        key=key,
+        name=name,
+        role=Role(role),
+        created_at=now(),
+        created_by=actor,
+        collections=collections,
+        person=person,
     )
-    row = added.model_dump(exclude={"key"})
+    row = added.model_dump(exclude={"key", "person"})
     row["collections"] = json.dumps(collections) if collections is not None else None
     if not store.insert(catalog, _hash(key), **row):
         raise Conflict(f"a key named {name!r} exists; revoke it or choose another name")
+    if person is not None:
+        confirmation_store.set_key_person(catalog, name, person)
     return added
 
 
 def all_(catalog: Catalog) -> list[ApiKey]:
-    return [ApiKey.model_validate(r._mapping) for r in store.all_(catalog)]
+    persons = confirmation_store.key_persons_of(catalog)
+    return [ApiKey.model_validate({**r._mapping, "person": persons.get(r.name)}) for r in store.all_(catalog)]
 
 
 def revoke(catalog: Catalog, name: str) -> ApiKey:

@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse
 from pydantic import AliasChoices, BaseModel, Field
 
 from .. import results
-from ..accountability import consent, erasure, keys, optouts
+from ..accountability import confirmations, consent, erasure, keys, optouts
 from ..accountability.audit import AuditEntry, AuditVerification
 from ..accountability.audit_export import ExportProof
 from ..accountability.collections import Collection
@@ -41,6 +41,8 @@ CanOptout = Annotated[Principal, allowed("optout")]
 CanReadCollections = Annotated[Principal, allowed("collections.read")]
 CanReadConsent = Annotated[Principal, allowed("consent.read")]
 CanReadPeople = Annotated[Principal, allowed("people.read")]
+CanReadReview = Annotated[Principal, allowed("review.read")]
+CanDecideReview = Annotated[Principal, allowed("review.decide")]
 CanRedact = Annotated[Principal, allowed("redact")]
 CanReport = Annotated[Principal, allowed("report")]
 CanSearch = Annotated[Principal, allowed("search")]
@@ -79,6 +81,9 @@ class KeyRequest(BaseModel):
     name: str
     role: str
     collections: list[str] | None = Field(None, description="Limit an operator key to these collections.")
+    person: str | None = Field(
+        None, description="Whose key it is (default: its name): two keys of one person confirm a match once."
+    )
 
 
 @router.get("/keys", tags=["keys"])
@@ -91,7 +96,7 @@ def keys_list(request: Request, who: CanKeys) -> list[keys.ApiKey]:
 def keys_add(request: Request, who: CanKeys, body: KeyRequest) -> keys.NewKey:
     """The key is in the answer, once; only its hash is stored."""
     with service(request).acting(who, "keys") as ff:
-        return ff.keys_add(body.name, body.role, body.collections)
+        return ff.keys_add(body.name, body.role, body.collections, person=body.person)
 
 
 @router.delete("/keys/{name}", tags=["keys"])
@@ -434,6 +439,63 @@ def people_remove(request: Request, who: CanWritePeople, person_id: int, body: F
 def people_hide(request: Request, who: CanWritePeople, person_id: int, body: Hidden) -> results.Person:
     with service(request).acting(who, "people.write") as ff:
         return ff.people.hide(person_id, body.hidden)
+
+
+# two-person confirmation ------------------------------------------------------------------------
+class Decision(BaseModel):
+    note: str = Field(description="What you compared and why you decided (kept in the audit log).")
+
+
+@router.get("/review", tags=["review"])
+def review_pending(
+    request: Request,
+    who: CanReadReview,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many candidates.")] = 50,
+) -> list[confirmations.Candidate]:
+    """Candidates of searches awaiting confirmation, newest search first. A reviewer sees where
+    each face is (audited as a view); an auditor sees who decided what, without paths."""
+    with service(request).acting(who, "review.read") as ff:
+        return ff.confirmations.pending(limit, show_paths=who.may("review.decide"))
+
+
+@router.get("/review/{search_seq}", tags=["review"])
+def review_show(request: Request, who: CanReadReview, search_seq: int) -> confirmations.SearchReview:
+    """One search's candidates, their confirmations and rejections, and the search's verifiers."""
+    with service(request).acting(who, "review.read") as ff:
+        return ff.confirmations.status(search_seq, show_paths=who.may("review.decide"))
+
+
+@router.post("/review/{search_seq}/{face_id}/confirm", tags=["review"])
+def review_confirm(
+    request: Request, who: CanDecideReview, search_seq: int, face_id: int, body: Decision
+) -> confirmations.Candidate:
+    """Confirm the candidate shows the person searched for: an identification once as many
+    distinct people as its collection requires did (a person counts once, whatever the key)."""
+    with service(request).acting(who, "review.decide") as ff:
+        return ff.confirmations.confirm(search_seq, face_id, note=body.note)
+
+
+@router.post("/review/{search_seq}/{face_id}/reject", tags=["review"])
+def review_reject(
+    request: Request, who: CanDecideReview, search_seq: int, face_id: int, body: Decision
+) -> confirmations.Candidate:
+    """Reject the candidate: not the person searched for; it can no longer become an identification."""
+    with service(request).acting(who, "review.decide") as ff:
+        return ff.confirmations.reject(search_seq, face_id, note=body.note)
+
+
+@router.get(
+    "/review/{search_seq}/{face_id}/query-face",
+    tags=["review"],
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "The query face, as a JPEG."}},
+)
+def review_query_face(request: Request, who: CanDecideReview, search_seq: int, face_id: int) -> Response:
+    """The face of the query photo this candidate was found for, to compare side by side
+    (kept under the collection's retention; audited as a view)."""
+    with service(request).acting(who, "review.decide") as ff:
+        jpeg = ff.confirmations.query_crop(search_seq, face_id)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
 # consent, opt-out, erasure ------------------------------------------------------------------

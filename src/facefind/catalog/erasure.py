@@ -167,8 +167,17 @@ def _drop_empty_persons(conn: Connection, erased_person: int | None) -> int:
     return int(conn.execute(sa.delete(persons).where(where)).rowcount)
 
 
-# Tables whose deleted rows held face data (embeddings, landmarks, paths, names).
-FACE_TABLES = ("faces", "face_embeddings", "images", "face_persons", "face_rejections", "persons")
+# Tables whose deleted rows held face data (embeddings, landmarks, paths, names; the query faces
+# kept for confirming a search's candidates).
+FACE_TABLES = (
+    "faces",
+    "face_embeddings",
+    "images",
+    "face_persons",
+    "face_rejections",
+    "persons",
+    "review_query_faces",
+)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from ..paths import from_stored, to_stored
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 metadata = sa.MetaData()
 
 
@@ -333,6 +333,71 @@ collection_rules = sa.Table(
 )
 
 
+# Two-person confirmation of search candidates (issue 26; accountability/confirmations.py) -----
+# How many distinct people must confirm a candidate of a 1:N search in a collection before it is
+# an identification; a collection without a row needs DEFAULT_CONFIRMATIONS (2).
+collection_confirmations = sa.Table(
+    "collection_confirmations",
+    metadata,
+    sa.Column(
+        "collection_id", sa.Integer, sa.ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("required", sa.Integer, nullable=False),
+)
+# The person an API key belongs to (`keys add NAME --person WHO`): confirmations count people, so
+# two keys of one person count once. A key without a row is its own person (its name).
+key_persons = sa.Table(
+    "key_persons",
+    metadata,
+    sa.Column(
+        "key_name", sa.String(200), sa.ForeignKey("api_keys.name", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("person", sa.String(200), nullable=False),
+)
+# Each match of each query face of a 1:N search (the search's audit entry `search_seq`): a
+# candidate awaiting confirmation. Goes with its face (an erased face is no candidate).
+review_candidates = sa.Table(
+    "review_candidates",
+    metadata,
+    sa.Column("search_seq", sa.Integer, primary_key=True),
+    sa.Column("face_id", sa.Integer, sa.ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("query_face", sa.Integer, nullable=False),
+    sa.Column("similarity", sa.Float, nullable=False),
+    sa.Column("fmr", sa.Float, nullable=False),
+    sa.Column("required", sa.Integer, nullable=False),  # the collection's rule when searched
+    sa.Column("searcher", sa.String(200), nullable=False),
+    sa.Column("searched_at", sa.String(32), nullable=False),
+    sa.Column("purpose", sa.Text),
+)
+sa.Index("ix_review_candidates_face", review_candidates.c.face_id)
+# Confirmations and rejections (each also an audit entry, `audit_seq`); `person` is who counts.
+review_decisions = sa.Table(
+    "review_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("search_seq", sa.Integer, nullable=False),
+    sa.Column("face_id", sa.Integer, nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),  # "confirm" or "reject"
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("person", sa.String(200), nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("audit_seq", sa.Integer),
+)
+sa.Index("ix_review_decisions_candidate", review_decisions.c.search_seq, review_decisions.c.face_id)
+# The query face of a 1:N search with candidates, as a small JPEG, so that a reviewer sees it beside
+# each candidate; kept until `expires_at` (the shortest retention of the candidates' collections),
+# removed by `purge` then, and as soon as no candidate of the search is left (erasure).
+review_query_faces = sa.Table(
+    "review_query_faces",
+    metadata,
+    sa.Column("search_seq", sa.Integer, primary_key=True),
+    sa.Column("query_face", sa.Integer, primary_key=True),
+    sa.Column("jpeg", sa.LargeBinary, nullable=False),
+    sa.Column("expires_at", sa.String(32), nullable=False),
+)
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -403,6 +468,12 @@ def _migrate_9_to_10(conn: Connection) -> None:
     metadata.create_all(conn, tables=[review_skips, manual_faces, not_faces, collection_rules])
 
 
+def _migrate_10_to_11(conn: Connection) -> None:
+    """Oversight (issue 26): two-person confirmation of search candidates."""
+    tables = [collection_confirmations, key_persons, review_candidates, review_decisions, review_query_faces]
+    metadata.create_all(conn, tables=tables)
+
+
 # MIGRATIONS[n] takes a catalog from schema version n + 1 to n + 2. A new catalog is created
 # directly at SCHEMA_VERSION from `metadata`.
 MIGRATIONS = [
@@ -415,4 +486,5 @@ MIGRATIONS = [
     _migrate_7_to_8,
     _migrate_8_to_9,
     _migrate_9_to_10,
+    _migrate_10_to_11,
 ]

@@ -6,6 +6,7 @@ import { api, setCsrfToken } from "./api.js";
 import { h, say } from "./dom.js";
 import * as audit from "./pages/audit.js";
 import * as collections from "./pages/collections.js";
+import * as confirm from "./pages/confirm.js";
 import * as keys from "./pages/keys.js";
 import * as people from "./pages/people.js";
 import * as publish from "./pages/publish.js";
@@ -19,6 +20,7 @@ const PAGES = [
   { path: "search", title: "Search", action: "search", page: search },
   { path: "people", title: "People", action: "people.read", page: people },
   { path: "review", title: "Review", action: "people.write", page: review },
+  { path: "confirm", title: "Awaiting confirmation", action: "review.read", page: confirm },
   { path: "publish", title: "Publish", action: "redact", page: publish },
   { path: "collections", title: "Collections", action: "collections.read", page: collections },
   { path: "keys", title: "Keys", action: "keys", page: keys },
@@ -27,7 +29,7 @@ const PAGES = [
 ];
 
 // Where each role starts: its own work first, the shared collections list last.
-const HOME = ["search", "people", "review", "publish", "requests", "audit", "collections", "keys"];
+const HOME = ["search", "people", "review", "publish", "requests", "audit", "confirm", "collections", "keys"];
 
 let session = null;
 let leaving = [];
