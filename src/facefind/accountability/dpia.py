@@ -79,7 +79,7 @@ def build(ff: FaceFind, evaluation: dict[str, Any] | None = None) -> dict[str, A
     first = next(iter(ff.audit.entries()), None)
     # Confirmations a collection requires before a candidate is an identification (issue 26, item 1),
     # where the catalog has that rule.
-    confirmations = {c.name: getattr(c, "confirmations", None) for c in found}
+    confirmations: dict[str, int | None] = {c.name: c.confirmations for c in found}
     has_rule = any(v is not None for v in confirmations.values())
     return {
         "generated_at": now.isoformat(timespec="seconds"),
