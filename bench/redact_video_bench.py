@@ -131,19 +131,17 @@ def covered(face: np.ndarray, drawn: list[tuple[float, ...]]) -> float:
 def drawn_boxes(manifest: dict, frames: int) -> list[list[tuple[float, ...]]]:
     """The boxes `facefind redact` covered in each frame (its own carry rule, grown by the margin)."""
     from facefind.publish.decide import Decision
-    from facefind.publish.video import VideoRedactor, VideoSettings, _Track
+    from facefind.publish.video import _Track, drawn_faces
 
     tracks, verdicts = [], {}
     for t in manifest["tracks"]:
         tracks.append(_Track(t["id"], [int(b[0]) for b in t["boxes"]], [tuple(b[1:]) for b in t["boxes"]]))
         verdicts[t["id"]] = Decision(t["decision"] == "kept", t["reason"])
-    redactor = VideoRedactor.__new__(VideoRedactor)
-    redactor.settings = VideoSettings(carry=manifest["carry"])
     m = manifest["margin"]
     return [
         [(f.box.x - f.box.w * m / 2, f.box.y - f.box.h * m / 2, f.box.w * (1 + m), f.box.h * (1 + m))
          for f in faces if f.decision == "hidden"]
-        for faces in redactor.boxes_by_frame(tracks, verdicts, frames)
+        for faces in drawn_faces(tracks, verdicts, frames, manifest["carry"])
     ]  # fmt: skip
 
 
