@@ -2,7 +2,7 @@
 
     python bench/redact_bench.py --video [--data ../shared/datasets/wider_dev] [--photos 5]
         [--seconds 2] [--detect-every N] [--detect-scale S] [--preset P] [--keep none|consented]
-        [--runs 3] [--baseline REV] [--json]
+        [--runs 3] [--baseline REV] [--also SETTINGS ...] [--json]
 
 The clip: 1280x720 at 25 fps, `--seconds` per photo, panning and zooming (1x to 1.6x) across
 WIDER FACE validation photos of wider_dev with 4-15 labelled faces (the first `--photos` of them
@@ -15,8 +15,10 @@ recognised against the catalog's empty gallery, two decodes), `--runs` times. fp
 wall time of the whole redaction (decoding, detection, tracking, drawing, H.264 encoding, audio
 copy), on the cores the machine has (2 here); CPU = the process's CPU time (all threads) per
 frame, which a loaded machine moves least. `--baseline REV`: publish/video.py of that git
-revision runs too, alternating with today's, so both see the same load. Bytes and PSNR (dB,
-every output frame against the input's, outside the boxes drawn over faces) compare encoder presets.
+revision runs too, alternating with today's, so both see the same load; `--also
+detect_every=2,preset=superfast` adds variants of today's settings to the same rotation. Bytes
+and PSNR (dB, every output frame against the input's, outside the boxes drawn over faces)
+compare encoder presets.
 
 Faces left visible: in each output frame, a labelled face of 20 px or more (height in the frame,
 at least 80% inside it) is *visible* when facefind's indexing detector finds a face overlapping it
@@ -239,6 +241,13 @@ def run(args: argparse.Namespace) -> dict:
             ),
         )
     }
+    for spec in args.also or []:  # more settings of today's code, e.g. "detect_every=2,preset=superfast"
+        given = dict(part.split("=", 1) for part in spec.split(","))
+        fields = video.VideoSettings.__dataclass_fields__
+        typed = {k: type(getattr(video_defaults(), k))(v) for k, v in given.items() if k in fields}
+        if len(typed) != len(given):
+            raise SystemExit(f"--also {spec}: settings are {', '.join(fields)}")
+        variants[spec] = (video, video.VideoSettings(**typed))
     if args.baseline:
         old = baseline_module(args.baseline)
         variants["baseline"] = (old, old.VideoSettings())
@@ -311,6 +320,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=3, help="runs of each variant (medians reported)")
     ap.add_argument(
         "--baseline", metavar="REV", help="also run publish/video.py of this git revision, alternating"
+    )
+    ap.add_argument(
+        "--also",
+        action="append",
+        metavar="SETTINGS",
+        help="another variant of today's VideoSettings, e.g. detect_every=2,preset=superfast (repeatable)",
     )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
