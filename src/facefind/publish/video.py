@@ -341,7 +341,8 @@ def faces_at(
 ) -> list[r.ManifestFace]:
     """The faces drawn in frame `u`: a kept track's box where it was found; a hidden track's box
     where it was found, elsewhere within `carry` frames of it the boxes of the nearest frames
-    before and after where it was found. `near`: the tracks found within `carry` frames of `u`."""
+    before and after where it was found and, between two, the box interpolated between them.
+    `near`: the tracks found within `carry` frames of `u`."""
     out: list[r.ManifestFace] = []
     for tr in near:
         dec = verdict(tr)
@@ -353,10 +354,16 @@ def faces_at(
             continue
         else:
             rows = []
-            if lo > 0 and u - frames[lo - 1] <= carry:
+            before = lo > 0 and u - frames[lo - 1] <= carry
+            after = hi < len(frames) and frames[hi] - u <= carry
+            if before:
                 rows += tr.rows[bisect.bisect_left(frames, frames[lo - 1]) : lo]
-            if hi < len(frames) and frames[hi] - u <= carry:
+            if after:
                 rows += tr.rows[hi : bisect.bisect_right(frames, frames[hi])]
+            if before and after:  # between two detections: where the face is on its way from one to the other
+                k = (u - frames[lo - 1]) / (frames[hi] - frames[lo - 1])
+                a, b = tr.rows[lo - 1], tr.rows[hi]
+                rows.append(tuple(a[j] + k * (b[j] - a[j]) for j in range(5)))  # type: ignore[arg-type]
         out.extend(
             r.ManifestFace(
                 box=Box(x=x, y=y, w=w, h=h), decision="kept" if dec.kept else "hidden", reason=dec.reason
