@@ -81,7 +81,7 @@ class VideoSettings:
     # searched at 960x540, a face of 20 px at 15; YuNet finds faces from about 10 px), at that
     # copy's size and half of it (faces that fill the frame); the enlarged passes of photos cost
     # 3-6x more per frame (bench/redact_bench.py --video measured each; docs/benchmarks.md).
-    detector: RecallSettings = field(default_factory=lambda: RecallSettings(scales=(0.5, 1.0)))
+    detector: RecallSettings = field(default_factory=lambda: RecallSettings(threshold=0.2, scales=(0.5, 1.0)))
     detect_scale: float = 0.75
     # Detect in every frame (1), or every other (2); the carry covers the frames between.
     detect_every: int = 1
