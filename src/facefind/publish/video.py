@@ -96,6 +96,9 @@ class VideoSettings:
     sample_every: int = 10
     # libx264's speed preset (CRF 18 either way: a faster preset spends more bytes, not quality).
     preset: str = "veryfast"
+    # OpenCV's threads while a video is redacted (process-wide, restored after): the pipeline's
+    # threads already keep the cores busy, and OpenCV's pool waiting for work cost 10% more CPU.
+    opencv_threads: int = 1
 
 
 class VideoTrack(BaseModel):
@@ -489,6 +492,8 @@ class VideoRedactor:
         source = _open(path)
         sink: _Sink | None = None
         workers: list[_Worker] = []
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(s.opencv_threads)
         try:
             vin = source.streams.video[0]
             width, height = vin.codec_context.width, vin.codec_context.height
@@ -585,6 +590,7 @@ class VideoRedactor:
             if sink is not None:
                 sink.close()
             source.close()
+            cv2.setNumThreads(threads)
 
 
 class _Temp:
