@@ -1,17 +1,24 @@
 """Video redaction: speed at 720p 25 fps and labelled faces left visible (`redact_bench.py --video`).
 
     python bench/redact_bench.py --video [--data ../shared/datasets/wider_dev] [--photos 5]
-                                         [--seconds 2] [--json]
+        [--seconds 2] [--detect-every N] [--detect-scale S] [--preset P] [--keep none|consented]
+        [--runs 3] [--baseline REV] [--also SETTINGS ...] [--json]
 
 The clip: 1280x720 at 25 fps, `--seconds` per photo, panning and zooming (1x to 1.6x) across
 WIDER FACE validation photos of wider_dev with 4-15 labelled faces (the first `--photos` of them
 by name), with a 440 Hz audio track. Every labelled face (boxes.tsv, not marked invalid) is
 carried through the pan and zoom into each frame: the known boxes.
 
-The run: `facefind.open(catalog).redact([clip], out, keep="none")` on a fresh catalog (every
-face is hidden; with consent to recognise, the same detection and tracking run). fps = frames /
-wall time of the whole redaction (two decodes, detection, tracking, drawing, H.264 encoding,
-audio copy), on the cores the machine has (2 here).
+The run: what `facefind.open(catalog).redact([clip], out, keep=...)` runs for a video, on a
+fresh catalog (`--keep none`, the default: every face hidden, one decode; `consented`: faces
+recognised against the catalog's empty gallery, two decodes), `--runs` times. fps = frames /
+wall time of the whole redaction (decoding, detection, tracking, drawing, H.264 encoding, audio
+copy), on the cores the machine has (2 here); CPU = the process's CPU time (all threads) per
+frame, which a loaded machine moves least. `--baseline REV`: publish/video.py of that git
+revision runs too, alternating with today's, so both see the same load; `--also
+detect_every=2,preset=superfast` adds variants of today's settings to the same rotation. Bytes
+and PSNR (dB, every output frame against the input's, outside the boxes drawn over faces)
+compare encoder presets.
 
 Faces left visible: in each output frame, a labelled face of 20 px or more (height in the frame,
 at least 80% inside it) is *visible* when facefind's indexing detector finds a face overlapping it
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import tempfile
 import time
@@ -131,19 +139,17 @@ def covered(face: np.ndarray, drawn: list[tuple[float, ...]]) -> float:
 def drawn_boxes(manifest: dict, frames: int) -> list[list[tuple[float, ...]]]:
     """The boxes `facefind redact` covered in each frame (its own carry rule, grown by the margin)."""
     from facefind.publish.decide import Decision
-    from facefind.publish.video import VideoRedactor, VideoSettings, _Track
+    from facefind.publish.video import _Track, drawn_faces
 
     tracks, verdicts = [], {}
     for t in manifest["tracks"]:
         tracks.append(_Track(t["id"], [int(b[0]) for b in t["boxes"]], [tuple(b[1:]) for b in t["boxes"]]))
         verdicts[t["id"]] = Decision(t["decision"] == "kept", t["reason"])
-    redactor = VideoRedactor.__new__(VideoRedactor)
-    redactor.settings = VideoSettings(carry=manifest["carry"])
     m = manifest["margin"]
     return [
         [(f.box.x - f.box.w * m / 2, f.box.y - f.box.h * m / 2, f.box.w * (1 + m), f.box.h * (1 + m))
          for f in faces if f.decision == "hidden"]
-        for faces in redactor.boxes_by_frame(tracks, verdicts, frames)
+        for faces in drawn_faces(tracks, verdicts, frames, manifest["carry"])
     ]  # fmt: skip
 
 
@@ -167,51 +173,136 @@ def video_defaults():  # type: ignore[no-untyped-def]
     return VideoSettings()
 
 
+def baseline_module(revision: str):  # type: ignore[no-untyped-def]
+    """publish/video.py as it was at a git revision, importable beside today's (paired runs)."""
+    import importlib.util
+    import subprocess
+
+    repo = Path(__file__).parents[1]
+    text = subprocess.run(
+        ["git", "-C", str(repo), "show", f"{revision}:src/facefind/publish/video.py"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    path = Path(tempfile.mkdtemp(prefix="facefind-video-baseline-")) / "video_baseline.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("facefind.publish.video_baseline", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def psnr(a: Path, b: Path, drawn: list[list[tuple[float, ...]]]) -> float:
+    """PSNR (dB) of the frames of b against those of a, outside the boxes drawn over faces: what
+    the encoder kept of the rest of the picture."""
+    err, count = 0.0, 0
+    with av.open(str(a)) as ca, av.open(str(b)) as cb:
+        for t, (fa, fb) in enumerate(zip(ca.decode(video=0), cb.decode(video=0), strict=False)):
+            x, y = fa.to_ndarray(format="bgr24").astype(np.float32), fb.to_ndarray(format="bgr24")
+            keep = np.ones(x.shape[:2], bool)
+            for bx, by, bw, bh in drawn[t]:
+                keep[
+                    max(0, int(by)) : max(0, int(np.ceil(by + bh))),
+                    max(0, int(bx)) : max(0, int(np.ceil(bx + bw))),
+                ] = False
+            diff = (x - y)[keep]
+            err += float((diff * diff).sum())
+            count += diff.size
+    return round(float(10 * np.log10(255.0**2 / max(err / max(count, 1), 1e-12))), 2)
+
+
+def one_run(ff, module, settings, clip: Path, out: Path, keep: str):  # type: ignore[no-untyped-def]
+    from facefind.publish.run import Publisher
+
+    out.mkdir()
+    publisher = Publisher(ff, keep, "benchmark")  # what `ff.redact([clip], out, keep=...)` runs
+    wall, cpu = time.perf_counter(), time.process_time()
+    done = module.redact_video(publisher, clip, out, "blur", 0.2, settings=settings)
+    return done, time.perf_counter() - wall, time.process_time() - cpu
+
+
 def run(args: argparse.Namespace) -> dict:
+    import statistics
+
     import facefind
     from facefind.publish import video
-    from facefind.publish.run import Publisher
 
     work = Path(tempfile.mkdtemp(prefix="facefind-video-bench-"))
     photos = labelled(args.data, args.photos)
     clip = work / "clip.mp4"
     truth = make_clip(clip, photos, args.seconds)
-    settings = video.VideoSettings(detect_every=args.detect_every, detect_scale=args.detect_scale)
-    (work / "out").mkdir()
-    with facefind.open(work / "catalog.db") as ff:
-        started = time.perf_counter()
-        # What `ff.redact([clip], out, keep="none")` runs, with these settings.
-        publisher = Publisher(ff, "none", "benchmark")
-        done = video.redact_video(publisher, clip, work / "out", "blur", 0.2, settings=settings)
-        seconds = time.perf_counter() - started
-    manifest = json.loads(Path(done.manifest).read_text())
-    drawn = drawn_boxes(manifest, done.frames)
-    cover = {
-        (t, tuple(face)): covered(face, drawn[t]) for t in range(done.frames) for face in counted(truth[t])
-    }
     faces, hits_in = detected(clip, truth)
-    _, hits_out = detected(Path(done.output), truth)
+    variants = {
+        "new": (
+            video,
+            video.VideoSettings(
+                detect_every=args.detect_every, detect_scale=args.detect_scale, preset=args.preset
+            ),
+        )
+    }
+    for spec in args.also or []:  # more settings of today's code, e.g. "detect_every=2,preset=superfast"
+        given = dict(part.split("=", 1) for part in spec.split(","))
+        fields = video.VideoSettings.__dataclass_fields__
+        typed = {k: type(getattr(video_defaults(), k))(v) for k, v in given.items() if k in fields}
+        if len(typed) != len(given):
+            raise SystemExit(f"--also {spec}: settings are {', '.join(fields)}")
+        variants[spec] = (video, video.VideoSettings(**typed))
+    if args.baseline:
+        old = baseline_module(args.baseline)
+        variants["baseline"] = (old, old.VideoSettings())
+    results: dict[str, dict] = {k: {"fps": [], "cpu_ms_per_frame": []} for k in variants}
+    with facefind.open(work / "catalog.db") as ff:
+        for i in range(args.runs):
+            for name, (module, settings) in variants.items():  # alternating: paired under the same load
+                done, seconds, cpu = one_run(ff, module, settings, clip, work / f"out-{name}-{i}", args.keep)
+                res = results[name]
+                res["fps"].append(round(done.frames / seconds, 2))
+                res["cpu_ms_per_frame"].append(round(1000 * cpu / done.frames, 1))
+                if i:
+                    continue
+                manifest = json.loads(Path(done.manifest).read_text())
+                drawn = drawn_boxes(manifest, done.frames)
+                cover = {
+                    (t, tuple(face)): covered(face, drawn[t])
+                    for t in range(done.frames)
+                    for face in counted(truth[t])
+                }
+                _, hits_out = detected(Path(done.output), truth)
+                res.update(
+                    frames=done.frames,
+                    tracks=done.tracks,
+                    bytes=Path(done.output).stat().st_size,
+                    psnr_db=psnr(clip, Path(done.output), drawn),
+                    less_than_half_covered=sum(c < 0.5 for c in cover.values()),
+                    least_covered=round(min(cover.values(), default=1.0), 3),
+                    # the indexing detector fires on the output at a labelled face: visible unless 90% covered
+                    detected_in_output=len(hits_out),
+                    visible_in_output=sum(cover[(t, tuple(face))] < 0.9 for t, face in hits_out),
+                )
+    for res in results.values():
+        res["fps_median"] = statistics.median(res["fps"])
+        res["realtime"] = round(res["fps_median"] / FPS, 2)
+        res["cpu_ms_per_frame_median"] = statistics.median(res["cpu_ms_per_frame"])
     return {
         "machine": machine.describe(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
         "clip": {
             "size": list(SIZE),
             "fps": FPS,
-            "frames": done.frames,
-            "seconds": done.frames / FPS,
+            "frames": len(truth),
+            "seconds": len(truth) / FPS,
+            "bytes": clip.stat().st_size,
             "photos": [str(p.relative_to(args.data)) for p, _ in photos],
         },
         "detect_every": args.detect_every,
         "detect_scale": args.detect_scale,
-        "fps_processed": round(done.frames / seconds, 2),
-        "realtime": round(done.frames / seconds / FPS, 2),
-        "tracks": done.tracks,
+        "preset": args.preset,
+        "keep": args.keep,
+        "baseline": args.baseline,
         "labelled_faces_20px": faces,
         "detected_in_input": len(hits_in),
-        "less_than_half_covered": sum(c < 0.5 for c in cover.values()),
-        "least_covered": round(min(cover.values(), default=1.0), 3),
-        # the indexing detector fires on the output at a labelled face: visible unless 90% covered
-        "detected_in_output": len(hits_out),
-        "visible_in_output": sum(cover[(t, tuple(face))] < 0.9 for t, face in hits_out),
+        "results": results,
         "work": str(work),
     }
 
@@ -222,8 +313,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared/datasets/wider_dev")
     ap.add_argument("--photos", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--detect-every", type=int, default=1)
+    ap.add_argument("--detect-every", type=int, default=video_defaults().detect_every)
     ap.add_argument("--detect-scale", type=float, default=video_defaults().detect_scale)
+    ap.add_argument("--preset", default=video_defaults().preset, help="libx264 preset")
+    ap.add_argument("--keep", default="none", choices=("none", "consented"))
+    ap.add_argument("--runs", type=int, default=3, help="runs of each variant (medians reported)")
+    ap.add_argument(
+        "--baseline", metavar="REV", help="also run publish/video.py of this git revision, alternating"
+    )
+    ap.add_argument(
+        "--also",
+        action="append",
+        metavar="SETTINGS",
+        help="another variant of today's VideoSettings, e.g. detect_every=2,preset=superfast (repeatable)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     res = run(args)
@@ -233,19 +336,19 @@ def main(argv: list[str] | None = None) -> None:
     c = res["clip"]
     print(
         f"clip: {c['size'][0]}x{c['size'][1]}, {c['fps']} fps, {c['frames']} frames, "
-        f"{len(c['photos'])} photos"
+        f"{len(c['photos'])} photos; labelled faces >= {MIN_PX} px, all frames: "
+        f"{res['labelled_faces_20px']}, "
+        f"{res['detected_in_input']} found by the indexing detector in the input"
     )
-    print(
-        f"detect every {res['detect_every']}, at {res['detect_scale']}x: {res['fps_processed']} fps "
-        f"({res['realtime']}x real time)"
-    )
-    print(
-        f"labelled faces >= {MIN_PX} px, all frames: {res['labelled_faces_20px']}; "
-        f"indexing detector finds {res['detected_in_input']} in the input, "
-        f"{res['detected_in_output']} in the output ({res['visible_in_output']} of them less than 90% "
-        f"covered); less than half covered: {res['less_than_half_covered']}; least covered "
-        f"{res['least_covered']}"
-    )
+    for name, r in res["results"].items():
+        print(
+            f"{name}: {r['fps_median']} fps median of {r['fps']} ({r['realtime']}x real time), CPU "
+            f"{r['cpu_ms_per_frame_median']} ms/frame; {r['bytes']} bytes, PSNR {r['psnr_db']} dB; "
+            f"less than half covered {r['less_than_half_covered']}, least covered {r['least_covered']}, "
+            f"indexing detector in the output {r['detected_in_output']} "
+            f"({r['visible_in_output']} < 90% covered)"
+        )
+    print(f"load average {res['load_average']}; {json.dumps(res['machine'])}")
 
 
 if __name__ == "__main__":

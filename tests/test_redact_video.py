@@ -259,3 +259,68 @@ def test_webm_becomes_matroska_with_its_audio(fr_copy: Path, tmp_path: Path) -> 
                 assert not any(iou(d.box, truth[t][name]) >= 0.3 for d in faces), (
                     f"{name} visible in frame {t}"
                 )
+
+
+def test_video_manifest_round_trip_reviewer_unhides_and_adds_but_never_over_an_opt_out(
+    fr_copy: Path, clip: tuple[Path, list], tmp_path: Path
+) -> None:
+    source, truth = clip
+    first = run_json("redact", source, "--out", tmp_path / "a", "--keep", "none", db=fr_copy)
+    manifest = json.loads(Path(first["videos"][0]["manifest"]).read_text())
+    assert {(t["decision"], t["reason"]) for t in manifest["tracks"]} == {("hidden", "keep-none")}
+
+    def of(name: str, tracks: list[dict]) -> list[dict]:
+        return [t for t in tracks if any(iou(b[1:5], truth[int(b[0])][name]) >= 0.3 for b in t["boxes"])]
+
+    for t in of("biden", manifest["tracks"]):
+        t["decision"] = "kept"  # the reviewer un-hides Biden...
+    drawn = [400.0, 200.0, 60.0, 50.0]  # ... and draws a box the detector missed, in frames 10 and 20
+    manifest["tracks"].append({"id": 1000, "decision": "hidden", "boxes": [[10, *drawn], [20, *drawn]]})
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(manifest))
+
+    review = ("--purpose", "review", "--style", "fill")
+    again = run_json("redact", "--manifest", edited, "--out", tmp_path / "b", *review, db=fr_copy)
+    (video,) = again["videos"]
+    output = Path(video["output"])
+    assert output == tmp_path / "b" / "match day.mp4" and video["frames"] == FRAMES
+    applied = json.loads(Path(video["manifest"]).read_text())
+    assert applied["style"] == "fill" and len(applied["tracks"]) == len(manifest["tracks"])
+    assert {(t["decision"], t["reason"]) for t in of("biden", applied["tracks"])} == {("kept", "reviewer")}
+    added = next(t for t in applied["tracks"] if t["id"] == 1000)
+    assert (added["decision"], added["first_frame"], added["last_frame"]) == ("hidden", 10, 20)
+    entry = run_json("audit", "show", db=fr_copy)[-1]
+    assert (entry["action"], entry["details"]["kind"], entry["details"]["manifest_applied"]) == (
+        "redact",
+        "video",
+        True,
+    )
+
+    x, y, w, h = (round(v) for v in drawn)
+    with av.open(str(output)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert len(frames) == FRAMES and streams(output)[2]  # the audio is kept
+    black = [frames[t][y : y + h, x : x + w].mean() < 8 for t in range(FRAMES)]
+    assert all(black[4:27]) and not any(black[30:])  # its frames and 6 before and after
+    found = shown_faces(output)
+    biden_frames = biden_shown = 0
+    for t, faces in enumerate(found):
+        boxes = [d.box for d in faces]
+        if in_view(truth[t]["obama"]):
+            assert not any(iou(b, truth[t]["obama"]) >= 0.3 for b in boxes), f"Obama visible in frame {t}"
+        if in_view(truth[t]["biden"]):
+            biden_frames += 1
+            biden_shown += any(iou(b, truth[t]["biden"]) >= 0.3 for b in boxes)
+    assert biden_frames >= 15 and biden_shown >= 0.9 * biden_frames
+
+    # Biden opts out: the same edited manifest no longer shows him.
+    run_json("optout", "add", BIDEN, db=fr_copy)
+    vetoed = run_json(
+        "redact", "--manifest", edited, "--out", tmp_path / "c", "--purpose", "review", db=fr_copy
+    )
+    (video,) = vetoed["videos"]
+    applied = json.loads(Path(video["manifest"]).read_text())
+    assert {(t["decision"], t["reason"]) for t in of("biden", applied["tracks"])} == {("hidden", "optout")}
+    for t, faces in enumerate(shown_faces(Path(video["output"]))):
+        if in_view(truth[t]["biden"]):
+            assert not any(iou(d.box, truth[t]["biden"]) >= 0.3 for d in faces), f"Biden visible in frame {t}"

@@ -604,7 +604,8 @@ def redact(
         typer.Option("--margin", help="Grow hidden boxes by this share of their size (0.2)."),
     ] = None,
     manifest: Annotated[
-        Path | None, typer.Option("--manifest", help="Re-apply this (edited) manifest to its photo instead.")
+        Path | None,
+        typer.Option("--manifest", help="Re-apply this (edited) manifest to its photo or video instead."),
     ] = None,
     purpose: Purpose = None,
     actor: Actor = None,

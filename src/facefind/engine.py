@@ -529,7 +529,9 @@ class FaceFind:
         if manifest is not None:
             if inputs:
                 raise FacefindError("give photos to redact, or --manifest FILE to re-apply one, not both")
-            return publishing.reapply(self, manifest, out, style=style, margin=margin, purpose=purpose)
+            return publishing.reapply(
+                self, manifest, out, style=style, margin=margin, purpose=purpose, on_progress=on_progress
+            )
         return publishing.redact(
             self, inputs, out, keep=keep, style=style or "blur", margin=0.2 if margin is None else margin,
             purpose=purpose, on_progress=on_progress, within=within,

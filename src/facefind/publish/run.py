@@ -190,10 +190,24 @@ def reapply(
     style: str | None = None,
     margin: float | None = None,
     purpose: str | None = None,
+    on_progress: Progress | None = None,
 ) -> r.RedactReport:
-    """Apply a (reviewer-edited) manifest to its photo again: its boxes and decisions, except that
-    a face recognised now as opted out or withheld is hidden whatever the manifest says."""
-    manifest = r.read_manifest(Path(manifest_file).expanduser())
+    """Apply a (reviewer-edited) manifest to its photo or video again: its boxes and decisions,
+    except that a face recognised now as opted out or withheld is hidden whatever the manifest
+    says (videos: video.reapply_video)."""
+    path = Path(manifest_file).expanduser()
+    shown_video = _video_manifest(path)
+    if shown_video is not None:
+        clip = video.read_manifest(path, shown_video)
+        style = clip.style if style is None else style
+        margin = clip.margin if margin is None else margin
+        r.check_style(style, clip.keep, margin)
+        publisher = Publisher(ff, "consented", purpose)  # the opt-out check identifies: purpose required
+        out = Path(out).expanduser()
+        r.check_out_folder(out)
+        again = video.reapply_video(publisher, clip, out, style, margin, on_progress)
+        return r.RedactReport(out=str(out), keep=clip.keep, style=style, photos=[], videos=[again], errors=[])
+    manifest = r.read_manifest(path)
     style = manifest.style if style is None else style
     margin = manifest.margin if margin is None else margin
     r.check_style(style, manifest.keep, margin)
@@ -232,6 +246,18 @@ def reapply(
     publisher.keep = manifest.keep
     done = publisher.write(photo, data, image, faces, output, style, margin, edited=True)
     return r.RedactReport(out=str(out), keep=manifest.keep, style=style, photos=[done], errors=[])
+
+
+def _video_manifest(path: Path) -> str | None:
+    """The text of a video's manifest (`"kind": "video"`), None for a photo's."""
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        kind = json.loads(text).get("kind")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None  # r.read_manifest says what is wrong
+    return text if kind == "video" else None
 
 
 class CheckedPhoto(BaseModel):

@@ -1,15 +1,22 @@
 """Redact video files (MP4, MOV, MKV, WebM): every face hidden but those of consenting persons.
 
-Two passes over the file with PyAV (FFmpeg). The first decodes every frame, finds faces with the
-recall detector (at lighter settings than photos: a frame is one of thousands), links them into
-tracks by overlap with the previous frames' boxes, and recognises a few faces of each track. A
-track stays visible only when every face of it that was recognised is the same consenting person
-(decide.py); any other track is hidden, an opted-out or withheld one always. The second pass
-decodes again and covers each hidden track's boxes in its own frames and in `carry` frames before
-and after (a face the detector misses for a frame or two stays covered), encodes the frames (H.264
-when FFmpeg has libx264, else MPEG-4 Part 2) with their own timestamps and copies the audio
-packets unchanged. The output and its manifest are written to temporary files in the output
-folder and linked to their names at the end: an interrupted run (Ctrl-C) leaves nothing there.
+Decoding, detection and encoding run in a pipeline of three threads (FFmpeg and OpenCV release
+the GIL): a reader demuxes and decodes with PyAV (FFmpeg, frame threads), the caller's thread finds
+faces with the recall detector (at lighter settings than photos: a frame is one of thousands) and
+links them into tracks by overlap with the previous frames' boxes, and a writer draws and encodes
+(H.264 when FFmpeg has libx264, else MPEG-4 Part 2) with each frame's own timestamp, copying the
+audio packets unchanged. A hidden track's box covers its own frames and `carry` frames before and
+after (a face the detector misses for a frame or two stays covered), so a frame is written once
+the frames `carry` after it have been searched: at most a few dozen frames are held.
+
+With `keep="none"` every track is hidden as it is found, and the file is decoded once. With
+`keep="consented"` a few faces of each track are recognised, and a track stays visible only when
+every face of it that was recognised is the same consenting person (decide.py), which is known
+only at the track's end: the file is decoded twice (find, then write), never held in memory. An
+opted-out or withheld track is always hidden. `reapply_video` applies a reviewer-edited manifest.
+
+The output and its manifest are written to temporary files in the output folder and linked to
+their names at the end: an interrupted run (Ctrl-C) leaves nothing there.
 
 Files only: URLs, devices and other non-regular files are refused (facefind never identifies
 people in live streams).
@@ -20,21 +27,26 @@ from __future__ import annotations
 import bisect
 import contextlib
 import hashlib
+import json
 import os
+import queue
 import re
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from ..errors import FacefindError
 from ..faces.backend import Detection
 from ..filemodes import FILE_MODE
-from ..paths import shown
+from ..paths import for_json, shown
 from ..results import Box
 from . import redact as r
 from .decide import Decision
@@ -49,6 +61,8 @@ Progress = Callable[[int, int], None]
 VIDEO_SUFFIXES = {".mp4": ".mp4", ".m4v": ".mp4", ".mov": ".mov", ".mkv": ".mkv", ".webm": ".mkv"}
 FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 MANIFEST_VERSION = 1
+# Frames decoded ahead of detection, and frames waiting for the writer (each 2.7 MB at 720p).
+QUEUED_FRAMES = 8
 
 
 # A URL (rtsp://, http://, ...); Path() turns its "//" into "/".
@@ -63,13 +77,13 @@ def is_video_input(path: str | Path) -> bool:
 
 @dataclass(frozen=True)
 class VideoSettings:
-    # The recall detector on every frame, on a copy scaled to `detect_scale` (0.75: 1280x720 is
+    # The recall detector on a copy of the frame scaled to `detect_scale` (0.75: 1280x720 is
     # searched at 960x540, a face of 20 px at 15; YuNet finds faces from about 10 px), at that
     # copy's size and half of it (faces that fill the frame); the enlarged passes of photos cost
     # 3-6x more per frame (bench/redact_bench.py --video measured each; docs/benchmarks.md).
-    detector: RecallSettings = field(default_factory=lambda: RecallSettings(scales=(0.5, 1.0)))
+    detector: RecallSettings = field(default_factory=lambda: RecallSettings(threshold=0.2, scales=(0.5, 1.0)))
     detect_scale: float = 0.75
-    # Detect in every frame (1), or every other (2: about 1.6x faster; the carry covers the rest).
+    # Detect in every frame (1), or every other (2); the carry covers the frames between.
     detect_every: int = 1
     # A hidden box also covers this many frames before and after the frame it was found in.
     carry: int = 6
@@ -80,19 +94,39 @@ class VideoSettings:
     # Faces of a track recognised: its first, then one every `sample_every` detections to its end
     # (a track that passes from one person to another, as two cross, is caught within 10 frames).
     sample_every: int = 10
+    # libx264's speed preset (CRF 18 either way: a faster preset spends more bytes, not quality).
+    preset: str = "veryfast"
+    # OpenCV's threads while a video is redacted (process-wide, restored after): the pipeline's
+    # threads already keep the cores busy, and OpenCV's pool waiting for work cost 10% more CPU.
+    opencv_threads: int = 1
 
 
 class VideoTrack(BaseModel):
     id: int
     decision: str  # kept | hidden
-    reason: str  # consent, optout, withheld, unknown, small, keep-none
+    reason: str = "reviewer"  # consent, optout, withheld, unknown, small, keep-none, reviewer
     person_id: int | None = None
     consent_id: int | None = None
     similarity: float | None = None
-    first_frame: int
-    last_frame: int
-    # [frame, x, y, w, h, score] of every detection of the track
+    first_frame: int | None = None  # written by facefind; a reviewer's added track may leave them out
+    last_frame: int | None = None
+    # [frame, x, y, w, h, score] of every detection of the track (a reviewer's box: score left out)
     boxes: list[list[float]]
+
+    @field_validator("decision")
+    @classmethod
+    def _decision(cls, v: str) -> str:
+        if v not in ("kept", "hidden"):
+            raise ValueError(f"decision {v!r}: kept or hidden")
+        return v
+
+    @field_validator("boxes")
+    @classmethod
+    def _boxes(cls, v: list[list[float]]) -> list[list[float]]:
+        for b in v:
+            if len(b) not in (5, 6) or b[0] < 0 or b[0] != int(b[0]) or b[3] <= 0 or b[4] <= 0:
+                raise ValueError(f"box {b}: give [frame, x, y, width, height] with a frame number >= 0")
+        return v
 
 
 class VideoManifest(BaseModel):
@@ -155,17 +189,6 @@ def _open(path: Path) -> Any:
     return container
 
 
-def _frames(container: Any, path: Path) -> Iterator[Any]:
-    import av
-
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    try:
-        yield from container.decode(stream)
-    except av.error.FFmpegError as err:
-        raise FacefindError(f"{shown(str(path))}: the video cannot be decoded ({err})") from None
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -180,13 +203,208 @@ def encoder_name() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
+# The pipeline's threads -----------------------------------------------------------------------
+class _Stopped(Exception):
+    """The other end of a pipe stopped (an error there, or Ctrl-C here)."""
+
+
+_END = object()
+
+
+class _Pipe:
+    """A bounded queue between two threads that either end can stop."""
+
+    def __init__(self, size: int) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(size)
+        self._stopped = threading.Event()
+
+    def put(self, item: Any) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def get(self) -> Any:
+        while True:
+            try:
+                return self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stopped.is_set():
+                    raise _Stopped from None
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+class _Worker:
+    """A thread running `target`; its error is kept for the caller's thread to raise."""
+
+    def __init__(self, target: Callable[[], None], pipe: _Pipe, name: str) -> None:
+        self.error: BaseException | None = None
+        self.pipe = pipe
+        self._target = target
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._target()
+        except _Stopped:
+            pass
+        except BaseException as err:  # raised again in the caller's thread
+            self.error = err
+            self.pipe.stop()
+
+    def stop(self) -> None:
+        self.pipe.stop()
+        self.thread.join()
+
+
+def _read(source: Any, path: Path, pipe: _Pipe, audio: bool) -> Callable[[], None]:
+    """The reader: ("video", frame) and ("audio", packet) items in the file's order, then _END."""
+
+    def run() -> None:
+        import av
+
+        vin = source.streams.video[0]
+        vin.thread_type = "AUTO"  # frame threads
+        streams = [vin] + ([source.streams.audio[0]] if audio and source.streams.audio else [])
+        try:
+            for packet in source.demux(streams):
+                if packet.stream.type == "audio":
+                    if packet.dts is not None:
+                        pipe.put(("audio", packet))
+                    continue
+                for frame in packet.decode():
+                    pipe.put(("video", frame))
+        except av.error.FFmpegError as err:
+            raise FacefindError(f"{shown(str(path))}: the video cannot be decoded ({err})") from None
+        pipe.put(_END)
+
+    return run
+
+
+class _Sink:
+    """The output file being written: its streams and the writer thread's work."""
+
+    def __init__(self, source: Any, temp: Path, suffix: str, preset: str) -> None:
+        import av
+
+        vin = source.streams.video[0]
+        ain = source.streams.audio[0] if source.streams.audio else None
+        self.container = av.open(str(temp), "w", format=FORMATS[suffix])
+        self.codec = encoder_name()
+        vout: Any = self.container.add_stream(self.codec, rate=vin.average_rate or vin.guessed_rate or 25)
+        vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
+        vout.pix_fmt = "yuv420p"
+        vout.time_base = vin.time_base
+        if self.codec == "libx264":
+            vout.options = {"crf": "18", "preset": preset}
+        else:
+            vout.bit_rate = 8_000_000
+        self.video = vout
+        self.audio = self.container.add_stream_from_template(ain) if ain is not None else None
+
+    def writer(self, pipe: _Pipe, style: str, margin: float) -> Callable[[], None]:
+        """Items ("audio", packet) and ("video", frame, BGR image or None, faces) until _END."""
+
+        def run() -> None:
+            import av
+
+            while (item := pipe.get()) is not _END:
+                if item[0] == "audio":
+                    if self.audio is not None:
+                        item[1].stream = self.audio
+                        self.container.mux(item[1])
+                    continue
+                _, frame, image, faces = item
+                if faces:
+                    if image is None:
+                        image = frame.to_ndarray(format="bgr24")
+                    new = av.VideoFrame.from_ndarray(r.draw(image, faces, style, margin), format="bgr24")
+                    new.pts, new.time_base = frame.pts, frame.time_base
+                else:  # nothing to draw: the decoded frame as it is (the encoder converts its format)
+                    new = frame
+                    new.pict_type = av.video.frame.PictureType.NONE  # the encoder chooses frame types
+                self.container.mux(self.video.encode(new))
+            self.container.mux(self.video.encode(None))
+
+        return run
+
+    def close(self) -> None:
+        self.container.close()
+
+
+# Which boxes are drawn in a frame -------------------------------------------------------------
+def faces_at(
+    u: int, near: Iterable[_Track], verdict: Callable[[_Track], Decision], carry: int
+) -> list[r.ManifestFace]:
+    """The faces drawn in frame `u`: a kept track's box where it was found; a hidden track's box
+    where it was found, elsewhere within `carry` frames of it the boxes of the nearest frames
+    before and after where it was found and, between two, the box interpolated between them.
+    `near`: the tracks found within `carry` frames of `u`."""
+    out: list[r.ManifestFace] = []
+    for tr in near:
+        dec = verdict(tr)
+        frames = tr.frames  # sorted; a reviewer's track may have several boxes in a frame
+        lo, hi = bisect.bisect_left(frames, u), bisect.bisect_right(frames, u)
+        if lo < hi:
+            rows = tr.rows[lo:hi]
+        elif dec.kept:
+            continue
+        else:
+            rows = []
+            before = lo > 0 and u - frames[lo - 1] <= carry
+            after = hi < len(frames) and frames[hi] - u <= carry
+            if before:
+                rows += tr.rows[bisect.bisect_left(frames, frames[lo - 1]) : lo]
+            if after:
+                rows += tr.rows[hi : bisect.bisect_right(frames, frames[hi])]
+            if before and after:  # between two detections: where the face is on its way from one to the other
+                k = (u - frames[lo - 1]) / (frames[hi] - frames[lo - 1])
+                a, b = tr.rows[lo - 1], tr.rows[hi]
+                rows.append(tuple(a[j] + k * (b[j] - a[j]) for j in range(5)))  # type: ignore[arg-type]
+        out.extend(
+            r.ManifestFace(
+                box=Box(x=x, y=y, w=w, h=h), decision="kept" if dec.kept else "hidden", reason=dec.reason
+            )
+            for x, y, w, h, _ in rows
+        )
+    return out
+
+
+def _near(found_at: dict[int, list[_Track]], u: int, carry: int) -> list[_Track]:
+    seen: dict[int, _Track] = {}
+    for t in range(u - carry, u + carry + 1):
+        for tr in found_at.get(t, ()):
+            seen.setdefault(id(tr), tr)
+    return sorted(seen.values(), key=lambda tr: (tr.frames[0], tr.id))
+
+
+def drawn_faces(
+    tracks: list[_Track], verdicts: dict[int, Decision], frames: int, carry: int
+) -> list[list[r.ManifestFace]]:
+    """`faces_at` for every frame of a video whose tracks are all known."""
+    found_at: dict[int, list[_Track]] = {}
+    for tr in tracks:
+        for t in dict.fromkeys(tr.frames):
+            found_at.setdefault(t, []).append(tr)
+    by_id = {id(tr): verdicts[tr.id] for tr in tracks}
+    return [faces_at(u, _near(found_at, u, carry), lambda tr: by_id[id(tr)], carry) for u in range(frames)]
+
+
 class VideoRedactor:
     def __init__(self, publisher: Publisher, settings: VideoSettings | None = None) -> None:
         self.publisher = publisher
         self.settings = settings or VideoSettings()
         self.detector = RecallDetector(self.settings.detector)
+        self.tracks: list[_Track] = []
+        self._live: list[_Track] = []
+        self._found_at: dict[int, list[_Track]] = {}
 
-    # pass 1 ---------------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces of a frame, found on a copy scaled by `detect_scale`, in the frame's pixels."""
         k = self.settings.detect_scale
@@ -202,53 +420,13 @@ class VideoRedactor:
             for d in self.detector.detect(small)
         ]
 
-    def track(self, path: Path, total: int, on_progress: Progress | None) -> tuple[list[_Track], int, dict]:
-        ff = self.publisher.ff
-        gallery = self.publisher.gallery
-        container = _open(path)
-        try:
-            stream = container.streams.video[0]
-            width, height = stream.codec_context.width, stream.codec_context.height
-            limit = ff.settings.max_image_pixels
-            if width * height > limit:
-                raise FacefindError(
-                    f"{shown(str(path))}: frames of {width}x{height} exceed the limit of {limit} pixels; "
-                    f"if it is a real video, raise it, e.g. FACEFIND_MAX_PIXELS={width * height}"
-                )
-            tracks: list[_Track] = []
-            n = 0
-            for n, frame in enumerate(_frames(container, path), 1):
-                image = frame.to_ndarray(format="bgr24")
-                if image.shape[1] * image.shape[0] > limit:  # a stream may change size midway
-                    raise FacefindError(f"{shown(str(path))}: a frame exceeds the limit of {limit} pixels")
-                if (n - 1) % self.settings.detect_every == 0:
-                    self._link(tracks, n - 1, self.detect(image), image, gallery)
-                if on_progress:
-                    on_progress(n, 2 * total)  # each frame is counted twice: found, then written
-            info = {
-                "width": width,
-                "height": height,
-                "fps": float(stream.average_rate or stream.guessed_rate or 0),
-                "duration_s": float(stream.duration * stream.time_base)
-                if stream.duration and stream.time_base
-                else float((container.duration or 0) / 1_000_000),
-                "audio": bool(container.streams.audio),
-            }
-        finally:
-            container.close()
-        if n == 0:
-            raise FacefindError(f"{shown(str(path))}: the video has no frames")
-        return tracks, n, info
-
-    def _link(
-        self, tracks: list[_Track], t: int, found: list[Detection], image: np.ndarray, gallery: Any
-    ) -> None:
+    def _link(self, t: int, found: list[Detection], image: np.ndarray, gallery: Any) -> None:
         s = self.settings
-        live = [tr for tr in tracks if t - tr.frames[-1] <= s.max_gap]
+        self._live = [tr for tr in self._live if t - tr.frames[-1] <= s.max_gap]
         pairs = []
         for i, d in enumerate(found):
             b = Box(x=d.box[0], y=d.box[1], w=d.box[2], h=d.box[3])
-            for tr in live:
+            for tr in self._live:
                 iou = r.overlaps(b, tr.box())
                 if iou >= s.track_iou:
                     pairs.append((iou, i, tr))
@@ -262,12 +440,14 @@ class VideoRedactor:
             used.add(tr.id)
         recognise: list[tuple[Detection, _Track]] = []
         for i, d in enumerate(found):
-            tr = assigned.get(i) or _Track(id=len(tracks) + 1)
-            if tr.id > len(tracks):
-                tracks.append(tr)
+            tr = assigned.get(i) or _Track(id=len(self.tracks) + 1)
+            if tr.id > len(self.tracks):
+                self.tracks.append(tr)
+                self._live.append(tr)
             due = len(tr.frames) % s.sample_every == 0
             tr.frames.append(t)
             tr.rows.append((d.box[0], d.box[1], d.box[2], d.box[3], d.score))
+            self._found_at.setdefault(t, []).append(tr)
             if due:
                 recognise.append((d, tr))
         if not recognise:
@@ -292,90 +472,125 @@ class VideoRedactor:
         hidden = [d for d in tr.decisions if not d.kept]
         return hidden[0] if hidden else Decision(False, "unknown")
 
-    # pass 2 ---------------------------------------------------------------------------------
     def boxes_by_frame(
         self, tracks: list[_Track], verdicts: dict[int, Decision], frames: int
     ) -> list[list[r.ManifestFace]]:
-        """The faces to draw in each frame: kept tracks' boxes where found, hidden tracks' boxes
-        where found and `carry` frames before and after."""
-        carry = self.settings.carry
-        out: list[list[r.ManifestFace]] = [[] for _ in range(frames)]
-        for tr in tracks:
-            dec = verdicts[tr.id]
-            boxes = [Box(x=x, y=y, w=w, h=h) for x, y, w, h, _ in tr.rows]
-            if dec.kept:
-                for t, b in zip(tr.frames, boxes, strict=True):
-                    out[t].append(r.ManifestFace(box=b, decision="kept", reason=dec.reason))
-                continue
-            # In a frame where the track was found, its box there; elsewhere within `carry` frames
-            # of it, the boxes of the nearest frames before and after where it was found.
-            for u in range(max(0, tr.frames[0] - carry), min(frames, tr.frames[-1] + carry + 1)):
-                i = bisect.bisect_left(tr.frames, u)
-                if i < len(tr.frames) and tr.frames[i] == u:
-                    near = [boxes[i]]
-                else:
-                    near = [
-                        boxes[j]
-                        for j in (i - 1, i)
-                        if 0 <= j < len(tr.frames) and abs(tr.frames[j] - u) <= carry
-                    ]
-                out[u].extend(r.ManifestFace(box=b, decision="hidden", reason=dec.reason) for b in near)
-        return out
+        return drawn_faces(tracks, verdicts, frames, self.settings.carry)
 
-    def write(
-        self, path: Path, temp: Path, suffix: str, faces: list[list[r.ManifestFace]], style: str,
-        margin: float, total: int, on_progress: Progress | None,
-    ) -> str:  # fmt: skip
-        import av
-
+    def run(
+        self, path: Path, *, find: bool, gallery: Any = None,
+        write: tuple[Path, str, str, float] | None = None, faces: list[list[r.ManifestFace]] | None = None,
+        progress: tuple[int, int] = (0, 1),
+        on_progress: Progress | None = None,
+    ) -> tuple[int, dict, str | None]:  # fmt: skip
+        """One pass over the file: decode (reader thread), find and track faces (`find`; this
+        thread), draw and encode into `write` = (temp file, suffix, style, margin) (writer thread).
+        Drawn: `faces[t]` when given, else every track found so far hidden (keep none). Returns
+        the frame count, the stream's facts and the codec written."""
+        s = self.settings
+        limit = self.publisher.ff.settings.max_image_pixels
         source = _open(path)
+        sink: _Sink | None = None
+        workers: list[_Worker] = []
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(s.opencv_threads)
         try:
             vin = source.streams.video[0]
-            ain = source.streams.audio[0] if source.streams.audio else None
-            sink = av.open(str(temp), "w", format=FORMATS[suffix])
-            try:
-                codec = encoder_name()
-                rate = vin.average_rate or vin.guessed_rate or 25
-                vout: Any = sink.add_stream(codec, rate=rate)
-                vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
-                vout.pix_fmt = "yuv420p"
-                vout.time_base = vin.time_base
-                if codec == "libx264":
-                    vout.options = {"crf": "18", "preset": "veryfast"}
-                else:
-                    vout.bit_rate = 8_000_000
-                aout = sink.add_stream_from_template(ain) if ain is not None else None
-                streams = [vin] + ([ain] if ain is not None else [])
-                n = 0
-                for packet in source.demux(streams):
-                    if packet.stream.type == "audio":
-                        if packet.dts is None or aout is None:
-                            continue
-                        packet.stream = aout
-                        sink.mux(packet)
+            width, height = vin.codec_context.width, vin.codec_context.height
+            if width * height > limit:
+                raise FacefindError(
+                    f"{shown(str(path))}: frames of {width}x{height} exceed the limit of {limit} pixels; "
+                    f"if it is a real video, raise it, e.g. FACEFIND_MAX_PIXELS={width * height}"
+                )
+            decoded = _Pipe(QUEUED_FRAMES)
+            reader = _Worker(
+                _read(source, path, decoded, audio=write is not None), decoded, "facefind-decode"
+            )
+            workers.append(reader)
+            writer: _Worker | None = None
+            if write is not None:
+                sink = _Sink(source, write[0], write[1], s.preset)
+                encoding = _Pipe(QUEUED_FRAMES)
+                writer = _Worker(sink.writer(encoding, write[2], write[3]), encoding, "facefind-encode")
+                workers.append(writer)
+            # Items waiting for the writer: a frame is drawn once the `carry` frames after it were searched.
+            pending: deque[tuple] = deque()
+            lag = s.carry if find and faces is None else 0
+            hidden = Decision(False, "keep-none")
+
+            def flush(until: int) -> None:
+                assert writer is not None
+                while pending and (pending[0][0] == "audio" or pending[0][1] <= until):
+                    item = pending.popleft()
+                    if item[0] == "audio":
+                        encoding.put(item)
                         continue
+                    _, u, frame, image = item
+                    if faces is not None and u >= len(faces):  # not seen when the faces were found
+                        continue
+                    drawn = faces[u] if faces is not None else faces_at(
+                        u, _near(self._found_at, u, s.carry), lambda tr: hidden, s.carry
+                    )  # fmt: skip
+                    encoding.put(("video", frame, image, drawn))
+                    for old in [t for t in self._found_at if t < u - s.carry]:
+                        del self._found_at[old]
+
+            n = 0
+            done, total = progress
+            while True:
+                try:
+                    item = decoded.get()
+                except _Stopped:
+                    raise reader.error or FacefindError("the video reader stopped") from None
+                if item is _END:
+                    break
+                if item[0] == "audio":
+                    pending.append(item)
+                    continue
+                frame, t = item[1], n
+                n += 1
+                if frame.width * frame.height > limit:  # a stream may change size midway
+                    raise FacefindError(f"{shown(str(path))}: a frame exceeds the limit of {limit} pixels")
+                image = None
+                if find and t % s.detect_every == 0:
+                    image = frame.to_ndarray(format="bgr24")
+                    self._link(t, self.detect(image), image, gallery)
+                if writer is not None:
+                    pending.append(("video", t, frame, image))
                     try:
-                        decoded = packet.decode()
-                    except av.error.FFmpegError as err:
-                        raise FacefindError(
-                            f"{shown(str(path))}: the video cannot be decoded ({err})"
-                        ) from None
-                    for frame in decoded:
-                        if n < len(faces):
-                            image = frame.to_ndarray(format="bgr24")
-                            drawn = r.draw(image, faces[n], style, margin) if faces[n] else image
-                            new = av.VideoFrame.from_ndarray(drawn, format="bgr24")
-                            new.pts, new.time_base = frame.pts, frame.time_base
-                            sink.mux(vout.encode(new))
-                        n += 1
-                        if on_progress:
-                            on_progress(total + n, 2 * total)
-                sink.mux(vout.encode(None))
-            finally:
-                sink.close()
+                        flush(t - lag)
+                    except _Stopped:
+                        raise writer.error or FacefindError("the video writer stopped") from None
+                if on_progress:
+                    on_progress(done + n, total)
+            if writer is not None and sink is not None:
+                try:
+                    flush(n)
+                    encoding.put(_END)
+                except _Stopped:
+                    raise writer.error or FacefindError("the video writer stopped") from None
+                writer.thread.join()
+                if writer.error is not None:
+                    raise writer.error
+            if n == 0:
+                raise FacefindError(f"{shown(str(path))}: the video has no frames")
+            info = {
+                "width": width,
+                "height": height,
+                "fps": float(vin.average_rate or vin.guessed_rate or 0),
+                "duration_s": float(vin.duration * vin.time_base)
+                if vin.duration and vin.time_base
+                else float((source.duration or 0) / 1_000_000),
+                "audio": bool(source.streams.audio),
+            }
+            return n, info, sink.codec if sink is not None else None
         finally:
+            for w in workers:
+                w.stop()
+            if sink is not None:
+                sink.close()
             source.close()
-        return codec
+            cv2.setNumThreads(threads)
 
 
 class _Temp:
@@ -402,27 +617,7 @@ class _Temp:
             ) from None
 
 
-def redact_video(
-    publisher: Publisher, path: Path, out: Path, style: str, margin: float,
-    on_progress: Progress | None = None, settings: VideoSettings | None = None,
-) -> r.RedactedVideo:  # fmt: skip
-    """Redact one video file into the folder `out` (see the module's note)."""
-    import json
-    import time
-
-    import av
-
-    from ..paths import for_json
-
-    check_source(path)
-    suffix = VIDEO_SUFFIXES[path.suffix.lower()]
-    output = out / (path.stem + suffix)
-    manifest_path = output.with_name(output.name + r.MANIFEST_SUFFIX)
-    for p in (output, manifest_path):
-        if p.exists() or p.is_symlink():
-            raise FacefindError(f"{p} exists; it is never overwritten: choose another --out or move it")
-    started = time.monotonic()
-    redactor = VideoRedactor(publisher, settings)
+def _frame_count(path: Path) -> int:
     probe = _open(path)
     try:
         stream = probe.streams.video[0]
@@ -431,19 +626,63 @@ def redact_video(
         )
     finally:
         probe.close()
-    digest = _sha256(path)
-    tracks, frames, info = redactor.track(path, max(total, 1), on_progress)
-    verdicts = {tr.id: redactor.verdict(tr) for tr in tracks}
-    faces = redactor.boxes_by_frame(tracks, verdicts, frames)
+    return max(int(total), 1)
+
+
+def _outputs(path: Path, out: Path) -> tuple[str, Path, Path]:
+    suffix = VIDEO_SUFFIXES[path.suffix.lower()]
+    output = out / (path.stem + suffix)
+    manifest_path = output.with_name(output.name + r.MANIFEST_SUFFIX)
+    for p in (output, manifest_path):
+        if p.exists() or p.is_symlink():
+            raise FacefindError(f"{p} exists; it is never overwritten: choose another --out or move it")
+    return suffix, output, manifest_path
+
+
+def _write(
+    publisher: Publisher, redactor: VideoRedactor, path: Path, digest: str, out: Path, style: str,
+    margin: float, on_progress: Progress | None,
+    given: tuple[list[_Track], dict[int, Decision], int] | None = None,
+) -> r.RedactedVideo:  # fmt: skip
+    """Find, draw, encode, write the manifest, audit. `given`: tracks, their verdicts and the
+    frame count already known (a manifest re-applied): only drawn."""
+    import av
+
+    started = time.monotonic()
+    suffix, output, manifest_path = _outputs(path, out)
+    total = _frame_count(path)
     with _Temp(output) as video_temp:
+        write = (video_temp.path, suffix, style, margin)
+        tracks, verdicts, frames = given or (None, None, 0)
         try:
-            codec = redactor.write(path, video_temp.path, suffix, faces, style, margin, frames, on_progress)
+            if tracks is None and publisher.gallery is None:  # keep none: one pass, every face hidden
+                frames, info, codec = redactor.run(
+                    path, find=True, write=write, progress=(0, total), on_progress=on_progress
+                )
+                tracks = redactor.tracks
+                verdicts = {tr.id: redactor.verdict(tr) for tr in tracks}
+            else:
+                if tracks is None:  # keep consented: find, decide each track, then write
+                    frames, info, _ = redactor.run(
+                        path, find=True, gallery=publisher.gallery, progress=(0, 2 * total),
+                        on_progress=on_progress,
+                    )  # fmt: skip
+                    tracks = redactor.tracks
+                    verdicts = {tr.id: redactor.verdict(tr) for tr in tracks}
+                    progress = (frames, 2 * frames)
+                else:
+                    progress = (frames, 2 * frames)
+                assert verdicts is not None
+                faces = drawn_faces(tracks, verdicts, frames, redactor.settings.carry)
+                frames, info, codec = redactor.run(
+                    path, find=False, write=write, faces=faces, progress=progress, on_progress=on_progress
+                )
         except (av.error.FFmpegError, ValueError, OSError) as err:  # e.g. audio the container cannot hold
             raise FacefindError(f"{shown(str(path))}: could not write {output.name}: {err}") from None
         manifest = VideoManifest(
             input=str(path), input_sha256=digest, output=str(output), width=info["width"],
             height=info["height"], frames=frames, fps=round(info["fps"], 3),
-            duration_s=round(info["duration_s"], 3), video_codec=codec, audio=info["audio"],
+            duration_s=round(info["duration_s"], 3), video_codec=codec or "", audio=info["audio"],
             keep=publisher.keep, style=style, margin=margin, carry=redactor.settings.carry,
             tracks=[
                 VideoTrack(
@@ -473,6 +712,7 @@ def redact_video(
         "output": str(output),
         "kind": "video",
         "keep": publisher.keep,
+        "manifest_applied": given is not None,
         "frames": frames,
         "tracks": len(tracks),
         "hidden": len(tracks) - len(kept),
@@ -490,3 +730,107 @@ def redact_video(
         kept_persons=sorted({t.person_id for t in kept if t.person_id is not None}),
         fps_processed=round(frames / elapsed, 2), audit_seq=seq,
     )  # fmt: skip
+
+
+def redact_video(
+    publisher: Publisher, path: Path, out: Path, style: str, margin: float,
+    on_progress: Progress | None = None, settings: VideoSettings | None = None,
+) -> r.RedactedVideo:  # fmt: skip
+    """Redact one video file into the folder `out` (see the module's note)."""
+    check_source(path)
+    _outputs(path, out)  # an existing output is refused before the file is read
+    digest = _sha256(path)
+    return _write(
+        publisher, VideoRedactor(publisher, settings), path, digest, out, style, margin, on_progress
+    )
+
+
+def read_manifest(path: Path, text: str) -> VideoManifest:
+    try:
+        manifest = VideoManifest.model_validate_json(text)
+    except ValueError as err:
+        first = str(err).splitlines()[1:3]
+        raise FacefindError(f"{path} is not a video redaction manifest: {' '.join(first)}") from None
+    if manifest.version != MANIFEST_VERSION:
+        raise FacefindError(
+            f"{path}: manifest version {manifest.version}; this facefind reads {MANIFEST_VERSION}"
+        )
+    ids = [t.id for t in manifest.tracks]
+    if len(set(ids)) != len(ids):
+        raise FacefindError(f"{path}: two tracks have the same id; give each added track a new id")
+    for t in manifest.tracks:
+        if any(b[0] >= manifest.frames for b in t.boxes):
+            raise FacefindError(f"{path}: track {t.id} has a box past the last frame ({manifest.frames - 1})")
+    return manifest
+
+
+def _same_face(a: _Track, b: _Track) -> bool:
+    """Two tracks overlap (IoU >= 0.3) in a frame both were found in."""
+    rows = dict(zip(b.frames, b.rows, strict=True))
+    for t, (x, y, w, h, _) in zip(a.frames, a.rows, strict=True):
+        if t in rows:
+            bx, by, bw, bh, _ = rows[t]
+            if r.overlaps(Box(x=x, y=y, w=w, h=h), Box(x=bx, y=by, w=bw, h=bh)) >= r.SAME_FACE_IOU:
+                return True
+    return False
+
+
+def reapply_video(
+    publisher: Publisher, manifest: VideoManifest, out: Path, style: str, margin: float,
+    on_progress: Progress | None = None, settings: VideoSettings | None = None,
+) -> r.RedactedVideo:  # fmt: skip
+    """Apply a reviewer-edited video manifest to its video: its tracks and decisions (tracks
+    un-hidden, tracks added), except that a track recognised now as opted out or withheld is
+    hidden whatever the manifest says. The video is searched again (`publisher` keeps consented)
+    for those; a vetoed face the manifest's hidden tracks do not cover becomes a track of its own."""
+    path = Path(manifest.input)
+    check_source(path)
+    _outputs(path, out)
+    digest = _sha256(path)
+    if digest != manifest.input_sha256:
+        raise FacefindError(f"{shown(str(path))} changed since its manifest was made; redact it afresh")
+    redactor = VideoRedactor(publisher, settings)
+    total = _frame_count(path)
+    frames, _, _ = redactor.run(
+        path, find=True, gallery=publisher.gallery, progress=(0, 2 * total), on_progress=on_progress
+    )
+    if frames != manifest.frames:
+        raise FacefindError(
+            f"{shown(str(path))} has {frames} frames, not {manifest.frames} as the manifest says"
+        )
+    fresh = {tr.id: redactor.verdict(tr) for tr in redactor.tracks}
+    tracks: list[_Track] = []
+    verdicts: dict[int, Decision] = {}
+    for t in manifest.tracks:
+        rows = sorted(b if len(b) == 6 else [*b, 1.0] for b in t.boxes)
+        tr = _Track(id=t.id, frames=[int(b[0]) for b in rows], rows=[tuple(b[1:6]) for b in rows])  # type: ignore[misc]
+        if not tr.frames:
+            continue
+        dec = Decision(t.decision == "kept", t.reason, t.person_id, t.consent_id, t.similarity)
+        if dec.kept:
+            same = [f for f in redactor.tracks if _same_face(tr, f)]
+            veto = next((fresh[f.id] for f in same if fresh[f.id].reason in r.VETO), None)
+            now = next((fresh[f.id] for f in same if fresh[f.id].kept), None)
+            dec = veto or now or Decision(True, "reviewer")
+        tracks.append(tr)
+        verdicts[tr.id] = dec
+    # A face recognised as opted out or withheld where the manifest draws no hidden box over it.
+    covered = drawn_faces(tracks, verdicts, frames, redactor.settings.carry)
+    next_id = max(verdicts, default=0) + 1
+    for f in redactor.tracks:
+        if fresh[f.id].reason not in r.VETO:
+            continue
+        boxes = [Box(x=x, y=y, w=w, h=h) for x, y, w, h, _ in f.rows]
+        if all(
+            any(g.decision == "hidden" and r.overlaps(g.box, b) >= r.SAME_FACE_IOU for g in covered[t])
+            for t, b in zip(f.frames, boxes, strict=True)
+        ):
+            continue
+        tracks.append(_Track(id=next_id, frames=f.frames, rows=f.rows))
+        verdicts[next_id] = fresh[f.id]
+        next_id += 1
+    tracks.sort(key=lambda tr: (tr.frames[0], tr.id))
+    publisher.keep = manifest.keep
+    return _write(
+        publisher, redactor, path, digest, out, style, margin, on_progress, (tracks, verdicts, frames)
+    )
