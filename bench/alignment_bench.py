@@ -10,8 +10,8 @@
    - base: YuNet's landmarks, cv2.FaceRecognizerSF.alignCrop (bilinear), as shipped;
    - cubic: the same similarity transform, bicubic warp;
    - mirror_lm: landmarks averaged with those YuNet finds on the mirrored photo (mirrored back);
-   - refine: landmarks found again on the face's surroundings upscaled 2x
-     (Settings.refine_landmarks, faces/opencv.py `_refined`), chip cut from the photo;
+   - refine: landmarks found again by a second detection on the face's surroundings (box + half
+     its side each way) upscaled 2x (bicubic), for faces under 112 px; chip cut from the photo;
    - refine_mirror: refine, averaged with the mirrored crop's landmarks;
    - refine_chip: refine's landmarks, chip cut from the upscaled crop.
    Each variant gets its own calibration exactly as `facefind calibrate lfw_dev glint_dev12` makes
@@ -22,7 +22,7 @@
    FNIR at the measured FPIR 0.01 (the best any threshold could do) and TAR at FMR 1e-4 / 1e-5
    over lfw_dev's 20M pairs (the least noisy comparison of embeddings).
 2. --cost: per photo, milliseconds in each stage of faces.analyze (decode, detect, align, embed)
-   for plain, flip, refine and flip + refine, alternating per photo (paired, same load), on web
+   for plain and flip (the recognizer of new catalogs), alternating per photo (paired, same load), on web
    photos (../shared/datasets/{deepface,face_recognition,face_recognition_multiface} as they are)
    and camera photos (the same scaled to 24 MP: bench/camera_bench.py's set, made if missing).
 """
@@ -59,6 +59,7 @@ TEMPLATE = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
 )
 MIRRORED = [1, 0, 2, 4, 3]  # the order of the five points in a mirrored face
+REFINE_MAX_FACE, REFINE_UPSCALE, REFINE_MARGIN = 112, 2.0, 0.5
 _BACKENDS: dict[str, OpenCVBackend] = {}
 
 
@@ -99,9 +100,7 @@ def mirror_landmarks(backend: OpenCVBackend, image: np.ndarray, d: Detection) ->
 
 
 def upscaled_surroundings(image: np.ndarray, d: Detection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The crop `_refined` detects on: (upscaled crop, its origin, its scale), as in faces/opencv.py."""
-    from facefind.faces.opencv import REFINE_MARGIN, REFINE_UPSCALE
-
+    """The crop `refined` detects on: (upscaled crop, its origin, its scale)."""
     x, y, w, h = d.box
     margin = REFINE_MARGIN * max(w, h)
     left, top = int(np.floor(x - margin)), int(np.floor(y - margin))
@@ -115,49 +114,72 @@ def upscaled_surroundings(image: np.ndarray, d: Detection) -> tuple[np.ndarray, 
     return up, np.array([left, top], np.float32), factor
 
 
-def chips_of(path: str) -> tuple[bool, list[np.ndarray]]:
-    """The labelled face of one photo cut six ways (VARIANTS order)."""
+def refined(backend: OpenCVBackend, image: np.ndarray, d: Detection) -> Detection:
+    """`d` with the landmarks of a second detection on its upscaled surroundings (faces under
+    REFINE_MAX_FACE; `d` itself when that detection finds no face where `d` was)."""
+    x, y, w, h = d.box
+    side = max(w, h)
+    if not 0 < side < REFINE_MAX_FACE:
+        return d
+    up, origin, factor = upscaled_surroundings(image, d)
+    found = detections(backend._detect_rows(up, max(up.shape[:2]), pad=0.0))
+    centre = np.array([x + w / 2, y + h / 2], np.float32)
+
+    def centre_of(f: Detection) -> np.ndarray:
+        fx, fy, fw, fh = f.box
+        return (np.array([fx + fw / 2, fy + fh / 2], np.float32) + 0.5) / factor - 0.5 + origin
+
+    if not found:
+        return d
+    best = min(found, key=lambda f: float(np.sum((centre_of(f) - centre) ** 2)))
+    if float(np.linalg.norm(centre_of(best) - centre)) > side / 3:
+        return d  # another face
+    marks = (best.landmarks + 0.5) / factor - 0.5 + origin
+    return Detection(box=d.box, landmarks=marks.astype(np.float32), score=d.score)
+
+
+def chips_of(path: str, names: tuple[str, ...]) -> tuple[bool, list[np.ndarray]]:
+    """The labelled face of one photo cut each way in `names` (of VARIANTS)."""
     if not _BACKENDS:
         cv2.setNumThreads(1)
         _BACKENDS["plain"] = OpenCVBackend(Settings())
-        _BACKENDS["refine"] = OpenCVBackend(Settings(refine_landmarks=True))
-    plain, refine = _BACKENDS["plain"], _BACKENDS["refine"]
+    plain = _BACKENDS["plain"]
     image = load_image(Path(path))
-    found = plain.detect(image)
-    d = _nearest(found, image.shape[1] / 2, image.shape[0] / 2)  # evaluate.labelled_face's rule
+    d = _nearest(plain.detect(image), image.shape[1] / 2, image.shape[0] / 2)  # evaluate.labelled_face
     if d is None:
         return False, []
-    mirror = mirror_landmarks(plain, image, d)
-    mirror_avg = d.landmarks if mirror is None else (d.landmarks + mirror) / 2
-    better = refine._refined(image, d)
-    refined_marks = better.landmarks
+    chips = []
+    better = refined(plain, image, d) if any(n.startswith("refine") for n in names) else d
     up, origin, factor = upscaled_surroundings(image, d)
-    marks_up = (refined_marks - origin + 0.5) * factor - 0.5
-    both = refined_marks
-    if better is not d:
-        box = (
-            float(marks_up[:, 0].min()),
-            float(marks_up[:, 1].min()),
-            float(np.ptp(marks_up[:, 0])),
-            float(np.ptp(marks_up[:, 1])),
-        )
-        m = mirror_landmarks(plain, up, Detection(box=box, landmarks=marks_up, score=1.0))
-        if m is not None:
-            both = (refined_marks + (m + 0.5) / factor - 0.5 + origin) / 2
-    return True, [
-        plain.align(image, d),
-        warp(image, d.landmarks, cv2.INTER_CUBIC),
-        warp(image, mirror_avg),
-        refine.align(image, d),
-        warp(image, both),
-        warp(up, marks_up) if better is not d else plain.align(image, d),
-    ]
+    marks_up = (better.landmarks - origin + 0.5) * factor - 0.5
+    for name in names:
+        if name == "base":
+            chips.append(plain.align(image, d))
+        elif name == "cubic":
+            chips.append(warp(image, d.landmarks, cv2.INTER_CUBIC))
+        elif name == "mirror_lm":
+            mirror = mirror_landmarks(plain, image, d)
+            chips.append(warp(image, d.landmarks if mirror is None else (d.landmarks + mirror) / 2))
+        elif name == "refine":
+            chips.append(plain.align(image, better))
+        elif name == "refine_mirror":
+            both = better.landmarks
+            if better is not d:
+                xs, ys = marks_up[:, 0], marks_up[:, 1]
+                box = (float(xs.min()), float(ys.min()), float(np.ptp(xs)), float(np.ptp(ys)))
+                m = mirror_landmarks(plain, up, Detection(box=box, landmarks=marks_up, score=1.0))
+                if m is not None:
+                    both = (better.landmarks + (m + 0.5) / factor - 0.5 + origin) / 2
+            chips.append(warp(image, both))
+        elif name == "refine_chip":
+            chips.append(warp(up, marks_up) if better is not d else plain.align(image, d))
+    return True, chips
 
 
-def embed_one(path: str) -> tuple[str, bool, np.ndarray]:
-    """(path, found, VARIANTS x (plain, flip) x dim embeddings)."""
-    ok, chips = chips_of(path)
-    out = np.zeros((len(VARIANTS), 2, 128), np.float32)
+def embed_one(path: str, names: tuple[str, ...] = VARIANTS) -> tuple[str, bool, np.ndarray]:
+    """(path, found, len(names) x (plain, flip) x dim embeddings)."""
+    ok, chips = chips_of(path, names)
+    out = np.zeros((len(names), 2, 128), np.float32)
     if ok:
         backend = _BACKENDS["plain"]
         feats = backend._features(chips + [cv2.flip(c, 1) for c in chips])
@@ -168,10 +190,11 @@ def embed_one(path: str) -> tuple[str, bool, np.ndarray]:
     return path, ok, out
 
 
-def embed_all(datasets: Path, cache: Path, workers: int) -> dict:
-    target = cache / "alignment-variants.npz"
+def embed_all(datasets: Path, cache: Path, workers: int, names: tuple[str, ...]) -> dict:
+    target = cache / f"alignment-{'-'.join(names)}.npz"
     if target.exists():
         return dict(np.load(target, allow_pickle=False))
+    from functools import partial
     from multiprocessing import get_context
 
     paths, persons, folders = [], [], []
@@ -183,11 +206,13 @@ def embed_all(datasets: Path, cache: Path, workers: int) -> dict:
                 folders.append(k)
     started, done = time.perf_counter(), {}
     with get_context("fork").Pool(workers) as pool:
-        for n, (path, ok, emb) in enumerate(pool.imap_unordered(embed_one, paths, chunksize=8), 1):
+        work = pool.imap_unordered(partial(embed_one, names=names), paths, chunksize=8)
+        for n, (path, ok, emb) in enumerate(work, 1):
             done[path] = (ok, emb)
-            if n % 500 == 0:
+            if n % 250 == 0:
                 print(f"  {n}/{len(paths)} photos, {time.perf_counter() - started:.0f} s", file=sys.stderr)
     result = {
+        "names": np.array(names),
         "paths": np.array(paths),
         "persons": np.array(persons),
         "folders": np.array(folders, np.int32),
@@ -292,8 +317,6 @@ def cost(photos: int) -> dict:
     kinds = {
         "plain": Settings(),
         "flip": Settings(flip_average=True),
-        "refine": Settings(refine_landmarks=True),
-        "flip + refine": Settings(flip_average=True, refine_landmarks=True),
     }
     cv2.setNumThreads(1)
     backends = {k: load_backend(s) for k, s in kinds.items()}
@@ -335,7 +358,7 @@ def main() -> None:
     ap.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/f-cache"))
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--variants", nargs="*", default=None, help="only these, e.g. base/plain refine/flip")
+    ap.add_argument("--embed", nargs="+", default=list(VARIANTS), choices=VARIANTS, help="variants to cut")
     ap.add_argument("--cost", action="store_true")
     ap.add_argument("--photos", type=int, default=40)
     ap.add_argument("--json", action="store_true")
@@ -343,13 +366,11 @@ def main() -> None:
     if args.cost:
         print(json.dumps(cost(args.photos), indent=1))
         return
-    z = embed_all(args.datasets, args.cache, args.workers)
+    z = embed_all(args.datasets, args.cache, args.workers, tuple(args.embed))
     result: dict = {"photos": len(z["paths"]), "no_face": int((~z["detected"]).sum()), "variants": {}}
-    for v, name in enumerate(VARIANTS):
+    for v, name in enumerate(z["names"]):
         for k, kind in enumerate(("plain", "flip")):
             key = f"{name}/{kind}"
-            if args.variants and key not in args.variants:
-                continue
             result["variants"][key] = r = measure(labelled_set(z, v, k))
             print(
                 f"{key}: in-sample FPIR {r['in_sample']['fpir']} FNIR {r['in_sample']['fnir']} "

@@ -97,9 +97,6 @@ class Settings:
     # changes the embeddings, so it has its own model id (sface-2021dec-flip) and calibration:
     # a catalog indexed without it must be re-indexed to be searched with it.
     flip_average: bool = False
-    # Find the landmarks of faces smaller than SFace's chip again on their surroundings upscaled 2x
-    # (faces/opencv.py: REFINE_MAX_FACE); changes the embeddings: own model id (suffix -lm).
-    refine_landmarks: bool = False
     # Query faces under these get a warning with the reason (faces.quality.warnings); the cuts
     # are where recognition measurably breaks (bench/pipeline_bench.py, docs/pipeline.md).
     warn_face_px: int = 32

@@ -22,15 +22,6 @@ FLIP_SUFFIX = "-flip"
 RETRY_MAX_SIDE = 640
 # SFace's chip is 112 pixels: a face is cut from a copy where it is at most twice that.
 ALIGN_MAX_FACE = 224
-# Landmarks of a face smaller than the chip (longer box side) are found again by a second detection
-# on the face's surroundings (box + REFINE_MARGIN of its side each way) upscaled REFINE_UPSCALE times:
-# YuNet places the five points of a ~60 px face 1-2 px apart from where it places them at twice
-# the size, which at SFace's 35 px between the eyes moves the chip (docs/benchmarks.md, "Fewer
-# misses": lfw_dev). It costs one small detection per such face. Its own model id suffix.
-REFINE_MAX_FACE = 112
-REFINE_UPSCALE = 2.0
-REFINE_MARGIN = 0.5
-REFINE_SUFFIX = "-lm"
 
 
 def model_files() -> tuple[Path, Path]:
@@ -49,8 +40,7 @@ class OpenCVBackend:
     ) -> None:
         self.settings = settings or Settings()
         self.flip = self.settings.flip_average
-        self.refine = self.settings.refine_landmarks
-        self.model_id = MODEL_ID + (FLIP_SUFFIX if self.flip else "") + (REFINE_SUFFIX if self.refine else "")
+        self.model_id = MODEL_ID + (FLIP_SUFFIX if self.flip else "")
         if detector_path is None or recognizer_path is None:
             detector_path, recognizer_path = model_files()
         self._detector = cv2.FaceDetectorYN.create(
@@ -88,43 +78,9 @@ class OpenCVBackend:
         return rows
 
     def align(self, image: np.ndarray, detection: Detection) -> np.ndarray:
-        if self.refine:
-            detection = self._refined(image, detection)
         image, detection = _shrunk_around(image, detection)
         row = np.array([[*detection.box, *detection.landmarks.reshape(-1), detection.score]], np.float32)
         return np.asarray(self._recognizer.alignCrop(image, row))
-
-    def _refined(self, image: np.ndarray, d: Detection) -> Detection:
-        """`d` with the landmarks of a second detection on its surroundings upscaled (faces under
-        REFINE_MAX_FACE only; `d` itself when the second detection finds no face where it was)."""
-        x, y, w, h = d.box
-        side = max(w, h)
-        if not 0 < side < REFINE_MAX_FACE:
-            return d
-        margin = REFINE_MARGIN * side
-        left, top = int(np.floor(x - margin)), int(np.floor(y - margin))
-        right, bottom = int(np.ceil(x + w + margin)), int(np.ceil(y + h + margin))
-        height, width = image.shape[:2]
-        pad = max(0, -left, -top, right - width, bottom - height)
-        source = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT) if pad else image
-        crop = source[top + pad : bottom + pad, left + pad : right + pad]
-        up = cv2.resize(crop, None, fx=REFINE_UPSCALE, fy=REFINE_UPSCALE, interpolation=cv2.INTER_CUBIC)
-        found = detections(self._detect_rows(up, max(up.shape[:2]), pad=0.0))
-        if not found:
-            return d
-        factor = np.array([up.shape[1] / crop.shape[1], up.shape[0] / crop.shape[0]], np.float32)
-        origin = np.array([left, top], np.float32)
-        centre = np.array([x + w / 2, y + h / 2], np.float32)
-
-        def centre_of(f: Detection) -> np.ndarray:
-            fx, fy, fw, fh = f.box
-            return (np.array([fx + fw / 2, fy + fh / 2], np.float32) + 0.5) / factor - 0.5 + origin
-
-        best = min(found, key=lambda f: float(np.sum((centre_of(f) - centre) ** 2)))
-        if float(np.sqrt(np.sum((centre_of(best) - centre) ** 2))) > side / 3:
-            return d  # another face: keep the first detection's landmarks
-        marks = (best.landmarks + 0.5) / factor - 0.5 + origin
-        return Detection(box=d.box, landmarks=marks.astype(np.float32), score=d.score)
 
     def embed(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:
