@@ -170,7 +170,7 @@ def main() -> None:
             print(f"wrote {path}: {json.dumps(calibration.provenance)}", flush=True)
         print("  highest different-person pairs (check the labels):", top_impostors(s), flush=True)
         print(
-            "  lfw_dev protocol, same people calibrated (optimistic):",
+            "  lfw_dev protocol, same people calibrated (in-sample; stricter than held out on lfw_dev):",
             lfw_protocol(s, calibration),
             flush=True,
         )
