@@ -104,7 +104,7 @@ class FaceLikeData:
         for chunk in chunks:
             size = min(CHUNK, self.n - chunk * CHUNK) // PER_IDENTITY
             local = int(rng.integers(0, max(size, 1)))
-            picks.append(self._centers(int(chunk))[local])
+            picks.append(self._centers(int(chunk))[local].copy())  # not a view: the chunk is freed
             identities.append(int(chunk) * (CHUNK // PER_IDENTITY) + local)
         return self._faces_of(np.asarray(picks), rng), np.asarray(identities)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from facefind import recognizers
 from facefind.catalog import Catalog
 from facefind.faces import Detection, Face, Quality
 from facefind.faces.opencv import MODEL_ID
@@ -16,14 +17,16 @@ def unit(rng: np.random.Generator, n: int) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def face(vector: np.ndarray, quality: float = 0.9) -> Face:
+def face(vector: np.ndarray, quality: float = 0.9, model_id: str = MODEL_ID) -> Face:
     det = Detection((0.0, 0.0, 100.0, 100.0), np.zeros((5, 2), np.float32), 0.9)
-    return Face(det, Quality(100.0, 100.0, 0.0, quality), vector, MODEL_ID, True)
+    return Face(det, Quality(100.0, 100.0, 0.0, quality), vector, model_id, True)
 
 
 def add_image(catalog: Catalog, path: str, vectors: np.ndarray, collection: str = "default") -> list[int]:
-    """Catalogue one image with these face embeddings; returns the new face ids."""
+    """Catalogue one image with these face embeddings (as the catalog's recognizer's); returns the
+    new face ids."""
     collection_id = catalog.collection_id(collection)
+    model_id = recognizers.active(catalog)
     with catalog.transaction() as conn:
         image_id = catalog.save_image(
             conn,
@@ -33,7 +36,7 @@ def add_image(catalog: Catalog, path: str, vectors: np.ndarray, collection: str 
             size=1,
             mtime_ns=1,
             shape=(100, 100),
-            found=[face(v) for v in vectors],
+            found=[face(v, model_id=model_id) for v in vectors],
             error=None,
         )
         rows = conn.exec_driver_sql(f"select id from faces where image_id = {image_id} order by id")

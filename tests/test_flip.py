@@ -1,4 +1,5 @@
-"""Settings.flip_average: the mirrored chip is embedded too, under its own model id."""
+"""Settings.flip_average: the mirrored chip is embedded too, under its own model id; the recognizer
+of new catalogs (recognizers.NEW_CATALOGS), while older catalogs keep theirs."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import facefind
 from facefind.calibration import default_calibration
+from facefind.catalog import Catalog
 from facefind.faces import analyze, load_backend
+from facefind.recognizers import NEW_CATALOGS
 from facefind.settings import Settings
 
 from .conftest import BIDEN, OBAMA, run_cli, run_json
@@ -34,12 +38,25 @@ def test_flip_average_is_the_mean_of_both_views_under_its_own_model_id() -> None
     assert analyze(flipped, image, Settings(flip_average=True))[0].model_id == "sface-2021dec-flip"
 
 
-def test_a_catalog_switches_to_the_flip_model_and_back(fr_copy: Path) -> None:
-    """`facefind models use sface-2021dec-flip`: re-embeds every face, then searches with it."""
+def test_new_catalogs_use_flip_averaging_and_older_ones_keep_their_model(tmp_path: Path) -> None:
+    assert NEW_CATALOGS == "sface-2021dec-flip"
+    with facefind.open(tmp_path / "new.db") as ff:
+        assert ff.models.active == NEW_CATALOGS and ff.settings.flip_average
+        assert ff.backend.model_id == NEW_CATALOGS
+        assert ff.calibration().model_id == NEW_CATALOGS  # its own shipped table
+    Catalog(tmp_path / "old.db").close()  # made as facefind made catalogs before: no model recorded
+    with facefind.open(tmp_path / "old.db") as ff:
+        assert ff.models.active == "sface-2021dec" and not ff.settings.flip_average
+        assert ff.backend.model_id == "sface-2021dec"
+
+
+def test_a_catalog_switches_to_the_plain_model_and_back(fr_copy: Path) -> None:
+    """A new catalog indexes with sface-2021dec-flip; `facefind models use sface-2021dec` re-embeds
+    every face with the plain model, then searches with it."""
     db = fr_copy
     listed = {m["name"]: m for m in run_json("models", "list", db=db)}
-    assert listed["sface-2021dec-flip"]["builtin"] and not listed["sface-2021dec-flip"]["active"]
-    run_json("models", "use", "sface-2021dec-flip", db=db)
+    assert listed["sface-2021dec-flip"]["builtin"] and listed["sface-2021dec-flip"]["active"]
+    assert listed["sface-2021dec"]["builtin"] and not listed["sface-2021dec"]["active"]
     result = run_json("search", OBAMA, "--purpose", "test", db=db)
     assert result["model_id"] == "sface-2021dec-flip" and result["faces_searched"] == 23
     assert all("Barack_Obama" in m["path"] for m in result["faces"][0]["matches"])
@@ -47,4 +64,7 @@ def test_a_catalog_switches_to_the_flip_model_and_back(fr_copy: Path) -> None:
     refused = run_cli("models", "remove", "sface-2021dec-flip", db=db)
     assert refused.returncode != 0 and "built-in" in refused.stderr
     run_json("models", "use", "sface-2021dec", db=db)
-    assert run_json("search", OBAMA, "--purpose", "test", db=db)["model_id"] == "sface-2021dec"
+    result = run_json("search", OBAMA, "--purpose", "test", db=db)
+    assert result["model_id"] == "sface-2021dec" and result["faces_searched"] == 23
+    run_json("models", "use", "sface-2021dec-flip", db=db)
+    assert run_json("search", OBAMA, "--purpose", "test", db=db)["model_id"] == "sface-2021dec-flip"

@@ -13,7 +13,7 @@ import pytest
 import facefind
 from facefind.catalog import SCHEMA_VERSION, Catalog
 from facefind.errors import CalibrationError, RecognizerError
-from facefind.recognizers import BUILTINS
+from facefind.recognizers import BUILTINS, NEW_CATALOGS
 from facefind.settings import Settings
 
 from .conftest import FR, GLINT, MODELS, OBAMA, new_catalog, run_cli, run_json
@@ -164,11 +164,11 @@ def test_own_recognizer_end_to_end(tmp_path: Path) -> None:
         assert verdict.model_id == "sface-copy" and verdict.same_person
 
         # switching back re-embeds nothing: the built-in embeddings were kept
-        back = ff.models.use(BUILTIN)
+        back = ff.models.use(NEW_CATALOGS)  # the recognizer the catalog was made with
         assert (back.embedded, back.faces_with_model, back.previous) == (0, 23, "sface-copy")
-        assert ff.search(query, purpose="test").model_id == BUILTIN
+        assert ff.search(query, purpose="test").model_id == NEW_CATALOGS
         listed = {m.name: m for m in ff.models.all()}
-    assert listed[BUILTIN].active and not listed["sface-copy"].active
+    assert listed[NEW_CATALOGS].active and not listed["sface-copy"].active
     assert listed["sface-copy"].calibration == "own" and listed["sface-copy"].faces == 23
     assert "* sface-2021dec" in run_cli("models", "list", db=db, check=True).stdout
 

@@ -99,8 +99,13 @@ class Runtime:
             str(given) if given and "://" in str(given) else Path(given or default_db_path()).expanduser()
         )
         # Only facefind's own default location is created; a folder the user named must exist.
-        self.catalog = Catalog(self.db, create_folders=db is None and not os.environ.get("FACEFIND_DB"))
-        # The catalog's active recognizer (`facefind models use`); the built-in SFace by default.
+        self.catalog = Catalog(
+            self.db,
+            create_folders=db is None and not os.environ.get("FACEFIND_DB"),
+            new_settings=recognizers.new_catalog_settings(),
+        )
+        # The catalog's active recognizer (`facefind models use`): a new catalog's is
+        # recognizers.NEW_CATALOGS, one made before it was recorded the built-in SFace.
         self.settings = recognizers.with_active(self.catalog, settings or Settings())
         self.settings = background.with_min_template(self.catalog, self.settings)
         # Keep the signing key away from the catalog (FACEFIND_AUDIT_KEY) so whoever can edit the

@@ -65,9 +65,16 @@ class FaceRow:
 
 
 class Catalog:
-    def __init__(self, url_or_path: str | Path, *, create_folders: bool = False) -> None:
+    def __init__(
+        self,
+        url_or_path: str | Path,
+        *,
+        create_folders: bool = False,
+        new_settings: dict[str, str] | None = None,
+    ) -> None:
         """`create_folders`: make the catalog file's folder if missing (the per-user default);
-        a folder the user named that does not exist is more likely a typo."""
+        a folder the user named that does not exist is more likely a typo. `new_settings`: what a
+        catalog created now starts with (an existing catalog keeps its own)."""
         url = str(url_or_path)
         if "://" not in url:
             path = Path(url).expanduser()
@@ -97,7 +104,7 @@ class Catalog:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            self._migrate()
+            self._migrate(new_settings or {})
         except sa.exc.DatabaseError as err:
             shown = redacted(str(url_or_path))
             if self.engine.dialect.name == "postgresql" and isinstance(err, sa.exc.OperationalError):
@@ -111,7 +118,7 @@ class Catalog:
                 f"Is it a facefind database? Give another path with --db or FACEFIND_DB."
             ) from None
 
-    def _migrate(self) -> None:
+    def _migrate(self, new_settings: dict[str, str]) -> None:
         with self.engine.begin() as conn:
             version = 0
             if sa.inspect(conn).has_table("meta"):
@@ -124,6 +131,8 @@ class Catalog:
                 )
             if version == 0:
                 metadata.create_all(conn)
+                for key, value in new_settings.items():
+                    write_setting(conn, key, value)
             else:
                 for step in MIGRATIONS[version - 1 :]:
                     step(conn)
