@@ -942,19 +942,22 @@ class FaceFind:
         outside = row is not None and collections is not None and row.collection not in collections
         if row is None or outside or face_id in policy.hidden_faces(self.catalog, "results"):
             raise NotFound(f"no face {face_id} that you may see")
-        # Cut only from the photo that was indexed: no link followed, the same content hash.
+        crop = face_thumbnail(self._photo_of(face_id, row), row.box, size)
+        self.audit.record(self.actor, "view", {"face": face_id, "collection": row.collection}, self.purpose)
+        return crop
+
+    def _photo_of(self, face_id: int, row: FaceRow) -> np.ndarray:
+        """The photo `row` (face `face_id`) was indexed from, decoded: read only if it is the photo
+        that was indexed (no link followed, the same content hash), else "not found"."""
         from .catalog import photos
 
         try:
             data = read_catalogued(Path(row.path), photos.sha256(self.catalog, row.image_id), self.settings)
-            image = decode_image(data, self.settings, name=row.path)
+            return decode_image(data, self.settings, name=row.path)
         except PhotoChanged:
             raise NotFound(f"the photo of face {face_id} changed since it was indexed; re-index it") from None
         except ImageError as err:
             raise NotFound(f"the photo of face {face_id} cannot be read now: {err}") from err
-        crop = face_thumbnail(image, row.box, size)
-        self.audit.record(self.actor, "view", {"face": face_id, "collection": row.collection}, self.purpose)
-        return crop
 
     def face_photo(self, face_id: int, *, size: int = 1600) -> tuple[bytes, float]:
         """The whole photo of a face, for a reviewer to draw a missed face on: a JPEG at most `size`
@@ -968,13 +971,7 @@ class FaceFind:
         hidden = set(policy.hidden_faces(self.catalog, "results").tolist())
         if row is None or face_id in hidden:
             raise NotFound(f"no face {face_id} that you may see")
-        try:
-            data = read_catalogued(Path(row.path), photos.sha256(self.catalog, row.image_id), self.settings)
-            image = decode_image(data, self.settings, name=row.path)
-        except PhotoChanged:
-            raise NotFound(f"the photo of face {face_id} changed since it was indexed; re-index it") from None
-        except ImageError as err:
-            raise NotFound(f"the photo of face {face_id} cannot be read now: {err}") from err
+        image = self._photo_of(face_id, row)
         covered = [box for f, box in photos.face_boxes(self.catalog, row.image_id).items() if f in hidden]
         templates = optouts.Templates(self.catalog, self.model_id)
         if len(templates.vectors):  # faces an opt-out kept out of the catalog are in the photo still
