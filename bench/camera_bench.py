@@ -46,7 +46,6 @@ PIXELS = 24_000_000
 FRAME = (4000, 6000)  # height, width of the lfw24 frames
 UPSCALES = (2.0, 3.0, 4.5, 6.0, 9.0, 12.0)  # LFW's face is ~68 px: 136-816 px in the frame
 LFW_FACE = 68
-MODEL_ID = "sface-2021dec"
 
 
 # --- the sets -------------------------------------------------------------------------------
@@ -179,7 +178,7 @@ def tar_at_far(db: Path, labels: dict) -> dict:
     import facefind
 
     with facefind.open(db) as ff:
-        ids = ff.catalog.faces_after(MODEL_ID, 0, 10**9)[0]
+        ids = ff.catalog.faces_after(ff.model_id, 0, 10**9)[0]
         rows = ff.catalog.face_rows(ids).values()
     faces: dict[str, list] = {}
     for row in rows:

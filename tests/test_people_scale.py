@@ -11,7 +11,6 @@ import sqlalchemy as sa
 
 import facefind
 from facefind.catalog.schema import face_persons, faces, images, now, persons
-from facefind.faces.opencv import MODEL_ID
 
 from .synthetic import DIM, unit
 
@@ -73,7 +72,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         sharpness=100.0,
                         yaw=0.0,
                         quality=0.9,
-                        model_id=MODEL_ID,
+                        model_id=ff.model_id,
                         embedding=vectors[i].astype(np.float32).tobytes(),
                     )
                     for i in range(len(owners))
@@ -82,7 +81,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
             conn.execute(
                 sa.insert(persons),
                 [
-                    dict(id=p, model_id=MODEL_ID, hidden=False, created_at=stamp)
+                    dict(id=p, model_id=ff.model_id, hidden=False, created_at=stamp)
                     for p in range(1, PERSONS + 2)
                 ],
             )
