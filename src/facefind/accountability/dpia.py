@@ -162,17 +162,7 @@ def _evaluation(data: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     if not isinstance(data, dict) or "verification" not in data:
         raise InvalidValue("--evaluation must be the JSON `facefind evaluate LABELLED --json` writes")
-    keep = (
-        "folder",
-        "images",
-        "identities",
-        "failure_rate",
-        "verification",
-        "identification",
-        "open_set",
-        "per_group",
-    )
-    return {k: data[k] for k in keep if k in data}
+    return {k: data[k] for k in EVALUATION_FIELDS if k in data}
 
 
 def read_evaluation(path: Path) -> dict[str, Any]:
