@@ -601,8 +601,12 @@ class _Temp:
         self.path = final.with_name(f".{final.name}.{os.getpid()}.partial{final.suffix}")
 
     def __enter__(self) -> _Temp:
-        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
         return self
+
+    def create(self) -> None:
+        """Make the file, inside the `with` block: a Ctrl-C right after it exists still removes it
+        (made in __enter__, an interrupt before __enter__ returned left it behind)."""
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
 
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -652,6 +656,7 @@ def _write(
     suffix, output, manifest_path = _outputs(path, out)
     total = _frame_count(path)
     with _Temp(output) as video_temp:
+        video_temp.create()
         write = (video_temp.path, suffix, style, margin)
         tracks, verdicts, frames = given or (None, None, 0)
         try:
@@ -698,6 +703,7 @@ def _write(
         )  # fmt: skip
         text = json.dumps(for_json(manifest.model_dump()), indent=1, ensure_ascii=False) + "\n"
         with _Temp(manifest_path) as manifest_temp:
+            manifest_temp.create()
             manifest_temp.path.write_bytes(text.encode())
             video_temp.link()
             try:
@@ -814,11 +820,14 @@ def reapply_video(
             dec = veto or now or Decision(True, "reviewer")
         tracks.append(tr)
         verdicts[tr.id] = dec
-    # A face recognised as opted out or withheld where the manifest draws no hidden box over it.
+    # A face recognised as opted out or withheld where the manifest draws no hidden box over it;
+    # and a face found now that the manifest does not know (a track it has not, e.g. where the
+    # first run's detector missed frames): hidden unless it is kept now, as `redact` would.
     covered = drawn_faces(tracks, verdicts, frames, redactor.settings.carry)
+    known = list(tracks)
     next_id = max(verdicts, default=0) + 1
     for f in redactor.tracks:
-        if fresh[f.id].reason not in r.VETO:
+        if fresh[f.id].reason not in r.VETO and (fresh[f.id].kept or any(_same_face(m, f) for m in known)):
             continue
         boxes = [Box(x=x, y=y, w=w, h=h) for x, y, w, h, _ in f.rows]
         if all(
