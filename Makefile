@@ -19,7 +19,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint browser
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q
 
 # The web UI tests drive Debian's Chromium (Playwright's own browser download needs the internet).
 # As root with apt it is installed here; otherwise tests/test_web_ui.py skips and says why.
