@@ -509,6 +509,9 @@ def main() -> None:
     parser.add_argument(
         "--reviewer-catalog", type=Path, help="a catalog holding lfw_dev indexed already (copied)"
     )
+    parser.add_argument("--scale", type=int, nargs="*", default=[], help="incremental update into N faces")
+    parser.add_argument("--scale-add", type=int, default=10_000)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/d-cache"), help="settled catalogs, lfw_dev")
     args = parser.parse_args()
     if args.reviewer:
         import review_bench
@@ -517,11 +520,6 @@ def main() -> None:
             found = review_bench.simulate(args.datasets / "lfw_dev", Path(tmp), args.reviewer_catalog)
         print(json.dumps({"machine": machine.describe(), "reviewer": found}, indent=2))
         return
-    result: dict = {"machine": machine.describe(), "folders": {}, "speed": []}
-    parser.add_argument("--scale", type=int, nargs="*", default=[], help="incremental update into N faces")
-    parser.add_argument("--scale-add", type=int, default=10_000)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/d-cache"), help="settled catalogs, lfw_dev")
-    args = parser.parse_args()
     result: dict = {"machine": machine.describe(), "folders": {}, "archive": None, "speed": [], "scale": []}
     with tempfile.TemporaryDirectory() as tmp:
         for folder in sorted(p for p in args.datasets.iterdir() if p.is_dir()):

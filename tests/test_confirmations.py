@@ -89,6 +89,12 @@ def test_the_cli_identifies_a_candidate_only_after_two_distinct_people(server: S
     assert decided[1].details["verifiers"] == ["officer", "carol"]
     assert decided[1].details["state"] == "identified"
     assert next(e for e in entries if e.seq == seq).details["verifiers"] == []
+    # The transparency report counts the decisions (this module's catalog had none before).
+    with facefind.open(db) as ff:
+        oversight = ff.report()["oversight"]
+    assert (oversight["confirmations"], oversight["identified"], oversight["rejections"]) == (2, 1, 1)
+    report = run_cli("report", db=db, check=True).stdout
+    assert "2 decision(s), 1 reaching the confirmations their collection requires; 1 rejected" in report
 
 
 def test_one_confirmation_must_be_allowed_explicitly_and_applies_to_later_searches(server: Server) -> None:
@@ -222,7 +228,7 @@ def test_the_query_face_is_kept_under_retention_and_goes_with_the_candidates(fr_
             # The collection keeps photos a year: so long is the query face kept.
             assert datetime.fromisoformat(expires) - datetime.fromisoformat(at) == timedelta(days=365)
             conn.execute("update review_query_faces set expires_at = '2000-01-01T00:00:00+00:00'")
-        ff.purge()
+        assert ff.purge().query_faces_deleted == 1
         with pytest.raises(NotFound, match="no longer kept"):
             ff.confirmations.query_crop(seq, face)
         # An erasure that leaves a search no candidate removes its query face at once.

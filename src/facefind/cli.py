@@ -1648,7 +1648,9 @@ def purge(
         return
     for r in report.receipts:
         out.print(f"erased {r.kind} {safe(r.target)}: {r.images_removed} photo(s), {r.faces_removed} face(s)")
-    if not report.receipts:
+    if report.query_faces_deleted:
+        out.print(f"{report.query_faces_deleted} query face(s) kept for confirmation deleted")
+    if not report.receipts and not report.query_faces_deleted:
         out.print("nothing past its retention period")
     if report.audit_checkpoint_seq:
         out.print(f"old audit entries deleted; signed checkpoint #{report.audit_checkpoint_seq}")

@@ -466,14 +466,14 @@ class FaceFind:
                 receipts.append(erasure.erase(self.catalog, "retention", target, self.actor, unused))
         for person_id in sorted(consent.lapsed_persons(self.catalog)):
             receipts.append(erasure.erase(self.catalog, "person", str(person_id), self.actor))
-        confirmations.drop_expired_crops(self.catalog)  # query faces kept for review, past retention
-        self._scrub(receipts)
+        crops = confirmations.drop_expired_crops(self.catalog)  # query faces kept for review, past retention
+        crops += self._scrub(receipts)
         receipts = [self._receipt(r) for r in receipts]
         checkpoint = None
         if audit_days:
             entry = self.audit.purge(audit_days, self.actor)
             checkpoint = entry.seq if entry else None
-        return PurgeReport(receipts=receipts, audit_checkpoint_seq=checkpoint)
+        return PurgeReport(receipts=receipts, audit_checkpoint_seq=checkpoint, query_faces_deleted=crops)
 
     def _drop_other_indexes(self) -> None:
         """Delete the saved vector indexes of models other than the active one (they rebuild on demand)."""
@@ -481,21 +481,23 @@ class FaceFind:
             if folder.is_dir() and folder.name != self.model_id:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    def _scrub(self, receipts: list[erasure.ErasureReceipt]) -> None:
+    def _scrub(self, receipts: list[erasure.ErasureReceipt]) -> int:
         """Scrub what `receipts` erased from every file (the receipts then say what was done or is
-        pending), and finish earlier erasures' pending file scrubs if nothing blocks them now."""
-        scrub = None
+        pending), and finish earlier erasures' pending file scrubs if nothing blocks them now.
+        Returns how many query face crops went with them (searches with no candidate left)."""
+        scrub, crops = None, 0
         if receipts:
             # No saved generation of the vector index may keep erased vectors: rebuild, save (which
             # deletes older generations) and drop other models' indexes, which rebuild on demand.
             self.vectors.rebuild()
             self.vectors.save(force=True)
             self._drop_other_indexes()
-            confirmations.drop_expired_crops(self.catalog)  # query faces of searches with no candidate left
+            crops = confirmations.drop_expired_crops(self.catalog)  # searches with no candidate left
             scrub = erasure.scrub_file(self.catalog)
             erasure.settle(self.catalog, receipts, scrub)
         if scrub is None or scrub.done:
             self._finish_pending_scrub(scrub)
+        return crops
 
     def _finish_pending_scrub(self, scrub: erasure.Scrub | None = None) -> None:
         """Earlier erasures whose file scrub was pending: finish it if nothing blocks it now."""

@@ -159,6 +159,8 @@ class Person(BaseModel):
 class PurgeReport(BaseModel):
     receipts: list[Any]  # ErasureReceipt, one per collection past retention and per lapsed consent
     audit_checkpoint_seq: int | None  # the signed checkpoint left by an audit purge
+    # query face crops kept for two-person confirmation, deleted: past retention or no candidate left
+    query_faces_deleted: int = 0
 
 
 class Suggestion(BaseModel):

@@ -77,10 +77,8 @@ def build(ff: FaceFind, evaluation: dict[str, Any] | None = None) -> dict[str, A
     entries = list(ff.audit.entries(since[365]))
     records = consent.all_(catalog)
     first = next(iter(ff.audit.entries()), None)
-    # Confirmations a collection requires before a candidate is an identification (issue 26, item 1),
-    # where the catalog has that rule.
-    confirmations: dict[str, int | None] = {c.name: c.confirmations for c in found}
-    has_rule = any(v is not None for v in confirmations.values())
+    # Confirmations a collection requires before a candidate is an identification (issue 26, item 1).
+    confirmations = {c.name: c.confirmations for c in found}
     return {
         "generated_at": now.isoformat(timespec="seconds"),
         "collections": [
@@ -135,8 +133,7 @@ def build(ff: FaceFind, evaluation: dict[str, Any] | None = None) -> dict[str, A
             "evaluation": _evaluation(evaluation),
         },
         "oversight": {
-            "confirmations_per_collection": confirmations if has_rule else None,
-            "confirmations_note": None if has_rule else "two-person confirmation: see collection rules",
+            "confirmations_per_collection": confirmations,
             "search_needs_purpose": True,
             "every_search_audited": True,
             "results_are_candidates_for_human_review": True,
@@ -255,18 +252,13 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]] |
                     [],
                 )
             )
-    confirm = (
-        [[c, n] for c, n in o["confirmations_per_collection"].items()]
-        if o["confirmations_per_collection"]
-        else None
-    )
+    confirm = [[c, n] for c, n in o["confirmations_per_collection"].items()] or None
     sections.append(
         (
             "Human oversight",
             ["collection", "confirmations needed"] if confirm else [],
             confirm,
             [
-                *([o["confirmations_note"]] if o["confirmations_note"] else []),
                 "Every search states a purpose and is written to the hash-chained audit log; results are "
                 "candidates for human review, each with its false positive rate.",
                 f"The service refuses thresholds looser than FMR {o['service_loosest_fmr']:g} and more than "

@@ -16,6 +16,7 @@ from typing import Any
 from ..catalog import Catalog
 from . import collections, consent, optouts
 from .audit import AuditLog
+from .subject_access import PURPOSE as SUBJECT_ACCESS
 
 SOON_DAYS = 30
 
@@ -35,6 +36,8 @@ def build(catalog: Catalog, audit: AuditLog, since: str | None = None) -> dict[s
     for row in by_actor.values():
         row["hit_rate"] = round(row["with_match"] / row["searches"], 3) if row["searches"] else None
     erasures = [e.details for e in entries if e.action == "erase"]
+    decided = [e for e in entries if e.action == "confirm"]
+    exports = [e for e in entries if e.action == "export"]
     records = consent.all_(catalog)
     soon = (datetime.now(UTC).date() + timedelta(days=SOON_DAYS)).isoformat()
     in_force = optouts.all_(catalog)
@@ -51,6 +54,15 @@ def build(catalog: Catalog, audit: AuditLog, since: str | None = None) -> dict[s
             "per_day": {day: dict(c) for day, c in sorted(per_day.items())},
         },
         "verifications": sum(e.action == "verify" for e in entries),
+        # Human oversight and people's access to their data (issue 26): every decision on a candidate,
+        # every subject access export, every copy published with faces hidden.
+        "oversight": {
+            "confirmations": len(decided),
+            "rejections": sum(e.action == "reject" for e in entries),
+            "identified": sum(e.details.get("state") == "identified" for e in decided),
+            "subject_access_exports": sum(e.purpose == SUBJECT_ACCESS for e in exports),
+            "redacted_copies": sum(e.action == "redact" for e in entries),
+        },
         "optouts": {
             "in_force": len(in_force),
             # distinct faces: two opt-outs of one person suppress the same faces once
@@ -83,6 +95,7 @@ def markdown(report: dict[str, Any]) -> str:
         "intact (hash chain verified)" if report["audit_intact"] else "BROKEN: see `facefind audit verify`"
     )
     e = report["erasures"]
+    o = report["oversight"]
     lines = [
         "# facefind transparency report",
         "",
@@ -105,8 +118,15 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|",
         *(f"| {_cell(purpose)} | {n} |" for purpose, n in s["by_purpose"].items()),
         "",
+        "## Human oversight",
+        "",
+        f"- Candidates confirmed by a reviewer: {o['confirmations']} decision(s), {o['identified']} "
+        f"reaching the confirmations their collection requires; {o['rejections']} rejected.",
+        f"- Copies published with faces hidden: {o['redacted_copies']}.",
+        "",
         "## People's requests honoured",
         "",
+        f"- Subject access exports: {o['subject_access_exports']}.",
         f"- Opt-outs in force: {report['optouts']['in_force']}, suppressing "
         f"{report['optouts']['faces_suppressed']} stored faces; "
         f"{report['optouts']['requests_in_period']} new in this period.",
