@@ -17,6 +17,7 @@ import facefind
 from facefind.errors import Conflict, InvalidValue, NotFound
 from facefind.policy import Role
 
+from .browser import launch
 from .conftest import BIDEN, FR, OBAMA, new_catalog, run_cli, run_json
 from .server import Server, serve
 
@@ -165,7 +166,7 @@ def test_over_http_the_same_person_under_two_keys_counts_once(server: Server) ->
 
 
 def test_the_page_lets_a_reviewer_confirm_an_auditor_read_and_refuses_an_operator(server: Server) -> None:
-    from .test_web_ui import CHROMIUM, Pages, screenshot, sync_api
+    from .test_web_ui import Pages, screenshot, sync_api
 
     expect = sync_api.expect
     seq = _search(server.db, "officer")
@@ -173,9 +174,7 @@ def test_the_page_lets_a_reviewer_confirm_an_auditor_read_and_refuses_an_operato
         face = ff.confirmations.status(seq).candidates[0].face_id
     item = f'li.to-confirm[data-search="{seq}"][data-face="{face}"]'
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = launch(playwright)
         pages = Pages(browser, server)
         try:
             page = pages.open(Role.reviewer)

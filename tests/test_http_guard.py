@@ -23,6 +23,7 @@ import pytest
 
 from facefind.policy import Role
 
+from .browser import launch, require_chromium
 from .conftest import OBAMA
 from .server import NAMES, Server, serve_copy
 
@@ -419,14 +420,10 @@ def test_sessions_end_at_sign_out_expiry_and_revocation_on_both_backends(backend
 
 
 def test_the_api_docs_render_under_their_strict_csp_in_chromium(guarded: Guarded) -> None:
-    chromium = Path(os.environ.get("FACEFIND_CHROMIUM", "/usr/bin/chromium"))
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in .[dev])")
-    if not chromium.exists():
-        pytest.skip(f"no Chromium at {chromium}")
+    require_chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = launch(playwright)
         page = browser.new_page()
         problems: list[str] = []
         page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)

@@ -8,7 +8,6 @@ out, a collection whose index root is the multi-face folder.
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import time
@@ -25,6 +24,7 @@ import facefind
 from facefind.api.redactions import folder
 from facefind.policy import ACTIONS, Role
 
+from .browser import launch, require_chromium
 from .conftest import BIDEN, FR, MULTI, OBAMA
 from .server import Server, serve
 from .test_redact_video import make_clip
@@ -252,22 +252,14 @@ def test_a_video_is_a_job_with_progress_and_its_copy_downloads(server: Server, t
         assert client.get("/v1/redactions").json() == []
 
 
-CHROMIUM = Path(os.environ.get("FACEFIND_CHROMIUM", "/usr/bin/chromium"))
-
-
 def test_the_publish_page_boxes_toggles_draws_and_downloads(server: Server, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests, but there is no Chromium at {CHROMIUM}")
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in .[dev])")
+    require_chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
     from .test_web_ui import every_control_is_labelled, screenshot  # needs Chromium (checked above)
 
     expect, errors = sync_api.expect, []
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = launch(playwright)
         try:
             page = browser.new_context(
                 viewport={"width": 1200, "height": 900}, accept_downloads=True

@@ -11,6 +11,7 @@ import pytest
 import facefind
 from facefind.policy import Role
 
+from .browser import launch
 from .server import Server, serve
 from .test_review import CONSENT, _in, _leave_out
 
@@ -70,14 +71,12 @@ def test_the_api_pages_the_queue_and_takes_answers(server: Server) -> None:
 
 
 def test_the_review_page_answers_for_a_reviewer_and_is_refused_to_an_operator(server: Server) -> None:
-    from .test_web_ui import CHROMIUM, Pages, screenshot, sync_api
+    from .test_web_ui import Pages, screenshot, sync_api
 
     expect = sync_api.expect
     obama = _obama(server)
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = launch(playwright)
         pages = Pages(browser, server)
         try:
             page = pages.open(Role.reviewer)
@@ -132,7 +131,7 @@ def test_the_people_page_removes_a_false_face_and_adds_one_drawn_on_the_photo(se
     """On a person's page a reviewer marks a detection "not a face", and drags a box on another
     face's photo (shown scaled: by the server and by the page) to add a face the detector missed:
     the box arrives in the photo's own pixels."""
-    from .test_web_ui import CHROMIUM, Pages, every_control_is_labelled, screenshot, sync_api
+    from .test_web_ui import Pages, every_control_is_labelled, screenshot, sync_api
 
     expect = sync_api.expect
     with facefind.open(server.db) as ff:
@@ -146,9 +145,7 @@ def test_the_people_page_removes_a_false_face_and_adds_one_drawn_on_the_photo(se
         assert small.status_code == 200 and small.headers["content-type"] == "image/jpeg"
         assert float(small.headers["X-Facefind-Scale"]) == 0.5
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = launch(playwright)
         pages = Pages(browser, server)
         try:
             page = pages.open(Role.reviewer, width=900)
@@ -196,7 +193,7 @@ def test_the_people_page_removes_a_false_face_and_adds_one_drawn_on_the_photo(se
 
 
 def test_the_review_page_makes_look_alike_faces_one_person(server: Server) -> None:
-    from .test_web_ui import CHROMIUM, Pages, sync_api
+    from .test_web_ui import Pages, sync_api
 
     expect = sync_api.expect
     with facefind.open(server.db) as ff:
@@ -204,9 +201,7 @@ def test_the_review_page_makes_look_alike_faces_one_person(server: Server) -> No
     alex = sorted(r.id for r in rows.values() if "/Alex_Lacamoire/" in r.path)
     assert len(alex) >= 2 and all(rows[f].person_id is None for f in alex)
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = launch(playwright)
         pages = Pages(browser, server)
         try:
             page = pages.open(Role.reviewer)

@@ -21,21 +21,13 @@ import pytest
 
 from facefind.policy import Role
 
+from .browser import launch, require_chromium
 from .conftest import DATASETS, FR, MULTI
 from .server import Server, serve_copy
 
-CHROMIUM = Path(os.environ.get("FACEFIND_CHROMIUM", "/usr/bin/chromium"))
 STRANGER = DATASETS / "deepface" / "person02" / "img12.jpg"  # nobody in the face_recognition set
 
-if not CHROMIUM.exists():
-    reason = (
-        f"no Chromium at {CHROMIUM}: `apt-get install chromium` (make test does it when run as root), "
-        "or set FACEFIND_CHROMIUM"
-    )
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the browser tests, but {reason}", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
+require_chromium(module=True)  # at import: every test here drives the browser
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in .[dev])")
 Browser, Page, expect = sync_api.Browser, sync_api.Page, sync_api.expect
 
@@ -58,9 +50,7 @@ def server(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
+        launched = launch(playwright)
         yield launched
         launched.close()
 
