@@ -51,6 +51,8 @@ def server(fr_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
             "club", owner="the club", basis="consent", retention="5y", roots=[str(club_photos(here))]
         )
         OTHER["key"] = ff.keys_add("other-publisher", "publisher").key
+        OTHER["limited"] = ff.keys_add("default-only-publisher", "publisher", ["default"]).key
+        OTHER["club"] = ff.keys_add("club-publisher", "publisher", ["club"]).key
     shutil.rmtree(folder(db), ignore_errors=True)  # an earlier run's, of a catalog at this path
     with serve(db, here) as running:
         yield running
@@ -209,6 +211,21 @@ def test_a_folder_under_a_collection_root_is_a_job_with_progress_and_a_zip(serve
         names = sorted(zipfile.ZipFile(io.BytesIO(archive.content)).namelist())
         assert names == ["obama-480p.jpg", "summer/john2.jpeg"]  # no manifests
         assert client.delete(f"/v1/redactions/{done['id']}").status_code == 200
+    # A publisher key limited to other collections may not read this collection's folders.
+    with server.client(key=OTHER["limited"]) as limited:
+        refused = limited.post(
+            "/v1/redactions/folders", json={"path": str(root), "collection": "club", **PURPOSE}
+        )
+        assert refused.status_code == 403 and "limited to the collections default" in refused.text
+        assert limited.get("/v1/redactions").json() == []
+    # One limited to the club recognises consenting people by their faces in the club's photos
+    # only: Obama's consented faces are elsewhere, so here he is hidden like anyone unknown.
+    with server.client(key=OTHER["club"]) as club:
+        made = upload(club, "club night.jpg", TWO.read_bytes()).json()
+        obama = big_face(made["faces"], left=True)
+        assert obama["decision"] == "hidden" and obama["reason"] == "no-consent"
+        assert [c["name"] for c in club.get("/v1/collections").json()] == ["club"]
+        assert club.delete(f"/v1/redactions/{made['id']}").status_code == 200
 
 
 def test_a_video_is_a_job_with_progress_and_its_copy_downloads(server: Server, tmp_path: Path) -> None:

@@ -523,6 +523,7 @@ class FaceFind:
         manifest: str | Path | None = None,
         on_progress: Progress | None = None,
         within: Path | None = None,
+        collections: list[str] | None = None,
     ) -> RedactReport:
         """Redacted copies of photos (files, or every photo under folders) in the folder `out`:
         faces of persons whose active consent covers `publication` stay visible (`keep="none"`:
@@ -532,16 +533,18 @@ class FaceFind:
         `purpose` required.
         `manifest`: apply that (reviewer-edited) manifest to its photo instead (publish/run.py); its
         style and margin unless given. `within` (the service's index root): links under a folder
-        that lead out of it are skipped and reported."""
+        that lead out of it are skipped and reported. `collections`: consenting persons are
+        recognised only by their faces in these (a key limited to them); others stay hidden."""
         if manifest is not None:
             if inputs:
                 raise FacefindError("give photos to redact, or --manifest FILE to re-apply one, not both")
             return publishing.reapply(
-                self, manifest, out, style=style, margin=margin, purpose=purpose, on_progress=on_progress
-            )
+                self, manifest, out, style=style, margin=margin, purpose=purpose, on_progress=on_progress,
+                collections=collections,
+            )  # fmt: skip
         return publishing.redact(
             self, inputs, out, keep=keep, style=style or "blur", margin=0.2 if margin is None else margin,
-            purpose=purpose, on_progress=on_progress, within=within,
+            purpose=purpose, on_progress=on_progress, within=within, collections=collections,
         )  # fmt: skip
 
     def publish_check(

@@ -84,10 +84,11 @@ MAX_SERVICE_TOP_K = 100
 # How long an operator may fetch crops of the faces an audited search returned to it.
 SEARCH_RESULT_HOURS = 24
 
-# A key may be limited to some collections (an operator for one newsroom desk): it may then only
-# search, verify and index there. People, consent, opt-outs and the audit log span the catalog.
-SCOPED_ROLES = (Role.operator,)
-SCOPED_ACTIONS = frozenset({"collections.read", "faces.read", "index", "search", "verify"})
+# A key may be limited to some collections (an operator for one newsroom desk, a publisher for one
+# club): it may then only search, verify and index there, and redact their folders, recognising
+# consenting people by their faces there. People, consent, opt-outs and the audit log span the catalog.
+SCOPED_ROLES = (Role.operator, Role.publisher)
+SCOPED_ACTIONS = frozenset({"collections.read", "faces.read", "index", "search", "verify", "redact"})
 
 
 @dataclass(frozen=True)

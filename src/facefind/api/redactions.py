@@ -205,6 +205,7 @@ class Redactions:
             "done": 0,
             "total": 0,
             "started": now,
+            "collections": who.within(None),  # a key limited to collections recognises by their faces
         }
         self._write(state)
         return state
@@ -323,7 +324,9 @@ class Redactions:
         try:
             source = self._save(state["id"], name, upload)
             out = self._dir(state["id"]) / "out-1"
-            report = ff.redact([source], out, style=style, margin=margin, purpose=purpose)
+            report = ff.redact(
+                [source], out, style=style, margin=margin, purpose=purpose, collections=who.within(None)
+            )
             if report.errors:
                 raise ImageError(report.errors[0].error.replace(str(source), upload.name or name))
             self._rendered(state, report.photos[0])
@@ -356,8 +359,9 @@ class Redactions:
         out = self._dir(rid) / f"out-{renders}"
         try:
             report = ff.redact(
-                [], out, manifest=path, style=edit.style, margin=edit.margin, purpose=state["purpose"]
-            )
+                [], out, manifest=path, style=edit.style, margin=edit.margin, purpose=state["purpose"],
+                collections=who.within(None),
+            )  # fmt: skip
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)
             raise
@@ -412,6 +416,7 @@ class Redactions:
 
     def folder_job(self, ff: engine.FaceFind, who: Principal, body: FolderRequest) -> Redaction:
         """Start redacting the photos under a folder the service may read (a collection's index root)."""
+        who.within([body.collection])  # a key limited to other collections may not read its folders
         real, root = collections.index_root(ff.catalog, body.collection, body.path)
         _require_purpose(body.purpose)
         r.check_style(body.style, "consented", body.margin)
@@ -464,6 +469,7 @@ class Redactions:
                     purpose=state["purpose"],
                     on_progress=progress,
                     within=within,
+                    collections=state.get("collections"),
                 )
             source = self._dir(rid) / "input"
             prefix = str(source) + os.sep

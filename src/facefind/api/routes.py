@@ -80,7 +80,7 @@ def stats(request: Request, who: CanStats) -> dict[str, Any]:
 class KeyRequest(BaseModel):
     name: str
     role: str
-    collections: list[str] | None = Field(None, description="Limit an operator key to these collections.")
+    collections: list[str] | None = Field(None, description="Limit an operator or publisher key to these collections.")
     person: str | None = Field(
         None, description="Whose key it is (default: its name): two keys of one person confirm a match once."
     )

@@ -194,8 +194,11 @@ def named(catalog: Catalog, model_id: str) -> set[int]:
         return {int(i) for i in conn.execute(query).scalars()}
 
 
-def faces_of(catalog: Catalog, person_ids: list[int]) -> list[sa.Row]:
-    """The faces of persons, best quality first, without opted-out ones (never shown)."""
+def faces_of(
+    catalog: Catalog, person_ids: list[int], collection_ids: list[int] | None = None
+) -> list[sa.Row]:
+    """The faces of persons, best quality first, without opted-out ones (never shown); only those
+    in photos of `collection_ids` if given."""
     query = (
         sa.select(
             face_persons.c.person_id,
@@ -214,6 +217,7 @@ def faces_of(catalog: Catalog, person_ids: list[int]) -> list[sa.Row]:
         .where(
             face_persons.c.person_id.in_(person_ids),
             ~faces.c.id.in_(sa.select(face_suppressions.c.face_id)),
+            sa.true() if collection_ids is None else images.c.collection_id.in_(collection_ids),
         )
         .order_by(faces.c.quality.desc(), faces.c.id)
     )

@@ -53,15 +53,23 @@ class Gallery:
 
     @classmethod
     def load(
-        cls, catalog: Catalog, backend: FaceBackend, calibration: Calibration, min_face_px: float
+        cls,
+        catalog: Catalog,
+        backend: FaceBackend,
+        calibration: Calibration,
+        min_face_px: float,
+        collections: list[str] | None = None,
     ) -> Gallery:
+        """`collections`: recognise consenting persons only by their faces in these collections
+        (a key limited to them); opted-out and withheld persons are hidden whatever their collection."""
         active: dict[int, int] = {}
         for c in consent.all_(catalog):
             if c.active and SCOPE in c.scope:
                 active.setdefault(c.person_id, c.id)
         withheld = policy.withheld_faces(catalog, SCOPE)
         hidden = set(policy.hidden_faces(catalog, SCOPE, withheld).tolist())
-        rows = person_store.faces_of(catalog, sorted(active)) if active else []
+        within = None if collections is None else catalog.collection_ids(collections)
+        rows = person_store.faces_of(catalog, sorted(active), within) if active else []
         ids = [r.id for r in rows if r.id not in hidden]
         stored = catalog.face_rows(ids)
         vectors, persons = [], []

@@ -80,7 +80,9 @@ def _manifest_faces(detections: Iterable, decisions: list[Decision]) -> list[r.M
 
 
 class Publisher:
-    def __init__(self, ff: FaceFind, keep: str, purpose: str | None) -> None:
+    def __init__(
+        self, ff: FaceFind, keep: str, purpose: str | None, collections: list[str] | None = None
+    ) -> None:
         self.ff = ff
         self.keep = keep
         self.purpose = ff._purpose(purpose) if keep == "consented" else (purpose or ff.purpose)
@@ -88,7 +90,7 @@ class Publisher:
             ff.runtime.recall = RecallDetector()
         self.detector = ff.runtime.recall
         self.gallery = (
-            Gallery.load(ff.catalog, ff.backend, ff.calibration(), ff.settings.min_face_px)
+            Gallery.load(ff.catalog, ff.backend, ff.calibration(), ff.settings.min_face_px, collections)
             if keep == "consented"
             else None
         )
@@ -152,11 +154,12 @@ def redact(
     purpose: str | None = None,
     on_progress: Progress | None = None,
     within: Path | None = None,
+    collections: list[str] | None = None,
 ) -> r.RedactReport:
     r.check_style(style, keep, margin)
     if not inputs:
         raise FacefindError("give photos or folders to redact (or --manifest FILE)")
-    publisher = Publisher(ff, keep, purpose)  # a missing purpose is refused before anything is made
+    publisher = Publisher(ff, keep, purpose, collections)  # no purpose: refused before anything is made
     out = Path(out).expanduser()
     r.check_out_folder(out)
     clips = [Path(i).expanduser() for i in inputs if video.is_video_input(i)]
@@ -191,6 +194,7 @@ def reapply(
     margin: float | None = None,
     purpose: str | None = None,
     on_progress: Progress | None = None,
+    collections: list[str] | None = None,
 ) -> r.RedactReport:
     """Apply a (reviewer-edited) manifest to its photo or video again: its boxes and decisions,
     except that a face recognised now as opted out or withheld is hidden whatever the manifest
@@ -202,7 +206,7 @@ def reapply(
         style = clip.style if style is None else style
         margin = clip.margin if margin is None else margin
         r.check_style(style, clip.keep, margin)
-        publisher = Publisher(ff, "consented", purpose)  # the opt-out check identifies: purpose required
+        publisher = Publisher(ff, "consented", purpose, collections)  # the opt-out check identifies
         out = Path(out).expanduser()
         r.check_out_folder(out)
         again = video.reapply_video(publisher, clip, out, style, margin, on_progress)
@@ -211,7 +215,7 @@ def reapply(
     style = manifest.style if style is None else style
     margin = manifest.margin if margin is None else margin
     r.check_style(style, manifest.keep, margin)
-    publisher = Publisher(ff, "consented", purpose)  # the opt-out check identifies: a purpose is required
+    publisher = Publisher(ff, "consented", purpose, collections)  # the opt-out check identifies
     out = Path(out).expanduser()
     r.check_out_folder(out)
     photo = Path(manifest.input)
@@ -279,14 +283,19 @@ class PublishCheck(BaseModel):
 
 
 def check(
-    ff: FaceFind, folder: str | Path, *, purpose: str | None = None, on_progress: Progress | None = None
+    ff: FaceFind,
+    folder: str | Path,
+    *,
+    purpose: str | None = None,
+    on_progress: Progress | None = None,
+    collections: list[str] | None = None,
 ) -> PublishCheck:
     """Which photos under `folder` show faces without publication consent (nothing is written)."""
     path = Path(folder).expanduser()
     if not path.exists():
         raise FacefindError(f"{shown(str(path))}: no such file or folder")
     found, errors = photos([path], None)
-    publisher = Publisher(ff, "consented", purpose)
+    publisher = Publisher(ff, "consented", purpose, collections)
     flagged, clear = [], []
     everyone: set[int] = set()
     for n, (photo, _) in enumerate(found, 1):

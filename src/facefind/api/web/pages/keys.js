@@ -78,7 +78,7 @@ function revokeButton(k, me, cell, changed) {
 function addForm(done) {
   const name = h("input", { type: "text", name: "name", required: true, maxlength: 200, autocomplete: "off", spellcheck: "false" });
   const role = h("select", { name: "role", required: true }, Object.entries(ROLES).map(([value, text]) => h("option", { value }, text)));
-  const scope = h("fieldset", {}, h("legend", {}, "Limit to collections (operators only; none ticked: all)"));
+  const scope = h("fieldset", {}, h("legend", {}, "Limit to collections (operators and publishers only; none ticked: all)"));
   get("/v1/collections").then(
     (list) => scope.append(...list.map((c) => h("label", { class: "inline" }, h("input", { type: "checkbox", name: "collection", value: c.name }), ` ${c.name}`))),
     (err) => scope.append(problem(err)),
@@ -88,7 +88,7 @@ function addForm(done) {
   showScope();
   const add = async (form) => {
     const ticked = [...scope.querySelectorAll("input:checked")].map((c) => c.value);
-    const made = await post("/v1/keys", { name: name.value, role: role.value, collections: role.value === "operator" && ticked.length ? ticked : null });
+    const made = await post("/v1/keys", { name: name.value, role: role.value, collections: ["operator", "publisher"].includes(role.value) && ticked.length ? ticked : null });
     form.reset();
     showScope();
     await done();
