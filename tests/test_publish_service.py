@@ -313,6 +313,13 @@ def test_the_publish_page_boxes_toggles_draws_and_downloads(server: Server, tmp_
             page.mouse.up()
             expect(page.locator("button.pbox")).to_have_count(total + 1)
             expect(hidden).to_have_count(len(before))  # one switched to kept, one drawn
+            # Or by keyboard: a typed box; one outside the photo is refused.
+            page.get_by_label("Hide a box").fill("1000,600,500,500")
+            page.get_by_role("button", name="Add box").click()
+            expect(page.locator("button.pbox")).to_have_count(total + 1)
+            page.get_by_label("Hide a box").fill("900,20,40,40")
+            page.get_by_label("Hide a box").press("Enter")
+            expect(page.locator('button.pbox.hidden[data-box="900,20,40,40"]')).to_have_count(1)
             page.get_by_role("button", name="Render again").click()
             expect(page.get_by_role("status").filter(has_text="Rendered again")).to_be_visible()
             expect(page.locator(f'button.pbox.kept[data-box="{target}"]')).to_have_attribute(

@@ -170,7 +170,7 @@ function showPhoto(editor, made) {
     });
     const kept = faces.filter((f) => f.decision === "kept").length;
     legend.textContent = `${faces.length} face${faces.length === 1 ? "" : "s"}: ${kept} kept (green), ${faces.length - kept} hidden (red). ` +
-      "Click a face to switch it; drag on the photo to hide a face that has no box. " +
+      "Click a face to switch it; drag on the photo, or type a box below, to hide a face that has no box. " +
       `Kept on the server until ${when(current.expires_at)}.`;
   };
   const changed = () => {
@@ -224,6 +224,24 @@ function showPhoto(editor, made) {
     }
   });
 
+  // The same without a pointer: a box typed in the photo's pixels.
+  const typed = h("input", { type: "text", name: "box", placeholder: "x,y,w,h", autocomplete: "off", oninput: () => typed.setCustomValidity(""), pattern: "\\s*\\d+(\\.\\d+)?(\\s*,\\s*\\d+(\\.\\d+)?){3}\\s*" });
+  const addTyped = h("form", { class: "inline", onsubmit: (event) => {
+    event.preventDefault();
+    const [x, y, w, hh] = typed.value.split(",").map(Number);
+    if (!(w >= 4 && hh >= 4 && x + w <= current.width && y + hh <= current.height)) {
+      say(`A box is x,y,w,h inside the photo (${current.width} x ${current.height} pixels), at least 4 x 4`);
+      typed.setCustomValidity("outside the photo or too small");
+      typed.reportValidity();
+      return;
+    }
+    typed.setCustomValidity("");
+    faces.push({ box: { x, y, w, h: hh }, decision: "hidden", reason: "reviewer" });
+    typed.value = "";
+    changed();
+    say("Box added: hidden");
+  } }, h("label", {}, "Hide a box (x,y,w,h in the photo's pixels) ", typed), " ", h("button", { type: "submit", class: "secondary" }, "Add box"));
+
   renderButton.addEventListener("click", async () => {
     renderButton.disabled = true;
     message.replaceChildren(h("p", { class: "busy" }, "Rendering…"));
@@ -251,6 +269,7 @@ function showPhoto(editor, made) {
   show(made);
   editor.replaceChildren(
     h("figure", {}, figure, h("figcaption", {}, legend)),
+    addTyped,
     h("div", { class: "actions" }, renderButton, " ", download, " ", remove),
     message,
   );
