@@ -216,8 +216,11 @@ def test_http_export_is_the_dpos_alone_and_audited(world: World, server: Server)
     with server.client(Role.auditor) as auditor:
         exports = [e for e in auditor.get("/v1/audit").json() if e["action"] == "export"]
         pack = auditor.get("/v1/report/dpia")
+        text = auditor.get("/v1/report/dpia", params={"format": "markdown"})
     assert exports[-1]["actor"] == NAMES[Role.dpo] and exports[-1]["details"]["persons"] == [biden]
     assert exports[-1]["details"]["sha256"] == hashlib.sha256(got.content).hexdigest()
+    assert text.headers["content-type"].startswith("text/markdown")
+    assert 'filename="facefind-dpia.md"' in text.headers["content-disposition"] and "| events |" in text.text
     assert pack.status_code == 200 and {c["name"] for c in pack.json()["collections"]} == {
         "default",
         "events",

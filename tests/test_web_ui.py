@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import pytest
 from facefind.policy import Role
 
 from .browser import launch, require_chromium
-from .conftest import DATASETS, FR, MULTI
+from .conftest import DATASETS, FR, MULTI, OBAMA
 from .server import Server, serve_copy
 
 STRANGER = DATASETS / "deepface" / "person02" / "img12.jpg"  # nobody in the face_recognition set
@@ -538,6 +539,42 @@ def test_the_audit_log_loads_older_entries_a_page_at_a_time(pages: Pages, server
     seqs = [int(n) for n in rows.locator("th").all_inner_texts()]
     assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 6  # newest first, none twice
     assert seqs == list(range(seqs[0], seqs[0] - 6, -1))  # no entry skipped between the pages
+
+
+def test_the_dpo_exports_a_persons_data_by_id_or_photo_and_downloads_the_dpia(
+    pages: Pages, server: Server
+) -> None:
+    with server.client(Role.reviewer) as reviewer:
+        person = max(reviewer.get("/v1/people").json(), key=lambda p: p["face_count"])
+    dpo = pages.open(Role.dpo)
+    dpo.get_by_role("link", name="Requests").click()
+    access = dpo.get_by_role("region", name="Subject access")
+    access.get_by_label("Whose data (person id)").fill(str(person["id"]))
+    access.get_by_role("button", name="Export").click()
+    with dpo.expect_download() as download:
+        access.get_by_role("link", name=f"Download subject-{person['id']}.zip").click()
+    with zipfile.ZipFile(download.value.path()) as made:
+        record = json.loads(made.read("subject.json"))
+    assert {f["face_id"] for f in record["faces"]} and len(record["faces"]) == person["face_count"]
+    # By the requester's own photo: an audited search finds them.
+    access.get_by_label("Whose data (person id)").fill("")
+    access.get_by_label("Or the requester's own photo").set_input_files(str(OBAMA))
+    access.get_by_role("button", name="Export").click()
+    with dpo.expect_download() as download:
+        access.get_by_role("link", name="Download subject-by-photo.zip").click()
+    with zipfile.ZipFile(download.value.path()) as made:
+        assert json.loads(made.read("subject.json"))["faces"]
+    with dpo.expect_download() as download:
+        dpo.get_by_role("link", name="Impact-assessment pack (DPIA, HTML)").click()
+    pack = Path(download.value.path()).read_text()
+    assert pack.startswith("<!doctype html>") and "Human oversight" in pack
+    with server.client(Role.auditor) as auditor:
+        exports = auditor.get("/v1/audit", params={"action": "export"}).json()
+    made = [e for e in exports if e["details"].get("what") == "subject access"]
+    assert [(e["purpose"], e["details"]["by_photo"]) for e in made] == [
+        ("subject access request", False),
+        ("subject access request", True),
+    ]
 
 
 def test_the_dpo_picks_a_person_from_the_consent_records_and_erases_them(

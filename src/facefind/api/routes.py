@@ -10,14 +10,14 @@ checked against the key's role (policy.py). Photos come as multipart uploads and
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import AliasChoices, BaseModel, Field
 
 from .. import results
-from ..accountability import confirmations, consent, erasure, keys, optouts
+from ..accountability import confirmations, consent, dpia, erasure, keys, optouts
 from ..accountability.audit import AuditEntry, AuditVerification
 from ..accountability.audit_export import ExportProof
 from ..accountability.collections import Collection
@@ -80,7 +80,9 @@ def stats(request: Request, who: CanStats) -> dict[str, Any]:
 class KeyRequest(BaseModel):
     name: str
     role: str
-    collections: list[str] | None = Field(None, description="Limit an operator or publisher key to these collections.")
+    collections: list[str] | None = Field(
+        None, description="Limit an operator or publisher key to these collections."
+    )
     person: str | None = Field(
         None, description="Whose key it is (default: its name): two keys of one person confirm a match once."
     )
@@ -807,9 +809,27 @@ def report(request: Request, who: CanReport, since: str | None = None) -> dict[s
         return ff.report(since)
 
 
-@router.get("/report/dpia", tags=["audit"])
-def report_dpia(request: Request, who: CanReportDpia) -> dict[str, Any]:
+@router.get("/report/dpia", tags=["audit"], response_model=None)
+def report_dpia(
+    request: Request,
+    who: CanReportDpia,
+    format: Annotated[
+        Literal["json", "markdown", "html"], Query(description="json, or a file to download: markdown, html.")
+    ] = "json",
+) -> dict[str, Any] | Response:
     """The impact-assessment pack: purposes, bases, volumes, accuracy at the operating point,
     oversight, the audit log, and the questions only the operator can answer."""
     with service(request).acting(who, "report.dpia") as ff:
-        return ff.dpia()
+        pack = ff.dpia()
+    if format == "json":
+        return pack
+    text, kind, suffix = (
+        (dpia.markdown(pack), "text/markdown", "md")
+        if format == "markdown"
+        else (dpia.to_html(pack), "text/html", "html")
+    )
+    headers = {
+        "Cache-Control": "private, no-store",
+        "Content-Disposition": f'attachment; filename="facefind-dpia.{suffix}"',
+    }
+    return Response(text, media_type=f"{kind}; charset=utf-8", headers=headers)

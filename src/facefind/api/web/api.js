@@ -26,7 +26,12 @@ export async function getPage(path, query = {}) {
   return { rows: data, more: headers.get("X-Facefind-More") === "true", next: headers.get("X-Facefind-Next") };
 }
 
-async function call(method, path, body) {
+// A file the server makes (a zip, a report) as a Blob, or the server's error as for api().
+export async function file(method, path, body) {
+  return (await call(method, path, body, true)).data;
+}
+
+async function call(method, path, body, asFile = false) {
   const options = { method, headers: {}, credentials: "same-origin" };
   if (method !== "GET") options.headers["X-CSRF-Token"] = csrfToken;
   if (body instanceof FormData) {
@@ -42,7 +47,7 @@ async function call(method, path, body) {
     throw new ApiError(0, "Network", "facefind did not answer: is the server running?");
   }
   const json = (response.headers.get("content-type") ?? "").includes("json");
-  const data = json ? await response.json() : null;
+  const data = json ? await response.json() : asFile && response.ok ? await response.blob() : null;
   if (!response.ok) {
     const error = new ApiError(response.status, data?.error?.type ?? "HTTP", data?.error?.message ?? response.statusText);
     if (response.status === 401 && path !== "/ui/session") {

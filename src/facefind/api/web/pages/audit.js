@@ -4,7 +4,7 @@
 import { get, getPage } from "../api.js";
 import { dataTable, field, fill, h, moreButton, percent, problem, svg, table, when } from "../dom.js";
 
-const ACTIONS = ["search", "verify", "index", "export", "erase", "consent", "optout", "person", "authenticate", "key", "collection", "models", "checkpoint"];
+const ACTIONS = ["search", "verify", "confirm", "reject", "view", "index", "export", "redact", "erase", "consent", "optout", "person", "face", "authenticate", "key", "collection", "models", "checkpoint"];
 const SHOWN = 200; // entries a page; "Older entries" fetches the page before
 
 export function render(main) {
@@ -45,7 +45,9 @@ export function render(main) {
       field("From", inputs.since), field("To", inputs.until)),
     h("div", { class: "toolbar" }, h("button", { type: "submit" }, "Filter"), exportLink),
   );
-  main.replaceChildren(h("h1", {}, "Audit"), chain, filters, log, h("h2", {}, "Transparency report"), report);
+  const dpia = h("a", { class: "button secondary", href: "/v1/report/dpia?format=html", download: "facefind-dpia.html" }, "Impact-assessment pack (DPIA, HTML)");
+  main.replaceChildren(h("h1", {}, "Audit"), chain, filters, log, h("h2", {}, "Transparency report"), report, h("h2", {}, "Impact assessment"),
+    h("p", {}, "What a data protection impact assessment needs from the software: purposes, bases, volumes, accuracy at the operating point, oversight, and the questions only you can answer."), dpia);
 
   get("/v1/audit/verify").then(
     (v) => {

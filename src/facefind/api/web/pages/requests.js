@@ -6,7 +6,7 @@
 // reviewer gives it. Collections and opt-outs are picked from their lists; a photo is named by
 // its path on the server (pasted: the DPO sees no photos).
 
-import { del, get, post } from "../api.js";
+import { del, file, get, post } from "../api.js";
 import { actionForm, dataTable, download, field, fill, h, problem, say, when } from "../dom.js";
 
 export function render(main) {
@@ -47,6 +47,9 @@ export function render(main) {
     h("section", { "aria-labelledby": "consent-h" }, h("h2", { id: "consent-h" }, "Consent"), consentForm(loadConsents, persons), consents),
     h("section", { "aria-labelledby": "optout-h" }, h("h2", { id: "optout-h" }, "Opt-out"), optoutForm(loadOptouts), optouts),
     h("section", { "aria-labelledby": "erase-h" }, h("h2", { id: "erase-h" }, "Erasure"), erasure.form),
+    h("section", { "aria-labelledby": "access-h" }, h("h2", { id: "access-h" }, "Subject access"), accessForm(persons)),
+    h("section", { "aria-labelledby": "dpia-h" }, h("h2", { id: "dpia-h" }, "Impact assessment"),
+      h("a", { class: "button secondary", href: "/v1/report/dpia?format=html", download: "facefind-dpia.html" }, "Impact-assessment pack (DPIA, HTML)")),
   );
   loadConsents();
   loadOptouts();
@@ -66,6 +69,37 @@ function personsOnRecord(list) {
     const state = p.records.some((c) => c.active) ? "consent active" : "no active consent";
     return { id: p.id, label: `Person ${p.id}: given by ${latest.given_by}, ${state}` };
   });
+}
+
+// Everything stored about one person (GDPR Art. 15, 20), as a zip: by the person's id, or by the
+// requester's own photo (an audited search). The zip is made on the server and offered here.
+function accessForm(persons) {
+  const person = h("input", { type: "number", name: "person", min: 1, list: persons.id });
+  const photo = h("input", { type: "file", name: "photo", accept: "image/*" });
+  const face = h("input", { type: "number", name: "face", min: 0, placeholder: "the largest" });
+  const crops = h("input", { type: "checkbox", name: "crops" });
+  const make = async () => {
+    let blob;
+    if (photo.files.length) {
+      const body = new FormData();
+      body.append("photo", photo.files[0]);
+      if (face.value !== "") body.append("face", face.value);
+      body.append("crops", crops.checked ? "true" : "false");
+      blob = await file("POST", "/v1/subjects/export", body);
+    } else if (person.value) {
+      blob = await file("GET", `/v1/subjects/export?${new URLSearchParams({ person: person.value, crops: crops.checked })}`);
+    } else {
+      throw new Error("Give the person's id, or the requester's own photo.");
+    }
+    const name = `subject-${photo.files.length ? "by-photo" : person.value}.zip`;
+    return h("p", { class: "ok", role: "status" }, `Export made (${Math.round(blob.size / 1024)} KB, audited). `,
+      h("a", { class: "button secondary", href: URL.createObjectURL(blob), download: name }, `Download ${name}`),
+      " Check that the requester is this person before handing it over.");
+  };
+  return actionForm({ title: "Export a person's data", submit: "Export" }, make,
+    h("p", { class: "fine" }, "Their photos with every other face hidden, their faces, consents, opt-outs, erasure receipts and the audit entries that found them."),
+    field("Whose data (person id)", person), field("Or the requester's own photo", photo), field("Face in that photo (0 = largest)", face),
+    h("label", { class: "inline" }, crops, " Only crops of their faces, not whole photos"));
 }
 
 function consentForm(done, persons) {
