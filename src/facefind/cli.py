@@ -2201,7 +2201,9 @@ def keys_add(
     role: Annotated[str, typer.Option(help="admin, operator, reviewer, dpo, auditor or publisher.")],
     collection: Annotated[
         list[str] | None,
-        typer.Option("--collection", help="Limit an operator or publisher key to this collection (repeat for several)."),
+        typer.Option(
+            "--collection", help="Limit an operator or publisher key to this collection (repeat for several)."
+        ),
     ] = None,
     person: Annotated[
         str | None,
