@@ -1,11 +1,11 @@
 """Rebuild the shipped calibrations from ../shared: lfw_dev and glint_dev12 together.
 
     python bench/make_calibration.py [--datasets ../shared/datasets] [--cache /tmp/facefind-calibration]
-                                     [--variants plain flip] [--resamples 100] [--workers 2]
+                                     [--variants plain flip mirror] [--resamples 100] [--workers 2]
 
 Exactly what `facefind calibrate lfw_dev glint_dev12` does (evaluate.load_labelled: the face
 nearest each photo's centre, identities per folder, pairs only within a folder; then
-LabelledSet.calibration), once per shipped model id (sface-2021dec and its -flip variant), written
+LabelledSet.calibration), once per shipped model id (sface-2021dec, -flip and -mirror), written
 to src/facefind/data/calibration-<model>.json. Only numbers are written, never photos. The
 embeddings are cached under --cache (a few minutes of work per variant on 2 cores), so a rerun
 only refits. Also prints the FPIR check of docs/design.md ("Calibrated scores"): on lfw_dev,
@@ -52,8 +52,15 @@ def merged(s: LabelledSet) -> LabelledSet:
     )
 
 
-def labelled(datasets: Path, flip: bool, cache: Path, workers: int) -> LabelledSet:
-    settings = Settings(flip_average=flip)
+# The built-in recognizers' settings, by variant name.
+VARIANTS = {
+    "plain": Settings(),
+    "flip": Settings(flip_average=True),
+    "mirror": Settings(flip_average=True, mirror_landmarks=True),
+}
+
+
+def labelled(datasets: Path, settings: Settings, cache: Path, workers: int) -> LabelledSet:
     backend = load_backend(settings)
     cached = cache / f"{backend.model_id}.npz"
     if cached.exists():
@@ -143,7 +150,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/facefind-calibration"))
-    ap.add_argument("--variants", nargs="+", default=["plain", "flip"], choices=["plain", "flip"])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--resamples", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--output-dir", type=Path, default=REPO / "src" / "facefind" / "data")
@@ -155,8 +162,8 @@ def main() -> None:
             f"{args.datasets / 'lfw_dev'} is missing: give --datasets (the folder of ../shared/datasets)"
         )
     for variant in args.variants:
-        s = merged(labelled(args.datasets, variant == "flip", args.cache, args.workers))
-        model_id = load_backend(Settings(flip_average=variant == "flip")).model_id
+        s = merged(labelled(args.datasets, VARIANTS[variant], args.cache, args.workers))
+        model_id = load_backend(VARIANTS[variant]).model_id
         if args.embed_only:
             continue
         path = args.output_dir / f"calibration-{model_id}.json"

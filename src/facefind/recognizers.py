@@ -38,7 +38,7 @@ from .catalog import recognizers as store
 from .errors import ImageError, RecognizerError
 from .faces import Detection, FaceBackend, load_backend
 from .faces.onnx import COLORS, RecognizerSpec, probe, read_net, sha256_file
-from .faces.opencv import FLIP_SUFFIX
+from .faces.opencv import FLIP_SUFFIX, MIRROR_SUFFIX
 from .faces.opencv import MODEL_ID as BUILTIN
 from .images import decode_image
 from .limits import MODEL_INPUT, MODEL_MEAN, MODEL_STD
@@ -88,15 +88,17 @@ class ModelSwitch(BaseModel):
     faces_per_second: float = 0.0
 
 
-# Built in: SFace, and SFace averaged with its mirror image (better at low FMR, twice the embedding
-# time: bench/pipeline_bench.py); both run from the same model file.
+# Built in: SFace; SFace averaged with its mirror image (better at low FMR, twice the embedding
+# time: bench/pipeline_bench.py); and that with the landmarks averaged with the mirrored face's
+# (one small detection more per face). All run from the same model file.
 FLIPPED = BUILTIN + FLIP_SUFFIX
-BUILTINS = (BUILTIN, FLIPPED)
-# What a catalog created now indexes with: flip averaging misses fewer people at search's decision
-# (lfw_dev, issue 22's protocol, calibration held out: FNIR 0.028 against 0.039; docs/benchmarks.md).
+MIRRORED = BUILTIN + MIRROR_SUFFIX
+BUILTINS = (BUILTIN, FLIPPED, MIRRORED)
+# What a catalog created now indexes with: mirrored landmarks and flip averaging miss fewer people
+# at search's decision (lfw_dev, issue 22's protocol; docs/benchmarks.md, "The default recognizer").
 # A catalog keeps the recognizer it was made with (its faces' embeddings are of that model) until
 # `facefind models use` switches it; catalogs made before this was recorded use BUILTIN.
-NEW_CATALOGS = FLIPPED
+NEW_CATALOGS = MIRRORED
 
 
 # reading the registry ----------------------------------------------------------------------------
@@ -127,7 +129,12 @@ def spec(catalog: Catalog, name: str) -> RecognizerSpec | None:
 
 
 def settings_for(catalog: Catalog, settings: Settings, name: str) -> Settings:
-    return replace(settings, recognizer=spec(catalog, name), flip_average=name == FLIPPED)
+    return replace(
+        settings,
+        recognizer=spec(catalog, name),
+        flip_average=name in (FLIPPED, MIRRORED),
+        mirror_landmarks=name == MIRRORED,
+    )
 
 
 def new_catalog_settings() -> dict[str, str]:

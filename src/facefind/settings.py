@@ -97,6 +97,11 @@ class Settings:
     # changes the embeddings, so it has its own model id (sface-2021dec-flip) and calibration:
     # a catalog indexed without it must be re-indexed to be searched with it.
     flip_average: bool = False
+    # With flip_average: the five landmarks averaged with those YuNet finds on the mirrored face
+    # (mirrored back), so the chip moves less with the detector's noise; one small detection more
+    # per face. Its own model id (sface-2021dec-mirror), the recognizer of new catalogs: fewer
+    # people missed at search's decision on lfw_dev (docs/benchmarks.md, "The default recognizer").
+    mirror_landmarks: bool = False
     # Query faces under these get a warning with the reason (faces.quality.warnings); the cuts
     # are where recognition measurably breaks (bench/pipeline_bench.py, docs/pipeline.md).
     warn_face_px: int = 32

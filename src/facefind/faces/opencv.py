@@ -17,6 +17,12 @@ MODEL_ID = "sface-2021dec"
 # Embeddings averaged with those of the mirrored chip are a different embedding space: their own
 # model id keeps them apart from plain ones (and picks their own shipped calibration).
 FLIP_SUFFIX = "-flip"
+# Flip averaging with landmarks averaged with the mirrored face's (Settings.mirror_landmarks).
+MIRROR_SUFFIX = "-mirror"
+# The mirrored face is found again in a crop spanning the face and MIRROR_MARGIN of it each way
+# (an LFW photo: the whole photo), shrunk to at most MIRROR_MAX_SIDE.
+MIRROR_MARGIN, MIRROR_MAX_SIDE = 1.0, 320
+MIRRORED_POINTS = [1, 0, 2, 4, 3]  # the five points' order in a mirrored face (eyes and mouth corners swap)
 # A tight crop (the face fills the photo) can defeat the detector; retrying on a copy with a
 # border costs one more small detection and only runs when nothing was found.
 RETRY_MAX_SIDE = 640
@@ -26,6 +32,13 @@ ALIGN_MAX_FACE = 224
 
 def model_files() -> tuple[Path, Path]:
     return models.resolve(models.YUNET), models.resolve(models.SFACE)
+
+
+def builtin_model_id(settings: Settings) -> str:
+    """The id of the built-in SFace's embeddings under `settings` (each variant its own space)."""
+    if settings.mirror_landmarks:
+        return MODEL_ID + MIRROR_SUFFIX
+    return MODEL_ID + (FLIP_SUFFIX if settings.flip_average else "")
 
 
 class OpenCVBackend:
@@ -39,8 +52,9 @@ class OpenCVBackend:
         recognizer_path: Path | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        self.flip = self.settings.flip_average
-        self.model_id = MODEL_ID + (FLIP_SUFFIX if self.flip else "")
+        self.mirror = self.settings.mirror_landmarks
+        self.flip = self.settings.flip_average or self.mirror
+        self.model_id = builtin_model_id(self.settings)
         if detector_path is None or recognizer_path is None:
             detector_path, recognizer_path = model_files()
         self._detector = cv2.FaceDetectorYN.create(
@@ -70,9 +84,37 @@ class OpenCVBackend:
         return rows
 
     def align(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        if self.mirror:
+            detection = self._mirror_averaged(image, detection)
         image, detection = _shrunk_around(image, detection)
         row = np.array([[*detection.box, *detection.landmarks.reshape(-1), detection.score]], np.float32)
         return np.asarray(self._recognizer.alignCrop(image, row))
+
+    def _mirror_averaged(self, image: np.ndarray, d: Detection) -> Detection:
+        """`d` with its landmarks averaged with those found on the mirrored face, mirrored back
+        (`d` itself where the mirrored crop shows no face there). On an LFW photo the crop is the
+        whole photo, as bench/alignment_bench.py's mirror_lm measured it (the same points)."""
+        x, y, w, h = d.box
+        side = max(w, h)
+        height, width = image.shape[:2]
+        left, top = max(0, int(x - side * MIRROR_MARGIN)), max(0, int(y - side * MIRROR_MARGIN))
+        right = min(width, int(np.ceil(x + w + side * MIRROR_MARGIN)))
+        bottom = min(height, int(np.ceil(y + h + side * MIRROR_MARGIN)))
+        if right - left < 16 or bottom - top < 16:
+            return d
+        span = right - left
+        rows = self._detect_rows(cv2.flip(image[top:bottom, left:right], 1), MIRROR_MAX_SIDE, pad=0.0)
+        if not len(rows):
+            return d
+        cx, cy = span - 1 - (x + w / 2 - left), y + h / 2 - top  # d's centre in the mirrored crop
+        gaps = np.hypot(rows[:, 0] + rows[:, 2] / 2 - cx, rows[:, 1] + rows[:, 3] / 2 - cy)
+        nearest = int(np.argmin(gaps))
+        if gaps[nearest] > side / 3:  # another face
+            return d
+        marks = rows[nearest, 4:14].reshape(5, 2).copy()
+        marks[:, 0] = span - 1 - marks[:, 0]
+        marks = marks[MIRRORED_POINTS] + np.array([left, top], np.float32)
+        return Detection(box=d.box, landmarks=((d.landmarks + marks) / 2).astype(np.float32), score=d.score)
 
     def embed(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:

@@ -61,9 +61,9 @@ def model_id(settings: Settings) -> str:
     """The `model_id` the backend of `settings` gives its embeddings, without loading it."""
     if settings.recognizer is not None:
         return settings.recognizer.model_id
-    from .opencv import FLIP_SUFFIX, MODEL_ID
+    from .opencv import builtin_model_id
 
-    return MODEL_ID + (FLIP_SUFFIX if settings.flip_average else "")
+    return builtin_model_id(settings)
 
 
 def embedding_dim(settings: Settings) -> int:
