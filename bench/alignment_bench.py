@@ -22,9 +22,9 @@
    FNIR at the measured FPIR 0.01 (the best any threshold could do) and TAR at FMR 1e-4 / 1e-5
    over lfw_dev's 20M pairs (the least noisy comparison of embeddings).
 2. --cost: per photo, milliseconds in each stage of faces.analyze (decode, detect, align, embed)
-   for plain and flip (the recognizer of new catalogs), alternating per photo (paired, same load), on web
-   photos (../shared/datasets/{deepface,face_recognition,face_recognition_multiface} as they are)
-   and camera photos (the same scaled to 24 MP: bench/camera_bench.py's set, made if missing).
+   for plain, flip and mirror (the recognizer of new catalogs), alternating per photo (paired, same
+   load), on web photos (../shared/datasets/{deepface,face_recognition,face_recognition_multiface}
+   as they are) and camera photos (the same scaled to 24 MP: bench/camera_bench.py's set, made if missing).
 """
 
 from __future__ import annotations
@@ -317,6 +317,7 @@ def cost(photos: int) -> dict:
     kinds = {
         "plain": Settings(),
         "flip": Settings(flip_average=True),
+        "mirror": Settings(flip_average=True, mirror_landmarks=True),
     }
     cv2.setNumThreads(1)
     backends = {k: load_backend(s) for k, s in kinds.items()}

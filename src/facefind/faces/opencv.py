@@ -21,7 +21,7 @@ FLIP_SUFFIX = "-flip"
 MIRROR_SUFFIX = "-mirror"
 # The mirrored face is found again in a crop spanning the face and MIRROR_MARGIN of it each way
 # (an LFW photo: the whole photo), shrunk to at most MIRROR_MAX_SIDE.
-MIRROR_MARGIN, MIRROR_MAX_SIDE = 1.0, 320
+MIRROR_MARGIN, MIRROR_MAX_SIDE = 1.0, 240
 MIRRORED_POINTS = [1, 0, 2, 4, 3]  # the five points' order in a mirrored face (eyes and mouth corners swap)
 # A tight crop (the face fills the photo) can defeat the detector; retrying on a copy with a
 # border costs one more small detection and only runs when nothing was found.
@@ -103,16 +103,23 @@ class OpenCVBackend:
         if right - left < 16 or bottom - top < 16:
             return d
         span = right - left
-        rows = self._detect_rows(cv2.flip(image[top:bottom, left:right], 1), MIRROR_MAX_SIDE, pad=0.0)
+        # A big face's crop is first thinned to every s-th pixel (s = half the shrink factor: the
+        # area resize after it still averages 2x2 blocks), or its shrinking costs more than the
+        # detection: the flip and shrink of a 1,000 px face in a 24 MP photo cost 2 ms, not 20.
+        s = max(1, max(span, bottom - top) // (2 * MIRROR_MAX_SIDE))
+        crop = cv2.flip(image[top:bottom:s, left:right:s], 1)
+        rows = self._detect_rows(crop, MIRROR_MAX_SIDE, pad=0.0)
         if not len(rows):
             return d
-        cx, cy = span - 1 - (x + w / 2 - left), y + h / 2 - top  # d's centre in the mirrored crop
+        rows[:, :14] *= s  # back to the photo's pixels, from the crop's left and top
+        last = (crop.shape[1] - 1) * s  # where the crop's last column was: x mirrors to last - x
+        cx, cy = last - (x + w / 2 - left), y + h / 2 - top  # d's centre in the mirrored crop
         gaps = np.hypot(rows[:, 0] + rows[:, 2] / 2 - cx, rows[:, 1] + rows[:, 3] / 2 - cy)
         nearest = int(np.argmin(gaps))
         if gaps[nearest] > side / 3:  # another face
             return d
         marks = rows[nearest, 4:14].reshape(5, 2).copy()
-        marks[:, 0] = span - 1 - marks[:, 0]
+        marks[:, 0] = last - marks[:, 0]
         marks = marks[MIRRORED_POINTS] + np.array([left, top], np.float32)
         return Detection(box=d.box, landmarks=((d.landmarks + marks) / 2).astype(np.float32), score=d.score)
 
