@@ -17,7 +17,6 @@ from facefind.calibration import DEFAULT_MAX_FPIR, default_calibration, fpir_of
 from facefind.evaluate import LabelledSet, first_photo_split, load_labelled, wilson_interval
 from facefind.faces import analyze, load_backend
 from facefind.faces.opencv import MODEL_ID
-from facefind.recognizers import NEW_CATALOGS
 from facefind.settings import Settings
 
 from .conftest import DATASETS, GLINT, MULTI, run_json
@@ -27,7 +26,6 @@ from index_bench import FaceLikeData
 from lfw_synth import FittedFaces, score_quantiles
 
 LFW = DATASETS / "lfw_dev"
-NEW = Settings(flip_average=True, mirror_landmarks=True)  # what NEW_CATALOGS indexes with
 
 
 def _subset(dest: Path, people: list[str], photos: int) -> Path:
@@ -111,7 +109,7 @@ def lfw_subset(tmp_path_factory: pytest.TempPathFactory) -> LabelledSet:
         (root / person.name).mkdir()
         for photo in photos:
             (root / person.name / photo.name).symlink_to(photo)
-    settings = NEW  # the recognizer of new catalogs: what a new user's search decides with
+    settings = Settings()
     backend = load_backend(settings)
     return load_labelled(root, settings, 2, lambda: backend)
 
@@ -119,7 +117,7 @@ def lfw_subset(tmp_path_factory: pytest.TempPathFactory) -> LabelledSet:
 def test_stated_fpir_holds_on_lfw_strangers(lfw_subset: LabelledSet) -> None:
     split = first_photo_split(lfw_subset)  # the protocol of `facefind evaluate`
     assert split is not None
-    calibration = default_calibration(NEW_CATALOGS)
+    calibration = default_calibration(MODEL_ID)
     cut = calibration.threshold_for_fpir(DEFAULT_MAX_FPIR, len(split.gallery))
     assert not calibration.estimate(cut).extrapolated  # measured, not from the tail model
     passed, misses = split.rates(cut)

@@ -94,5 +94,5 @@ def test_audit_purge_leaves_a_signed_checkpoint_that_verify_checks(tmp_path: Pat
 
 def test_purge_of_a_fresh_catalog_does_nothing(db: Path) -> None:
     report = run_json("purge", "--audit-older-than", "5y", db=db)
-    assert report == {"receipts": [], "audit_checkpoint_seq": None}
+    assert report == {"receipts": [], "audit_checkpoint_seq": None, "query_faces_deleted": 0}
     assert run_json("stats", db=db)["images"] == 23
