@@ -340,27 +340,22 @@ class _Sink:
 def drawn_frame(frame: Any, faces: list[r.ManifestFace], style: str, margin: float) -> Any:
     """A new frame: `frame` with `faces` drawn (redact.draw) on its YUV 4:2:0 planes, the
     encoder's own format: no conversion to BGR and back (a blur or a pixelation is the same on
-    either, being linear; black is Y 16 and colour 128). A frame of odd size goes through BGR."""
+    either, being linear; black is Y 16 and colour 128). The encoders take even sizes only."""
     import av
 
     w, h = frame.width, frame.height
-    if w % 2 or h % 2:
-        new = av.VideoFrame.from_ndarray(
-            r.draw(frame.to_ndarray(format="bgr24"), faces, style, margin), format="bgr24"
-        )
-    else:
-        yuv = frame.to_ndarray(format="yuv420p")  # a copy: Y, then U and V at half size, flat
-        flat, cw, ch = yuv.reshape(-1), w // 2, h // 2
-        luma = flat[: w * h].reshape(h, w)
-        luma[:] = r.draw(luma, faces, style, margin, fill=16)
-        half = [
-            f.model_copy(update={"box": Box(x=f.box.x / 2, y=f.box.y / 2, w=f.box.w / 2, h=f.box.h / 2)})
-            for f in faces
-        ]
-        for start in (w * h, w * h + cw * ch):
-            plane = flat[start : start + cw * ch].reshape(ch, cw)
-            plane[:] = r.draw(plane, half, style, margin, fill=128)
-        new = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+    yuv = frame.to_ndarray(format="yuv420p")  # a copy: Y, then U and V at half size, flat
+    flat, cw, ch = yuv.reshape(-1), w // 2, h // 2
+    luma = flat[: w * h].reshape(h, w)
+    luma[:] = r.draw(luma, faces, style, margin, fill=16)
+    half = [
+        f.model_copy(update={"box": Box(x=f.box.x / 2, y=f.box.y / 2, w=f.box.w / 2, h=f.box.h / 2)})
+        for f in faces
+    ]
+    for start in (w * h, w * h + cw * ch):
+        plane = flat[start : start + cw * ch].reshape(ch, cw)
+        plane[:] = r.draw(plane, half, style, margin, fill=128)
+    new = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
     new.pts, new.time_base = frame.pts, frame.time_base
     return new
 
