@@ -38,7 +38,11 @@ def make_clip(
     audio: bool = True,
     codecs: tuple[str, str, int] = ("libx264", "aac", 16000),
 ) -> list[dict[str, tuple[float, float, float, float]]]:
-    """Pan from Obama to Biden while zooming in; each frame's true face box of each person."""
+    """Pan from Obama to Biden while zooming in; each frame's true face box of each person.
+
+    H.264 is written losslessly (qp 0): libx264 in PyAV's FFmpeg does not write the same frames
+    twice from the same input (its macroblock tree differs run to run, more often on a loaded
+    machine), so a lossy clip would differ between runs and so would what the detector sees."""
     photos = {"obama": cv2.imread(str(OBAMA)), "biden": cv2.imread(str(BIDEN))}
     height = max(p.shape[0] for p in photos.values())
     boxes, parts, x = {}, [], 0
@@ -55,6 +59,8 @@ def make_clip(
     container = av.open(str(path), "w")
     video = container.add_stream(codecs[0], rate=FPS)
     video.width, video.height, video.pix_fmt = width, high, "yuv420p"
+    if codecs[0] == "libx264":
+        video.options = {"qp": "0", "preset": "ultrafast"}
     hz = codecs[2]
     sound = container.add_stream(codecs[1], rate=hz) if audio else None
     truth = []
@@ -92,6 +98,35 @@ def in_view(box: tuple[float, ...], size: tuple[int, int] = SIZE) -> bool:
     x, y, w, h = box
     inside = max(0.0, min(x + w, size[0]) - max(x, 0.0)) * max(0.0, min(y + h, size[1]) - max(y, 0.0))
     return h >= 20 and inside >= 0.8 * w * h
+
+
+def detail(image: np.ndarray, box: tuple[float, ...]) -> float:
+    """Mean absolute Laplacian of the grey pixels inside `box`: how much fine detail they show."""
+    x, y, w, h = (round(v) for v in box)
+    crop = image[max(0, y) : max(0, y + h), max(0, x) : max(0, x + w)]
+    return float(np.abs(cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.CV_32F)).mean())
+
+
+def frames_of(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+
+
+def visible(source: Path, output: Path, truth: list, names: tuple[str, ...] = ("obama", "biden")) -> list:
+    """(name, frame) of every labelled face in view that the output shows: facefind's indexing
+    detector finds it there (IoU >= 0.3) and at least a quarter of its fine detail in the input is
+    left. The detector alone also fires, now and then, on the blurred patch drawn over a face (a
+    face-shaped blob, a tenth of the face's detail left): that hides the face, it does not show it."""
+    inputs, outputs, found = frames_of(source), frames_of(output), shown_faces(output)
+    assert len(inputs) == len(outputs) == len(found)
+    return [
+        (name, t)
+        for t, faces in enumerate(found)
+        for name in names
+        if in_view(truth[t][name])
+        and any(iou(d.box, truth[t][name]) >= 0.3 for d in faces)
+        and detail(outputs[t], truth[t][name]) >= 0.25 * detail(inputs[t], truth[t][name])
+    ]
 
 
 def shown_faces(path: Path) -> list[list[Detection]]:
@@ -138,18 +173,12 @@ def test_video_keeps_the_consenting_person_and_hides_everyone_else(
     frames, duration, audio = streams(output)
     assert frames == FRAMES and abs(duration - FRAMES / FPS) <= 1 / FPS and audio
 
-    found = shown_faces(output)
-    biden_frames = obama_frames = obama_shown = 0
-    for t, faces in enumerate(found):
-        boxes = [d.box for d in faces]
-        if in_view(truth[t]["biden"]):
-            biden_frames += 1
-            assert not any(iou(b, truth[t]["biden"]) >= 0.3 for b in boxes), f"Biden visible in frame {t}"
-        if in_view(truth[t]["obama"]):
-            obama_frames += 1
-            obama_shown += any(iou(b, truth[t]["obama"]) >= 0.3 for b in boxes)
+    shown = visible(source, output, truth)
+    assert [t for name, t in shown if name == "biden"] == []  # Biden visible in no frame
+    obama_frames = sum(in_view(truth[t]["obama"]) for t in range(FRAMES))
+    biden_frames = sum(in_view(truth[t]["biden"]) for t in range(FRAMES))
     assert biden_frames >= 15 and obama_frames >= 15  # the pan shows both
-    assert obama_shown >= 0.9 * obama_frames
+    assert len([t for name, t in shown if name == "obama"]) >= 0.9 * obama_frames
 
     manifest = json.loads((out / "match day.mp4.manifest.json").read_text())
     assert (manifest["frames"], manifest["width"], manifest["height"], manifest["audio"]) == (
@@ -169,11 +198,11 @@ def test_video_keeps_the_consenting_person_and_hides_everyone_else(
     hidden = run_json("redact", source, "--out", tmp_path / "none", "--keep", "none", db=fr_copy)
     (video,) = hidden["videos"]
     assert video["kept"] == 0 and video["hidden"] >= 2
-    for t, faces in enumerate(shown_faces(Path(video["output"]))):
-        boxes = [d.box for d in faces]
-        for name in ("obama", "biden"):
-            if in_view(truth[t][name]):
-                assert not any(iou(b, truth[t][name]) >= 0.3 for b in boxes), f"{name} visible in frame {t}"
+    assert visible(source, Path(video["output"]), truth) == []  # (name, frame) of faces shown
+    # The same faces found in the same frames, whether the writer thread ran beside the search
+    # (keep none: one decode) or not (keep consented: the search, then the writing).
+    again = json.loads(Path(video["manifest"]).read_text())
+    assert [t["boxes"] for t in again["tracks"]] == [t["boxes"] for t in manifest["tracks"]]
 
 
 def test_bad_videos_are_refused_and_leave_nothing(fr_copy: Path, tmp_path: Path) -> None:
@@ -253,12 +282,7 @@ def test_webm_becomes_matroska_with_its_audio(fr_copy: Path, tmp_path: Path) -> 
     assert codecs == {"video": "h264", "audio": "opus"}
     frames, _, _ = streams(output)
     assert frames == 25
-    for t, faces in enumerate(shown_faces(output)):
-        for name in ("obama", "biden"):
-            if in_view(truth[t][name]):
-                assert not any(iou(d.box, truth[t][name]) >= 0.3 for d in faces), (
-                    f"{name} visible in frame {t}"
-                )
+    assert visible(source, output, truth) == []  # (name, frame) of faces shown
 
 
 def test_video_manifest_round_trip_reviewer_unhides_and_adds_but_never_over_an_opt_out(
@@ -302,16 +326,10 @@ def test_video_manifest_round_trip_reviewer_unhides_and_adds_but_never_over_an_o
     assert len(frames) == FRAMES and streams(output)[2]  # the audio is kept
     black = [frames[t][y : y + h, x : x + w].mean() < 8 for t in range(FRAMES)]
     assert all(black[4:27]) and not any(black[30:])  # its frames and 6 before and after
-    found = shown_faces(output)
-    biden_frames = biden_shown = 0
-    for t, faces in enumerate(found):
-        boxes = [d.box for d in faces]
-        if in_view(truth[t]["obama"]):
-            assert not any(iou(b, truth[t]["obama"]) >= 0.3 for b in boxes), f"Obama visible in frame {t}"
-        if in_view(truth[t]["biden"]):
-            biden_frames += 1
-            biden_shown += any(iou(b, truth[t]["biden"]) >= 0.3 for b in boxes)
-    assert biden_frames >= 15 and biden_shown >= 0.9 * biden_frames
+    shown = visible(source, output, truth)
+    assert [t for name, t in shown if name == "obama"] == []  # Obama visible in no frame
+    biden_frames = sum(in_view(truth[t]["biden"]) for t in range(FRAMES))
+    assert biden_frames >= 15 and len([t for name, t in shown if name == "biden"]) >= 0.9 * biden_frames
 
     # Biden opts out: the same edited manifest no longer shows him.
     run_json("optout", "add", BIDEN, db=fr_copy)
@@ -321,6 +339,4 @@ def test_video_manifest_round_trip_reviewer_unhides_and_adds_but_never_over_an_o
     (video,) = vetoed["videos"]
     applied = json.loads(Path(video["manifest"]).read_text())
     assert {(t["decision"], t["reason"]) for t in of("biden", applied["tracks"])} == {("hidden", "optout")}
-    for t, faces in enumerate(shown_faces(Path(video["output"]))):
-        if in_view(truth[t]["biden"]):
-            assert not any(iou(d.box, truth[t]["biden"]) >= 0.3 for d in faces), f"Biden visible in frame {t}"
+    assert visible(source, Path(video["output"]), truth, ("biden",)) == []  # frames showing Biden

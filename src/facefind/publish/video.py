@@ -2,12 +2,14 @@
 
 Decoding, detection and encoding run in a pipeline of three threads (FFmpeg and OpenCV release
 the GIL): a reader demuxes and decodes with PyAV (FFmpeg, frame threads), the caller's thread finds
-faces with the recall detector (at lighter settings than photos: a frame is one of thousands) and
-links them into tracks by overlap with the previous frames' boxes, and a writer draws and encodes
-(H.264 when FFmpeg has libx264, else MPEG-4 Part 2) with each frame's own timestamp, copying the
-audio packets unchanged. A hidden track's box covers its own frames and `carry` frames before and
-after (a face the detector misses for a frame or two stays covered), so a frame is written once
-the frames `carry` after it have been searched: at most a few dozen frames are held.
+faces with the recall detector (at lighter settings than photos: a frame is one of thousands, and
+FFmpeg scales it and converts it to BGR in one step) and links them into tracks by overlap with
+the previous frames' boxes, and a writer draws on a copy of the decoded frame's YUV planes (no
+conversion to BGR and back) and encodes (H.264 when FFmpeg has libx264, else MPEG-4 Part 2) with
+each frame's own timestamp, copying the audio packets unchanged. A hidden track's box covers its
+own frames and `carry` frames before and after (a face the detector misses for a frame or two
+stays covered), so a frame is written once the frames `carry` after it have been searched: at
+most a few dozen frames are held.
 
 With `keep="none"` every track is hidden as it is found, and the file is decoded once. With
 `keep="consented"` a few faces of each track are recognised, and a track stays visible only when
@@ -309,7 +311,7 @@ class _Sink:
         self.audio = self.container.add_stream_from_template(ain) if ain is not None else None
 
     def writer(self, pipe: _Pipe, style: str, margin: float) -> Callable[[], None]:
-        """Items ("audio", packet) and ("video", frame, BGR image or None, faces) until _END."""
+        """Items ("audio", packet) and ("video", frame, faces) until _END."""
 
         def run() -> None:
             import av
@@ -320,12 +322,9 @@ class _Sink:
                         item[1].stream = self.audio
                         self.container.mux(item[1])
                     continue
-                _, frame, image, faces = item
+                _, frame, faces = item
                 if faces:
-                    if image is None:
-                        image = frame.to_ndarray(format="bgr24")
-                    new = av.VideoFrame.from_ndarray(r.draw(image, faces, style, margin), format="bgr24")
-                    new.pts, new.time_base = frame.pts, frame.time_base
+                    new = drawn_frame(frame, faces, style, margin)
                 else:  # nothing to draw: the decoded frame as it is (the encoder converts its format)
                     new = frame
                     new.pict_type = av.video.frame.PictureType.NONE  # the encoder chooses frame types
@@ -336,6 +335,29 @@ class _Sink:
 
     def close(self) -> None:
         self.container.close()
+
+
+def drawn_frame(frame: Any, faces: list[r.ManifestFace], style: str, margin: float) -> Any:
+    """A new frame: `frame` with `faces` drawn (redact.draw) on its YUV 4:2:0 planes, the
+    encoder's own format: no conversion to BGR and back (a blur or a pixelation is the same on
+    either, being linear; black is Y 16 and colour 128). The encoders take even sizes only."""
+    import av
+
+    w, h = frame.width, frame.height
+    yuv = frame.to_ndarray(format="yuv420p")  # a copy: Y, then U and V at half size, flat
+    flat, cw, ch = yuv.reshape(-1), w // 2, h // 2
+    luma = flat[: w * h].reshape(h, w)
+    luma[:] = r.draw(luma, faces, style, margin, fill=16)
+    half = [
+        f.model_copy(update={"box": Box(x=f.box.x / 2, y=f.box.y / 2, w=f.box.w / 2, h=f.box.h / 2)})
+        for f in faces
+    ]
+    for start in (w * h, w * h + cw * ch):
+        plane = flat[start : start + cw * ch].reshape(ch, cw)
+        plane[:] = r.draw(plane, half, style, margin, fill=128)
+    new = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+    new.pts, new.time_base = frame.pts, frame.time_base
+    return new
 
 
 # Which boxes are drawn in a frame -------------------------------------------------------------
@@ -405,22 +427,26 @@ class VideoRedactor:
         self._live: list[_Track] = []
         self._found_at: dict[int, list[_Track]] = {}
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces of a frame, found on a copy scaled by `detect_scale`, in the frame's pixels."""
+    def detect(self, frame: Any) -> list[Detection]:
+        """Faces of a decoded frame, found on a BGR copy scaled by `detect_scale` (FFmpeg scales
+        and converts in one step, averaging pixels as cv2.INTER_AREA does), in the frame's pixels."""
         k = self.settings.detect_scale
         if k == 1.0:
-            return self.detector.detect(image)
-        small = cv2.resize(image, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+            return self.detector.detect(frame.to_ndarray(format="bgr24"))
+        w, h = max(1, round(frame.width * k)), max(1, round(frame.height * k))
+        small = frame.reformat(width=w, height=h, format="bgr24", interpolation="AREA").to_ndarray()
+        kx, ky = frame.width / w, frame.height / h
+        scale = np.array([kx, ky], np.float32)
         return [
             Detection(
-                box=(d.box[0] / k, d.box[1] / k, d.box[2] / k, d.box[3] / k),
-                landmarks=d.landmarks / k,
+                box=(d.box[0] * kx, d.box[1] * ky, d.box[2] * kx, d.box[3] * ky),
+                landmarks=d.landmarks * scale,
                 score=d.score,
             )
             for d in self.detector.detect(small)
         ]
 
-    def _link(self, t: int, found: list[Detection], image: np.ndarray, gallery: Any) -> None:
+    def _link(self, t: int, found: list[Detection], frame: Any, gallery: Any) -> None:
         s = self.settings
         self._live = [tr for tr in self._live if t - tr.frames[-1] <= s.max_gap]
         pairs = []
@@ -456,6 +482,7 @@ class VideoRedactor:
             for _, tr in recognise:
                 tr.decisions.append(Decision(False, "keep-none"))
             return
+        image = frame.to_ndarray(format="bgr24")  # recognition's crops at the frame's own size
         decisions = gallery.decide(self.publisher.ff.backend, image, [d for d, _ in recognise])
         for (_, tr), dec in zip(recognise, decisions, strict=True):
             tr.decisions.append(dec)
@@ -525,13 +552,13 @@ class VideoRedactor:
                     if item[0] == "audio":
                         encoding.put(item)
                         continue
-                    _, u, frame, image = item
+                    _, u, frame = item
                     if faces is not None and u >= len(faces):  # not seen when the faces were found
                         continue
                     drawn = faces[u] if faces is not None else faces_at(
                         u, _near(self._found_at, u, s.carry), lambda tr: hidden, s.carry
                     )  # fmt: skip
-                    encoding.put(("video", frame, image, drawn))
+                    encoding.put(("video", frame, drawn))
                     for old in [t for t in self._found_at if t < u - s.carry]:
                         del self._found_at[old]
 
@@ -551,12 +578,10 @@ class VideoRedactor:
                 n += 1
                 if frame.width * frame.height > limit:  # a stream may change size midway
                     raise FacefindError(f"{shown(str(path))}: a frame exceeds the limit of {limit} pixels")
-                image = None
                 if find and t % s.detect_every == 0:
-                    image = frame.to_ndarray(format="bgr24")
-                    self._link(t, self.detect(image), image, gallery)
+                    self._link(t, self.detect(frame), frame, gallery)
                 if writer is not None:
-                    pending.append(("video", t, frame, image))
+                    pending.append(("video", t, frame))
                     try:
                         flush(t - lag)
                     except _Stopped:
