@@ -22,6 +22,10 @@ FLIP_SUFFIX = "-flip"
 RETRY_MAX_SIDE = 640
 # SFace's chip is 112 pixels: a face is cut from a copy where it is at most twice that.
 ALIGN_MAX_FACE = 224
+CHIP = 112
+# Chips per forward pass of SFace: a photo's faces and their mirror images go through the network
+# together (NCHW batch), up to this many at a time (a crowd photo's activations stay small).
+EMBED_BATCH = 16
 
 
 def model_files() -> tuple[Path, Path]:
@@ -37,6 +41,8 @@ class OpenCVBackend:
         settings: Settings | None = None,
         detector_path: Path | None = None,
         recognizer_path: Path | None = None,
+        *,
+        sface_embeddings: bool = True,  # False: a subclass embeds with a model of its own
     ) -> None:
         self.settings = settings or Settings()
         self.flip = self.settings.flip_average
@@ -46,7 +52,11 @@ class OpenCVBackend:
         self._detector = cv2.FaceDetectorYN.create(
             str(detector_path), "", (320, 320), self.settings.detect_score_threshold, 0.3, 5000
         )
-        self._recognizer = cv2.FaceRecognizerSF.create(str(recognizer_path), "")
+        self._recognizer = cv2.FaceRecognizerSF.create(str(recognizer_path), "")  # for alignCrop
+        # The same file as a network of its own: FaceRecognizerSF.feature runs it one chip at a
+        # time; a batch of chips in one forward pass gives the same vectors (cosine >= 0.9999,
+        # tests/test_embed_batch.py) for less time a chip (docs/benchmarks.md, camera photos).
+        self._sface = cv2.dnn.readNetFromONNX(str(recognizer_path)) if sface_embeddings else None
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         rows = self._detect_rows(image, self.settings.detect_max_side, pad=0.0)
@@ -77,17 +87,24 @@ class OpenCVBackend:
     def embed(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:
             return np.zeros((0, self.dim), np.float32)
-        feats = self._features(chips)
         if not self.flip:
-            return _unit(feats)
+            return _unit(self._features(chips))
         # mean of the two unit vectors (bench/pipeline_bench.py: flip_mean; a raw sum is the same)
-        mirrored = self._features([cv2.flip(chip, 1) for chip in chips])
-        return _unit(_unit(feats) + _unit(mirrored))
+        n = len(chips)
+        feats = self._features([*chips, *(cv2.flip(chip, 1) for chip in chips)])
+        return _unit(_unit(feats[:n]) + _unit(feats[n:]))
 
     def _features(self, chips: list[np.ndarray]) -> np.ndarray:
-        return np.vstack(
-            [np.asarray(self._recognizer.feature(chip), np.float32).reshape(1, -1) for chip in chips]
-        )
+        """SFace's raw vectors of `chips`, EMBED_BATCH chips a forward pass, fed as
+        FaceRecognizerSF.feature feeds one chip (112x112, RGB, 0..255)."""
+        assert self._sface is not None
+        rows = []
+        for start in range(0, len(chips), EMBED_BATCH):
+            batch = chips[start : start + EMBED_BATCH]
+            blob = cv2.dnn.blobFromImages(batch, 1.0, (CHIP, CHIP), (0, 0, 0), swapRB=True, crop=False)
+            self._sface.setInput(blob)
+            rows.append(np.asarray(self._sface.forward(), np.float32).reshape(len(batch), -1))
+        return np.vstack(rows)
 
 
 def _shrunk_around(image: np.ndarray, d: Detection) -> tuple[np.ndarray, Detection]:

@@ -1,0 +1,208 @@
+"""Embedding cost and agreement: SFace one chip a forward pass (cv2.FaceRecognizerSF.feature, as
+before) against a batch a forward pass (faces/opencv.py), and optionally another ONNX file of the
+same network (e.g. an int8-quantised SFace) run on cv2.dnn as a registered recognizer would be.
+
+    python bench/embed_bench.py [--rounds 3] [--model sface_int8.onnx] [--no-accuracy] [--json]
+
+1. Speed, one thread (as in an ingest worker), on the chips of real photos: glint_dev12 (one face a
+   photo: the photo's chip and its mirror image) and face_recognition_multiface (every face of a
+   photo at once). Old and new run in turns, --rounds times; medians of ms per face.
+2. Agreement: cosine between the embeddings of both ways for every chip (plain and flip).
+3. --model: ms per chip against SFace's, cosine to SFace's, and accuracy on lfw_dev (the labelled
+   face of each photo, chips cut once and cached under --cache): TAR at FAR 1e-3 over all pairs
+   and FNIR at FPIR 0.01 (issue 22's first-photo split, threshold measured on the strangers) for
+   SFace plain, SFace flip, the model plain and flip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import facefind.evaluate as ev
+from facefind.faces import load_backend
+from facefind.faces.onnx import OnnxBackend, RecognizerSpec
+from facefind.faces.opencv import OpenCVBackend
+from facefind.models import sha256_file
+from facefind.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).parent))
+import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT.parent / "shared" / "datasets"
+Chips = list[list[np.ndarray]]  # the chips of each photo
+
+
+def photo_chips(folder: Path, centre_only: bool = False) -> tuple[list[str], Chips]:
+    backend = load_backend(Settings())
+    paths, chips = [], []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
+        image = cv2.imread(str(path))
+        if image is None:
+            continue
+        found = backend.detect(image)
+        if centre_only and found:
+            cy, cx = image.shape[0] / 2, image.shape[1] / 2
+            found = [
+                min(
+                    found,
+                    key=lambda d: (d.box[0] + d.box[2] / 2 - cx) ** 2 + (d.box[1] + d.box[3] / 2 - cy) ** 2,
+                )
+            ]
+        paths.append(str(path))
+        chips.append([backend.align(image, d) for d in found])
+    return paths, chips
+
+
+def per_chip(recognizer: cv2.FaceRecognizerSF, flip: bool) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """Embeddings the way facefind made them before: one FaceRecognizerSF.feature call a chip."""
+
+    def features(chips: list[np.ndarray]) -> np.ndarray:
+        return np.vstack([np.asarray(recognizer.feature(c), np.float32).reshape(1, -1) for c in chips])
+
+    def embed(chips: list[np.ndarray]) -> np.ndarray:
+        feats = unit(features(chips))
+        return feats if not flip else unit(feats + unit(features([cv2.flip(c, 1) for c in chips])))
+
+    return embed
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
+
+
+def timed(embed: Callable[[list[np.ndarray]], np.ndarray], photos: Chips) -> float:
+    """ms per face for embedding every photo's chips, one call a photo."""
+    started = time.perf_counter()
+    for chips in photos:
+        if chips:
+            embed(chips)
+    return (time.perf_counter() - started) * 1000 / max(1, sum(map(len, photos)))
+
+
+def speed(systems: dict[str, Callable[[list[np.ndarray]], np.ndarray]], photos: Chips, rounds: int) -> dict:
+    runs: dict[str, list[float]] = {name: [] for name in systems}
+    timed(next(iter(systems.values())), photos[:2])  # warm up
+    for _ in range(rounds):
+        for name, embed in systems.items():
+            runs[name].append(timed(embed, photos))
+    return {
+        name: {"ms_per_face": round(statistics.median(r), 2), "runs": [round(x, 2) for x in r]}
+        for name, r in runs.items()
+    }
+
+
+def agreement(a: Callable, b: Callable, photos: Chips) -> dict:
+    cos = np.concatenate([(a(chips) * b(chips)).sum(1) for chips in photos if chips])
+    return {"faces": len(cos), "min": round(float(cos.min()), 6), "median": round(float(np.median(cos)), 6)}
+
+
+def accuracy(paths: list[str], chips: Chips, embed: Callable[[list[np.ndarray]], np.ndarray]) -> dict:
+    detected = np.array([bool(c) for c in chips])
+    rows = [embed(c)[0] if c else np.zeros(128, np.float32) for c in chips]
+    persons = [Path(p).parent.name for p in paths]
+    labelled = ev.LabelledSet(DATASETS / "lfw_dev", paths, persons, np.vstack(rows), detected)
+    verification = ev.verification(labelled)
+    table = ev.open_set_table(labelled, None, 0.01)
+    assert table is not None
+    return {
+        "tar_at_far_1e-3": verification["tar_at_far_0.001"],
+        "tar_at_far_1e-4": verification["tar_at_far_0.0001"],
+        "fnir_at_fpir_0.01": table["fnir_at_fpir"]["0.01"],
+        "rank1": table["rank1"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model", type=Path, help="another ONNX file of SFace (RGB 0..255 input)")
+    parser.add_argument("--no-accuracy", action="store_true")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/facefind-embed-bench"))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)  # as in a worker
+    plain = load_backend(Settings())
+    flipped = load_backend(Settings(flip_average=True))
+    assert isinstance(plain, OpenCVBackend)
+    old = plain._recognizer
+    result: dict = {"machine": machine.describe(), "speed": {}, "agreement": {}}
+    sets = {
+        "glint_dev12": photo_chips(DATASETS / "glint_dev12")[1],
+        "multiface": photo_chips(DATASETS / "face_recognition_multiface")[1],
+    }
+    for name, photos in sets.items():
+        print(f"{name}: {len(photos)} photos, {sum(map(len, photos))} faces", file=sys.stderr)
+        systems = {
+            "plain, a chip a pass": per_chip(old, False),
+            "plain, batched": plain.embed,
+            "flip, a chip a pass": per_chip(old, True),
+            "flip, batched": flipped.embed,
+        }
+        result["speed"][name] = speed(systems, photos, args.rounds)
+        result["agreement"][name] = {
+            "plain": agreement(per_chip(old, False), plain.embed, photos),
+            "flip": agreement(per_chip(old, True), flipped.embed, photos),
+        }
+    if args.model:
+        spec = RecognizerSpec(
+            model_id="candidate",
+            path=str(args.model.resolve()),
+            sha256=sha256_file(args.model),
+            input_size=112,
+            dim=128,
+            color="rgb",
+            mean=0.0,
+            std=1.0,
+        )
+        model = OnnxBackend(spec)
+
+        def model_flip(chips: list[np.ndarray]) -> np.ndarray:
+            return unit(model.embed(chips) + model.embed([cv2.flip(c, 1) for c in chips]))
+
+        glint = sets["glint_dev12"]
+        result["model"] = {
+            "file": str(args.model),
+            "speed_glint_dev12": speed(
+                {"sface": per_chip(old, False), "model": model.embed}, glint, args.rounds
+            ),
+            "cosine_to_sface": agreement(plain.embed, model.embed, glint),
+        }
+        if not args.no_accuracy:
+            cache = args.cache / "lfw_dev_chips.npz"
+            if cache.exists():
+                z = np.load(cache)
+                paths, chips = (
+                    [str(p) for p in z["paths"]],
+                    [[c] if ok else [] for c, ok in zip(z["chips"], z["found"], strict=True)],
+                )
+            else:
+                paths, chips = photo_chips(DATASETS / "lfw_dev", centre_only=True)
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                stacked = np.stack([c[0] if c else np.zeros((112, 112, 3), np.uint8) for c in chips])
+                np.savez(
+                    cache, paths=np.array(paths), chips=stacked, found=np.array([bool(c) for c in chips])
+                )
+            result["model"]["lfw_dev"] = {
+                name: accuracy(paths, chips, embed)
+                for name, embed in {
+                    "sface plain": plain.embed,
+                    "sface flip": flipped.embed,
+                    "model plain": model.embed,
+                    "model flip": model_flip,
+                }.items()
+            }
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
