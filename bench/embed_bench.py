@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 import facefind.evaluate as ev
+from facefind import models
 from facefind.faces import load_backend
 from facefind.faces.onnx import OnnxBackend, RecognizerSpec
 from facefind.faces.opencv import OpenCVBackend
@@ -134,7 +135,7 @@ def main() -> None:
     plain = load_backend(Settings())
     flipped = load_backend(Settings(flip_average=True))
     assert isinstance(plain, OpenCVBackend)
-    old = plain._recognizer
+    old = cv2.FaceRecognizerSF.create(str(models.resolve(models.SFACE)), "")  # as before
     result: dict = {"machine": machine.describe(), "speed": {}, "agreement": {}}
     sets = {
         "glint_dev12": photo_chips(DATASETS / "glint_dev12")[1],

@@ -24,8 +24,9 @@ RETRY_MAX_SIDE = 640
 ALIGN_MAX_FACE = 224
 CHIP = 112
 # Chips per forward pass of SFace: a photo's faces and their mirror images go through the network
-# together (NCHW batch), up to this many at a time (a crowd photo's activations stay small).
-EMBED_BATCH = 16
+# together (NCHW batch), this many at most: OpenCV keeps the buffers of the largest batch it ran
+# (+6 MB a chip), and more chips a pass save little more time (docs/benchmarks.md, camera photos).
+EMBED_BATCH = 4
 
 
 def model_files() -> tuple[Path, Path]:
@@ -52,10 +53,12 @@ class OpenCVBackend:
         self._detector = cv2.FaceDetectorYN.create(
             str(detector_path), "", (320, 320), self.settings.detect_score_threshold, 0.3, 5000
         )
-        self._recognizer = cv2.FaceRecognizerSF.create(str(recognizer_path), "")  # for alignCrop
-        # The same file as a network of its own: FaceRecognizerSF.feature runs it one chip at a
-        # time; a batch of chips in one forward pass gives the same vectors (cosine >= 0.9999,
-        # tests/test_embed_batch.py) for less time a chip (docs/benchmarks.md, camera photos).
+        # FaceRecognizerSF is kept for its alignCrop only (SFace's 5-point alignment). Its
+        # feature() runs SFace one chip a call; SFace runs here as a network of its own instead,
+        # a batch of chips a forward pass (same vectors: tests/test_embed_batch.py). Its
+        # constructor insists on loading a network, which alignCrop never uses: it gets the small
+        # YuNet file, not a second copy of SFace (62 MB more per worker).
+        self._aligner = cv2.FaceRecognizerSF.create(str(detector_path), "")
         self._sface = cv2.dnn.readNetFromONNX(str(recognizer_path)) if sface_embeddings else None
 
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -82,7 +85,7 @@ class OpenCVBackend:
     def align(self, image: np.ndarray, detection: Detection) -> np.ndarray:
         image, detection = _shrunk_around(image, detection)
         row = np.array([[*detection.box, *detection.landmarks.reshape(-1), detection.score]], np.float32)
-        return np.asarray(self._recognizer.alignCrop(image, row))
+        return np.asarray(self._aligner.alignCrop(image, row))
 
     def embed(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:
