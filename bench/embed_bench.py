@@ -107,11 +107,9 @@ def agreement(a: Callable, b: Callable, photos: Chips) -> dict:
     return {"faces": len(cos), "min": round(float(cos.min()), 6), "median": round(float(np.median(cos)), 6)}
 
 
-def accuracy(paths: list[str], chips: Chips, embed: Callable[[list[np.ndarray]], np.ndarray]) -> dict:
-    detected = np.array([bool(c) for c in chips])
-    rows = [embed(c)[0] if c else np.zeros(128, np.float32) for c in chips]
+def accuracy(paths: list[str], found: np.ndarray, embeddings: np.ndarray) -> dict:
     persons = [Path(p).parent.name for p in paths]
-    labelled = ev.LabelledSet(DATASETS / "lfw_dev", paths, persons, np.vstack(rows), detected)
+    labelled = ev.LabelledSet(DATASETS / "lfw_dev", paths, persons, embeddings, found)
     verification = ev.verification(labelled)
     table = ev.open_set_table(labelled, None, 0.01)
     assert table is not None
@@ -123,11 +121,61 @@ def accuracy(paths: list[str], chips: Chips, embed: Callable[[list[np.ndarray]],
     }
 
 
+_CHIPS: np.ndarray | None = None  # lfw_dev's chips, shared with the forked processes
+
+
+def _raw_vectors(job: tuple[str, int, int]) -> np.ndarray:
+    """Raw vectors of chips[start:stop] and of their mirror images, by the network in `path`."""
+    path, start, stop = job
+    assert _CHIPS is not None
+    cv2.setNumThreads(1)
+    net = cv2.dnn.readNetFromONNX(path)
+    out = []
+    for i in range(start, stop, 8):
+        batch = list(_CHIPS[i : min(stop, i + 8)])
+        for chips in (batch, [cv2.flip(c, 1) for c in batch]):
+            net.setInput(cv2.dnn.blobFromImages(chips, 1.0, (112, 112), (0, 0, 0), swapRB=True))
+            out.append(np.asarray(net.forward(), np.float32).reshape(len(chips), -1))
+    plain = np.vstack(out[0::2])
+    mirrored = np.vstack(out[1::2])
+    return np.stack([plain, mirrored])
+
+
+def lfw_vectors(cache: Path, files: dict[str, Path]) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """lfw_dev's labelled chips (cut once) and each model's raw vectors of them and their mirror
+    images (cached by the model file's sha256), computed in two forked processes."""
+    global _CHIPS
+    from multiprocessing import get_context
+
+    chips_file = cache / "lfw_dev_chips.npz"
+    if chips_file.exists():
+        z = np.load(chips_file)
+        paths, _CHIPS, found = [str(p) for p in z["paths"]], z["chips"], z["found"]
+    else:
+        paths, chips = photo_chips(DATASETS / "lfw_dev", centre_only=True)
+        found = np.array([bool(c) for c in chips])
+        _CHIPS = np.stack([c[0] if c else np.zeros((112, 112, 3), np.uint8) for c in chips])
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(chips_file, paths=np.array(paths), chips=_CHIPS, found=found)
+    vectors = {}
+    for name, path in files.items():
+        vectors_file = cache / f"vectors-{sha256_file(path)[:16]}.npy"
+        if not vectors_file.exists():
+            half = len(_CHIPS) // 2
+            jobs = [(str(path), 0, half), (str(path), half, len(_CHIPS))]
+            with get_context("fork").Pool(2) as pool:
+                np.save(vectors_file, np.concatenate(pool.map(_raw_vectors, jobs), axis=1))
+        vectors[name] = np.load(vectors_file)
+    return paths, found, vectors
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--photos", type=int, default=300, help="glint_dev12 photos timed")
     parser.add_argument("--model", type=Path, help="another ONNX file of SFace (RGB 0..255 input)")
     parser.add_argument("--no-accuracy", action="store_true")
+    parser.add_argument("--no-speed", action="store_true", help="only the --model's accuracy")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/facefind-embed-bench"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -137,10 +185,14 @@ def main() -> None:
     assert isinstance(plain, OpenCVBackend)
     old = cv2.FaceRecognizerSF.create(str(models.resolve(models.SFACE)), "")  # as before
     result: dict = {"machine": machine.describe(), "speed": {}, "agreement": {}}
-    sets = {
-        "glint_dev12": photo_chips(DATASETS / "glint_dev12")[1],
-        "multiface": photo_chips(DATASETS / "face_recognition_multiface")[1],
-    }
+    sets = (
+        {}
+        if args.no_speed
+        else {
+            "glint_dev12": photo_chips(DATASETS / "glint_dev12")[1][:: max(1, 1166 // args.photos)],
+            "multiface": photo_chips(DATASETS / "face_recognition_multiface")[1],
+        }
+    )
     for name, photos in sets.items():
         print(f"{name}: {len(photos)} photos, {sum(map(len, photos))} faces", file=sys.stderr)
         systems = {
@@ -154,7 +206,9 @@ def main() -> None:
             "plain": agreement(per_chip(old, False), plain.embed, photos),
             "flip": agreement(per_chip(old, True), flipped.embed, photos),
         }
-    if args.model:
+    if args.model and args.no_speed:
+        result["model"] = {"file": str(args.model)}
+    elif args.model:
         spec = RecognizerSpec(
             model_id="candidate",
             path=str(args.model.resolve()),
@@ -166,10 +220,6 @@ def main() -> None:
             std=1.0,
         )
         model = OnnxBackend(spec)
-
-        def model_flip(chips: list[np.ndarray]) -> np.ndarray:
-            return unit(model.embed(chips) + model.embed([cv2.flip(c, 1) for c in chips]))
-
         glint = sets["glint_dev12"]
         result["model"] = {
             "file": str(args.model),
@@ -178,30 +228,15 @@ def main() -> None:
             ),
             "cosine_to_sface": agreement(plain.embed, model.embed, glint),
         }
-        if not args.no_accuracy:
-            cache = args.cache / "lfw_dev_chips.npz"
-            if cache.exists():
-                z = np.load(cache)
-                paths, chips = (
-                    [str(p) for p in z["paths"]],
-                    [[c] if ok else [] for c, ok in zip(z["chips"], z["found"], strict=True)],
-                )
-            else:
-                paths, chips = photo_chips(DATASETS / "lfw_dev", centre_only=True)
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                stacked = np.stack([c[0] if c else np.zeros((112, 112, 3), np.uint8) for c in chips])
-                np.savez(
-                    cache, paths=np.array(paths), chips=stacked, found=np.array([bool(c) for c in chips])
-                )
-            result["model"]["lfw_dev"] = {
-                name: accuracy(paths, chips, embed)
-                for name, embed in {
-                    "sface plain": plain.embed,
-                    "sface flip": flipped.embed,
-                    "model plain": model.embed,
-                    "model flip": model_flip,
-                }.items()
-            }
+    if args.model and not args.no_accuracy:
+        files = {"sface": models.resolve(models.SFACE), "model": args.model}
+        paths, found, vectors = lfw_vectors(args.cache, files)
+        lfw = {}
+        for name, (plain_raw, mirrored_raw) in vectors.items():
+            one = unit(plain_raw)
+            lfw[f"{name} plain"] = accuracy(paths, found, one)
+            lfw[f"{name} flip"] = accuracy(paths, found, unit(one + unit(mirrored_raw)))
+        result["model"]["lfw_dev"] = lfw
     print(json.dumps(result, indent=1))
 
 
