@@ -5,8 +5,9 @@ same network (e.g. an int8-quantised SFace) run on cv2.dnn as a registered recog
     python bench/embed_bench.py [--rounds 3] [--model sface_int8.onnx] [--no-accuracy] [--json]
 
 1. Speed, one thread (as in an ingest worker), on the chips of real photos: glint_dev12 (one face a
-   photo: the photo's chip and its mirror image) and face_recognition_multiface (every face of a
-   photo at once). Old and new run in turns, --rounds times; medians of ms per face.
+   photo: the photo's chip and its mirror image; every --photos'th) and face_recognition_multiface
+   (every face of a photo at once). The ways take turns photo by photo; CPU ms per face, medians
+   of --rounds.
 2. Agreement: cosine between the embeddings of both ways for every chip (plain and flip).
 3. --model: ms per chip against SFace's, cosine to SFace's, and accuracy on lfw_dev (the labelled
    face of each photo, chips cut once and cached under --cache): TAR at FAR 1e-3 over all pairs
@@ -81,24 +82,27 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
 
 
-def timed(embed: Callable[[list[np.ndarray]], np.ndarray], photos: Chips) -> float:
-    """ms per face for embedding every photo's chips, one call a photo."""
-    started = time.perf_counter()
-    for chips in photos:
-        if chips:
-            embed(chips)
-    return (time.perf_counter() - started) * 1000 / max(1, sum(map(len, photos)))
-
-
 def speed(systems: dict[str, Callable[[list[np.ndarray]], np.ndarray]], photos: Chips, rounds: int) -> dict:
-    runs: dict[str, list[float]] = {name: [] for name in systems}
-    timed(next(iter(systems.values())), photos[:2])  # warm up
-    for _ in range(rounds):
-        for name, embed in systems.items():
-            runs[name].append(timed(embed, photos))
+    """CPU ms per face of each system, one call a photo. The systems take turns photo by photo
+    (who goes first rotates) and the time is this thread's CPU time, where all the work is with
+    one OpenCV thread: a swing of the machine's load falls on every system alike."""
+    names = list(systems)
+    cpu = {name: [0.0] * rounds for name in names}
+    for embed in systems.values():  # warm up (first passes allocate)
+        embed(next(c for c in photos if c))
+    for r in range(rounds):
+        for i, chips in enumerate(p for p in photos if p):
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                started = time.thread_time()
+                systems[name](chips)
+                cpu[name][r] += time.thread_time() - started
+    faces = sum(map(len, photos))
     return {
-        name: {"ms_per_face": round(statistics.median(r), 2), "runs": [round(x, 2) for x in r]}
-        for name, r in runs.items()
+        name: {
+            "cpu_ms_per_face": round(statistics.median(c) * 1000 / faces, 2),
+            "rounds": [round(x * 1000 / faces, 2) for x in c],
+        }
+        for name, c in cpu.items()
     }
 
 
