@@ -25,7 +25,8 @@ ALIGN_MAX_FACE = 224
 CHIP = 112
 # Chips per forward pass of SFace: a photo's faces and their mirror images go through the network
 # together (NCHW batch), this many at most: OpenCV keeps the buffers of the largest batch it ran
-# (+6 MB a chip), and more chips a pass save little more time (docs/benchmarks.md, camera photos).
+# (~7 MB a chip), and more chips a pass save little more time (docs/benchmarks.md, "The embedding
+# in batches").
 EMBED_BATCH = 4
 
 
