@@ -50,6 +50,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -174,9 +175,14 @@ def timed(ms: Counter, key: str, fn, *args):  # type: ignore[no-untyped-def]
     return out
 
 
+def raw_feature(backend: OpenCVBackend, chip: np.ndarray) -> np.ndarray:
+    """SFace's vector of one chip, before normalisation."""
+    return backend._features([chip])
+
+
 def extract(photo: Photo, backend: OpenCVBackend, settings: Settings) -> None:
     image = decode_image(Path(photo.path).read_bytes(), settings, name=photo.path)
-    feature = backend._recognizer.feature
+    feature = partial(raw_feature, backend)
     faces = analyze(backend, image, settings)
     pad = timed(photo.ms, "pad_detect", padded_detection, backend, image, settings)
     if pad is not None:
@@ -287,7 +293,7 @@ def degraded_probes(photos: list[Photo], backend: OpenCVBackend, settings: Setti
             i for i, p in enumerate(photos) if p.label == label and p.folder == "glint_dev12" and p.detected
         ]
         chosen += sorted(rng.choice(members, min(DEGRADE_PER_GLINT_ID, len(members)), replace=False).tolist())
-    feature = backend._recognizer.feature
+    feature = partial(raw_feature, backend)
     out = []
     for i in chosen:
         image = decode_image(Path(photos[i].path).read_bytes(), settings, name=photos[i].path)

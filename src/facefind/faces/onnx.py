@@ -109,7 +109,7 @@ class OnnxBackend(OpenCVBackend):
     """YuNet + SFace alignment (inherited) with a registered recognizer for the embeddings."""
 
     def __init__(self, spec: RecognizerSpec, settings: Settings | None = None) -> None:
-        super().__init__(settings)
+        super().__init__(settings, sface_embeddings=False)
         path = Path(spec.path)
         if not path.is_file():
             raise ModelUnavailable(

@@ -28,6 +28,12 @@ MIRRORED_POINTS = [1, 0, 2, 4, 3]  # the five points' order in a mirrored face (
 RETRY_MAX_SIDE = 640
 # SFace's chip is 112 pixels: a face is cut from a copy where it is at most twice that.
 ALIGN_MAX_FACE = 224
+CHIP = 112
+# Chips per forward pass of SFace: a photo's faces and their mirror images go through the network
+# together (NCHW batch), this many at most: OpenCV keeps the buffers of the largest batch it ran
+# (~7 MB a chip), and more chips a pass save little more time (docs/benchmarks.md, "The embedding
+# in batches").
+EMBED_BATCH = 4
 
 
 def model_files() -> tuple[Path, Path]:
@@ -50,6 +56,8 @@ class OpenCVBackend:
         settings: Settings | None = None,
         detector_path: Path | None = None,
         recognizer_path: Path | None = None,
+        *,
+        sface_embeddings: bool = True,  # False: a subclass embeds with a model of its own
     ) -> None:
         self.settings = settings or Settings()
         self.mirror = self.settings.mirror_landmarks
@@ -60,7 +68,13 @@ class OpenCVBackend:
         self._detector = cv2.FaceDetectorYN.create(
             str(detector_path), "", (320, 320), self.settings.detect_score_threshold, 0.3, 5000
         )
-        self._recognizer = cv2.FaceRecognizerSF.create(str(recognizer_path), "")
+        # FaceRecognizerSF is kept for its alignCrop only (SFace's 5-point alignment). Its
+        # feature() runs SFace one chip a call; SFace runs here as a network of its own instead,
+        # a batch of chips a forward pass (same vectors: tests/test_embed_batch.py). Its
+        # constructor insists on loading a network, which alignCrop never uses: it gets the small
+        # YuNet file, not a second copy of SFace (62 MB more per worker).
+        self._aligner = cv2.FaceRecognizerSF.create(str(detector_path), "")
+        self._sface = cv2.dnn.readNetFromONNX(str(recognizer_path)) if sface_embeddings else None
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         rows = self._detect_rows(image, self.settings.detect_max_side, pad=0.0)
@@ -88,7 +102,7 @@ class OpenCVBackend:
             detection = self._mirror_averaged(image, detection)
         image, detection = _shrunk_around(image, detection)
         row = np.array([[*detection.box, *detection.landmarks.reshape(-1), detection.score]], np.float32)
-        return np.asarray(self._recognizer.alignCrop(image, row))
+        return np.asarray(self._aligner.alignCrop(image, row))
 
     def _mirror_averaged(self, image: np.ndarray, d: Detection) -> Detection:
         """`d` with its landmarks averaged with those found on the mirrored face, mirrored back
@@ -126,17 +140,24 @@ class OpenCVBackend:
     def embed(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:
             return np.zeros((0, self.dim), np.float32)
-        feats = self._features(chips)
         if not self.flip:
-            return _unit(feats)
+            return _unit(self._features(chips))
         # mean of the two unit vectors (bench/pipeline_bench.py: flip_mean; a raw sum is the same)
-        mirrored = self._features([cv2.flip(chip, 1) for chip in chips])
-        return _unit(_unit(feats) + _unit(mirrored))
+        n = len(chips)
+        feats = self._features([*chips, *(cv2.flip(chip, 1) for chip in chips)])
+        return _unit(_unit(feats[:n]) + _unit(feats[n:]))
 
     def _features(self, chips: list[np.ndarray]) -> np.ndarray:
-        return np.vstack(
-            [np.asarray(self._recognizer.feature(chip), np.float32).reshape(1, -1) for chip in chips]
-        )
+        """SFace's raw vectors of `chips`, EMBED_BATCH chips a forward pass, fed as
+        FaceRecognizerSF.feature feeds one chip (112x112, RGB, 0..255)."""
+        assert self._sface is not None
+        rows = []
+        for start in range(0, len(chips), EMBED_BATCH):
+            batch = chips[start : start + EMBED_BATCH]
+            blob = cv2.dnn.blobFromImages(batch, 1.0, (CHIP, CHIP), (0, 0, 0), swapRB=True, crop=False)
+            self._sface.setInput(blob)
+            rows.append(np.asarray(self._sface.forward(), np.float32).reshape(len(batch), -1))
+        return np.vstack(rows)
 
 
 def _shrunk_around(image: np.ndarray, d: Detection) -> tuple[np.ndarray, Detection]:
