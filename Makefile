@@ -18,8 +18,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Both cores: one pytest worker each, a test file's tests on one worker (they share its fixtures).
 test: lint browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The web UI tests drive Debian's Chromium (Playwright's own browser download needs the internet).
 # As root with apt it is installed here; otherwise tests/test_web_ui.py skips and says why.
