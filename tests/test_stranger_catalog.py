@@ -1,8 +1,8 @@
 """A stranger searched in a real catalog of 4k faces gets "no match" (issue 22).
 
 The catalog holds the real embeddings (the recognizer of new catalogs) of every lfw_dev photo of
-the people with two or more photos (4.3k faces of 849 people), catalogued directly (tests/synthetic.add_image: real vectors,
-made-up boxes) so the test takes seconds; the embeddings are computed once with the product's
+the people with two or more photos (4.3k faces of 849 people), catalogued directly
+(tests/synthetic.add_image: real vectors, made-up boxes) so the test takes seconds; the embeddings are computed once with the product's
 pipeline (evaluate.load_labelled) and cached in $FACEFIND_TEST_CACHE (default
 /tmp/facefind-test-cache; the first run takes minutes). Strangers, the people with one photo, are
 searched through `FaceFind.search` with their photo file, at the default decision (FPIR 0.01)."""
