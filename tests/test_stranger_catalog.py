@@ -2,10 +2,11 @@
 
 The catalog holds the real embeddings (the recognizer of new catalogs) of every lfw_dev photo of
 the people with two or more photos (4.3k faces of 849 people), catalogued directly
-(tests/synthetic.add_image: real vectors, made-up boxes) so the test takes seconds; the embeddings are computed once with the product's
-pipeline (evaluate.load_labelled) and cached in $FACEFIND_TEST_CACHE (default
-/tmp/facefind-test-cache; the first run takes minutes). Strangers, the people with one photo, are
-searched through `FaceFind.search` with their photo file, at the default decision (FPIR 0.01)."""
+(tests/synthetic.add_image: real vectors, made-up boxes) so the test takes seconds; the
+embeddings are computed once with the product's pipeline (evaluate.load_labelled) and cached in
+$FACEFIND_TEST_CACHE (default /tmp/facefind-test-cache; the first run takes minutes). Strangers,
+the people with one photo, are searched through `FaceFind.search` with their photo file, at the
+default decision (FPIR 0.01)."""
 
 from __future__ import annotations
 
