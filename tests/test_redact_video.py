@@ -251,28 +251,30 @@ def test_interrupted_video_leaves_nothing(fr_copy: Path, tmp_path: Path) -> None
 
     source = tmp_path / "long.mp4"
     make_clip(source, frames=150, audio=True)
-    for attempt in range(3):
-        out = tmp_path / f"out{attempt}"
-        cmd = [sys.executable, "-m", "facefind", "redact", str(source), "--out", str(out), "--keep", "none",
-               "--db", str(fr_copy)]  # fmt: skip
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        seen = False
-        deadline = time.monotonic() + 300
-        while proc.poll() is None and time.monotonic() < deadline:
-            if out.is_dir() and any(p.name.endswith(".partial.mp4") for p in out.iterdir()):
-                seen = True
-                proc.send_signal(signal.SIGINT)
-                break
-            time.sleep(0.01)
-        _, stderr = proc.communicate(timeout=120)
-        assert seen, "the run ended before its output was being written"
-        left = sorted(p.name for p in out.iterdir())
-        if proc.returncode == 0 and left == ["long.mp4", "long.mp4.manifest.json"]:
-            continue  # on a starved machine the run had finished its file when the signal came: again
-        assert proc.returncode == 130, (proc.returncode, stderr[-500:], left)
-        assert left == [], stderr[-500:]
-        return
-    pytest.fail("three runs ended before Ctrl-C reached them")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "facefind", "redact", str(source), "--out", str(out), "--keep", "none",
+           "--db", str(fr_copy)]  # fmt: skip
+    # A shell running this suite in the background ignores SIGINT, and children inherit that (as
+    # tests/test_interrupt.py says): the child gets the default back, as at a terminal.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    seen = False
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if out.is_dir() and any(p.name.endswith(".partial.mp4") for p in out.iterdir()):
+            seen = True
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.01)
+    _, stderr = proc.communicate(timeout=120)
+    assert seen, "the run ended before its output was being written"
+    assert proc.returncode == 130, (proc.returncode, stderr[-500:])
+    assert list(out.iterdir()) == []
 
 
 def test_webm_becomes_matroska_with_its_audio(fr_copy: Path, tmp_path: Path) -> None:
