@@ -16,7 +16,6 @@ from typing import Any
 from ..catalog import Catalog
 from . import collections, consent, optouts
 from .audit import AuditLog
-from .subject_access import PURPOSE as SUBJECT_ACCESS
 
 SOON_DAYS = 30
 
@@ -60,7 +59,7 @@ def build(catalog: Catalog, audit: AuditLog, since: str | None = None) -> dict[s
             "confirmations": len(decided),
             "rejections": sum(e.action == "reject" for e in entries),
             "identified": sum(e.details.get("state") == "identified" for e in decided),
-            "subject_access_exports": sum(e.purpose == SUBJECT_ACCESS for e in exports),
+            "subject_access_exports": sum(e.details.get("what") == "subject access" for e in exports),
             "redacted_copies": sum(e.action == "redact" for e in entries),
         },
         "optouts": {
