@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("FACEFIND_MODELS", str(REPO.parent / "shared" / "models"))
 
 from facefind import evaluate as ev  # noqa: E402
+from facefind import recognizers  # noqa: E402
 from facefind.faces import load_backend  # noqa: E402
 from facefind.faces.backend import Detection  # noqa: E402
 from facefind.faces.opencv import OpenCVBackend, detections  # noqa: E402
@@ -315,9 +316,9 @@ def cost(photos: int) -> dict:
     )
     camera = sorted(p for p in build_camera(CACHE / "camera").rglob("*.jpg"))
     kinds = {
-        "plain": Settings(),
-        "flip": Settings(flip_average=True),
-        "mirror": Settings(flip_average=True, mirror_landmarks=True),
+        "plain": recognizers.builtin_settings(recognizers.BUILTIN),
+        "flip": recognizers.builtin_settings(recognizers.FLIPPED),
+        "mirror": recognizers.builtin_settings(recognizers.MIRRORED),
     }
     cv2.setNumThreads(1)
     backends = {k: load_backend(s) for k, s in kinds.items()}

@@ -31,6 +31,7 @@ os.environ.setdefault("FACEFIND_MODELS", str(REPO.parent / "shared" / "models"))
 from facefind.calibration import DEFAULT_MAX_FPIR, Calibration  # noqa: E402
 from facefind.evaluate import LabelledSet, load_labelled, open_set_table  # noqa: E402
 from facefind.faces import load_backend  # noqa: E402
+from facefind.recognizers import BUILTIN, FLIPPED, MIRRORED, builtin_settings  # noqa: E402
 from facefind.settings import Settings  # noqa: E402
 
 FOLDERS = ("lfw_dev", "glint_dev12")
@@ -54,9 +55,9 @@ def merged(s: LabelledSet) -> LabelledSet:
 
 # The built-in recognizers' settings, by variant name.
 VARIANTS = {
-    "plain": Settings(),
-    "flip": Settings(flip_average=True),
-    "mirror": Settings(flip_average=True, mirror_landmarks=True),
+    "plain": builtin_settings(BUILTIN),
+    "flip": builtin_settings(FLIPPED),
+    "mirror": builtin_settings(MIRRORED),
 }
 
 

@@ -24,7 +24,9 @@ Faces left visible: in each output frame, a labelled face of 20 px or more (heig
 at least 80% inside it) is *visible* when facefind's indexing detector finds a face overlapping it
 with IoU >= 0.3 there. *Uncovered* is stricter: less than half of the labelled box lies under
 the boxes drawn over that frame (the manifest's hidden tracks grown by the margin and carried).
-Both are also counted on the input clip (how many faces there were to hide).
+Both are also counted on the input clip (how many faces there were to hide). `--clip lfw`: the
+clip is a mosaic of lfw_dev people instead, and the run also counts how many faces facefind's own
+search still ties to their people in the output (bench/video_identities.py).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import machine
+import video_identities as identities
 from facefind.faces.opencv import OpenCVBackend
 
 SIZE = (1280, 720)
@@ -251,9 +254,17 @@ def run(args: argparse.Namespace) -> dict:
     from facefind.publish import video
 
     work = Path(tempfile.mkdtemp(prefix="facefind-video-bench-"))
-    photos = labelled(args.data, args.photos)
     clip = work / "clip.mp4"
-    truth = make_clip(clip, photos, args.seconds)
+    who: list[list[str]] | None = None
+    if args.clip == "lfw":
+        chosen = identities.people(args.lfw, args.people)
+        truth, who = identities.make_clip(clip, chosen, args.seconds * args.photos, SIZE, FPS)
+        faces_known = identities.gallery(chosen)
+        shown = [name for name, _ in chosen]
+    else:
+        photos = labelled(args.data, args.photos)
+        truth = make_clip(clip, photos, args.seconds)
+        shown = [str(p.relative_to(args.data)) for p, _ in photos]
     faces, hits_in = detected(clip, truth)
     variants = {
         "new": (
@@ -306,6 +317,12 @@ def run(args: argparse.Namespace) -> dict:
                     # ... and at least a quarter of the face's fine detail is left there: visible
                     visible_in_output=sum(d >= 0.25 for d in left),
                     detail_left_at_those_hits=[round(d, 3) for d in sorted(left)],
+                    # ... and can the output's faces still be tied to their people (--clip lfw)?
+                    identity=None
+                    if who is None
+                    else identities.identified(
+                        clip, Path(done.output), truth, who, faces_known, counted, iou
+                    ),
                 )
     for res in results.values():
         res["fps_median"] = statistics.median(res["fps"])
@@ -320,7 +337,8 @@ def run(args: argparse.Namespace) -> dict:
             "frames": len(truth),
             "seconds": len(truth) / FPS,
             "bytes": clip.stat().st_size,
-            "photos": [str(p.relative_to(args.data)) for p, _ in photos],
+            "source": args.clip,
+            "photos": shown,
         },
         "detect_every": args.detect_every,
         "detect_scale": args.detect_scale,
@@ -339,6 +357,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--video", action="store_true")
     ap.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared/datasets/wider_dev")
     ap.add_argument("--photos", type=int, default=5)
+    ap.add_argument(
+        "--clip",
+        choices=("wider", "lfw"),
+        default="wider",
+        help="wider: WIDER FACE crowds (faces of every size); lfw: a mosaic of lfw_dev people, and "
+        "whether redaction leaves them identifiable (bench/video_identities.py)",
+    )
+    ap.add_argument("--lfw", type=Path, default=Path(__file__).parents[2] / "shared/datasets/lfw_dev")
+    ap.add_argument("--people", type=int, default=48, help="--clip lfw: people in the mosaic")
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--detect-every", type=int, default=video_defaults().detect_every)
     ap.add_argument("--detect-scale", type=float, default=video_defaults().detect_scale)
@@ -374,8 +401,17 @@ def main(argv: list[str] | None = None) -> None:
             f"less than half covered {r['less_than_half_covered']}, least covered {r['least_covered']}, "
             f"indexing detector in the output {r['detected_in_output']} "
             f"({r['detector_hits_under_90_covered']} < 90% covered; of those, {r['visible_in_output']} "
-            f"with a quarter of the face's detail left: visible)"
+            f"with a quarter of the face's detail left)"
         )
+        i = r["identity"]
+        if i is not None:
+            print(
+                f"  identified (search, threshold {i['search_threshold']}): input {i['input']['identified']} "
+                f"of {i['input']['searched']}, output {i['output']['identified']}; verified against the "
+                f"person's own photos at FMR 1e-3 ({i['verify_threshold_fmr_1e-3']}): input "
+                f"{i['input']['verified']}, output {i['output']['verified']}; output's highest similarity "
+                f"to the person's photos {i['output_highest_similarity_to_own_photos']}"
+            )
     print(f"load average {res['load_average']}; {json.dumps(res['machine'])}")
 
 

@@ -293,6 +293,25 @@ def test_webm_becomes_matroska_with_its_audio(fr_copy: Path, tmp_path: Path) -> 
     assert visible(source, output, truth) == []  # (name, frame) of faces shown
 
 
+def test_an_odd_sized_video_comes_out_one_pixel_smaller_with_its_faces_hidden(
+    fr_copy: Path, tmp_path: Path
+) -> None:
+    """H.264 in 4:2:0 takes even sizes only: a 481x271 video (FFV1, which takes any size) comes
+    out 480x270 (its last column and row dropped), faces hidden, frames and audio kept."""
+    source = tmp_path / "odd.mkv"
+    truth = make_clip(source, size=(481, 271), frames=25, codecs=("ffv1", "aac", 16000))
+    report = run_json("redact", source, "--out", tmp_path / "out", "--keep", "none", db=fr_copy)
+    (video,) = report["videos"]
+    output = Path(video["output"])
+    with av.open(str(output)) as container:
+        v = container.streams.video[0].codec_context
+        assert (v.name, v.width, v.height) == ("h264", 480, 270)
+        assert container.streams.audio
+    frames, _, _ = streams(output)
+    assert frames == 25 and video["hidden"] >= 2
+    assert visible(source, output, truth) == []
+
+
 def test_video_manifest_round_trip_reviewer_unhides_and_adds_but_never_over_an_opt_out(
     fr_copy: Path, clip: tuple[Path, list], tmp_path: Path
 ) -> None:

@@ -154,7 +154,9 @@ def test_the_people_page_removes_a_false_face_and_adds_one_drawn_on_the_photo(se
             # A reviewer sees the face before calling it not one: its crop is lazy, and a crop
             # requested after the removal is rightly a 404 (which the page counts as an error).
             card.scroll_into_view_if_needed()
-            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=card.locator("img").element_handle())
+            page.wait_for_function(
+                "img => img.complete && img.naturalWidth > 0", arg=card.locator("img").element_handle()
+            )
             card.get_by_role("button", name="Not a face").click()
             expect(page.locator("main p.ok")).to_contain_text(f"Face {removed.face_id} removed: not a face")
             expect(card).to_have_count(0)

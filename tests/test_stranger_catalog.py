@@ -20,15 +20,14 @@ import pytest
 import facefind
 from facefind.evaluate import load_labelled
 from facefind.faces import load_backend
-from facefind.recognizers import NEW_CATALOGS
-from facefind.settings import Settings
+from facefind.recognizers import NEW_CATALOGS, builtin_settings
 
 from .conftest import DATASETS, new_catalog
 from .synthetic import add_image
 
 LFW = DATASETS / "lfw_dev"
 CACHE = Path(os.environ.get("FACEFIND_TEST_CACHE", "/tmp/facefind-test-cache"))
-NEW = Settings(flip_average=True, mirror_landmarks=True)  # what NEW_CATALOGS embeds with
+NEW = builtin_settings(NEW_CATALOGS)
 STRANGERS = 40  # the first people with one photo, by name
 
 

@@ -22,16 +22,22 @@ class ModelFile:
     size: int
 
 
-_ZOO = "https://github.com/opencv/opencv_zoo/raw/main/models"
+# OpenCV Zoo at the commits that hold these exact files (Git LFS pointers with these sha256 and
+# sizes): the Zoo later replaced face_recognition_sface_2021dec.onnx on its main branch with
+# another file of the same name (24,227,283 bytes), whose embeddings the shipped calibration
+# does not describe.
+_ZOO = "https://github.com/opencv/opencv_zoo/raw/{commit}/models"
 YUNET = ModelFile(
     "face_detection_yunet_2023mar.onnx",
-    f"{_ZOO}/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+    _ZOO.format(commit="82b38c8f98e7b52aa171400f3e4c722352d0669f")
+    + "/face_detection_yunet/face_detection_yunet_2023mar.onnx",
     "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
     232_589,
 )
 SFACE = ModelFile(
     "face_recognition_sface_2021dec.onnx",
-    f"{_ZOO}/face_recognition_sface/face_recognition_sface_2021dec.onnx",
+    _ZOO.format(commit="edef535367a4f8053b5bfb7580935c83772a9639")
+    + "/face_recognition_sface/face_recognition_sface_2021dec.onnx",
     "0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79",
     38_696_353,
 )

@@ -128,13 +128,20 @@ def spec(catalog: Catalog, name: str) -> RecognizerSpec | None:
     )
 
 
-def settings_for(catalog: Catalog, settings: Settings, name: str) -> Settings:
+def builtin_settings(name: str, settings: Settings | None = None) -> Settings:
+    """`settings` (default ones if None) embedding as the built-in recognizer `name` does."""
+    if name not in BUILTINS:
+        raise RecognizerError(f"{name!r} is not built in; built in are {', '.join(BUILTINS)}")
     return replace(
-        settings,
-        recognizer=spec(catalog, name),
-        flip_average=name in (FLIPPED, MIRRORED),
-        mirror_landmarks=name == MIRRORED,
+        settings or Settings(), flip_average=name in (FLIPPED, MIRRORED), mirror_landmarks=name == MIRRORED
     )
+
+
+def settings_for(catalog: Catalog, settings: Settings, name: str) -> Settings:
+    own = spec(catalog, name)
+    if own is None:
+        return replace(builtin_settings(name, settings), recognizer=None)
+    return replace(settings, recognizer=own, flip_average=False, mirror_landmarks=False)
 
 
 def new_catalog_settings() -> dict[str, str]:

@@ -300,7 +300,10 @@ class _Sink:
         self.container = av.open(str(temp), "w", format=FORMATS[suffix])
         self.codec = encoder_name()
         vout: Any = self.container.add_stream(self.codec, rate=vin.average_rate or vin.guessed_rate or 25)
-        vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
+        # 4:2:0 encoders take even sizes only: an odd-sized video loses its last column or row
+        self.width, self.height = vin.codec_context.width // 2 * 2, vin.codec_context.height // 2 * 2
+        self.odd = (self.width, self.height) != (vin.codec_context.width, vin.codec_context.height)
+        vout.width, vout.height = self.width, self.height
         vout.pix_fmt = "yuv420p"
         vout.time_base = vin.time_base
         if self.codec == "libx264":
@@ -323,7 +326,9 @@ class _Sink:
                         self.container.mux(item[1])
                     continue
                 _, frame, faces = item
-                if faces:
+                if self.odd:
+                    new = even_frame(frame, faces, style, margin, self.width, self.height)
+                elif faces:
                     new = drawn_frame(frame, faces, style, margin)
                 else:  # nothing to draw: the decoded frame as it is (the encoder converts its format)
                     new = frame
@@ -356,6 +361,21 @@ def drawn_frame(frame: Any, faces: list[r.ManifestFace], style: str, margin: flo
         plane = flat[start : start + cw * ch].reshape(ch, cw)
         plane[:] = r.draw(plane, half, style, margin, fill=128)
     new = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+    new.pts, new.time_base = frame.pts, frame.time_base
+    return new
+
+
+def even_frame(
+    frame: Any, faces: list[r.ManifestFace], style: str, margin: float, width: int, height: int
+) -> Any:
+    """An odd-sized frame cut to `width` x `height` (even: its last column or row dropped), with
+    `faces` drawn on it in BGR (the YUV planes of an odd size cannot be cut that way)."""
+    import av
+
+    image = frame.to_ndarray(format="bgr24")[:height, :width]
+    if faces:
+        image = r.draw(image, faces, style, margin)
+    new = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
     new.pts, new.time_base = frame.pts, frame.time_base
     return new
 
@@ -524,6 +544,10 @@ class VideoRedactor:
         try:
             vin = source.streams.video[0]
             width, height = vin.codec_context.width, vin.codec_context.height
+            if width < 2 or height < 2:
+                raise FacefindError(
+                    f"{shown(str(path))}: frames of {width}x{height} are too small to be a video"
+                )
             if width * height > limit:
                 raise FacefindError(
                     f"{shown(str(path))}: frames of {width}x{height} exceed the limit of {limit} pixels; "
