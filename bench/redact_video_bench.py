@@ -409,7 +409,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"  identified (search, threshold {i['search_threshold']}): input {i['input']['identified']} "
                 f"of {i['input']['searched']}, output {i['output']['identified']}; verified against the "
                 f"person's own photos at FMR 1e-3 ({i['verify_threshold_fmr_1e-3']}): input "
-                f"{i['input']['verified']}, output {i['output']['verified']}; output's highest similarity "
+                f"{i['input']['verified']}, output {i['output']['verified']} (as the next person: input "
+                f"{i['input']['verified_as_next_person']}, output {i['output']['verified_as_next_person']}); "
+                f"output's highest similarity "
                 f"to the person's photos {i['output_highest_similarity_to_own_photos']}"
             )
     print(f"load average {res['load_average']}; {json.dumps(res['machine'])}")

@@ -14,7 +14,7 @@ verification that loose calls them one person). In the input that is how well fa
 people; in the output, what redaction leaves of it. A face is looked at where facefind finds it
 in the input (the chip cut at those landmarks, in the output too) and, where the indexing
 detector fires on the output there, at the output's own landmarks as well: the higher similarity
-counts.
+counts. The same verification against the next person's photos (by name) gives its chance level.
 """
 
 from __future__ import annotations
@@ -139,14 +139,16 @@ def identified(
     search_at = calibration.threshold_for_fpir(DEFAULT_MAX_FPIR, len(names))
     verify_at = calibration.threshold(VERIFY_FMR)
     own = {n: np.array([k for k, m in enumerate(names) if m == n]) for n in set(names)}
+    order = sorted(own)
+    following = {n: order[(i + 1) % len(order)] for i, n in enumerate(order)}
 
     def best(box: np.ndarray, found: list) -> object | None:
         top = max(((iou(box, d.box), d) for d in found), key=lambda x: x[0], default=(0.0, None))
         return top[1] if top[0] >= 0.3 else None
 
     out = {
-        "input": {"searched": 0, "identified": 0, "verified": 0},
-        "output": {"searched": 0, "identified": 0, "verified": 0},
+        "input": {"searched": 0, "identified": 0, "verified": 0, "verified_as_next_person": 0},
+        "output": {"searched": 0, "identified": 0, "verified": 0, "verified_as_next_person": 0},
     }
     highest: list[float] = []
     not_found = 0
@@ -179,6 +181,8 @@ def identified(
                     res["searched"] += 1
                     res["identified"] += int(top[k] >= search_at and names[k] == name)
                     res["verified"] += int(top[own[name]].max() >= verify_at)
+                    # the chance level: the same comparison with the next person's photos
+                    res["verified_as_next_person"] += int(top[own[following[name]]].max() >= verify_at)
                     if side == "output":
                         highest.append(float(top[own[name]].max()))
     return {
