@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .faces.onnx import RecognizerSpec
 
 APP = "facefind"
+ENGINES = ("auto", "openvino", "opencv")
 
 
 def default_db_path() -> Path:
@@ -132,6 +133,9 @@ class Settings:
     # No photo file is larger; stops endless or huge reads. FACEFIND_MAX_FILE_BYTES raises it.
     max_file_bytes: int = field(default_factory=lambda: max_file_bytes_from_environment())
     max_aspect_ratio: float = 20.0
+    # What runs the built-in YuNet and SFace: "auto" (OpenVINO when installed, else OpenCV's DNN),
+    # "openvino" or "opencv" (faces/opencv.py `engine`; FACEFIND_ENGINE sets it).
+    engine: str = field(default_factory=lambda: os.environ.get("FACEFIND_ENGINE", "auto"))
     # The registered recognizer in use (`facefind models use`); None is the built-in SFace. Kept
     # here so worker processes, which get the settings, load the same model as the parent.
     recognizer: RecognizerSpec | None = None
