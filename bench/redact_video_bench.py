@@ -91,12 +91,7 @@ def make_clip(path: Path, photos: list[tuple[Path, np.ndarray]], seconds: float)
             vw = min(iw, ih * width / height) / zoom
             vh = vw * height / width
             x0, y0 = (iw - vw) * (u if k % 2 == 0 else 1 - u), (ih - vh) * 0.5
-            s = width / vw
-            frame = cv2.warpAffine(image, np.array([[s, 0, -x0 * s], [0, s, -y0 * s]]), SIZE)
-            moved = boxes.copy()
-            moved[:, 0] = (boxes[:, 0] - x0) * s
-            moved[:, 1] = (boxes[:, 1] - y0) * s
-            moved[:, 2:] = boxes[:, 2:] * s
+            frame, moved = identities.pan_zoom(image, boxes, x0, y0, width / vw, SIZE)
             truth.append(moved)
             for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
                 container.mux(packet)

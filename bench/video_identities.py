@@ -61,6 +61,17 @@ def _labelled(backend: OpenCVBackend, image: np.ndarray) -> Detection | None:
     )
 
 
+def pan_zoom(
+    image: np.ndarray, boxes: np.ndarray, x0: float, y0: float, s: float, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frame showing `image` from (x0, y0) scaled by `s`, and `boxes` (x, y, w, h) moved with it."""
+    frame = cv2.warpAffine(image, np.array([[s, 0, -x0 * s], [0, s, -y0 * s]]), size)
+    moved = boxes.copy()
+    moved[:, :2] = (boxes[:, :2] - np.array([x0, y0], np.float32)) * s
+    moved[:, 2:] = boxes[:, 2:] * s
+    return frame, moved
+
+
 def make_clip(
     path: Path, chosen: list[tuple[str, list[Path]]], seconds: float, size: tuple[int, int], fps: int
 ) -> tuple[list[np.ndarray], list[list[str]]]:
@@ -94,12 +105,7 @@ def make_clip(
         vh = ch / zoom
         vw = vh * width / height
         x0, y0 = (cw - vw) * u, (ch - vh) * 0.5
-        s = width / vw
-        frame = cv2.warpAffine(canvas, np.array([[s, 0, -x0 * s], [0, s, -y0 * s]]), size)
-        moved = base.copy()
-        moved[:, 0] = (base[:, 0] - x0) * s
-        moved[:, 1] = (base[:, 1] - y0) * s
-        moved[:, 2:] = base[:, 2:] * s
+        frame, moved = pan_zoom(canvas, base, x0, y0, width / vw, size)
         truth.append(moved)
         for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
             container.mux(packet)

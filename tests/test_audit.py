@@ -32,6 +32,18 @@ def test_search_without_purpose_is_refused_and_not_logged(fr_db: Path, tmp_path:
     assert [e["action"] for e in run_json("audit", "show", db=db)] == ["collection"]
 
 
+def test_audit_show_cuts_long_details_and_json_keeps_them_whole(fr_db: Path, tmp_path: Path) -> None:
+    db = tmp_path / "catalog.db"
+    shutil.copy(fr_db, db)
+    note = "request " + "x" * 100
+    run_json("optout", "add", OBAMA, "--note", note, db=db)
+    shown = run_cli("audit", "show", db=db)
+    assert shown.returncode == 0, shown.stderr
+    (line,) = [x for x in shown.stdout.splitlines() if " optout " in x]
+    assert "note=request xxx" in line and note not in line and "…" in line
+    assert any(e["details"].get("note") == note for e in run_json("audit", "show", db=db))
+
+
 def test_every_search_is_recorded_with_who_why_and_what(audited: Path) -> None:
     entries = run_json("audit", "show", db=audited)
     assert [e["action"] for e in entries] == ["collection"] + ["search"] * 5 + ["verify"]

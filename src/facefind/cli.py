@@ -1810,7 +1810,7 @@ def audit_head(db: Db = None, as_json: Json = False) -> None:
 
 @audit_app.command("show")
 def audit_show(since: Since = None, until: Until = None, db: Db = None, as_json: Json = False) -> None:
-    """Entries, oldest first: when, who, what, why, and how many results."""
+    """Entries, oldest first: when, who, what, why, and how many results (long details cut; --json: whole)."""
     with session(db) as ff:
         entries = list(ff.audit.entries(since, until))
     if as_json:
@@ -1828,15 +1828,21 @@ def audit_show(since: Since = None, until: Until = None, db: Db = None, as_json:
         )
 
 
+DETAIL_CHARS = 60  # a detail longer than this is cut in `audit show` (--json has it whole)
+
+
 def _detail(value: Any) -> str | None:
-    """A detail as text: scalars as they are, lists of scalars (face ids) joined; None for nested ones."""
+    """A detail as text: scalars as they are, lists of scalars (face ids) joined, at most
+    DETAIL_CHARS; None for nested ones."""
     if isinstance(value, dict):
         return None
     if isinstance(value, list):
         if any(isinstance(v, list | dict) for v in value):
             return None
-        return ",".join(map(str, value)) or "-"
-    return str(value)
+        text = ",".join(map(str, value)) or "-"
+    else:
+        text = str(value)
+    return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 1] + "…"
 
 
 @audit_app.command("export")
