@@ -1828,7 +1828,7 @@ def audit_show(since: Since = None, until: Until = None, db: Db = None, as_json:
         )
 
 
-DETAIL_CHARS = 60  # a detail longer than this is cut in `audit show` (--json has it whole)
+DETAIL_CHARS = 64  # a detail longer than this (a SHA-256 is not) is cut in `audit show` (--json: whole)
 
 
 def _detail(value: Any) -> str | None:
