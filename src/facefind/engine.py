@@ -757,12 +757,15 @@ class FaceFind:
                 f"{loosest_fmr:g} per comparison); the service allows {floor:.3f} or higher: use the "
                 f"default, or a smaller --max-fpir or --max-fmr"
             )
+        first = load_image(photos[0], self.settings, rgb)  # decoded once: its faces, then their crops
         if share == 1:
-            query_faces = self._query_faces(photos[0], face, rgb)
+            query_faces = self._query_faces(photos[0], face, rgb, first)
             groups = [[i] for i in range(len(query_faces))]  # each face of the photo on its own
             fused: list[QueryPhoto] = []
         else:
-            query_faces = [self._query_faces(p, 0, rgb)[0] for p in photos]
+            query_faces = [
+                self._query_faces(p, 0, rgb, first if n == 0 else None)[0] for n, p in enumerate(photos)
+            ]
             groups = [list(range(share))]  # one person: one query
             fused = self._fused_photos(photos, [f for _, f in query_faces], calibration)
         queries = np.vstack([f.embedding for _, f in query_faces])
@@ -833,22 +836,19 @@ class FaceFind:
         if share > 1:
             details["photos_sha256"] = [_sha256(p, self.settings) for p in photos]
         entry = self.audit.record(self.actor, "search", details, purpose, _sha256(photos[0], self.settings))
-        self._await_confirmation(entry.seq, entry.at, purpose, photos[0], out, rgb)
+        self._await_confirmation(entry.seq, entry.at, purpose, first, out)
         return result
 
     def _await_confirmation(
-        self, seq: int, at: str, purpose: str, photo: ImageSource, out: list[QueryFace], rgb: bool
+        self, seq: int, at: str, purpose: str, image: np.ndarray, out: list[QueryFace]
     ) -> None:
         """The matches of search `seq` await confirmation, with the query faces they were found
-        for (small crops, kept under the collections' retention) for reviewers to compare."""
+        for (small crops of the decoded query photo, kept under the collections' retention) for
+        reviewers to compare."""
         if not any(f.matches for f in out):
             return
-        try:
-            image = load_image(photo, self.settings, rgb)
-            box = lambda f: (f.box.x, f.box.y, f.box.w, f.box.h)  # noqa: E731
-            crops = {f.face: face_thumbnail(image, box(f), 160) for f in out if f.matches}
-        except ImageError:  # the photo changed since it was searched: review without it
-            crops = {}
+        box = lambda f: (f.box.x, f.box.y, f.box.w, f.box.h)  # noqa: E731
+        crops = {f.face: face_thumbnail(image, box(f), 160) for f in out if f.matches}
         confirmations.record(self.catalog, seq, self.actor, at, purpose, out, crops)
 
     def _fused_photos(
@@ -1046,8 +1046,13 @@ class FaceFind:
         self.audit.record(self.actor, "verify", details, purpose or self.purpose, _sha256(a, self.settings))
         return verification
 
-    def _query_faces(self, image: ImageSource, face: int | None, rgb: bool = False) -> list[tuple[int, Face]]:
-        found = self.faces(image, rgb=rgb)
+    def _query_faces(
+        self, image: ImageSource, face: int | None, rgb: bool = False, decoded: np.ndarray | None = None
+    ) -> list[tuple[int, Face]]:
+        """The faces of a query photo (`decoded`: the photo already decoded), numbered."""
+        if decoded is None:
+            decoded = load_image(image, self.settings, rgb)
+        found = analyze(self.backend, decoded, self.settings)
         if not found:
             raise NoFaceError(
                 f"no face found in {_describe(image)}. Use a photo in which the face is clearly "
