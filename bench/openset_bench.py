@@ -59,6 +59,7 @@ import machine
 from facefind import evaluate as ev
 from facefind.calibration import DEFAULT_MAX_FMR, Calibration, default_calibration
 from facefind.faces import load_backend
+from facefind.recognizers import NEW_CATALOGS, builtin_settings
 from facefind.settings import Settings
 from index_bench import CHUNK, PER_IDENTITY, FaceLikeData, measure_spread
 from lfw_synth import FittedFaces, score_quantiles
@@ -404,10 +405,12 @@ def _baseline_set(ours: ev.LabelledSet) -> ev.LabelledSet:
 def lfw(datasets: Path, cache: Path) -> dict:
     """Issue 22's open-set protocol and the LFW pairs on lfw_dev, facefind vs face_recognition."""
     folder = datasets / "lfw_dev"
-    settings = Settings()
+    settings = builtin_settings(NEW_CATALOGS)  # what a new catalog indexes with
     backend = load_backend(settings)
     started = time.perf_counter()
-    ours = _cached(cache / "facefind.npz", lambda: ev.load_labelled(folder, settings, 2, lambda: backend))
+    ours = _cached(
+        cache / f"{backend.model_id}.npz", lambda: ev.load_labelled(folder, settings, 2, lambda: backend)
+    )
     print(f"facefind embeddings: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     pairs = ev.read_pairs(folder / "pairs.tsv", ours)
     shipped = default_calibration(backend.model_id)
@@ -495,9 +498,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.synthetic_lfw:
-        settings = Settings()
+        settings = builtin_settings(NEW_CATALOGS)
         real = _cached(
-            args.cache / "facefind.npz",
+            args.cache / f"{load_backend(settings).model_id}.npz",
             lambda: ev.load_labelled(args.datasets / "lfw_dev", settings, 2, lambda: load_backend(settings)),
         )
         result = {
